@@ -1,0 +1,151 @@
+// Endpoint: Sluice's RPC and RMA transport over libfabric.
+//
+// One Endpoint is one libfabric RDM endpoint (FI_EP_RDM, FI_MSG | FI_RMA) on a
+// provider chosen by configuration ("tcp;ofi_rxm" by default; "verbs;ofi_rxm"
+// and "shm" unchanged). An Endpoint can serve (handlers registered before
+// start()) and call (connect() to a peer's "host:port", then call()) at once:
+// storage nodes serve clients and call the metadata server and each other.
+//
+// Frames: every message is a FrameHeader (common/net/frame.h) followed by a
+// body of at most EndpointOptions::max_body bytes. Bodies are opaque here;
+// services encode them with FlatBuffers and verify them (common/wire/).
+//
+// Bulk data moves by RMA: the caller registers a buffer (registerMemory), puts
+// its RemoteBuffer descriptor into the request body, and the handler pulls
+// (rmaRead) or pushes (rmaWrite) the bytes before replying.
+//
+// Thread safety: all public methods are safe to call from any thread after
+// start(). Handlers run on the endpoint's worker pool and may block (disk I/O,
+// RMA); replies may be sent from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/core/result.h"
+#include "common/core/status.h"
+
+namespace sluice::net {
+
+using Duration = std::chrono::milliseconds;
+
+// Opcode = service id << 8 | method number. Service ids are fixed here; method
+// numbers are declared in each service's schema (common/wire/*.fbs).
+enum class ServiceId : uint8_t {
+  kTransport = 0,  // built-in: ping
+  kStorage = 1,
+  kMeta = 2,
+};
+constexpr uint16_t makeOpcode(ServiceId s, uint8_t method) {
+  return static_cast<uint16_t>(static_cast<uint16_t>(s) << 8 | method);
+}
+constexpr uint16_t kOpPing = makeOpcode(ServiceId::kTransport, 1);  // echoes its body
+
+struct EndpointOptions {
+  std::string provider = "tcp;ofi_rxm";  // libfabric provider string
+  // "host:port" to listen on; port 0 picks a free one. Empty: client only
+  // (an ephemeral address that peers can still reply to).
+  std::string listen = "";
+  size_t max_body = 4u << 20;            // largest frame body accepted or sent
+  size_t worker_threads = 4;             // handler pool size
+  size_t max_inflight_per_peer = 64;     // calls beyond this wait for a slot (within their timeout)
+  Duration default_timeout{10000};
+};
+
+// Names a registered buffer of a remote process, as carried in request bodies.
+struct RemoteBuffer {
+  uint64_t addr = 0;    // address or offset, as the provider's MR mode requires
+  uint64_t key = 0;     // the registration's remote key
+  uint64_t length = 0;  // bytes the peer may access starting at addr
+};
+
+enum class Access : uint8_t {
+  kLocalOnly = 0,  // source/target of this process's own rmaRead/rmaWrite
+  kRemoteRead = 1,   // peers may rmaRead from it (e.g. a put's payload)
+  kRemoteWrite = 2,  // peers may rmaWrite into it (e.g. a get's target)
+  kRemoteReadWrite = 3,
+};
+
+// A buffer registered with the fabric. Deregistered on destruction; the
+// memory is owned by the caller unless created by Endpoint::allocateMemory.
+class MemoryRegion {
+ public:
+  virtual ~MemoryRegion() = default;
+  virtual uint8_t* data() const = 0;
+  virtual size_t size() const = 0;
+  // Descriptor a peer needs to reach [offset, offset + length) of this buffer.
+  virtual RemoteBuffer remote(size_t offset, size_t length) const = 0;
+  RemoteBuffer remote() const { return remote(0, size()); }
+};
+
+using PeerId = uint64_t;  // an endpoint-local handle for a connected peer
+
+// What a handler receives. The handler, or whoever it hands the call to, must
+// call reply() exactly once; a call destroyed without a reply answers
+// kInternal to the caller so it never waits for its timeout.
+class IncomingCall {
+ public:
+  virtual ~IncomingCall() = default;
+  virtual uint16_t opcode() const = 0;
+  virtual uint64_t requestId() const = 0;
+  virtual PeerId peer() const = 0;
+  virtual std::span<const uint8_t> body() const = 0;
+
+  // Pull `length` bytes from the caller's `remote` (at remote_offset) into
+  // `local` (at local_offset); blocks until complete or failed.
+  virtual Status rmaRead(const MemoryRegion& local, size_t local_offset, const RemoteBuffer& remote,
+                         size_t remote_offset, size_t length) = 0;
+  // Push `length` bytes from `local` into the caller's `remote` buffer.
+  virtual Status rmaWrite(const MemoryRegion& local, size_t local_offset,
+                          const RemoteBuffer& remote, size_t remote_offset, size_t length) = 0;
+
+  // A non-OK status travels as the frame status plus its message.
+  virtual void reply(const Status& status, std::span<const uint8_t> body = {}) = 0;
+};
+
+using Handler = std::function<void(std::unique_ptr<IncomingCall>)>;
+using ReplyCallback = std::function<void(Result<std::vector<uint8_t>>)>;
+
+class Endpoint {
+ public:
+  static Result<std::unique_ptr<Endpoint>> create(const EndpointOptions& options);
+  virtual ~Endpoint() = default;
+
+  // Register before start(). Unknown opcodes answer kUnimplemented.
+  virtual void registerHandler(uint16_t opcode, Handler handler) = 0;
+  virtual Status start() = 0;
+  // Fails pending calls with kShutdown, stops threads, closes the endpoint.
+  // Idempotent; also run by the destructor.
+  virtual void shutdown() = 0;
+
+  // The "host:port" peers use to reach this endpoint (valid after start()).
+  virtual std::string address() const = 0;
+  virtual const std::string& provider() const = 0;
+
+  // Resolve and remember a peer. Cheap to call again for the same address.
+  virtual Result<PeerId> connect(const std::string& host_port) = 0;
+
+  // Asynchronous call: `done` runs exactly once, on a transport thread, with
+  // the reply body or an error (kTimeout after `timeout`, the remote status,
+  // kShutdown, kUnavailable for an unreachable peer). Keep `done` short.
+  virtual void callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body,
+                         Duration timeout, ReplyCallback done) = 0;
+  // Blocking call with the default timeout.
+  Result<std::vector<uint8_t>> call(PeerId peer, uint16_t opcode, std::span<const uint8_t> body);
+  Result<std::vector<uint8_t>> call(PeerId peer, uint16_t opcode, std::span<const uint8_t> body,
+                                    Duration timeout);
+
+  // Register caller-owned memory for RMA.
+  virtual Result<std::unique_ptr<MemoryRegion>> registerMemory(void* data, size_t size,
+                                                               Access access) = 0;
+  // Allocate page-aligned memory and register it; freed with the region.
+  virtual Result<std::unique_ptr<MemoryRegion>> allocateMemory(size_t size, Access access) = 0;
+};
+
+}  // namespace sluice::net
