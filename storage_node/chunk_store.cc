@@ -1,0 +1,599 @@
+#include "storage_node/chunk_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "storage_node/chunk_file.h"
+
+namespace sluice::storage {
+namespace {
+
+constexpr size_t kAlign = 4096;
+constexpr uint64_t kHardMaxChunk = 64ull << 20;
+constexpr const char* kTempPrefix = ".tmp.";
+
+uint64_t alignDown(uint64_t v) { return v & ~static_cast<uint64_t>(kAlign - 1); }
+uint64_t alignUp(uint64_t v) { return alignDown(v + kAlign - 1); }
+
+struct XxhStateDeleter {
+  void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
+};
+using XxhState = std::unique_ptr<XXH3_state_t, XxhStateDeleter>;
+XxhState newHashState() {
+  XxhState s(XXH3_createState());
+  if (s) XXH3_128bits_reset(s.get());
+  return s;
+}
+ChunkId digest(XXH3_state_t* s) {
+  XXH128_hash_t h = XXH3_128bits_digest(s);
+  return ChunkId{h.high64, h.low64};
+}
+
+struct LinuxDirent64 {
+  uint64_t d_ino;
+  int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[1];
+};
+
+// Calls fn(name, d_type) for every entry but "." and "..", reading the
+// directory in large getdents64 batches (no per-entry syscalls).
+template <typename Fn>
+Status forEachDirEntry(int dirfd, const std::string& what, Fn&& fn) {
+  std::vector<char> buf(1u << 20);
+  for (;;) {
+    long n = ::syscall(SYS_getdents64, dirfd, buf.data(), buf.size());
+    if (n < 0) return errnoStatus(errno, "reading directory " + what);
+    if (n == 0) return Status::ok();
+    for (long pos = 0; pos < n;) {
+      auto* d = reinterpret_cast<LinuxDirent64*>(buf.data() + pos);
+      pos += d->d_reclen;
+      std::string_view name(d->d_name);
+      if (name == "." || name == "..") continue;
+      SLUICE_RETURN_IF_ERROR(fn(name, d->d_type));
+    }
+  }
+}
+
+std::optional<uint32_t> parseStripeName(std::string_view name) {
+  uint32_t v = 0;
+  if (name.empty() || name.size() > 10) return std::nullopt;
+  if (name.size() > 1 && name[0] == '0') return std::nullopt;
+  auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), v);
+  if (ec != std::errc() || p != name.data() + name.size()) return std::nullopt;
+  return v;
+}
+
+Status mkdirIfMissing(int dirfd, const char* name, bool* created) {
+  *created = false;
+  if (::mkdirat(dirfd, name, 0755) == 0) {
+    *created = true;
+    return Status::ok();
+  }
+  if (errno == EEXIST) return Status::ok();
+  return errnoStatus(errno, std::string("mkdir ") + name);
+}
+
+}  // namespace
+
+IoContext::~IoContext() {
+  queue_.reset();
+  std::free(buf_);
+}
+
+ChunkStore::ChunkStore(ChunkStoreOptions options) : options_(std::move(options)) {}
+
+ChunkStore::~ChunkStore() {
+  for (auto& [s, fd] : stripe_fds_) ::close(fd);
+  for (int fd : {stripes_fd_, quarantine_fd_, root_fd_, lock_fd_}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+Result<std::unique_ptr<ChunkStore>> ChunkStore::open(ChunkStoreOptions options) {
+  if (options.data_dir.empty()) return invalidArgument("chunk store: data directory not set");
+  if (options.max_chunk_bytes == 0 || options.max_chunk_bytes > kHardMaxChunk) {
+    options.max_chunk_bytes = kHardMaxChunk;
+  }
+  if (options.max_stripes == 0) return invalidArgument("chunk store: max_stripes must be > 0");
+  options.io_buffer_bytes = std::max<size_t>(alignUp(options.io_buffer_bytes), 64 * 1024);
+  std::unique_ptr<ChunkStore> store(new ChunkStore(std::move(options)));
+  SLUICE_RETURN_IF_ERROR(store->init().withContext("opening data directory " +
+                                                    store->options_.data_dir));
+  return store;
+}
+
+Status ChunkStore::init() {
+  auto t0 = std::chrono::steady_clock::now();
+  io_ = options_.file_io ? options_.file_io : makeUringFileIo();
+  syncer_ = std::make_unique<DirSyncer>(*io_);
+  std::error_code ec;
+  std::filesystem::create_directories(options_.data_dir, ec);
+  if (ec) return ioError("create directory: " + ec.message());
+  SLUICE_ASSIGN_OR_RETURN(root_fd_,
+                          io_->openAt(AT_FDCWD, options_.data_dir, O_RDONLY | O_DIRECTORY, 0));
+  SLUICE_ASSIGN_OR_RETURN(lock_fd_, io_->openAt(root_fd_, "LOCK", O_RDWR | O_CREAT, 0644));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return failedPrecondition(
+        "the directory is locked by another running sluice-storage; stop it or use another "
+        "data directory");
+  }
+  bool c1 = false, c2 = false;
+  SLUICE_RETURN_IF_ERROR(mkdirIfMissing(root_fd_, "stripes", &c1));
+  SLUICE_RETURN_IF_ERROR(mkdirIfMissing(root_fd_, "quarantine", &c2));
+  if ((c1 || c2) && options_.durable) SLUICE_RETURN_IF_ERROR(io_->syncFd(root_fd_));
+  SLUICE_ASSIGN_OR_RETURN(stripes_fd_, io_->openAt(root_fd_, "stripes", O_RDONLY | O_DIRECTORY, 0));
+  SLUICE_ASSIGN_OR_RETURN(quarantine_fd_,
+                          io_->openAt(root_fd_, "quarantine", O_RDONLY | O_DIRECTORY, 0));
+  struct statvfs vfs {};
+  if (::fstatvfs(root_fd_, &vfs) == 0) fs_size_ = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+  SLUICE_RETURN_IF_ERROR(probeDirectIo());
+  SLUICE_RETURN_IF_ERROR(rebuildInventory());
+  uint64_t q = 0;
+  SLUICE_RETURN_IF_ERROR(forEachDirEntry(quarantine_fd_, "quarantine", [&](std::string_view, unsigned char) {
+    ++q;
+    return Status::ok();
+  }));
+  quarantined_ = q;
+  open_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return Status::ok();
+}
+
+Status ChunkStore::probeDirectIo() {
+  direct_ = false;
+  if (!options_.allow_direct_io) return Status::ok();
+  const char* name = ".direct-probe";
+  int fd = ::openat(root_fd_, name, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EINVAL) return Status::ok();  // e.g. tmpfs: buffered I/O
+    return errnoStatus(errno, "O_DIRECT probe");
+  }
+  void* page = std::aligned_alloc(kAlign, kAlign);
+  std::memset(page, 0, kAlign);
+  direct_ = ::pwrite(fd, page, kAlign, 0) == static_cast<ssize_t>(kAlign) &&
+            ::pread(fd, page, kAlign, 0) == static_cast<ssize_t>(kAlign);
+  std::free(page);
+  ::close(fd);
+  ::unlinkat(root_fd_, name, 0);
+  return Status::ok();
+}
+
+Status ChunkStore::rebuildInventory() {
+  std::vector<std::pair<uint32_t, std::string>> dirs;
+  SLUICE_RETURN_IF_ERROR(forEachDirEntry(stripes_fd_, "stripes", [&](std::string_view name, unsigned char) {
+    auto s = parseStripeName(name);
+    if (!s) return Status::ok();  // not ours; leave it alone
+    if (*s >= options_.max_stripes) {
+      return failedPrecondition("stripes/" + std::string(name) + " is beyond max_stripes " +
+                                std::to_string(options_.max_stripes) +
+                                "; raise max_stripes to the cluster's stripe count");
+    }
+    dirs.emplace_back(*s, std::string(name));
+    return Status::ok();
+  }));
+  for (auto& [stripe, name] : dirs) {
+    SLUICE_ASSIGN_OR_RETURN(int fd, io_->openAt(stripes_fd_, name, O_RDONLY | O_DIRECTORY, 0));
+    {
+      std::lock_guard lock(mu_);
+      stripe_fds_[stripe] = fd;
+    }
+    SLUICE_RETURN_IF_ERROR(scanStripe(stripe, fd));
+  }
+  return Status::ok();
+}
+
+Status ChunkStore::scanStripe(uint32_t stripe, int dirfd) {
+  const std::string what = "stripes/" + std::to_string(stripe);
+  std::vector<std::pair<ChunkId, std::string>> bad;
+  SLUICE_RETURN_IF_ERROR(forEachDirEntry(dirfd, what, [&](std::string_view name, unsigned char) {
+    std::string n(name);
+    if (name.substr(0, std::strlen(kTempPrefix)) == kTempPrefix) {
+      // A put that never finished: it was not acknowledged, so drop it.
+      if (::unlinkat(dirfd, n.c_str(), 0) == 0) ++temps_removed_;
+      return Status::ok();
+    }
+    auto id = ChunkId::fromHex(name);
+    if (!id || id->toHex() != name) return Status::ok();
+    struct stat st {};
+    if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return errnoStatus(errno, "stat " + what + "/" + n);
+    }
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (!S_ISREG(st.st_mode) || size < kChunkHeaderSize ||
+        size - kChunkHeaderSize > options_.max_chunk_bytes) {
+      bad.emplace_back(*id, n);
+      return Status::ok();
+    }
+    std::lock_guard lock(mu_);
+    insertLocked(*id, stripe, size - kChunkHeaderSize);
+    return Status::ok();
+  }));
+  for (auto& [id, name] : bad) quarantine(id, stripe, "file size does not fit the chunk format");
+  return Status::ok();
+}
+
+Result<int> ChunkStore::stripeDir(uint32_t stripe, bool create) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = stripe_fds_.find(stripe);
+    if (it != stripe_fds_.end()) return it->second;
+  }
+  const std::string name = std::to_string(stripe);
+  if (!create) return notFound("stripe " + name + " has no directory");
+  bool created = false;
+  SLUICE_RETURN_IF_ERROR(mkdirIfMissing(stripes_fd_, name.c_str(), &created));
+  if (created && options_.durable) SLUICE_RETURN_IF_ERROR(io_->syncFd(stripes_fd_));
+  SLUICE_ASSIGN_OR_RETURN(int fd, io_->openAt(stripes_fd_, name, O_RDONLY | O_DIRECTORY, 0));
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = stripe_fds_.emplace(stripe, fd);
+  if (!inserted) ::close(fd);
+  return it->second;
+}
+
+void ChunkStore::insertLocked(const ChunkId& id, uint32_t stripe, uint64_t length) {
+  auto [it, inserted] = chunks_.emplace(id, Entry{stripe, length});
+  if (!inserted) return;
+  StripeSet& s = stripes_[stripe];
+  s.ids.insert(id);
+  s.bytes += length;
+  used_ += length;
+}
+
+bool ChunkStore::eraseLocked(const ChunkId& id) {
+  auto it = chunks_.find(id);
+  if (it == chunks_.end()) return false;
+  auto sit = stripes_.find(it->second.stripe);
+  if (sit != stripes_.end()) {
+    sit->second.ids.erase(id);
+    sit->second.bytes -= it->second.length;
+    if (sit->second.ids.empty()) stripes_.erase(sit);
+  }
+  used_ -= it->second.length;
+  chunks_.erase(it);
+  return true;
+}
+
+void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::string& why) {
+  {
+    std::lock_guard lock(mu_);
+    eraseLocked(id);
+    corrupt_log_.push_back(CorruptReport{id, stripe, why});
+    if (corrupt_log_.size() > 64) corrupt_log_.pop_front();
+  }
+  auto dir = stripeDir(stripe, false);
+  if (!dir.isOk()) return;
+  const std::string hex = id.toHex();
+  const std::string dest = hex + "." + std::to_string(::getpid()) + "." +
+                           std::to_string(quarantine_seq_.fetch_add(1));
+  Status s = io_->renameAt(*dir, hex, quarantine_fd_, dest);
+  if (!s.isOk()) {
+    // Could not move it aside: remove it so it is never served.
+    io_->unlinkAt(*dir, hex).ignore();
+  } else {
+    ++quarantined_;
+  }
+  if (options_.durable) syncer_->sync(stripe, *dir).ignore();  // best effort; it is already out of the inventory
+}
+
+void ChunkStore::noteIoError(const Status& s) {
+  if (s.code() == StatusCode::kIoError) ++io_errors_;
+}
+
+Result<std::unique_ptr<IoContext>> ChunkStore::newContext() {
+  const size_t size = options_.io_buffer_bytes;
+  auto* buf = static_cast<uint8_t*>(std::aligned_alloc(kAlign, size));
+  if (buf == nullptr) return Status(StatusCode::kResourceExhausted, "I/O buffer allocation");
+  std::memset(buf, 0, size);
+  auto q = io_->newQueue(buf, size);
+  if (!q.isOk()) {
+    std::free(buf);
+    return q.status();
+  }
+  return std::unique_ptr<IoContext>(new IoContext(buf, size, std::move(q).value()));
+}
+
+Status ChunkStore::writeTemp(IoContext& ctx, int fd, const ChunkId& id, uint64_t length,
+                             const ChunkSource& source) {
+  uint8_t* buf = ctx.buffer();
+  const uint64_t B = ctx.bufferSize();
+  const uint64_t F = kChunkHeaderSize + length;
+  XxhState hs = newHashState();
+  if (!hs) return Status(StatusCode::kResourceExhausted, "hash state allocation");
+  for (uint64_t cur = 0; cur < F;) {
+    const uint64_t wend = std::min(cur + B, F);
+    uint64_t pos = 0;
+    if (cur == 0) {
+      encodeChunkHeader(ChunkHeader{length, id}, buf);
+      pos = kChunkHeaderSize;
+    }
+    const uint64_t n = wend - cur - pos;
+    SLUICE_RETURN_IF_ERROR(source(cur + pos - kChunkHeaderSize, std::span<uint8_t>(buf + pos, n)));
+    XXH3_128bits_update(hs.get(), buf + pos, n);
+    uint64_t wlen = wend - cur;
+    if (direct_ && wlen % kAlign != 0) {
+      const uint64_t padded = alignUp(wlen);
+      std::memset(buf + wlen, 0, padded - wlen);
+      wlen = padded;
+    }
+    SLUICE_RETURN_IF_ERROR(ctx.queue().writeAt(fd, buf, wlen, cur));
+    cur = wend;
+  }
+  const ChunkId got = digest(hs.get());
+  if (got != id) {
+    return checksumMismatch("chunk " + id.toHex() + ": the " + std::to_string(length) +
+                            " bytes received hash to " + got.toHex() +
+                            "; a chunk id must be the XXH3-128 of its bytes");
+  }
+  if (direct_ && F % kAlign != 0) SLUICE_RETURN_IF_ERROR(io_->truncate(fd, F));
+  if (options_.durable) SLUICE_RETURN_IF_ERROR(ctx.queue().fsync(fd));
+  return Status::ok();
+}
+
+Result<PutOutcome> ChunkStore::put(IoContext& ctx, const ChunkId& id, uint32_t stripe,
+                                   uint64_t length, const ChunkSource& source) {
+  const std::string hex = id.toHex();
+  if (stripe >= options_.max_stripes) {
+    return invalidArgument("chunk " + hex + ": stripe " + std::to_string(stripe) +
+                           " is outside this node's stripes 0.." +
+                           std::to_string(options_.max_stripes - 1));
+  }
+  if (length == 0) return invalidArgument("chunk " + hex + ": empty chunks are not stored");
+  if (length > options_.max_chunk_bytes) {
+    return Status(StatusCode::kTooLarge, "chunk " + hex + ": " + std::to_string(length) +
+                                             " bytes exceeds the node's maximum chunk size of " +
+                                             std::to_string(options_.max_chunk_bytes));
+  }
+  const uint64_t capacity = options_.capacity_bytes ? options_.capacity_bytes : fs_size_;
+  {
+    std::lock_guard lock(mu_);
+    if (chunks_.count(id) != 0) return PutOutcome{true};
+    if (used_ + reserved_ + length > capacity) {
+      return Status(StatusCode::kNoSpace,
+                    "chunk " + hex + ": node capacity of " + std::to_string(capacity) +
+                        " bytes reached (" + std::to_string(used_) +
+                        " used); put it on another node or raise the capacity");
+    }
+    reserved_ += length;
+  }
+  auto release = [&] {
+    std::lock_guard lock(mu_);
+    reserved_ -= length;
+  };
+  auto dir = stripeDir(stripe, true);
+  if (!dir.isOk()) {
+    release();
+    noteIoError(dir.status());
+    return dir.status().withContext("chunk " + hex);
+  }
+  const std::string tmp = kTempPrefix + hex + "." + std::to_string(temp_seq_.fetch_add(1));
+  auto fd = io_->openAt(*dir, tmp, O_WRONLY | O_CREAT | O_EXCL | (direct_ ? O_DIRECT : 0), 0644);
+  if (!fd.isOk()) {
+    release();
+    noteIoError(fd.status());
+    return fd.status().withContext("chunk " + hex);
+  }
+  Status s = writeTemp(ctx, *fd, id, length, source);
+  io_->closeFd(*fd);
+  if (s.isOk()) s = io_->renameAt(*dir, tmp, *dir, hex);
+  if (!s.isOk()) {
+    io_->unlinkAt(*dir, tmp).ignore();  // nothing partial may remain; ENOENT if never created
+    release();
+    noteIoError(s);
+    return s.withContext("put of chunk " + hex);
+  }
+  if (options_.durable) {
+    s = syncer_->sync(stripe, *dir);
+    if (!s.isOk()) {
+      io_->unlinkAt(*dir, hex).ignore();  // not durable, so not acknowledged: take it back
+      release();
+      noteIoError(s);
+      return s.withContext("put of chunk " + hex);
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    reserved_ -= length;
+    insertLocked(id, stripe, length);
+  }
+  ++puts_;
+  bytes_written_ += length;
+  return PutOutcome{false};
+}
+
+Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const Entry& entry,
+                                      uint64_t offset, uint64_t length, bool verify,
+                                      const ChunkSink& sink) {
+  const std::string hex = id.toHex();
+  SLUICE_ASSIGN_OR_RETURN(int dirfd, stripeDir(entry.stripe, false));
+  auto fd = io_->openAt(dirfd, hex, O_RDONLY | (direct_ ? O_DIRECT : 0), 0);
+  if (!fd.isOk()) {
+    if (fd.status().code() == StatusCode::kNotFound) {
+      return notFound("chunk " + hex + " is not on this node (deleted meanwhile)");
+    }
+    noteIoError(fd.status());
+    return fd.status().withContext("chunk " + hex);
+  }
+  struct FdCloser {
+    FileIo& io;
+    int fd;
+    ~FdCloser() { io.closeFd(fd); }
+  } closer{*io_, *fd};
+
+  auto corrupt = [&](const std::string& why) -> Status {
+    ++corrupt_found_;
+    quarantine(id, entry.stripe, why);
+    return corruption("chunk " + hex + " in stripe " + std::to_string(entry.stripe) + ": " +
+                      why + "; moved to quarantine, read another replica");
+  };
+  XxhState hs;
+  if (verify) {
+    struct stat st {};
+    if (::fstat(*fd, &st) != 0) return errnoStatus(errno, "stat chunk " + hex);
+    if (static_cast<uint64_t>(st.st_size) != kChunkHeaderSize + entry.length) {
+      return corrupt("file size " + std::to_string(st.st_size) + " does not match its length");
+    }
+    hs = newHashState();
+    if (!hs) return Status(StatusCode::kResourceExhausted, "hash state allocation");
+  }
+  uint8_t* buf = ctx.buffer();
+  const uint64_t B = ctx.bufferSize();
+  uint64_t cur = kChunkHeaderSize + offset;
+  const uint64_t end = cur + length;
+  while (cur < end) {
+    const uint64_t a = alignDown(cur);
+    const uint64_t b = std::min(end, a + B);
+    const uint64_t rlen = alignUp(b) - a;
+    auto got = ctx.queue().readAt(*fd, buf, rlen, a);
+    if (!got.isOk()) {
+      noteIoError(got.status());
+      return got.status().withContext("reading chunk " + hex);
+    }
+    if (a + *got < b) return corrupt("file is shorter than its length");
+    if (verify && a == 0) {
+      auto h = decodeChunkHeader(buf);
+      if (!h || h->id != id || h->length != entry.length) return corrupt("damaged file header");
+    }
+    std::span<const uint8_t> data(buf + (cur - a), b - cur);
+    if (verify) XXH3_128bits_update(hs.get(), data.data(), data.size());
+    SLUICE_RETURN_IF_ERROR(sink(cur - kChunkHeaderSize, data));
+    cur = b;
+  }
+  if (verify) {
+    const ChunkId got = digest(hs.get());
+    if (got != id) return corrupt("stored bytes hash to " + got.toHex());
+  }
+  bytes_read_ += length;
+  return length;
+}
+
+Result<uint64_t> ChunkStore::read(IoContext& ctx, const ChunkId& id, uint64_t offset,
+                                  uint64_t length, const ChunkSink& sink) {
+  std::optional<ChunkInfo> info = find(id);
+  if (!info) return notFound("chunk " + id.toHex() + " is not on this node");
+  if (offset > info->length || (length != 0 && length > info->length - offset) ||
+      (length == 0 && offset == info->length)) {
+    return outOfRange("chunk " + id.toHex() + ": range [" + std::to_string(offset) + ", +" +
+                      std::to_string(length) + ") is past its end at " +
+                      std::to_string(info->length));
+  }
+  if (length == 0) length = info->length - offset;
+  const bool whole = offset == 0 && length == info->length;
+  ++gets_;
+  return readFile(ctx, id, Entry{info->stripe, info->length}, offset, length, whole, sink);
+}
+
+Status ChunkStore::verify(IoContext& ctx, const ChunkId& id) {
+  std::optional<ChunkInfo> info = find(id);
+  if (!info) return notFound("chunk " + id.toHex() + " is not on this node");
+  auto r = readFile(ctx, id, Entry{info->stripe, info->length}, 0, info->length, true,
+                    [](uint64_t, std::span<const uint8_t>) { return Status::ok(); });
+  return r.status();
+}
+
+Result<bool> ChunkStore::remove(const ChunkId& id) {
+  uint32_t stripe = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = chunks_.find(id);
+    if (it == chunks_.end()) return false;
+    stripe = it->second.stripe;
+    eraseLocked(id);
+  }
+  SLUICE_ASSIGN_OR_RETURN(int dirfd, stripeDir(stripe, false));
+  Status s = io_->unlinkAt(dirfd, id.toHex());
+  if (!s.isOk() && s.code() != StatusCode::kNotFound) return s.withContext("delete");
+  if (options_.durable) SLUICE_RETURN_IF_ERROR(syncer_->sync(stripe, dirfd));
+  return true;
+}
+
+std::optional<ChunkInfo> ChunkStore::find(const ChunkId& id) const {
+  std::lock_guard lock(mu_);
+  auto it = chunks_.find(id);
+  if (it == chunks_.end()) return std::nullopt;
+  return ChunkInfo{id, it->second.stripe, it->second.length};
+}
+
+std::vector<ChunkInfo> ChunkStore::listStripe(uint32_t stripe, const std::optional<ChunkId>& after,
+                                              size_t limit, bool* more) const {
+  std::vector<ChunkInfo> out;
+  *more = false;
+  std::lock_guard lock(mu_);
+  auto sit = stripes_.find(stripe);
+  if (sit == stripes_.end()) return out;
+  const auto& ids = sit->second.ids;
+  auto it = after ? ids.upper_bound(*after) : ids.begin();
+  for (; it != ids.end(); ++it) {
+    if (out.size() == limit) {
+      *more = true;
+      break;
+    }
+    out.push_back(ChunkInfo{*it, stripe, chunks_.at(*it).length});
+  }
+  return out;
+}
+
+std::vector<StripeStat> ChunkStore::stripeStats() const {
+  std::vector<StripeStat> out;
+  std::lock_guard lock(mu_);
+  out.reserve(stripes_.size());
+  for (const auto& [s, set] : stripes_) out.push_back(StripeStat{s, set.ids.size(), set.bytes});
+  return out;
+}
+
+std::vector<CorruptReport> ChunkStore::recentCorruptions() const {
+  std::lock_guard lock(mu_);
+  return {corrupt_log_.begin(), corrupt_log_.end()};
+}
+
+std::vector<ChunkId> ChunkStore::allIds() const {
+  std::vector<ChunkId> out;
+  {
+    std::lock_guard lock(mu_);
+    out.reserve(chunks_.size());
+    for (const auto& [id, e] : chunks_) out.push_back(id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+StoreStats ChunkStore::stats() const {
+  StoreStats s;
+  {
+    std::lock_guard lock(mu_);
+    s.used_bytes = used_;
+    s.chunks = chunks_.size();
+  }
+  s.capacity_bytes = options_.capacity_bytes ? options_.capacity_bytes : fs_size_;
+  struct statvfs vfs {};
+  if (::fstatvfs(root_fd_, &vfs) == 0) {
+    s.fs_free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  }
+  s.corrupt_found = corrupt_found_;
+  s.quarantined = quarantined_;
+  s.io_errors = io_errors_;
+  s.puts = puts_;
+  s.gets = gets_;
+  s.bytes_written = bytes_written_;
+  s.bytes_read = bytes_read_;
+  s.dir_fsyncs = syncer_->fsyncCount();
+  s.temp_files_removed = temps_removed_;
+  s.open_seconds = open_seconds_;
+  s.direct_io = direct_;
+  return s;
+}
+
+}  // namespace sluice::storage

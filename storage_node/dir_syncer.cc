@@ -1,0 +1,37 @@
+#include "storage_node/dir_syncer.h"
+
+namespace sluice::storage {
+
+Status DirSyncer::sync(uint64_t key, int dirfd) {
+  std::unique_lock lock(mu_);
+  State& st = dirs_[key];
+  const uint64_t mine = ++st.requested;
+  while (st.completed < mine) {
+    if (st.in_progress) {
+      cv_.wait(lock);
+      continue;
+    }
+    st.in_progress = true;
+    const uint64_t target = st.requested;
+    lock.unlock();
+    Status s = io_.syncFd(dirfd);
+    lock.lock();
+    ++fsyncs_;
+    st.in_progress = false;
+    if (s.isOk()) {
+      st.completed = target;
+    } else {
+      cv_.notify_all();
+      return s.withContext("fsync of stripe directory " + std::to_string(key));
+    }
+    cv_.notify_all();
+  }
+  return Status::ok();
+}
+
+uint64_t DirSyncer::fsyncCount() const {
+  std::lock_guard lock(mu_);
+  return fsyncs_;
+}
+
+}  // namespace sluice::storage

@@ -1,0 +1,434 @@
+// ChunkStore against real files and real io_uring, with O_DIRECT on and off.
+#include "storage_node/chunk_store.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "storage_node/chunk_file.h"
+#include "tests/storage_node/faulty_file_io.h"
+#include "tests/storage_node/test_util.h"
+
+namespace sluice::storage {
+namespace {
+
+using testing::FaultyFileIo;
+using testing::listFiles;
+using testing::randomBytes;
+using testing::TempDir;
+
+ChunkSource sourceOf(const std::vector<uint8_t>& bytes) {
+  return [&bytes](uint64_t off, std::span<uint8_t> dst) {
+    if (off + dst.size() > bytes.size()) return outOfRange("source overrun");
+    std::memcpy(dst.data(), bytes.data() + off, dst.size());
+    return Status::ok();
+  };
+}
+
+class ChunkStoreTest : public ::testing::TestWithParam<bool> {
+ protected:
+  ChunkStoreOptions options(size_t buffer = 1u << 20) {
+    ChunkStoreOptions o;
+    o.data_dir = dir_.path() + "/data";
+    o.allow_direct_io = GetParam();
+    o.io_buffer_bytes = buffer;
+    o.max_stripes = 64;
+    return o;
+  }
+  std::unique_ptr<ChunkStore> open(ChunkStoreOptions o) {
+    auto s = ChunkStore::open(std::move(o));
+    EXPECT_TRUE(s.isOk()) << s.status().toString();
+    return s.isOk() ? std::move(s).value() : nullptr;
+  }
+  ChunkId put(ChunkStore& store, IoContext& ctx, const std::vector<uint8_t>& bytes) {
+    ChunkId id = Hash128::of(bytes);
+    auto r = store.put(ctx, id, stripeOf(id, 64), bytes.size(), sourceOf(bytes));
+    EXPECT_TRUE(r.isOk()) << r.status().toString();
+    return id;
+  }
+  Result<std::vector<uint8_t>> get(ChunkStore& store, IoContext& ctx, const ChunkId& id,
+                                   uint64_t off = 0, uint64_t len = 0) {
+    std::vector<uint8_t> out;
+    auto r = store.read(ctx, id, off, len, [&](uint64_t o, std::span<const uint8_t> src) {
+      EXPECT_EQ(o, off + out.size());
+      out.insert(out.end(), src.begin(), src.end());
+      return Status::ok();
+    });
+    if (!r.isOk()) return r.status();
+    EXPECT_EQ(*r, out.size());
+    return out;
+  }
+  std::string chunkPath(const ChunkId& id) {
+    return dir_.path() + "/data/stripes/" + std::to_string(stripeOf(id, 64)) + "/" + id.toHex();
+  }
+  TempDir dir_;
+};
+
+TEST_P(ChunkStoreTest, RoundTripsManySizes) {
+  // A 256 KiB buffer makes the larger chunks cross several windows.
+  auto store = open(options(256 * 1024));
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->directIo(), GetParam());
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  const size_t sizes[] = {1, 63, 64, 65, 4031, 4032, 4033, 4095, 4096, 4097, 100000,
+                          262144 - 64, 262144, 262145, (1u << 20) + 3, 3u << 20};
+  std::vector<std::pair<ChunkId, std::vector<uint8_t>>> stored;
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    auto bytes = randomBytes(sizes[i], i + 1);
+    ChunkId id = put(*store, **ctx, bytes);
+    stored.emplace_back(id, bytes);
+    struct stat st {};
+    ASSERT_EQ(::stat(chunkPath(id).c_str(), &st), 0);
+    EXPECT_EQ(static_cast<size_t>(st.st_size), kChunkHeaderSize + sizes[i]);
+  }
+  for (auto& [id, bytes] : stored) {
+    auto got = get(*store, **ctx, id);
+    ASSERT_TRUE(got.isOk()) << got.status().toString();
+    EXPECT_EQ(*got, bytes) << "size " << bytes.size();
+  }
+  StoreStats st = store->stats();
+  EXPECT_EQ(st.chunks, std::size(sizes));
+  // No temp files left behind.
+  for (auto& f : listFiles(dir_.path() + "/data/stripes")) {
+    EXPECT_EQ(f.find(".tmp."), std::string::npos) << f;
+  }
+}
+
+TEST_P(ChunkStoreTest, RangeReadsReturnSingleRecords) {
+  auto store = open(options(256 * 1024));
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto bytes = randomBytes((2u << 20) + 777, 42);
+  ChunkId id = put(*store, **ctx, bytes);
+  // Records of assorted sizes at unaligned offsets, including one crossing windows.
+  const std::pair<uint64_t, uint64_t> ranges[] = {
+      {0, 1}, {1, 100}, {4031, 2}, {4032, 4096}, {131071, 131072}, {200000, 300000},
+      {bytes.size() - 1, 1}, {bytes.size() - 5000, 5000}, {777, 0}};
+  for (auto [off, len] : ranges) {
+    auto got = get(*store, **ctx, id, off, len);
+    ASSERT_TRUE(got.isOk()) << got.status().toString();
+    uint64_t want = len ? len : bytes.size() - off;
+    ASSERT_EQ(got->size(), want);
+    EXPECT_TRUE(std::equal(got->begin(), got->end(), bytes.begin() + static_cast<long>(off)))
+        << "range " << off << "+" << len;
+  }
+  auto past = get(*store, **ctx, id, bytes.size() - 10, 11);
+  EXPECT_EQ(past.status().code(), StatusCode::kOutOfRange);
+  auto at_end = get(*store, **ctx, id, bytes.size(), 0);
+  EXPECT_EQ(at_end.status().code(), StatusCode::kOutOfRange);
+  auto missing = get(*store, **ctx, Hash128::of("nope", 4));
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(ChunkStoreTest, RejectsBadPutsAndLeavesNothing) {
+  auto o = options();
+  o.max_chunk_bytes = 1u << 20;
+  auto store = open(o);
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto bytes = randomBytes(300000, 7);
+  ChunkId wrong = Hash128::of("other", 5);
+  auto r = store->put(**ctx, wrong, stripeOf(wrong, 64), bytes.size(), sourceOf(bytes));
+  EXPECT_EQ(r.status().code(), StatusCode::kChecksumMismatch) << r.status().toString();
+  EXPECT_FALSE(store->find(wrong));
+  EXPECT_TRUE(listFiles(dir_.path() + "/data/stripes").empty());
+
+  ChunkId id = Hash128::of(bytes);
+  r = store->put(**ctx, id, 64, bytes.size(), sourceOf(bytes));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  auto big = randomBytes((1u << 20) + 1, 8);
+  r = store->put(**ctx, Hash128::of(big), 0, big.size(), sourceOf(big));
+  EXPECT_EQ(r.status().code(), StatusCode::kTooLarge);
+  r = store->put(**ctx, id, 0, 0, sourceOf(bytes));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->stats().chunks, 0u);
+}
+
+TEST_P(ChunkStoreTest, PutIsIdempotent) {
+  auto store = open(options());
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto bytes = randomBytes(5000, 9);
+  ChunkId id = put(*store, **ctx, bytes);
+  int calls = 0;
+  auto r = store->put(**ctx, id, stripeOf(id, 64), bytes.size(),
+                      [&](uint64_t, std::span<uint8_t>) {
+                        ++calls;
+                        return Status::ok();
+                      });
+  ASSERT_TRUE(r.isOk());
+  EXPECT_TRUE(r->already_present);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(store->stats().chunks, 1u);
+  EXPECT_EQ(store->stats().used_bytes, bytes.size());
+}
+
+TEST_P(ChunkStoreTest, ConcurrentPutsOfTheSameChunk) {
+  auto store = open(options());
+  ASSERT_TRUE(store);
+  auto bytes = randomBytes(700000, 11);
+  ChunkId id = Hash128::of(bytes);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      auto ctx = store->newContext();
+      if (!ctx.isOk()) return;
+      for (int i = 0; i < 5; ++i) {
+        auto r = store->put(**ctx, id, stripeOf(id, 64), bytes.size(), sourceOf(bytes));
+        if (r.isOk()) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 30);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto got = get(*store, **ctx, id);
+  ASSERT_TRUE(got.isOk());
+  EXPECT_EQ(*got, bytes);
+  EXPECT_EQ(store->stats().chunks, 1u);
+  EXPECT_EQ(store->stats().used_bytes, bytes.size());
+  EXPECT_EQ(listFiles(dir_.path() + "/data/stripes").size(), 1u);
+}
+
+TEST_P(ChunkStoreTest, ConcurrentDistinctPutsShareDirectoryFsyncs) {
+  auto store = open(options());
+  ASSERT_TRUE(store);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto ctx = store->newContext();
+      if (!ctx.isOk()) return;
+      for (int i = 0; i < 25; ++i) {
+        auto bytes = randomBytes(4096 + i, 1000 * t + i);
+        ChunkId id = Hash128::of(bytes);
+        // All into one stripe so directory fsyncs can be shared.
+        if (store->put(**ctx, id, 3, bytes.size(), sourceOf(bytes)).isOk()) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 100);
+  StoreStats st = store->stats();
+  EXPECT_EQ(st.chunks, 100u);
+  EXPECT_LE(st.dir_fsyncs, 100u);
+  bool more = true;
+  auto page1 = store->listStripe(3, std::nullopt, 60, &more);
+  EXPECT_EQ(page1.size(), 60u);
+  EXPECT_TRUE(more);
+  auto page2 = store->listStripe(3, page1.back().id, 60, &more);
+  EXPECT_EQ(page2.size(), 40u);
+  EXPECT_FALSE(more);
+  EXPECT_LT(page1.back().id, page2.front().id);
+  auto stripes = store->stripeStats();
+  ASSERT_EQ(stripes.size(), 1u);
+  EXPECT_EQ(stripes[0].stripe, 3u);
+  EXPECT_EQ(stripes[0].chunks, 100u);
+}
+
+TEST_P(ChunkStoreTest, FlippedByteIsCaughtByWholeReadAndQuarantined) {
+  auto store = open(options());
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto bytes = randomBytes(200000, 12);
+  ChunkId id = put(*store, **ctx, bytes);
+  auto bytes2 = randomBytes(9000, 13);
+  ChunkId id2 = put(*store, **ctx, bytes2);
+  {
+    std::fstream f(chunkPath(id), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<long>(kChunkHeaderSize + 123456));
+    char c = static_cast<char>(bytes[123456] ^ 0x01);
+    f.write(&c, 1);
+  }
+  // A range read not covering the byte is still served (it is not verified)...
+  auto part = get(*store, **ctx, id, 0, 1000);
+  ASSERT_TRUE(part.isOk());
+  // ...a whole read is verified, fails, and takes the chunk out of service.
+  auto whole = get(*store, **ctx, id);
+  EXPECT_EQ(whole.status().code(), StatusCode::kCorruption) << whole.status().toString();
+  EXPECT_FALSE(store->find(id));
+  EXPECT_EQ(get(*store, **ctx, id, 0, 1000).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->stats().corrupt_found, 1u);
+  EXPECT_EQ(store->stats().quarantined, 1u);
+  EXPECT_EQ(listFiles(dir_.path() + "/data/quarantine").size(), 1u);
+  ASSERT_EQ(store->recentCorruptions().size(), 1u);
+  EXPECT_EQ(store->recentCorruptions()[0].id, id);
+
+  // A damaged header and a truncated file are caught by verify (scrub's check).
+  {
+    std::fstream f(chunkPath(id2), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x7f');
+  }
+  EXPECT_EQ(store->verify(**ctx, id2).code(), StatusCode::kCorruption);
+  // The good copy can be put again and is served.
+  put(*store, **ctx, bytes);
+  auto again = get(*store, **ctx, id);
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(*again, bytes);
+}
+
+TEST_P(ChunkStoreTest, ReopenRebuildsInventoryAndDropsTempFiles) {
+  std::vector<std::pair<ChunkId, std::vector<uint8_t>>> stored;
+  {
+    auto store = open(options());
+    ASSERT_TRUE(store);
+    auto ctx = store->newContext();
+    ASSERT_TRUE(ctx.isOk());
+    for (int i = 0; i < 20; ++i) {
+      auto bytes = randomBytes(1000 + 5000 * i, 100 + i);
+      stored.emplace_back(put(*store, **ctx, bytes), bytes);
+    }
+    // A second store on the same directory is refused while this one is open.
+    auto second = ChunkStore::open(options());
+    EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(second.status().message().find("locked"), std::string::npos);
+  }
+  // Debris of a crashed put: a temp file with partial content.
+  std::string stray = dir_.path() + "/data/stripes/5/.tmp." + stored[0].first.toHex() + ".9";
+  std::filesystem::create_directories(dir_.path() + "/data/stripes/5");
+  { std::ofstream(stray) << "partial"; }
+  auto store = open(options());
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(std::filesystem::exists(stray));
+  StoreStats st = store->stats();
+  EXPECT_EQ(st.chunks, 20u);
+  EXPECT_EQ(st.temp_files_removed, 1u);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  uint64_t used = 0;
+  for (auto& [id, bytes] : stored) {
+    auto got = get(*store, **ctx, id);
+    ASSERT_TRUE(got.isOk());
+    EXPECT_EQ(*got, bytes);
+    used += bytes.size();
+  }
+  EXPECT_EQ(st.used_bytes, used);
+  auto del = store->remove(stored[3].first);
+  ASSERT_TRUE(del.isOk());
+  EXPECT_TRUE(*del);
+  EXPECT_FALSE(std::filesystem::exists(chunkPath(stored[3].first)));
+  del = store->remove(stored[3].first);
+  ASSERT_TRUE(del.isOk());
+  EXPECT_FALSE(*del);
+}
+
+TEST_P(ChunkStoreTest, NoSpaceFailsThePutCleanlyAndReadsKeepWorking) {
+  auto faulty = std::make_shared<FaultyFileIo>(makeUringFileIo());
+  auto o = options(128 * 1024);
+  o.file_io = faulty;
+  auto store = open(o);
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto good = randomBytes(300000, 21);
+  ChunkId good_id = put(*store, **ctx, good);
+
+  // The disk fills up after 200 KiB of the next put: a torn write, then ENOSPC.
+  faulty->faults().write_budget = 200 * 1024;
+  faulty->faults().write_errno = ENOSPC;
+  auto bytes = randomBytes(600000, 22);
+  ChunkId id = Hash128::of(bytes);
+  auto r = store->put(**ctx, id, stripeOf(id, 64), bytes.size(), sourceOf(bytes));
+  EXPECT_EQ(r.status().code(), StatusCode::kNoSpace) << r.status().toString();
+  EXPECT_FALSE(store->find(id));
+  auto files = listFiles(dir_.path() + "/data/stripes");
+  EXPECT_EQ(files.size(), 1u);  // only the good chunk: no partial or temp file
+  auto got = get(*store, **ctx, good_id);
+  ASSERT_TRUE(got.isOk());
+  EXPECT_EQ(*got, good);
+
+  // Read errors are reported as I/O errors and counted.
+  faulty->faults().read_errno = EIO;
+  EXPECT_EQ(get(*store, **ctx, good_id).status().code(), StatusCode::kIoError);
+  EXPECT_EQ(store->stats().io_errors, 1u);
+  faulty->faults().read_errno = 0;
+
+  // Space comes back: the same put succeeds.
+  faulty->faults().write_errno = 0;
+  put(*store, **ctx, bytes);
+  EXPECT_TRUE(store->find(id));
+
+  // A failing fsync also fails the put and leaves nothing.
+  faulty->faults().fsync_errno = EIO;
+  auto b3 = randomBytes(5000, 23);
+  r = store->put(**ctx, Hash128::of(b3), 1, b3.size(), sourceOf(b3));
+  EXPECT_EQ(r.status().code(), StatusCode::kIoError);
+  EXPECT_EQ(listFiles(dir_.path() + "/data/stripes").size(), 2u);
+}
+
+TEST_P(ChunkStoreTest, CapacityLimitRefusesPuts) {
+  auto o = options();
+  o.capacity_bytes = 100000;
+  auto store = open(o);
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  put(*store, **ctx, randomBytes(60000, 31));
+  auto bytes = randomBytes(60000, 32);
+  auto r = store->put(**ctx, Hash128::of(bytes), 0, bytes.size(), sourceOf(bytes));
+  EXPECT_EQ(r.status().code(), StatusCode::kNoSpace);
+  EXPECT_NE(r.status().message().find("capacity"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(DirectAndBuffered, ChunkStoreTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "Direct" : "Buffered"; });
+
+// 100k small chunks: populate without fsyncs (durability is not under test
+// here), then time the reopen, which is what a restarted daemon does.
+TEST(ChunkStoreInventory, RebuildsOneHundredThousandChunks) {
+  TempDir dir;
+  ChunkStoreOptions o;
+  o.data_dir = dir.path() + "/data";
+  o.durable = false;
+  o.allow_direct_io = false;
+  o.max_stripes = 256;
+  o.io_buffer_bytes = 64 * 1024;
+  constexpr int kChunks = 100000;
+  uint64_t used = 0;
+  {
+    auto store = ChunkStore::open(o);
+    ASSERT_TRUE(store.isOk()) << store.status().toString();
+    auto ctx = (*store)->newContext();
+    ASSERT_TRUE(ctx.isOk());
+    std::vector<uint8_t> bytes(16);
+    for (int i = 0; i < kChunks; ++i) {
+      std::memcpy(bytes.data(), &i, sizeof(i));
+      bytes[8] = static_cast<uint8_t>(i % 7);
+      size_t len = 9 + static_cast<size_t>(i % 7);
+      ChunkId id = Hash128::of(bytes.data(), len);
+      auto r = (*store)->put(**ctx, id, stripeOf(id, 256), len,
+                             [&](uint64_t off, std::span<uint8_t> dst) {
+                               std::memcpy(dst.data(), bytes.data() + off, dst.size());
+                               return Status::ok();
+                             });
+      ASSERT_TRUE(r.isOk()) << r.status().toString();
+      used += len;
+    }
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto store = ChunkStore::open(o);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(store.isOk());
+  StoreStats st = (*store)->stats();
+  EXPECT_EQ(st.chunks, static_cast<uint64_t>(kChunks));
+  EXPECT_EQ(st.used_bytes, used);
+  EXPECT_EQ((*store)->stripeStats().size(), 256u);
+  std::printf("inventory rebuild: %d chunks in %.3f s (%.0f chunks/s; 1M extrapolates to %.1f s)\n",
+              kChunks, secs, kChunks / secs, secs * 1e6 / kChunks);
+}
+
+}  // namespace
+}  // namespace sluice::storage
