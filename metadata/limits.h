@@ -1,0 +1,29 @@
+// Bounds on everything the metadata server accepts. Each is checked at the
+// store's entry points (and the service's decoders), and errors name the field.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice::meta {
+
+inline constexpr size_t kMaxNameLength = 64;        // dataset and tag names
+inline constexpr size_t kMaxComponentLength = 255;  // one path component
+inline constexpr size_t kMaxPathLength = 4096;
+inline constexpr size_t kMaxMessageLength = 4096;   // version messages
+inline constexpr size_t kMaxAddressLength = 256;    // node "host:port"
+inline constexpr size_t kMaxFilesPerBatch = 100000;
+inline constexpr size_t kMaxExtentsPerBatch = 1000000;
+inline constexpr size_t kMaxRecordsPerLookup = 100000;
+inline constexpr size_t kMaxPathsPerLookup = 10000;
+inline constexpr uint32_t kMaxPageLimit = 10000;
+inline constexpr uint32_t kDefaultPageLimit = 1000;
+inline constexpr uint32_t kMaxRecordBytes = 64u << 20;
+inline constexpr uint32_t kMinChunkSize = 64u << 10;
+inline constexpr uint32_t kMaxChunkSize = 1u << 30;
+inline constexpr uint32_t kDefaultChunkSize = 4u << 20;
+inline constexpr uint32_t kMaxReplicas = 16;
+inline constexpr uint32_t kMaxStripes = 1u << 16;
+inline constexpr uint32_t kMaxFileMode = 07777;
+
+}  // namespace sluice::meta

@@ -1,0 +1,175 @@
+// MetaStore: the metadata server's logic on LMDB: nodes and the stripe map,
+// datasets, versions, tags, namespaces of committed versions, the record
+// index and chunk references. Knows nothing of the wire (MetaService adapts).
+//
+// Durability and atomicity: every mutation is exactly one LMDB write
+// transaction, durable when the call returns OK; on any error the
+// transaction is aborted and nothing of the call is visible. Commit of a
+// version is a single-record state flip, so a crash at any point leaves the
+// version either fully committed or still a draft.
+//
+// Thread safety: all methods may be called concurrently from any thread.
+// Writers serialize on LMDB's writer lock; readers run on snapshots and never
+// wait for a writer.
+//
+// Errors: kInvalidArgument naming the field for bad input; kNotFound for a
+// missing dataset/version/tag/path/node; kFailedPrecondition for an operation
+// the object's state refuses (commit of an aborted draft, reading a draft,
+// deleting a tagged version without force); kAlreadyExists for duplicates.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/core/result.h"
+#include "metadata/clock.h"
+#include "metadata/lmdb_env.h"
+#include "metadata/types.h"
+
+namespace sluice::meta {
+
+struct MetaStoreOptions {
+  LmdbOptions lmdb;
+  // Used only when the directory holds no cluster yet; afterwards the stored
+  // values win (stripe count is fixed at creation).
+  uint32_t stripe_count = 256;
+  uint32_t max_replicas = 3;
+  uint8_t default_replication = 3;
+  int64_t heartbeat_timeout_ms = 10'000;
+  int64_t draft_grace_ms = 24 * 3600 * 1000;  // gc default: drafts idle longer are garbage
+  const Clock* clock = nullptr;               // null: the system clock; must outlive the store
+};
+
+struct ClusterParams {
+  Hash128 cluster_id;
+  uint32_t stripe_count = 0;
+  uint32_t max_replicas = 0;
+  uint8_t default_replication = 0;
+};
+
+struct HeartbeatResult {
+  uint64_t map_epoch = 0;
+  NodeState state = NodeState::kUp;
+};
+
+struct RegisterResult {
+  Hash128 cluster_id;
+  uint64_t node_id = 0;
+  uint64_t map_epoch = 0;
+};
+
+struct LookupResult {
+  bool found = false;
+  Entry entry;
+  std::vector<Extent> extents;
+  bool extents_complete = false;
+};
+
+class MetaStore {
+ public:
+  // Opens (creating if needed) the cluster in options.lmdb.dir.
+  static Result<std::unique_ptr<MetaStore>> open(const MetaStoreOptions& options);
+  ~MetaStore();
+
+  const ClusterParams& params() const { return params_; }
+  const MetaStoreOptions& options() const { return options_; }
+
+  // ---- nodes and the cluster map
+  // New node: node_id 0 (cluster_id zero or ours). Known node: both as
+  // assigned. Marks the node up unless draining or removed (refused).
+  Result<RegisterResult> registerNode(const Hash128& cluster_id, uint64_t node_id,
+                                      std::string_view address, const NodeUsage& usage);
+  Result<HeartbeatResult> heartbeat(const Hash128& cluster_id, uint64_t node_id,
+                                    const NodeUsage& usage);
+  Result<ClusterMap> clusterMap() const;
+  Result<uint64_t> mapEpoch() const;
+  Result<std::vector<NodeRecord>> listNodes() const;
+  // Admin transitions: up, draining, removed (down is set by timeouts only).
+  Result<NodeRecord> setNodeState(uint64_t node_id, NodeState state);
+  // Marks up/draining nodes silent for longer than the heartbeat timeout
+  // down; returns their ids. The daemon calls this periodically.
+  Result<std::vector<uint64_t>> markStaleNodesDown();
+
+  // ---- datasets
+  Result<DatasetInfo> createDataset(std::string_view name, const DatasetOptions& options);
+  Result<Page<DatasetInfo>> listDatasets(std::string_view cursor, uint32_t limit) const;
+  Result<DatasetInfo> getDataset(std::string_view name) const;
+  // Deletes every version, tag and record entry; refused while tagged unless
+  // force. Returns the number of versions deleted.
+  Result<uint32_t> deleteDataset(std::string_view name, bool force);
+
+  // ---- versions
+  Result<VersionInfo> beginVersion(std::string_view dataset, std::string_view message);
+  Result<AddFilesResult> addFiles(std::string_view dataset, uint32_t version,
+                                  std::span<const FileSpec> files);
+  // Idempotent: committing a committed version answers its info.
+  Result<VersionInfo> commitVersion(std::string_view dataset, uint32_t version,
+                                    std::string_view message, bool keep_latest);
+  Status abortVersion(std::string_view dataset, uint32_t version);
+  Result<Page<VersionInfo>> listVersions(std::string_view dataset, std::string_view cursor,
+                                         uint32_t limit) const;
+  Result<VersionInfo> getVersion(std::string_view dataset, std::string_view ref) const;
+  // Returns the number of tags deleted with it (force).
+  Result<uint32_t> deleteVersion(std::string_view dataset, uint32_t version, bool force);
+
+  // ---- tags
+  // Returns the version the tag named before (0: new tag).
+  Result<uint32_t> setTag(std::string_view dataset, std::string_view tag, uint32_t version);
+  Status deleteTag(std::string_view dataset, std::string_view tag);
+  Result<VersionInfo> resolveVersion(std::string_view dataset, std::string_view ref) const;
+  Result<std::vector<TagInfo>> listTags(std::string_view dataset) const;
+
+  // ---- namespace of a committed version (ref: "v<n>" or a tag)
+  Result<Entry> stat(std::string_view dataset, std::string_view ref, std::string_view path) const;
+  // Per-path results; a missing path is found = false. Files carry up to
+  // max_extents extents when with_extents.
+  Result<std::vector<LookupResult>> lookup(std::string_view dataset, std::string_view ref,
+                                           std::span<const std::string_view> paths,
+                                           bool with_extents, uint32_t max_extents,
+                                           uint32_t* resolved_version = nullptr) const;
+  Result<Page<Entry>> readDir(std::string_view dataset, std::string_view ref,
+                              std::string_view path, std::string_view cursor,
+                              uint32_t limit) const;
+  Result<FileExtents> getExtents(std::string_view dataset, std::string_view ref,
+                                 std::string_view path, uint32_t first, uint32_t limit) const;
+  // Files in depth-first, by-name order (the order diff uses).
+  Result<Page<Entry>> listFiles(std::string_view dataset, std::string_view ref,
+                                std::string_view cursor, uint32_t limit) const;
+  // Files of `to` added, removed or changed (size, mode or record sequence)
+  // relative to `from`.
+  Result<Page<DiffEntry>> diff(std::string_view dataset, std::string_view from,
+                               std::string_view to, std::string_view cursor,
+                               uint32_t limit) const;
+
+  // ---- record index and gc
+  Result<std::vector<RecordLocation>> lookupRecords(std::string_view dataset,
+                                                    std::span<const Hash128> records) const;
+  // Chunks no committed version and no draft modified within grace_ms
+  // (0: options().draft_grace_ms) references. Cursor: last chunk id in hex.
+  Result<Page<GarbageChunk>> listGarbage(int64_t grace_ms, std::string_view cursor,
+                                         uint32_t limit) const;
+
+ private:
+  MetaStore(MetaStoreOptions options, std::unique_ptr<LmdbEnv> env);
+  Status initCluster();
+  Status replaceMap(Txn& txn, bool node_states_changed);
+
+  MetaStoreOptions options_;
+  std::unique_ptr<LmdbEnv> env_;
+  const Clock* clock_;
+  SystemClock system_clock_;
+  ClusterParams params_;
+
+  // Monotonic time of each node's last registration/heartbeat. In memory
+  // only: after a restart every node gets a full timeout to check in.
+  mutable std::mutex liveness_mu_;
+  std::unordered_map<uint64_t, int64_t> last_seen_;  // GUARDED_BY(liveness_mu_)
+};
+
+}  // namespace sluice::meta

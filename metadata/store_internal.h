@@ -1,0 +1,94 @@
+// Helpers shared by the MetaStore translation units. Not part of the API.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/core/result.h"
+#include "metadata/encoding.h"
+#include "metadata/lmdb_env.h"
+#include "metadata/types.h"
+
+namespace sluice::meta::internal {
+
+// Keys of the meta database.
+inline constexpr std::string_view kKeyClusterId = "cluster_id";
+inline constexpr std::string_view kKeyEpoch = "epoch";
+inline constexpr std::string_view kKeyStripeCount = "stripe_count";
+inline constexpr std::string_view kKeyMaxReplicas = "max_replicas";
+inline constexpr std::string_view kKeyDefaultReplication = "default_replication";
+inline constexpr std::string_view kKeyNextNodeId = "next_node_id";
+inline constexpr std::string_view kKeyNextDatasetId = "next_dataset_id";
+inline constexpr std::string_view kKeyStripeMap = "stripe_map";
+inline constexpr std::string_view kKeyFormat = "format";
+
+Result<uint64_t> getU64(const Txn& txn, std::string_view key);
+Status putU64(Txn& txn, std::string_view key, uint64_t v);
+
+struct DatasetHandle {
+  std::string name;
+  DatasetRecord rec;
+};
+Result<DatasetHandle> loadDataset(const Txn& txn, std::string_view name);
+
+struct VersionHandle {
+  uint32_t number = 0;
+  VersionRecord rec;
+};
+// Resolves "v<n>" or a tag. kNotFound naming what is missing.
+Result<VersionHandle> resolveRef(const Txn& txn, const DatasetHandle& ds, std::string_view ref);
+Result<VersionHandle> loadVersion(const Txn& txn, const DatasetHandle& ds, uint32_t version);
+// Like resolveRef but refuses drafts and aborted versions.
+Result<VersionHandle> resolveCommitted(const Txn& txn, const DatasetHandle& ds,
+                                       std::string_view ref);
+
+VersionInfo toVersionInfo(const DatasetHandle& ds, const VersionHandle& v);
+Result<std::vector<std::string>> tagsOf(const Txn& txn, uint64_t dataset_id, uint32_t version);
+
+// True if any version (draft or committed) references the chunk.
+Result<bool> chunkIsLive(const Txn& txn, const Hash128& chunk);
+// Deletes a version's namespace and chunk references; chunks left without
+// users move to the garbage db stamped `now_ms`.
+Status releaseVersionData(Txn& txn, uint64_t dataset_id, uint32_t version, int64_t now_ms);
+
+// Walks the path's directories. Found entries fill *out; kNotFound names the
+// path; the root ("") is a directory with kRootDirId.
+Result<DecodedEntry> walkPath(const Txn& txn, uint64_t dataset_id, uint32_t version,
+                              std::string_view path);
+
+Entry toEntry(std::string path, const DecodedEntry& e, int64_t dir_mtime_ns);
+
+// Files of one version in depth-first, by-name order. Uses one cursor per
+// open directory level.
+class TreeWalker {
+ public:
+  TreeWalker(const Txn& txn, uint64_t dataset_id, uint32_t version)
+      : txn_(txn), dataset_id_(dataset_id), version_(version) {}
+  // Positions so next() returns the first file ordered after `path`
+  // (empty: the first file).
+  Status seekAfter(std::string_view path);
+  // The next file; false at the end. `entry` views stay valid until the
+  // next call.
+  Result<bool> next(std::string* path, DecodedEntry* entry);
+
+ private:
+  struct Frame {
+    uint64_t dir_id;
+    std::string path;  // "" or "a/b/" (with trailing slash)
+    std::string prefix;
+    std::string resume_after;
+    bool positioned = false;
+    std::unique_ptr<Cursor> cursor;
+  };
+  Status push(uint64_t dir_id, std::string path, std::string resume_after);
+  const Txn& txn_;
+  uint64_t dataset_id_;
+  uint32_t version_;
+  std::vector<Frame> stack_;
+};
+
+// Component-wise path order (the walker's order): negative, 0, positive.
+int comparePaths(std::string_view a, std::string_view b);
+
+}  // namespace sluice::meta::internal

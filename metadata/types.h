@@ -1,0 +1,157 @@
+// Store-level types of the metadata server: what MetaStore takes and returns.
+// Free of wire (FlatBuffers) types; metadata/meta_service.cc converts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/codec/hash128.h"
+
+namespace sluice::meta {
+
+enum class NodeState : uint8_t { kUp = 0, kDraining = 1, kDown = 2, kRemoved = 3 };
+const char* nodeStateName(NodeState s);
+
+struct NodeRecord {
+  uint64_t id = 0;
+  std::string address;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t chunk_count = 0;
+  uint64_t error_count = 0;
+  NodeState state = NodeState::kUp;
+  int64_t last_heartbeat_ms = 0;
+};
+
+struct NodeUsage {
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t chunk_count = 0;
+  uint64_t error_count = 0;
+};
+
+struct ClusterMap {
+  Hash128 cluster_id;
+  uint64_t epoch = 0;
+  uint32_t stripe_count = 0;
+  uint32_t max_replicas = 0;
+  // stripe_count * max_replicas ids; stripe s owns [s*max_replicas, (s+1)*max_replicas),
+  // 0 = empty slot, empty slots trail.
+  std::vector<uint64_t> replicas;
+  std::vector<NodeRecord> nodes;
+};
+
+enum class Codec : uint8_t { kNone = 0, kZstd = 1 };
+enum class CompressionPolicy : uint8_t { kAuto = 0, kNone = 1 };
+enum class VersionState : uint8_t { kDraft = 0, kCommitted = 1, kAborted = 2 };
+enum class EntryType : uint8_t { kFile = 0, kDirectory = 1 };
+
+struct Extent {
+  uint64_t file_offset = 0;
+  Hash128 record;
+  Hash128 chunk;
+  uint32_t raw_length = 0;
+  uint32_t chunk_offset = 0;
+  uint32_t stored_length = 0;
+  uint8_t codec = 0;
+  friend bool operator==(const Extent&, const Extent&) = default;
+};
+
+struct FileSpec {
+  std::string path;
+  uint64_t size = 0;
+  uint32_t mode = 0644;
+  int64_t mtime_ns = 0;
+  std::vector<Extent> extents;
+  bool append = false;
+};
+
+struct DatasetOptions {
+  uint8_t replication = 0;  // 0: cluster default
+  uint32_t chunk_size = 0;  // 0: kDefaultChunkSize
+  CompressionPolicy compression = CompressionPolicy::kAuto;
+};
+
+struct DatasetInfo {
+  std::string name;
+  uint64_t id = 0;
+  uint8_t replication = 0;
+  uint32_t chunk_size = 0;
+  CompressionPolicy compression = CompressionPolicy::kAuto;
+  int64_t created_ms = 0;
+  uint32_t next_version = 1;
+  uint32_t version_count = 0;
+  uint32_t tag_count = 0;
+};
+
+struct VersionInfo {
+  std::string dataset;
+  uint32_t version = 0;
+  VersionState state = VersionState::kDraft;
+  int64_t created_ms = 0;
+  int64_t modified_ms = 0;
+  int64_t committed_ms = 0;
+  uint64_t file_count = 0;
+  uint64_t logical_bytes = 0;
+  uint64_t stored_bytes = 0;
+  std::string message;
+  std::vector<std::string> tags;
+};
+
+struct AddFilesResult {
+  uint64_t file_count = 0;
+  uint64_t logical_bytes = 0;
+  uint64_t stored_bytes = 0;
+};
+
+struct Entry {
+  std::string path;  // full path, or the name in readDir results
+  EntryType type = EntryType::kFile;
+  uint64_t size = 0;
+  uint32_t mode = 0;
+  int64_t mtime_ns = 0;
+  uint32_t extent_count = 0;
+};
+
+struct FileExtents {
+  uint64_t size = 0;
+  uint32_t total = 0;            // extents of the file
+  std::vector<Extent> extents;   // the requested window
+};
+
+enum class ChangeKind : uint8_t { kAdded = 0, kRemoved = 1, kChanged = 2 };
+struct DiffEntry {
+  std::string path;
+  ChangeKind kind = ChangeKind::kAdded;
+  uint64_t old_size = 0;
+  uint64_t new_size = 0;
+};
+
+struct RecordLocation {
+  bool found = false;
+  Hash128 chunk;
+  uint32_t chunk_offset = 0;
+  uint32_t stored_length = 0;
+  uint32_t raw_length = 0;
+  uint8_t codec = 0;
+};
+
+struct GarbageChunk {
+  Hash128 chunk;
+  uint32_t stripe = 0;
+};
+
+struct TagInfo {
+  std::string name;
+  uint32_t version = 0;
+};
+
+// One page of a paged listing; next_cursor empty = no more.
+template <typename T>
+struct Page {
+  std::vector<T> items;
+  std::string next_cursor;
+};
+
+}  // namespace sluice::meta

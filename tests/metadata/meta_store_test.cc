@@ -1,0 +1,557 @@
+// MetaStore against a real LMDB directory: nodes and map, datasets,
+// versions, tags, namespace reads, diff, record index and gc.
+#include "metadata/meta_store.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "metadata/names.h"
+#include "metadata/placement.h"
+#include "tests/metadata/test_util.h"
+
+namespace sluice::meta {
+namespace {
+
+using testing::makeFile;
+using testing::TempDir;
+
+class MetaStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { reopen(); }
+  void reopen() {
+    store_.reset();
+    MetaStoreOptions o;
+    o.lmdb.dir = dir_.path();
+    o.lmdb.map_size = 4ull << 30;
+    o.stripe_count = 64;
+    o.clock = &clock_;
+    o.heartbeat_timeout_ms = 5000;
+    auto s = MetaStore::open(o);
+    ASSERT_TRUE(s.isOk()) << s.status().toString();
+    store_ = std::move(s).value();
+  }
+  uint32_t draft(const std::string& ds = "imgs") {
+    auto v = store_->beginVersion(ds, "upload");
+    EXPECT_TRUE(v.isOk()) << v.status().toString();
+    return v.isOk() ? v->version : 0;
+  }
+  void createDataset(const std::string& name = "imgs") {
+    auto d = store_->createDataset(name, DatasetOptions{});
+    ASSERT_TRUE(d.isOk()) << d.status().toString();
+  }
+  void add(const std::string& ds, uint32_t v, std::vector<FileSpec> files) {
+    auto r = store_->addFiles(ds, v, files);
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+  }
+  void commit(const std::string& ds, uint32_t v) {
+    auto r = store_->commitVersion(ds, v, "", false);
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+  }
+
+  TempDir dir_;
+  ManualClock clock_;
+  std::unique_ptr<MetaStore> store_;
+};
+
+TEST_F(MetaStoreTest, ClusterIdSurvivesReopen) {
+  Hash128 id = store_->params().cluster_id;
+  EXPECT_FALSE(id.isZero());
+  reopen();
+  EXPECT_EQ(store_->params().cluster_id, id);
+  EXPECT_EQ(store_->params().stripe_count, 64u);
+}
+
+TEST_F(MetaStoreTest, RegisterAssignsIdsAndPlacesStripesByCapacity) {
+  auto e0 = store_->mapEpoch();
+  ASSERT_TRUE(e0.isOk());
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(Hash128{}, 0, "127.0.0.1:1001", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  EXPECT_EQ(a->cluster_id, cid);
+  auto b = store_->registerNode(Hash128{}, 0, "127.0.0.1:1002", {100, 0, 0, 0});
+  auto c = store_->registerNode(Hash128{}, 0, "127.0.0.1:1003", {200, 0, 0, 0});
+  auto d = store_->registerNode(Hash128{}, 0, "127.0.0.1:1004", {200, 0, 0, 0});
+  ASSERT_TRUE(b.isOk() && c.isOk() && d.isOk());
+  EXPECT_NE(a->node_id, b->node_id);
+  EXPECT_GT(d->map_epoch, *e0);
+
+  auto map = store_->clusterMap();
+  ASSERT_TRUE(map.isOk());
+  ASSERT_EQ(map->replicas.size(), 64u * 3);
+  std::map<uint64_t, int> held;
+  for (uint32_t s = 0; s < 64; ++s) {
+    std::set<uint64_t> distinct;
+    for (uint32_t r = 0; r < 3; ++r) {
+      uint64_t id = map->replicas[s * 3 + r];
+      ASSERT_NE(id, 0u) << "stripe " << s << " slot " << r;
+      distinct.insert(id);
+      ++held[id];
+    }
+    EXPECT_EQ(distinct.size(), 3u) << "stripe " << s;
+  }
+  // 192 slots over capacities 1:1:2:2 -> 32, 32, 64, 64 (within rounding).
+  EXPECT_NEAR(held[a->node_id], 32, 3);
+  EXPECT_NEAR(held[b->node_id], 32, 3);
+  EXPECT_NEAR(held[c->node_id], 64, 3);
+  EXPECT_NEAR(held[d->node_id], 64, 3);
+
+  // Re-registration keeps the id; a foreign cluster id is refused.
+  auto again = store_->registerNode(cid, a->node_id, "127.0.0.1:1001", {100, 0, 0, 0});
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(again->node_id, a->node_id);
+  auto foreign = store_->registerNode(Hash128{1, 2}, a->node_id, "127.0.0.1:1001", {100, 0, 0, 0});
+  EXPECT_EQ(foreign.status().code(), StatusCode::kFailedPrecondition);
+  auto unknown = store_->registerNode(cid, 999, "127.0.0.1:1001", {100, 0, 0, 0});
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  auto bad = store_->registerNode(Hash128{}, 0, "nohostport", {100, 0, 0, 0});
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("address"), std::string::npos);
+}
+
+TEST_F(MetaStoreTest, NewNodesOnlyFillEmptySlotsOnceDataExists) {
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk());
+  createDataset();
+  uint32_t v = draft();
+  add("imgs", v, {makeFile("x", 1)});
+  auto before = store_->clusterMap();
+  auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
+  ASSERT_TRUE(b.isOk());
+  auto after = store_->clusterMap();
+  ASSERT_TRUE(before.isOk() && after.isOk());
+  for (uint32_t s = 0; s < 64; ++s) {
+    EXPECT_EQ(after->replicas[s * 3], a->node_id) << "stripe " << s << " moved";
+    EXPECT_EQ(after->replicas[s * 3 + 1], b->node_id);
+  }
+}
+
+TEST_F(MetaStoreTest, HeartbeatTimeoutMarksDownAndHeartbeatBringsBackUp) {
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
+  auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  clock_.advanceMs(3000);
+  ASSERT_TRUE(store_->heartbeat(cid, b->node_id, {100, 5, 1, 0}).isOk());
+  auto none = store_->markStaleNodesDown();
+  ASSERT_TRUE(none.isOk());
+  EXPECT_TRUE(none->empty());
+  clock_.advanceMs(3000);  // a silent for 6 s > 5 s timeout; b for 3 s
+  auto epoch_before = store_->mapEpoch();
+  auto down = store_->markStaleNodesDown();
+  ASSERT_TRUE(down.isOk());
+  ASSERT_EQ(down->size(), 1u);
+  EXPECT_EQ(down->front(), a->node_id);
+  auto nodes = store_->listNodes();
+  ASSERT_TRUE(nodes.isOk());
+  for (const NodeRecord& n : *nodes) {
+    EXPECT_EQ(n.state, n.id == a->node_id ? NodeState::kDown : NodeState::kUp);
+    if (n.id == b->node_id) {
+      EXPECT_EQ(n.used_bytes, 5u);
+    }
+  }
+  EXPECT_GT(*store_->mapEpoch(), *epoch_before);
+  auto hb = store_->heartbeat(cid, a->node_id, {100, 0, 0, 0});
+  ASSERT_TRUE(hb.isOk());
+  EXPECT_EQ(hb->state, NodeState::kUp);
+  EXPECT_EQ(hb->map_epoch, *store_->mapEpoch());
+}
+
+TEST_F(MetaStoreTest, DrainAndRemove) {
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
+  auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  auto drained = store_->setNodeState(b->node_id, NodeState::kDraining);
+  ASSERT_TRUE(drained.isOk());
+  EXPECT_EQ(drained->state, NodeState::kDraining);
+  EXPECT_EQ(store_->setNodeState(b->node_id, NodeState::kDown).status().code(),
+            StatusCode::kInvalidArgument);
+  auto removed = store_->setNodeState(b->node_id, NodeState::kRemoved);
+  ASSERT_TRUE(removed.isOk()) << removed.status().toString();  // no data yet
+  auto map = store_->clusterMap();
+  for (uint64_t id : map->replicas) EXPECT_NE(id, b->node_id);
+  EXPECT_EQ(store_->heartbeat(cid, b->node_id, {}).status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MetaStoreTest, DatasetLifecycle) {
+  createDataset("a");
+  createDataset("b");
+  EXPECT_EQ(store_->createDataset("a", {}).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->createDataset("c", {9, 0, {}}).status().code(), StatusCode::kInvalidArgument);
+  auto list = store_->listDatasets("", 1);
+  ASSERT_TRUE(list.isOk());
+  ASSERT_EQ(list->items.size(), 1u);
+  EXPECT_EQ(list->items[0].name, "a");
+  auto rest = store_->listDatasets(list->next_cursor, 10);
+  ASSERT_TRUE(rest.isOk());
+  ASSERT_EQ(rest->items.size(), 1u);
+  EXPECT_EQ(rest->items[0].name, "b");
+  EXPECT_TRUE(rest->next_cursor.empty());
+
+  uint32_t v = draft("a");
+  add("a", v, {makeFile("f", 1)});
+  commit("a", v);  // tags latest
+  auto refused = store_->deleteDataset("a", false);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  auto deleted = store_->deleteDataset("a", true);
+  ASSERT_TRUE(deleted.isOk());
+  EXPECT_EQ(*deleted, 1u);
+  EXPECT_EQ(store_->getDataset("a").status().code(), StatusCode::kNotFound);
+  // Its chunk is garbage now.
+  auto g = store_->listGarbage(1, "", 100);
+  ASSERT_TRUE(g.isOk());
+  EXPECT_EQ(g->items.size(), 1u);
+}
+
+TEST_F(MetaStoreTest, DraftIsInvisibleUntilCommitThenComplete) {
+  createDataset();
+  uint32_t v1 = draft();
+  uint32_t v2 = draft();
+  EXPECT_EQ(v1, 1u);
+  EXPECT_EQ(v2, 2u);
+  add("imgs", v1, {makeFile("a/1.jpg", 1), makeFile("a/2.jpg", 2), makeFile("b/c/3.jpg", 3, 3)});
+  add("imgs", v1, {makeFile("top.txt", 4)});
+  EXPECT_EQ(store_->stat("imgs", "v1", "a/1.jpg").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->stat("imgs", "latest", "a/1.jpg").status().code(), StatusCode::kNotFound);
+  auto info = store_->commitVersion("imgs", v1, "first", false);
+  ASSERT_TRUE(info.isOk());
+  EXPECT_EQ(info->file_count, 4u);
+  EXPECT_EQ(info->logical_bytes, 6000u);
+  EXPECT_EQ(info->stored_bytes, 6000u);
+  EXPECT_EQ(info->message, "first");
+  ASSERT_EQ(info->tags.size(), 1u);
+  EXPECT_EQ(info->tags[0], "latest");
+  // A retried commit answers the same.
+  EXPECT_TRUE(store_->commitVersion("imgs", v1, "", false).isOk());
+
+  auto st = store_->stat("imgs", "latest", "b/c/3.jpg");
+  ASSERT_TRUE(st.isOk()) << st.status().toString();
+  EXPECT_EQ(st->size, 3000u);
+  EXPECT_EQ(st->extent_count, 3u);
+  auto dir = store_->stat("imgs", "v1", "b/c");
+  ASSERT_TRUE(dir.isOk());
+  EXPECT_EQ(dir->type, EntryType::kDirectory);
+  auto root = store_->readDir("imgs", "v1", "", "", 0);
+  ASSERT_TRUE(root.isOk());
+  ASSERT_EQ(root->items.size(), 3u);
+  EXPECT_EQ(root->items[0].path, "a");
+  EXPECT_EQ(root->items[1].path, "b");
+  EXPECT_EQ(root->items[2].path, "top.txt");
+  auto ext = store_->getExtents("imgs", "v1", "b/c/3.jpg", 1, 5);
+  ASSERT_TRUE(ext.isOk());
+  EXPECT_EQ(ext->total, 3u);
+  ASSERT_EQ(ext->extents.size(), 2u);
+  EXPECT_EQ(ext->extents[0].file_offset, 1000u);
+  EXPECT_EQ(ext->extents[1].file_offset, 2000u);
+  EXPECT_EQ(ext->extents[1].record, (Hash128{3, 3}));
+
+  std::vector<std::string_view> paths = {"a/1.jpg", "missing", "a"};
+  auto lk = store_->lookup("imgs", "latest", paths, true, 100);
+  ASSERT_TRUE(lk.isOk());
+  EXPECT_TRUE((*lk)[0].found);
+  EXPECT_EQ((*lk)[0].extents.size(), 1u);
+  EXPECT_TRUE((*lk)[0].extents_complete);
+  EXPECT_FALSE((*lk)[1].found);
+  EXPECT_EQ((*lk)[2].entry.type, EntryType::kDirectory);
+
+  // v2 commits later and moves latest; committing v1 again would not move it back.
+  add("imgs", v2, {makeFile("only.txt", 9)});
+  commit("imgs", v2);
+  auto latest = store_->resolveVersion("imgs", "latest");
+  ASSERT_TRUE(latest.isOk());
+  EXPECT_EQ(latest->version, v2);
+  auto listed = store_->listVersions("imgs", "", 0);
+  ASSERT_TRUE(listed.isOk());
+  ASSERT_EQ(listed->items.size(), 2u);
+  EXPECT_EQ(listed->items[0].file_count, 4u);
+  EXPECT_EQ(listed->items[1].file_count, 1u);
+}
+
+TEST_F(MetaStoreTest, ConcurrentDraftsGetDistinctVersions) {
+  createDataset();
+  std::vector<uint32_t> got(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      auto v = store_->beginVersion("imgs", "");
+      got[i] = v.isOk() ? v->version : 0;
+      if (v.isOk()) {
+        auto r = store_->addFiles("imgs", v->version, std::vector<FileSpec>{makeFile("f", 100 + i)});
+        if (!r.isOk()) got[i] = 0;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<uint32_t> distinct(got.begin(), got.end());
+  EXPECT_EQ(distinct.size(), 8u);
+  EXPECT_EQ(distinct.count(0), 0u);
+}
+
+TEST_F(MetaStoreTest, AddFilesIsIdempotentAndSupportsAppend) {
+  createDataset();
+  uint32_t v = draft();
+  FileSpec f = makeFile("big.bin", 7, 4);
+  add("imgs", v, {f});
+  add("imgs", v, {f});  // retry: no-op
+  FileSpec changed = makeFile("big.bin", 8, 4);
+  EXPECT_EQ(store_->addFiles("imgs", v, std::vector<FileSpec>{changed}).status().code(),
+            StatusCode::kAlreadyExists);
+  FileSpec more = makeFile("big.bin", 7, 2);
+  more.append = true;
+  for (auto& e : more.extents) e.file_offset += 4000;
+  more.extents[0].record = Hash128{77, 1};
+  more.extents[1].record = Hash128{77, 2};
+  more.size = 6000;
+  add("imgs", v, {more});
+  commit("imgs", v);
+  auto ext = store_->getExtents("imgs", "v1", "big.bin", 0, 100);
+  ASSERT_TRUE(ext.isOk());
+  EXPECT_EQ(ext->size, 6000u);
+  EXPECT_EQ(ext->total, 6u);
+  EXPECT_EQ(ext->extents[5].file_offset, 5000u);
+  auto info = store_->resolveVersion("imgs", "v1");
+  EXPECT_EQ(info->file_count, 1u);
+  EXPECT_EQ(info->logical_bytes, 6000u);
+}
+
+TEST_F(MetaStoreTest, InvalidNamesAndPathsAreRefusedNamingTheField) {
+  auto expectInvalid = [](const Status& s, const std::string& field) {
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.toString();
+    EXPECT_NE(s.message().find(field), std::string::npos) << s.toString();
+  };
+  expectInvalid(store_->createDataset("", {}).status(), "dataset name");
+  expectInvalid(store_->createDataset("-x", {}).status(), "dataset name");
+  expectInvalid(store_->createDataset("a b", {}).status(), "dataset name");
+  expectInvalid(store_->createDataset(std::string(65, 'a'), {}).status(), "dataset name");
+  createDataset();
+  uint32_t v = draft();
+  commit("imgs", v);
+  expectInvalid(store_->setTag("imgs", "v3", v).status(), "tag");
+  expectInvalid(store_->setTag("imgs", "a/b", v).status(), "tag");
+  uint32_t d = draft();
+  for (std::string bad : std::vector<std::string>{"/abs", "a//b", "a/../b", "./a", "a/", std::string("a\0b", 3),
+                          std::string(256, 'x'), std::string(4097, 'y')}) {
+    expectInvalid(store_->addFiles("imgs", d, std::vector<FileSpec>{makeFile(bad, 1)}).status(),
+                  "files[0].path");
+  }
+  FileSpec gap = makeFile("g", 1, 2);
+  gap.extents[1].file_offset += 1;
+  expectInvalid(store_->addFiles("imgs", d, std::vector<FileSpec>{gap}).status(), "file_offset");
+  FileSpec codec = makeFile("c", 1);
+  codec.extents[0].codec = 9;
+  expectInvalid(store_->addFiles("imgs", d, std::vector<FileSpec>{codec}).status(), "codec");
+  FileSpec size = makeFile("s", 1);
+  size.size = 5;
+  expectInvalid(store_->addFiles("imgs", d, std::vector<FileSpec>{size}).status(), "size");
+  expectInvalid(store_->stat("imgs", "v1", "../x").status(), "path");
+  // A file cannot also be a directory.
+  add("imgs", d, {makeFile("p", 1)});
+  EXPECT_EQ(store_->addFiles("imgs", d, std::vector<FileSpec>{makeFile("p/q", 2)}).status().code(),
+            StatusCode::kAlreadyExists);
+}
+
+TEST_F(MetaStoreTest, ReadDirPagesOver100kEntries) {
+  createDataset();
+  uint32_t v = draft();
+  const int kFiles = 100'000;
+  std::vector<FileSpec> batch;
+  for (int i = 0; i < kFiles; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "d/f%06d", i);
+    batch.push_back(makeFile(name, i + 1, 1, 100, Hash128{1, uint64_t(i / 40) + 1}));
+    if (batch.size() == 10'000) {
+      add("imgs", v, batch);
+      batch.clear();
+    }
+  }
+  commit("imgs", v);
+  std::string cursor;
+  int seen = 0, pages = 0;
+  std::string last;
+  do {
+    auto page = store_->readDir("imgs", "v1", "d", cursor, 7777);
+    ASSERT_TRUE(page.isOk()) << page.status().toString();
+    for (const Entry& e : page->items) {
+      ASSERT_GT(e.path, last);
+      last = e.path;
+      ++seen;
+    }
+    cursor = page->next_cursor;
+    ++pages;
+  } while (!cursor.empty());
+  EXPECT_EQ(seen, kFiles);
+  EXPECT_EQ(pages, (kFiles + 7776) / 7777);
+  auto all = store_->listFiles("imgs", "v1", "", 10'000);
+  ASSERT_TRUE(all.isOk());
+  EXPECT_EQ(all->items.size(), 10'000u);
+  EXPECT_EQ(all->next_cursor, "d/f009999");
+}
+
+TEST_F(MetaStoreTest, DiffReportsAddedRemovedChanged) {
+  createDataset();
+  uint32_t a = draft();
+  add("imgs", a,
+      {makeFile("keep", 1), makeFile("gone", 2), makeFile("edit", 3, 2), makeFile("dir/x", 4),
+       makeFile("a.txt", 5), makeFile("mode", 6)});
+  commit("imgs", a);
+  uint32_t b = draft();
+  FileSpec moved = makeFile("keep", 1, 1, 1000, Hash128{999, 999});  // same records, new chunk
+  FileSpec edit = makeFile("edit", 33, 3);
+  FileSpec mode = makeFile("mode", 6);
+  mode.mode = 0600;
+  add("imgs", b,
+      {moved, edit, makeFile("dir/x", 4), makeFile("dir/y", 8), makeFile("a.txt", 5), mode,
+       makeFile("a/b", 9)});
+  commit("imgs", b);
+  std::vector<DiffEntry> all;
+  std::string cursor;
+  do {
+    auto page = store_->diff("imgs", "v1", "v2", cursor, 2);
+    ASSERT_TRUE(page.isOk()) << page.status().toString();
+    all.insert(all.end(), page->items.begin(), page->items.end());
+    cursor = page->next_cursor;
+  } while (!cursor.empty());
+  std::map<std::string, DiffEntry> by_path;
+  for (auto& d : all) by_path[d.path] = d;
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(by_path["gone"].kind, ChangeKind::kRemoved);
+  EXPECT_EQ(by_path["gone"].old_size, 1000u);
+  EXPECT_EQ(by_path["edit"].kind, ChangeKind::kChanged);
+  EXPECT_EQ(by_path["edit"].old_size, 2000u);
+  EXPECT_EQ(by_path["edit"].new_size, 3000u);
+  EXPECT_EQ(by_path["dir/y"].kind, ChangeKind::kAdded);
+  EXPECT_EQ(by_path["a/b"].kind, ChangeKind::kAdded);
+  EXPECT_EQ(by_path["mode"].kind, ChangeKind::kChanged);
+  EXPECT_EQ(by_path.count("keep"), 0u);
+  // Diff order is the walk order, and reverse diff swaps added/removed.
+  auto rev = store_->diff("imgs", "v2", "v1", "", 100);
+  ASSERT_TRUE(rev.isOk());
+  for (auto& d : rev->items) {
+    if (d.path == "gone") {
+      EXPECT_EQ(d.kind, ChangeKind::kAdded);
+    }
+    if (d.path == "dir/y") {
+      EXPECT_EQ(d.kind, ChangeKind::kRemoved);
+    }
+  }
+}
+
+TEST_F(MetaStoreTest, RecordIndexDedupAndExactGc) {
+  createDataset();
+  uint32_t v1 = draft();
+  Hash128 c1{10, 1}, c2{10, 2};
+  add("imgs", v1, {makeFile("a", 1, 2, 1000, c1)});
+  commit("imgs", v1);
+  std::vector<Hash128> q = {Hash128{1, 1}, Hash128{1, 2}, Hash128{5, 5}};
+  auto locs = store_->lookupRecords("imgs", q);
+  ASSERT_TRUE(locs.isOk());
+  EXPECT_TRUE((*locs)[0].found);
+  EXPECT_EQ((*locs)[1].chunk, c1);
+  EXPECT_EQ((*locs)[1].chunk_offset, 1000u);
+  EXPECT_FALSE((*locs)[2].found);
+
+  // v2 reuses a's records in c1 and adds new ones in c2: stored bytes count only new.
+  uint32_t v2 = draft();
+  add("imgs", v2, {makeFile("a", 1, 2, 1000, c1), makeFile("b", 2, 1, 1000, c2)});
+  auto info = store_->commitVersion("imgs", v2, "", false);
+  ASSERT_TRUE(info.isOk());
+  EXPECT_EQ(info->stored_bytes, 1000u);
+  EXPECT_EQ(info->logical_bytes, 3000u);
+
+  // Nothing is garbage while versions use the chunks.
+  auto g = store_->listGarbage(1, "", 100);
+  ASSERT_TRUE(g.isOk());
+  EXPECT_TRUE(g->items.empty());
+  // Deleting v1 keeps c1 (v2 uses it); deleting v2 too frees both.
+  EXPECT_EQ(store_->deleteVersion("imgs", v2, false).status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store_->deleteVersion("imgs", v1, false).isOk());
+  EXPECT_TRUE(store_->listGarbage(1, "", 100)->items.empty());
+  ASSERT_TRUE(store_->deleteVersion("imgs", v2, true).isOk());
+  g = store_->listGarbage(1, "", 1);
+  ASSERT_TRUE(g.isOk());
+  ASSERT_EQ(g->items.size(), 1u);
+  auto g2 = store_->listGarbage(1, g->next_cursor, 10);
+  ASSERT_TRUE(g2.isOk());
+  ASSERT_EQ(g2->items.size(), 1u);
+  std::set<Hash128> chunks = {g->items[0].chunk, g2->items[0].chunk};
+  EXPECT_EQ(chunks, (std::set<Hash128>{c1, c2}));
+  EXPECT_EQ(g->items[0].stripe, stripeOf(g->items[0].chunk, 64));
+  // A record whose chunk is garbage is no longer offered for reuse.
+  locs = store_->lookupRecords("imgs", q);
+  EXPECT_FALSE((*locs)[0].found);
+
+  // A draft's chunks are kept during the grace period, listed after it.
+  uint32_t v3 = draft();
+  Hash128 c3{10, 3};
+  add("imgs", v3, {makeFile("c", 3, 1, 1000, c3)});
+  g = store_->listGarbage(60'000, "", 100);
+  EXPECT_EQ(g->items.size(), 2u);
+  clock_.advanceMs(120'000);
+  g = store_->listGarbage(60'000, "", 100);
+  EXPECT_EQ(g->items.size(), 3u);
+  // Referencing a garbage chunk again revives it.
+  add("imgs", v3, {makeFile("again", 1, 1, 1000, c1)});
+  g = store_->listGarbage(60'000, "", 100);
+  EXPECT_EQ(g->items.size(), 1u);  // c2 only
+}
+
+TEST_F(MetaStoreTest, AbortReleasesChunksAndRefusesCommit) {
+  createDataset();
+  uint32_t v = draft();
+  add("imgs", v, {makeFile("a", 1)});
+  ASSERT_TRUE(store_->abortVersion("imgs", v).isOk());
+  EXPECT_EQ(store_->commitVersion("imgs", v, "", false).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->addFiles("imgs", v, std::vector<FileSpec>{makeFile("b", 2)}).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->listGarbage(1, "", 10)->items.size(), 1u);
+}
+
+TEST_F(MetaStoreTest, TagsSetMoveDeleteResolve) {
+  createDataset();
+  uint32_t v1 = draft();
+  commit("imgs", v1);
+  uint32_t v2 = draft();
+  EXPECT_EQ(store_->setTag("imgs", "clean", v2).status().code(), StatusCode::kFailedPrecondition);
+  commit("imgs", v2);
+  auto prev = store_->setTag("imgs", "clean", v1);
+  ASSERT_TRUE(prev.isOk());
+  EXPECT_EQ(*prev, 0u);
+  prev = store_->setTag("imgs", "clean", v2);
+  EXPECT_EQ(*prev, v1);
+  EXPECT_EQ(store_->resolveVersion("imgs", "clean")->version, v2);
+  auto tags = store_->listTags("imgs");
+  ASSERT_EQ(tags->size(), 2u);
+  ASSERT_TRUE(store_->deleteTag("imgs", "clean").isOk());
+  EXPECT_EQ(store_->deleteTag("imgs", "clean").code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->resolveVersion("imgs", "clean").status().code(), StatusCode::kNotFound);
+  // keep_latest leaves latest alone.
+  uint32_t v3 = draft();
+  ASSERT_TRUE(store_->commitVersion("imgs", v3, "", true).isOk());
+  EXPECT_EQ(store_->resolveVersion("imgs", "latest")->version, v2);
+}
+
+TEST(PlacementTest, FewerNodesThanReplicas) {
+  std::vector<PlacementNode> nodes = {{1, 100, true}, {2, 100, true}};
+  auto map = placeStripes({}, 8, 3, nodes, true);
+  for (uint32_t s = 0; s < 8; ++s) {
+    EXPECT_NE(map[s * 3], map[s * 3 + 1]);
+    EXPECT_NE(map[s * 3], 0u);
+    EXPECT_EQ(map[s * 3 + 2], 0u);
+  }
+}
+
+TEST(NamesTest, VersionNumbers) {
+  EXPECT_EQ(parseVersionNumber("v1"), 1u);
+  EXPECT_EQ(parseVersionNumber("v4294967295"), 4294967295u);
+  EXPECT_EQ(parseVersionNumber("v4294967296"), 0u);
+  EXPECT_EQ(parseVersionNumber("v01"), 0u);
+  EXPECT_EQ(parseVersionNumber("latest"), 0u);
+  EXPECT_EQ(parseVersionNumber("v"), 0u);
+}
+
+}  // namespace
+}  // namespace sluice::meta
