@@ -1,0 +1,79 @@
+#include "client/cluster.h"
+
+namespace sluice::client {
+
+namespace meta = wire::meta;
+
+Cluster::Cluster(ClusterConfig config, std::unique_ptr<net::Endpoint> endpoint,
+                 net::PeerId meta_peer)
+    : config_(std::move(config)), endpoint_(std::move(endpoint)), meta_peer_(meta_peer) {}
+
+Cluster::~Cluster() {
+  if (endpoint_) endpoint_->shutdown();
+}
+
+Result<std::unique_ptr<Cluster>> Cluster::connect(const ClusterConfig& config) {
+  net::EndpointOptions options;
+  options.provider = config.provider;
+  options.default_timeout = config.timeout;
+  options.worker_threads = 1;  // a client serves nothing but pings
+  SLUICE_ASSIGN_OR_RETURN(auto endpoint, net::Endpoint::create(options));
+  SLUICE_RETURN_IF_ERROR(endpoint->start());
+  auto peer = endpoint->connect(config.meta.toString());
+  if (!peer.isOk()) {
+    return peer.status().withContext("connecting to sluice-meta at " + config.meta.toString() +
+                                     " (from " + config.source + ")");
+  }
+  std::unique_ptr<Cluster> cluster(new Cluster(config, std::move(endpoint), *peer));
+  Status s = cluster->refreshMap(0);
+  if (!s.isOk()) {
+    return Status(s.code(), "sluice-meta at " + config.meta.toString() + " (from " +
+                                config.source + "): " + s.message() +
+                                (s.code() == StatusCode::kTimeout ||
+                                         s.code() == StatusCode::kUnavailable
+                                     ? " — is the cluster running? ('sluice dev status')"
+                                     : ""));
+  }
+  return cluster;
+}
+
+std::shared_ptr<const ClusterMap> Cluster::map() const {
+  std::lock_guard lock(mu_);
+  return map_;
+}
+
+Status Cluster::refreshMap(uint64_t seen_epoch) {
+  meta::GetClusterMapRequestT req;
+  {
+    std::lock_guard lock(mu_);
+    if (map_ && seen_epoch != 0 && map_->epoch() > seen_epoch) return Status();
+    req.known_epoch = map_ ? map_->epoch() : 0;
+  }
+  auto resp = meta<meta::GetClusterMapRequest, meta::GetClusterMapResponse>(
+      meta::MetaMethod::GetClusterMap, req, "GetClusterMap");
+  if (!resp.isOk()) return resp.status();
+  if ((*resp)->unchanged) return Status();
+  SLUICE_ASSIGN_OR_RETURN(ClusterMap fresh, ClusterMap::fromResponse(**resp));
+  std::lock_guard lock(mu_);
+  if (!map_ || fresh.epoch() >= map_->epoch()) {
+    map_ = std::make_shared<const ClusterMap>(std::move(fresh));
+  }
+  return Status();
+}
+
+Result<net::PeerId> Cluster::nodePeer(NodeId node) {
+  auto m = map();
+  const NodeEntry* entry = m->node(node);
+  if (entry == nullptr) {
+    return notFound("storage node " + std::to_string(node) + " is not in cluster map epoch " +
+                    std::to_string(m->epoch()));
+  }
+  auto peer = endpoint_->connect(entry->address);
+  if (!peer.isOk()) {
+    return peer.status().withContext("storage node " + std::to_string(node) + " at " +
+                                     entry->address);
+  }
+  return *peer;
+}
+
+}  // namespace sluice::client

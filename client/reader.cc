@@ -1,0 +1,327 @@
+#include "client/reader.h"
+
+#include <algorithm>
+#include <deque>
+
+#include "client/chunk_rpc.h"
+#include "common/codec/codec_limits.h"
+
+namespace sluice::client {
+namespace {
+
+namespace meta = wire::meta;
+
+std::string versionRef(uint32_t v) { return "v" + std::to_string(v); }
+
+// Replicas of a chunk with nodes the map calls down moved last: they may be
+// back, but an up replica is the better first try.
+std::vector<NodeId> readOrder(const ClusterMap& map, const ChunkId& chunk, uint32_t replication) {
+  std::vector<NodeId> nodes = map.replicasOf(chunk, replication);
+  std::stable_partition(nodes.begin(), nodes.end(), [&](NodeId id) {
+    const NodeEntry* n = map.node(id);
+    return n != nullptr && n->state != meta::NodeState::Down;
+  });
+  return nodes;
+}
+
+Result<FileExtent> extentFromWire(const meta::Extent& e) {
+  auto codec = codecFromByte(static_cast<uint8_t>(e.codec()));
+  if (!codec) {
+    return Status(StatusCode::kProtocolError,
+                  "extent with unknown codec " + std::to_string(static_cast<int>(e.codec())));
+  }
+  if (e.raw_length() == 0 || e.raw_length() > kMaxRecordSizeCap ||
+      e.stored_length() == 0 || e.stored_length() > kMaxRecordSizeCap) {
+    return Status(StatusCode::kProtocolError, "extent with record length out of bounds");
+  }
+  FileExtent x;
+  x.file_offset = e.file_offset();
+  x.raw_length = e.raw_length();
+  x.record = RecordHash{e.record().hi(), e.record().lo()};
+  x.chunk = ChunkId{e.chunk().hi(), e.chunk().lo()};
+  x.chunk_offset = e.chunk_offset();
+  x.stored_length = e.stored_length();
+  x.codec = *codec;
+  return x;
+}
+
+FileType typeFromWire(meta::EntryType t) {
+  switch (t) {
+    case meta::EntryType::Directory:
+      return FileType::kDirectory;
+    default:
+      return FileType::kFile;
+  }
+}
+
+}  // namespace
+
+DatasetReader::DatasetReader(Cluster& cluster, std::string dataset, uint32_t version,
+                             uint32_t replication, std::unique_ptr<BufferPool> pool)
+    : cluster_(cluster),
+      dataset_(std::move(dataset)),
+      version_(version),
+      replication_(replication),
+      pool_(std::move(pool)) {}
+
+Result<std::unique_ptr<DatasetReader>> DatasetReader::open(Cluster& cluster,
+                                                           const std::string& dataset,
+                                                           const std::string& version,
+                                                           const ReaderOptions& options) {
+  meta::ResolveVersionRequestT rreq;
+  rreq.dataset = dataset;
+  rreq.version = version;
+  SLUICE_ASSIGN_OR_RETURN(auto resolved,
+                          (cluster.meta<meta::ResolveVersionRequest, meta::ResolveVersionResponse>(
+                              meta::MetaMethod::ResolveVersion, rreq, "ResolveVersion")));
+  if (resolved->state != meta::VersionState::Committed) {
+    return failedPrecondition(dataset + "@" + versionRef(resolved->version) +
+                              " is not committed (still a draft, or aborted); only committed "
+                              "versions can be read");
+  }
+  meta::GetDatasetRequestT dreq;
+  dreq.name = dataset;
+  SLUICE_ASSIGN_OR_RETURN(auto info, (cluster.meta<meta::GetDatasetRequest, meta::GetDatasetResponse>(
+                                         meta::MetaMethod::GetDataset, dreq, "GetDataset")));
+  if (!info->dataset || info->dataset->replication == 0) {
+    return Status(StatusCode::kProtocolError, "GetDataset " + dataset + ": no replication factor");
+  }
+  SLUICE_ASSIGN_OR_RETURN(auto pool, BufferPool::create(cluster.endpoint(), options.slot_size,
+                                                        options.slots, net::Access::kRemoteWrite));
+  return std::unique_ptr<DatasetReader>(new DatasetReader(
+      cluster, dataset, resolved->version, info->dataset->replication, std::move(pool)));
+}
+
+Result<FileInfo> DatasetReader::stat(const std::string& path) {
+  SLUICE_ASSIGN_OR_RETURN(auto files, statMany({path}));
+  return std::move(files.front());
+}
+
+Result<std::vector<FileInfo>> DatasetReader::statMany(const std::vector<std::string>& paths) {
+  meta::LookupRequestT req;
+  req.dataset = dataset_;
+  req.version = versionRef(version_);
+  req.paths = paths;
+  req.with_extents = true;
+  SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::LookupRequest, meta::LookupResponse>(
+                                         meta::MetaMethod::Lookup, req, "Lookup")));
+  if (resp->results.size() != paths.size()) {
+    return Status(StatusCode::kProtocolError, "Lookup answered " +
+                                                  std::to_string(resp->results.size()) +
+                                                  " results for " + std::to_string(paths.size()));
+  }
+  std::vector<FileInfo> out;
+  out.reserve(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const auto& r = resp->results[i];
+    if (!r || !r->found || !r->entry) {
+      return notFound(dataset_ + "@" + versionRef(version_) + ": no such file or directory '" +
+                      paths[i] + "'");
+    }
+    FileInfo f;
+    f.path = paths[i];
+    f.type = typeFromWire(r->entry->type);
+    f.size = r->entry->size;
+    f.mode = r->entry->mode;
+    f.mtime_ns = r->entry->mtime_ns;
+    for (const auto& e : r->extents) {
+      SLUICE_ASSIGN_OR_RETURN(FileExtent x, extentFromWire(e));
+      f.extents.push_back(x);
+    }
+    if (!r->extents_complete || f.extents.size() < r->entry->extent_count) {
+      SLUICE_RETURN_IF_ERROR(completeExtents(f));
+    }
+    // The extents must tile the file exactly: reads rely on it.
+    uint64_t next = 0;
+    for (const auto& x : f.extents) {
+      if (x.file_offset != next) {
+        return Status(StatusCode::kProtocolError, "'" + f.path + "': extents do not tile the file");
+      }
+      next += x.raw_length;
+    }
+    if (f.type == FileType::kFile && next != f.size) {
+      return Status(StatusCode::kProtocolError, "'" + f.path + "': extents cover " +
+                                                    std::to_string(next) + " of " +
+                                                    std::to_string(f.size) + " bytes");
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+Status DatasetReader::completeExtents(FileInfo& file) {
+  for (;;) {
+    meta::GetExtentsRequestT req;
+    req.dataset = dataset_;
+    req.version = versionRef(version_);
+    req.path = file.path;
+    req.first_index = static_cast<uint32_t>(file.extents.size());
+    SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::GetExtentsRequest, meta::GetExtentsResponse>(
+                                           meta::MetaMethod::GetExtents, req, "GetExtents")));
+    for (const auto& e : resp->extents) {
+      SLUICE_ASSIGN_OR_RETURN(FileExtent x, extentFromWire(e));
+      file.extents.push_back(x);
+    }
+    if (file.extents.size() >= resp->total) return Status();
+    if (resp->extents.empty()) {
+      return Status(StatusCode::kProtocolError,
+                    "GetExtents '" + file.path + "': empty page before the last extent");
+    }
+  }
+}
+
+Result<std::vector<uint8_t>> DatasetReader::readAll(const FileInfo& file) {
+  std::vector<uint8_t> out(file.size);
+  SLUICE_ASSIGN_OR_RETURN(size_t n, read(file, 0, out));
+  out.resize(n);
+  return out;
+}
+
+namespace {
+
+// Decodes `stored` (extent e's bytes) into the part of `out` that the read
+// range [offset, offset + out.size()) shares with the extent.
+Status decodeExtent(const FileExtent& e, std::span<const uint8_t> stored, uint64_t offset,
+                    std::span<uint8_t> out, const std::string& name) {
+  uint64_t begin = std::max(e.file_offset, offset);
+  uint64_t end = std::min<uint64_t>(e.file_offset + e.raw_length, offset + out.size());
+  if (begin == e.file_offset && end == e.file_offset + e.raw_length) {
+    return decodeRecordInto(stored, e.codec, e.raw_length, e.record,
+                            out.subspan(begin - offset, e.raw_length), name);
+  }
+  SLUICE_ASSIGN_OR_RETURN(auto raw, decodeRecord(stored, e.codec, e.raw_length, e.record, name));
+  std::copy(raw.begin() + static_cast<ptrdiff_t>(begin - e.file_offset),
+            raw.begin() + static_cast<ptrdiff_t>(end - e.file_offset),
+            out.begin() + static_cast<ptrdiff_t>(begin - offset));
+  return Status();
+}
+
+}  // namespace
+
+Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::span<uint8_t> out) {
+  if (file.type != FileType::kFile) {
+    return invalidArgument("'" + file.path + "' is not a regular file");
+  }
+  if (offset >= file.size || out.empty()) return size_t{0};
+  uint64_t end = std::min<uint64_t>(file.size, offset + out.size());
+  std::span<uint8_t> dest = out.first(static_cast<size_t>(end - offset));
+
+  auto first = std::upper_bound(file.extents.begin(), file.extents.end(), offset,
+                                [](uint64_t off, const FileExtent& e) { return off < e.file_offset; });
+  if (first != file.extents.begin()) --first;
+
+  struct Pending {
+    const FileExtent* extent;
+    std::vector<NodeId> replicas;
+    BufferSlot slot;
+    std::unique_ptr<net::MemoryRegion> large;
+    std::future<Result<uint64_t>> done;
+  };
+  std::deque<Pending> pending;
+  Status failure;
+  auto map = cluster_.map();
+
+  auto drain = [&](Pending& p) {
+    Result<uint64_t> got = p.done.get();
+    Status s = got.status();
+    std::string name = "record " + p.extent->record.toHex() + " of '" + file.path + "' (chunk " +
+                       p.extent->chunk.toHex() + ")";
+    if (s.isOk()) {
+      const uint8_t* data = p.large ? p.large->data() : p.slot.data();
+      stats_.records_fetched++;
+      stats_.bytes_fetched += p.extent->stored_length;
+      s = decodeExtent(*p.extent, {data, p.extent->stored_length}, offset, dest, name);
+    }
+    p.slot.release();
+    p.large.reset();
+    if (!s.isOk()) {
+      // Retry on the remaining replicas, synchronously: failures are rare.
+      uint64_t begin = std::max(p.extent->file_offset, offset);
+      uint64_t stop = std::min<uint64_t>(p.extent->file_offset + p.extent->raw_length, end);
+      std::vector<uint8_t> tmp(p.extent->raw_length);
+      s = fetchWithFailover(*p.extent, tmp, 1, s);
+      if (s.isOk()) {
+        std::copy(tmp.begin() + static_cast<ptrdiff_t>(begin - p.extent->file_offset),
+                  tmp.begin() + static_cast<ptrdiff_t>(stop - p.extent->file_offset),
+                  dest.begin() + static_cast<ptrdiff_t>(begin - offset));
+      }
+    }
+    if (!s.isOk() && failure.isOk()) failure = s;
+  };
+
+  for (auto it = first; it != file.extents.end() && it->file_offset < end; ++it) {
+    Pending p;
+    p.extent = &*it;
+    p.replicas = readOrder(*map, it->chunk, replication_);
+    if (p.replicas.empty()) {
+      if (failure.isOk()) {
+        failure = unavailable("chunk " + it->chunk.toHex() + " of '" + file.path +
+                              "': its stripe has no storage nodes in map epoch " +
+                              std::to_string(map->epoch()));
+      }
+      break;
+    }
+    net::RemoteBuffer target;
+    if (it->stored_length > pool_->slotSize()) {
+      auto region = cluster_.endpoint().allocateMemory(it->stored_length, net::Access::kRemoteWrite);
+      if (!region.isOk()) {
+        failure = region.status();
+        break;
+      }
+      p.large = std::move(*region);
+      target = p.large->remote(0, it->stored_length);
+    } else {
+      std::optional<BufferSlot> slot = pool_->tryAcquire();
+      while (!slot && !pending.empty()) {
+        drain(pending.front());
+        pending.pop_front();
+        slot = pool_->tryAcquire();
+      }
+      p.slot = slot ? std::move(*slot) : pool_->acquire();
+      target = p.slot.remote(it->stored_length);
+    }
+    p.done = getChunkRange(cluster_, p.replicas[0], it->chunk, it->chunk_offset,
+                           it->stored_length, target);
+    pending.push_back(std::move(p));
+  }
+  while (!pending.empty()) {
+    drain(pending.front());
+    pending.pop_front();
+  }
+  if (!failure.isOk()) return failure;
+  return dest.size();
+}
+
+Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint8_t> out,
+                                        size_t first_replica, Status first_error) {
+  auto map = cluster_.map();
+  std::vector<NodeId> replicas = readOrder(*map, extent.chunk, replication_);
+  std::string errors = replicas.empty() ? first_error.toString()
+                                        : "node " + std::to_string(replicas[0]) + ": " +
+                                              first_error.toString();
+  std::string name = "record " + extent.record.toHex() + " (chunk " + extent.chunk.toHex() + ")";
+  for (size_t r = first_replica; r < replicas.size(); ++r) {
+    auto region = cluster_.endpoint().allocateMemory(extent.stored_length, net::Access::kRemoteWrite);
+    if (!region.isOk()) return region.status();
+    auto got = getChunkRange(cluster_, replicas[r], extent.chunk, extent.chunk_offset,
+                             extent.stored_length, (*region)->remote(0, extent.stored_length))
+                   .get();
+    Status s = got.status();
+    if (s.isOk()) {
+      s = decodeRecordInto({(*region)->data(), extent.stored_length}, extent.codec,
+                           extent.raw_length, extent.record, out, name);
+    }
+    if (s.isOk()) {
+      stats_.failovers++;
+      stats_.records_fetched++;
+      stats_.bytes_fetched += extent.stored_length;
+      return s;
+    }
+    errors += "; node " + std::to_string(replicas[r]) + ": " + s.toString();
+  }
+  StatusCode code = first_error.code();
+  if (code == StatusCode::kCorruption) code = StatusCode::kChecksumMismatch;
+  return Status(code, name + ": no replica could serve it (" + errors + ")");
+}
+
+}  // namespace sluice::client

@@ -1,0 +1,476 @@
+#include "client/uploader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "client/buffer_pool.h"
+#include "client/chunk_rpc.h"
+#include "client/parallel.h"
+#include "client/source_tree.h"
+#include "common/codec/chunk_builder.h"
+#include "common/codec/codec_limits.h"
+#include "common/codec/record_codec.h"
+
+namespace sluice::client {
+namespace {
+
+namespace meta = wire::meta;
+
+// Consecutive records of one file, read and stored together.
+struct Piece {
+  size_t entry = 0;         // index into SourceTree::entries
+  uint64_t offset = 0;      // file offset of the first byte
+  uint64_t length = 0;
+  bool completes_file = false;
+  std::vector<uint8_t> data;
+  size_t first_record = 0;  // index into Batch::records
+  size_t record_count = 0;
+};
+
+struct RecordRef {
+  size_t piece = 0;
+  uint64_t file_offset = 0;
+  uint32_t raw_length = 0;
+  const uint8_t* raw = nullptr;
+  RecordHash hash;
+  size_t unique = 0;  // index into Batch::unique
+};
+
+// Where one distinct record of a batch ends up.
+struct UniqueRecord {
+  size_t first_ref = 0;  // a RecordRef holding its bytes
+  bool stored = false;   // known location (found in the index, or packed and put)
+  ChunkId chunk;
+  RecordLocation location;
+  std::optional<EncodedRecord> encoded;
+};
+
+struct Batch {
+  std::vector<Piece> pieces;
+  std::vector<size_t> others;  // directories and symlinks
+  std::vector<RecordRef> records;
+  std::vector<UniqueRecord> unique;
+  uint64_t bytes = 0;
+};
+
+meta::Hash toWire(const Hash128& h) { return meta::Hash(h.hi, h.lo); }
+
+Status readPiece(const std::string& root, const SourceEntry& e, Piece& piece) {
+  std::string path = root + "/" + e.path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errnoStatus(errno, "reading '" + e.path + "'");
+  piece.data.resize(piece.length);
+  uint64_t done = 0;
+  while (done < piece.length) {
+    ssize_t n = ::pread(fd, piece.data.data() + done, piece.length - done,
+                        static_cast<off_t>(piece.offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : 0;
+      ::close(fd);
+      if (err != 0) return errnoStatus(err, "reading '" + e.path + "'");
+      return Status(StatusCode::kFailedPrecondition,
+                    "'" + e.path + "' shrank while it was uploaded (expected " +
+                        std::to_string(e.size) + " bytes): re-run the upload once it is stable");
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  return Status();
+}
+
+class Upload {
+ public:
+  Upload(Cluster& cluster, const UploadOptions& options, std::string dataset)
+      : cluster_(cluster), options_(options), dataset_(std::move(dataset)) {
+    threads_ = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  Result<UploadReport> run(const std::string& source_dir) {
+    auto start = std::chrono::steady_clock::now();
+    SLUICE_RETURN_IF_ERROR(validateMaxRecordSize(options_.max_record_size));
+    SLUICE_ASSIGN_OR_RETURN(tree_, walkSourceTree(source_dir));
+    report_.warnings = tree_.warnings;
+    report_.dataset = dataset_;
+    SLUICE_RETURN_IF_ERROR(loadDataset());
+    if (options_.show_progress) {
+      progress_.emplace("put", tree_.file_count, tree_.total_bytes);
+    }
+    size_t slot_size = std::max(chunk_size_, options_.max_record_size + (64u << 10));
+    SLUICE_ASSIGN_OR_RETURN(pool_, BufferPool::create(cluster_.endpoint(), slot_size,
+                                                      std::max<size_t>(options_.chunks_in_flight, 1),
+                                                      net::Access::kRemoteRead));
+    SLUICE_RETURN_IF_ERROR(beginVersion());
+    Status s = uploadAll();
+    if (!s.isOk()) {
+      return s.withContext("uploading to " + dataset_ + " draft v" + std::to_string(version_) +
+                           " (the draft is kept; re-run the same command to resume: data "
+                           "already stored is not sent again)");
+    }
+    SLUICE_RETURN_IF_ERROR(commit());
+    report_.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (progress_) progress_->finish();
+    return report_;
+  }
+
+ private:
+  Status loadDataset() {
+    meta::GetDatasetRequestT req;
+    req.name = dataset_;
+    auto resp = cluster_.meta<meta::GetDatasetRequest, meta::GetDatasetResponse>(
+        meta::MetaMethod::GetDataset, req, "GetDataset");
+    if (!resp.isOk()) {
+      if (resp.status().code() == StatusCode::kNotFound) {
+        return notFound("dataset '" + dataset_ + "' does not exist: create it first with "
+                        "'sluice dataset create " + dataset_ + "'");
+      }
+      return resp.status();
+    }
+    const auto& d = (*resp)->dataset;
+    if (!d) return Status(StatusCode::kProtocolError, "GetDataset: empty answer");
+    replication_ = d->replication;
+    chunk_size_ = d->chunk_size ? d->chunk_size : kDefaultChunkSize;
+    SLUICE_RETURN_IF_ERROR(validateChunkSize(chunk_size_));
+    compress_ = d->compression != meta::CompressionPolicy::None;
+    if (replication_ == 0) return Status(StatusCode::kProtocolError, "dataset without replication");
+    return Status();
+  }
+
+  Status beginVersion() {
+    meta::BeginVersionRequestT req;
+    req.dataset = dataset_;
+    req.message = options_.message;
+    SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::BeginVersionRequest, meta::BeginVersionResponse>(
+                                           meta::MetaMethod::BeginVersion, req, "BeginVersion")));
+    if (!resp->version) return Status(StatusCode::kProtocolError, "BeginVersion: empty answer");
+    version_ = resp->version->version;
+    report_.version = version_;
+    return Status();
+  }
+
+  Status uploadAll() {
+    size_t entry = 0;
+    uint64_t offset = 0;
+    while (entry < tree_.entries.size()) {
+      Batch batch;
+      while (entry < tree_.entries.size() && batch.bytes < options_.batch_bytes &&
+             batch.pieces.size() < options_.batch_files) {
+        const SourceEntry& e = tree_.entries[entry];
+        if (e.type != EntryType::kFile) {
+          batch.others.push_back(entry++);
+          continue;
+        }
+        Piece p;
+        p.entry = entry;
+        p.offset = offset;
+        uint64_t remaining = e.size - offset;
+        uint64_t room = options_.batch_bytes - batch.bytes;
+        uint64_t take = remaining;
+        if (remaining > room) {
+          take = std::max<uint64_t>(room / options_.max_record_size, 1) * options_.max_record_size;
+          take = std::min(take, remaining);
+        }
+        p.length = take;
+        offset += take;
+        if (offset == e.size) {
+          p.completes_file = true;
+          offset = 0;
+          ++entry;
+        }
+        batch.bytes += take;
+        batch.pieces.push_back(std::move(p));
+      }
+      SLUICE_RETURN_IF_ERROR(runBatch(batch));
+    }
+    return Status();
+  }
+
+  Status runBatch(Batch& batch) {
+    // 1. Read and hash, on all cores.
+    SLUICE_RETURN_IF_ERROR(parallelFor(batch.pieces.size(), threads_, [&](size_t i) {
+      Piece& p = batch.pieces[i];
+      return readPiece(tree_.root, tree_.entries[p.entry], p);
+    }));
+    for (size_t i = 0; i < batch.pieces.size(); ++i) {
+      Piece& p = batch.pieces[i];
+      p.first_record = batch.records.size();
+      for (uint64_t off = 0; off < p.length; off += options_.max_record_size) {
+        RecordRef r;
+        r.piece = i;
+        r.file_offset = p.offset + off;
+        r.raw_length = static_cast<uint32_t>(std::min<uint64_t>(options_.max_record_size, p.length - off));
+        r.raw = p.data.data() + off;
+        batch.records.push_back(r);
+      }
+      p.record_count = batch.records.size() - p.first_record;
+    }
+    SLUICE_RETURN_IF_ERROR(parallelFor(batch.records.size(), threads_, [&](size_t i) {
+      RecordRef& r = batch.records[i];
+      r.hash = Hash128::of(r.raw, r.raw_length);
+      return Status();
+    }));
+    std::unordered_map<RecordHash, size_t> index;
+    for (size_t i = 0; i < batch.records.size(); ++i) {
+      RecordRef& r = batch.records[i];
+      auto [it, inserted] = index.emplace(r.hash, batch.unique.size());
+      if (inserted) {
+        UniqueRecord u;
+        u.first_ref = i;
+        batch.unique.push_back(std::move(u));
+      }
+      r.unique = it->second;
+    }
+    report_.records += batch.records.size();
+
+    // 2. Which records does the dataset already store?
+    SLUICE_RETURN_IF_ERROR(lookupRecords(batch));
+
+    // 3. Compress what is new, on all cores.
+    std::vector<size_t> fresh;
+    for (size_t u = 0; u < batch.unique.size(); ++u) {
+      if (!batch.unique[u].stored) fresh.push_back(u);
+    }
+    EncodeOptions enc;
+    enc.zstd_level = options_.zstd_level;
+    if (!compress_) enc.min_saving = 0.999;
+    SLUICE_RETURN_IF_ERROR(parallelFor(fresh.size(), threads_, [&](size_t i) {
+      UniqueRecord& u = batch.unique[fresh[i]];
+      const RecordRef& r = batch.records[u.first_ref];
+      SLUICE_ASSIGN_OR_RETURN(EncodedRecord e, encodeRecord({r.raw, r.raw_length}, enc));
+      u.encoded = std::move(e);
+      return Status();
+    }));
+
+    report_.reused_records += batch.records.size() - fresh.size();
+
+    // 4. Pack into chunks and put each to all its replicas.
+    SLUICE_RETURN_IF_ERROR(packAndPut(batch, fresh));
+
+    // 5. The batch's files join the draft.
+    SLUICE_RETURN_IF_ERROR(addFiles(batch));
+    uint64_t files = 0;
+    for (const Piece& p : batch.pieces) files += p.completes_file ? 1 : 0;
+    if (progress_) progress_->add(files, batch.bytes);
+    return Status();
+  }
+
+  Status lookupRecords(Batch& batch) {
+    constexpr size_t kPage = 4096;
+    for (size_t start = 0; start < batch.unique.size(); start += kPage) {
+      size_t end = std::min(batch.unique.size(), start + kPage);
+      meta::LookupRecordsRequestT req;
+      req.dataset = dataset_;
+      for (size_t u = start; u < end; ++u) {
+        req.records.push_back(toWire(batch.records[batch.unique[u].first_ref].hash));
+      }
+      SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::LookupRecordsRequest, meta::LookupRecordsResponse>(
+                                             meta::MetaMethod::LookupRecords, req, "LookupRecords")));
+      if (resp->locations.size() != end - start) {
+        return Status(StatusCode::kProtocolError, "LookupRecords answered " +
+                                                      std::to_string(resp->locations.size()) +
+                                                      " of " + std::to_string(end - start));
+      }
+      for (size_t u = start; u < end; ++u) {
+        const auto& loc = resp->locations[u - start];
+        if (!loc || !loc->found || !loc->chunk) continue;
+        UniqueRecord& rec = batch.unique[u];
+        const RecordRef& r = batch.records[rec.first_ref];
+        auto codec = codecFromByte(static_cast<uint8_t>(loc->codec));
+        if (!codec || loc->raw_length != r.raw_length || loc->stored_length == 0) continue;
+        rec.stored = true;
+        rec.chunk = ChunkId{loc->chunk->hi(), loc->chunk->lo()};
+        rec.location = RecordLocation{loc->chunk_offset, loc->stored_length, loc->raw_length,
+                                      *codec, r.hash};
+      }
+    }
+    return Status();
+  }
+
+  struct PendingChunk {
+    ChunkId id;
+    BufferSlot slot;
+    std::unique_ptr<net::MemoryRegion> large;
+    std::vector<std::future<Status>> puts;
+  };
+
+  Status packAndPut(Batch& batch, const std::vector<size_t>& fresh) {
+    ChunkBuilder builder(chunk_size_);
+    std::vector<size_t> members;  // unique indices in the current builder
+    std::deque<PendingChunk> pending;
+    Status failure;
+
+    auto waitOne = [&]() {
+      PendingChunk& p = pending.front();
+      for (auto& f : p.puts) {
+        Status s = f.get();
+        if (!s.isOk() && failure.isOk()) failure = s;
+      }
+      pending.pop_front();
+    };
+
+    auto flush = [&]() -> Status {
+      if (builder.empty()) return Status();
+      SLUICE_ASSIGN_OR_RETURN(BuiltChunk chunk, builder.finish());
+      for (size_t i = 0; i < members.size(); ++i) {
+        UniqueRecord& u = batch.unique[members[i]];
+        u.stored = true;
+        u.chunk = chunk.id;
+        u.location = chunk.records[i];
+        report_.new_raw_bytes += u.location.raw_size;
+        report_.new_stored_bytes += u.location.stored_size;
+        u.encoded.reset();
+      }
+      members.clear();
+      SLUICE_RETURN_IF_ERROR(submit(chunk, pending, waitOne));
+      return failure;
+    };
+
+    for (size_t u : fresh) {
+      UniqueRecord& rec = batch.unique[u];
+      if (!builder.fits(rec.encoded->stored.size())) SLUICE_RETURN_IF_ERROR(flush());
+      auto added = builder.add(*rec.encoded);
+      if (!added.isOk()) return added.status();
+      members.push_back(u);
+    }
+    SLUICE_RETURN_IF_ERROR(flush());
+    while (!pending.empty()) waitOne();
+    return failure;
+  }
+
+  template <typename WaitOne>
+  Status submit(const BuiltChunk& chunk, std::deque<PendingChunk>& pending, WaitOne&& waitOne) {
+    auto map = cluster_.map();
+    uint32_t stripe = stripeOf(chunk.id, map->stripeCount());
+    std::vector<NodeId> nodes = map->stripeNodes(stripe, replication_);
+    if (nodes.size() < replication_) {
+      return unavailable("stripe " + std::to_string(stripe) + " has " +
+                         std::to_string(nodes.size()) + " storage nodes but dataset '" + dataset_ +
+                         "' needs " + std::to_string(replication_) +
+                         " replicas: add storage nodes or lower the replication factor");
+    }
+    PendingChunk p;
+    p.id = chunk.id;
+    net::RemoteBuffer source;
+    if (chunk.bytes.size() > pool_->slotSize()) {
+      SLUICE_ASSIGN_OR_RETURN(p.large, cluster_.endpoint().allocateMemory(chunk.bytes.size(),
+                                                                          net::Access::kRemoteRead));
+      std::memcpy(p.large->data(), chunk.bytes.data(), chunk.bytes.size());
+      source = p.large->remote(0, chunk.bytes.size());
+    } else {
+      std::optional<BufferSlot> slot = pool_->tryAcquire();
+      while (!slot && !pending.empty()) {
+        waitOne();
+        slot = pool_->tryAcquire();
+      }
+      p.slot = slot ? std::move(*slot) : pool_->acquire();
+      std::memcpy(p.slot.data(), chunk.bytes.data(), chunk.bytes.size());
+      source = p.slot.remote(chunk.bytes.size());
+    }
+    for (NodeId node : nodes) {
+      p.puts.push_back(putChunk(cluster_, node, chunk.id, stripe, chunk.bytes.size(), source));
+    }
+    report_.chunks++;
+    report_.bytes_sent += chunk.bytes.size() * nodes.size();
+    pending.push_back(std::move(p));
+    return Status();
+  }
+
+  Status addFiles(const Batch& batch) {
+    constexpr size_t kMaxFilesPerCall = 1024;
+    constexpr size_t kMaxExtentsPerCall = 16384;
+    meta::AddFilesRequestT req;
+    size_t extents = 0;
+    auto send = [&]() -> Status {
+      if (req.files.empty()) return Status();
+      req.dataset = dataset_;
+      req.version = version_;
+      SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::AddFilesRequest, meta::AddFilesResponse>(
+                                             meta::MetaMethod::AddFiles, req, "AddFiles")));
+      (void)resp;
+      req.files.clear();
+      extents = 0;
+      return Status();
+    };
+    for (const Piece& p : batch.pieces) {
+      const SourceEntry& e = tree_.entries[p.entry];
+      auto spec = std::make_unique<meta::FileSpecT>();
+      spec->path = e.path;
+      spec->size = e.size;
+      spec->mode = e.mode;
+      spec->mtime_ns = e.mtime_ns;
+      spec->append = p.offset > 0;
+      for (size_t i = 0; i < p.record_count; ++i) {
+        const RecordRef& r = batch.records[p.first_record + i];
+        const UniqueRecord& u = batch.unique[r.unique];
+        if (!u.stored) return internalError("record of '" + e.path + "' was never stored");
+        spec->extents.emplace_back(r.file_offset, toWire(r.hash), toWire(u.chunk), r.raw_length,
+                                   u.location.offset, u.location.stored_size,
+                                   static_cast<meta::Codec>(u.location.codec));
+      }
+      extents += spec->extents.size();
+      if (p.completes_file) {
+        report_.files++;
+        report_.logical_bytes += e.size;
+      }
+      req.files.push_back(std::move(spec));
+      if (req.files.size() >= kMaxFilesPerCall || extents >= kMaxExtentsPerCall) {
+        SLUICE_RETURN_IF_ERROR(send());
+      }
+    }
+    return send();
+  }
+
+  Status commit() {
+    meta::CommitVersionRequestT req;
+    req.dataset = dataset_;
+    req.version = version_;
+    req.message = options_.message;
+    req.keep_latest = options_.keep_latest;
+    SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::CommitVersionRequest, meta::CommitVersionResponse>(
+                                           meta::MetaMethod::CommitVersion, req, "CommitVersion")));
+    (void)resp;
+    if (!options_.tag.empty()) {
+      meta::SetTagRequestT t;
+      t.dataset = dataset_;
+      t.tag = options_.tag;
+      t.version = version_;
+      SLUICE_ASSIGN_OR_RETURN(auto tresp, (cluster_.meta<meta::SetTagRequest, meta::SetTagResponse>(
+                                              meta::MetaMethod::SetTag, t, "SetTag")));
+      (void)tresp;
+    }
+    return Status();
+  }
+
+  Cluster& cluster_;
+  const UploadOptions& options_;
+  const std::string dataset_;
+  size_t threads_ = 1;
+  SourceTree tree_;
+  uint32_t replication_ = 1;
+  size_t chunk_size_ = kDefaultChunkSize;
+  bool compress_ = true;
+  uint32_t version_ = 0;
+  std::unique_ptr<BufferPool> pool_;
+  std::optional<ProgressMeter> progress_;
+  UploadReport report_;
+};
+
+}  // namespace
+
+Result<UploadReport> uploadDirectory(Cluster& cluster, const std::string& source_dir,
+                                     const std::string& dataset, const UploadOptions& options) {
+  Upload upload(cluster, options, dataset);
+  return upload.run(source_dir);
+}
+
+}  // namespace sluice::client
