@@ -1,0 +1,245 @@
+// sluice-storage: the storage node daemon.
+//
+//   sluice-storage --data_dir /var/lib/sluice/storage --listen 0.0.0.0:7100 --meta 10.0.0.1:7000
+//   sluice-storage --data_dir /var/lib/sluice/storage --config /etc/sluice/storage.toml
+//   sluice-storage --standalone --data_dir /tmp/s1 --listen 127.0.0.1:0 --ready_file /tmp/s1.addr
+//
+// Exit codes: 0 after SIGTERM/SIGINT, 1 when it cannot start (the message
+// says why), 2 for a bad configuration.
+#include <signal.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <random>
+
+#include "common/core/config.h"
+#include "common/core/logging.h"
+#include "common/core/metrics.h"
+#include "common/core/metrics_server.h"
+#include "common/net/endpoint.h"
+#include "storage_node/chunk_store.h"
+#include "storage_node/meta_reporter.h"
+#include "storage_node/node_identity.h"
+#include "storage_node/scrubber.h"
+#include "storage_node/storage_service.h"
+
+namespace sluice::storage {
+namespace {
+
+struct DaemonOptions {
+  std::string data_dir;
+  std::string listen;
+  std::string provider;
+  std::string meta;
+  bool standalone = false;
+  uint64_t capacity = 0;
+  uint64_t max_chunk = 0;
+  int64_t max_stripes = 0;
+  int64_t stripe_count = 0;
+  uint64_t io_buffer = 0;
+  int64_t workers = 0;
+  bool direct_io = true;
+  uint64_t scrub_rate = 0;
+  std::chrono::microseconds scrub_interval{};
+  uint64_t repair_rate = 0;
+  std::string metrics_listen;
+  std::string ready_file;
+  LogOptions log;
+};
+
+void declare(ConfigSchema& s, DaemonOptions& o) {
+  s.addString("data_dir", &o.data_dir, "", "directory holding chunks (required)")
+      .addString("listen", &o.listen, "127.0.0.1:0", "fabric address to serve on (port 0: any)")
+      .addString("provider", &o.provider, "tcp;ofi_rxm", "libfabric provider")
+      .addString("meta", &o.meta, "", "sluice-meta address host:port (required unless --standalone)")
+      .addBool("standalone", &o.standalone, false, "run without sluice-meta (tests, benches)")
+      .addSize("capacity", &o.capacity, 0, "bytes of chunks this node may hold (0: the file system's size)")
+      .addSize("max_chunk", &o.max_chunk, 64ull << 20, "largest chunk accepted (at most 64M)")
+      .addInt("max_stripes", &o.max_stripes, 1 << 16, "stripe numbers must be below this", 1,
+              1ll << 24)
+      .addInt("stripe_count", &o.stripe_count, 0,
+              "the cluster's stripe count; puts must match stripeOf(id) (0: unchecked)", 0,
+              1ll << 24)
+      .addSize("io_buffer", &o.io_buffer, 8u << 20, "per-worker I/O buffer (ring + fabric registered)")
+      .addInt("workers", &o.workers, 4, "RPC worker threads, each with its own io_uring ring", 1, 64)
+      .addBool("direct_io", &o.direct_io, true, "use O_DIRECT where the file system supports it")
+      .addSize("scrub.rate", &o.scrub_rate, 64ull << 20, "scrub read rate in bytes/s (0: off)")
+      .addDuration("scrub.interval", &o.scrub_interval, std::chrono::hours(24),
+                   "pause between scrub passes")
+      .addSize("repair.rate", &o.repair_rate, 256ull << 20,
+               "default rate of PushStripe/FetchChunks copies in bytes/s")
+      .addString("metrics.listen", &o.metrics_listen, "",
+                 "host:port of the Prometheus /metrics endpoint (empty: off)")
+      .addString("ready_file", &o.ready_file, "",
+                 "once serving, write the fabric address into this file (for scripts and tests)");
+  addLogOptions(s, &o.log);
+  s.setDefaultConfigFile("/etc/sluice/storage.toml");
+}
+
+Status writeReadyFile(const std::string& path, const std::string& address) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << address << "\n";
+    if (!out) return ioError("writing " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return errnoStatus(errno, "renaming " + tmp);
+  return Status::ok();
+}
+
+void publishGauges(const ChunkStore& store, const Scrubber& scrubber) {
+  auto& reg = MetricsRegistry::global();
+  StoreStats st = store.stats();
+  ScrubStats sc = scrubber.stats();
+  reg.gauge("sluice_storage_capacity_bytes", "Bytes this node may hold").set(static_cast<int64_t>(st.capacity_bytes));
+  reg.gauge("sluice_storage_used_bytes", "Bytes of chunks held").set(static_cast<int64_t>(st.used_bytes));
+  reg.gauge("sluice_storage_chunks", "Chunks held").set(static_cast<int64_t>(st.chunks));
+  reg.gauge("sluice_storage_fs_free_bytes", "Free bytes on the data file system").set(static_cast<int64_t>(st.fs_free_bytes));
+  reg.gauge("sluice_storage_corrupt_chunks_found", "Corrupt chunks found since start").set(static_cast<int64_t>(st.corrupt_found));
+  reg.gauge("sluice_storage_quarantined_chunks", "Files in quarantine/").set(static_cast<int64_t>(st.quarantined));
+  reg.gauge("sluice_storage_io_errors", "Failed disk reads and writes since start").set(static_cast<int64_t>(st.io_errors));
+  reg.gauge("sluice_storage_bytes_written", "Chunk bytes written since start").set(static_cast<int64_t>(st.bytes_written));
+  reg.gauge("sluice_storage_bytes_read", "Chunk bytes read since start").set(static_cast<int64_t>(st.bytes_read));
+  reg.gauge("sluice_storage_scrub_passes", "Complete scrub passes since start").set(static_cast<int64_t>(sc.passes));
+  reg.gauge("sluice_storage_scrub_bytes", "Bytes verified by scrub since start").set(static_cast<int64_t>(sc.bytes));
+}
+
+int fail(const std::string& what, const Status& s) {
+  spdlog::critical("{}: {}", what, s.toString());
+  flushLogs();
+  std::fprintf(stderr, "sluice-storage: %s: %s\n", what.c_str(), s.toString().c_str());
+  return 1;
+}
+
+int run(int argc, char** argv) {
+  DaemonOptions o;
+  ConfigSchema schema("sluice-storage", "Sluice storage node: chunks on local disk over libfabric");
+  declare(schema, o);
+  if (Status s = schema.parse(argc, argv); !s.isOk()) {
+    std::fprintf(stderr, "sluice-storage: %s\n", s.toString().c_str());
+    return 2;
+  }
+  if (schema.helpRequested()) {
+    std::printf("%s", schema.helpText().c_str());
+    return 0;
+  }
+  if (o.data_dir.empty()) {
+    std::fprintf(stderr, "sluice-storage: --data_dir is required\n");
+    return 2;
+  }
+  if (!o.standalone && o.meta.empty()) {
+    std::fprintf(stderr, "sluice-storage: give --meta host:port, or --standalone to run without sluice-meta\n");
+    return 2;
+  }
+  if (Status s = initLogging("sluice-storage", o.log); !s.isOk()) {
+    std::fprintf(stderr, "sluice-storage: %s\n", s.toString().c_str());
+    return 2;
+  }
+  spdlog::info("starting with\n{}", schema.effectiveConfig());
+
+  // SIGTERM/SIGINT are taken synchronously by the main thread; block them
+  // before any thread starts so every thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ChunkStoreOptions so;
+  so.data_dir = o.data_dir;
+  so.capacity_bytes = o.capacity;
+  so.max_chunk_bytes = o.max_chunk;
+  so.max_stripes = static_cast<uint32_t>(o.max_stripes);
+  so.io_buffer_bytes = o.io_buffer;
+  so.allow_direct_io = o.direct_io;
+  auto store = ChunkStore::open(so);
+  if (!store.isOk()) return fail("opening the chunk store", store.status());
+  StoreStats st = (*store)->stats();
+  spdlog::info("data dir {}: {} chunks, {} bytes, inventory rebuilt in {:.3f} s, {} temp files removed, {} I/O",
+               o.data_dir, st.chunks, st.used_bytes, st.open_seconds, st.temp_files_removed,
+               st.direct_io ? "O_DIRECT" : "buffered");
+
+  auto stored_identity = loadNodeIdentity(o.data_dir);
+  if (!stored_identity.isOk()) return fail("reading the node identity", stored_identity.status());
+  NodeIdentity identity = stored_identity->value_or(NodeIdentity{});
+  if (o.standalone && identity.node_id == 0) {
+    std::random_device rd;
+    identity.node_id = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;
+    if (Status s = saveNodeIdentity(o.data_dir, identity); !s.isOk()) {
+      return fail("writing the node identity", s);
+    }
+  }
+
+  net::EndpointOptions eo;
+  eo.provider = o.provider;
+  eo.listen = o.listen;
+  eo.worker_threads = static_cast<size_t>(o.workers);
+  auto endpoint = net::Endpoint::create(eo);
+  if (!endpoint.isOk()) return fail("creating the fabric endpoint", endpoint.status());
+
+  Scrubber scrubber(**store, ScrubOptions{o.scrub_rate, o.scrub_interval});
+  StorageServiceOptions svc_opts;
+  svc_opts.io_contexts = static_cast<size_t>(o.workers);
+  svc_opts.stripe_count = static_cast<uint32_t>(o.stripe_count);
+  svc_opts.repair_rate_bytes_per_sec = o.repair_rate;
+  auto service = StorageService::create(**store, **endpoint, &scrubber, svc_opts);
+  if (!service.isOk()) return fail("creating the storage service", service.status());
+  (*service)->setIdentity(identity, o.standalone);
+  (*service)->registerHandlers();
+  if (Status s = (*endpoint)->start(); !s.isOk()) return fail("starting the fabric endpoint", s);
+  const std::string address = (*endpoint)->address();
+
+  std::unique_ptr<MetaReporter> reporter;
+  if (!o.standalone) {
+    MetaReporterOptions mo;
+    mo.meta_address = o.meta;
+    mo.advertise_address = address;
+    mo.data_dir = o.data_dir;
+    reporter = std::make_unique<MetaReporter>(**endpoint, **store, mo);
+    auto id = reporter->registerNode();
+    if (!id.isOk()) return fail("registering with sluice-meta at " + o.meta, id.status());
+    identity = *id;
+    (*service)->setIdentity(identity, false);
+    if (Status s = reporter->start(); !s.isOk()) return fail("starting heartbeats", s);
+  }
+  if (Status s = scrubber.start(); !s.isOk()) return fail("starting the scrubber", s);
+
+  MetricsServer metrics;
+  if (!o.metrics_listen.empty()) {
+    auto hp = parseHostPort(o.metrics_listen);
+    if (!hp.isOk()) return fail("metrics.listen", hp.status());
+    if (Status s = metrics.start(*hp); !s.isOk()) return fail("starting /metrics", s);
+    spdlog::info("metrics on {}:{}", hp->host, metrics.port());
+  }
+  publishGauges(**store, scrubber);
+  if (!o.ready_file.empty()) {
+    if (Status s = writeReadyFile(o.ready_file, address); !s.isOk()) return fail("ready file", s);
+  }
+  spdlog::info("serving on {} ({}) as node {}{}", address, (*endpoint)->provider(), identity.node_id,
+               o.standalone ? " (standalone)" : "");
+  std::printf("sluice-storage: serving on %s\n", address.c_str());
+  std::fflush(stdout);
+
+  for (;;) {
+    timespec tick{1, 0};
+    int sig = sigtimedwait(&sigs, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) break;
+    publishGauges(**store, scrubber);
+  }
+  spdlog::info("shutting down");
+  if (reporter) reporter->stop();
+  (*endpoint)->shutdown();
+  scrubber.stop();
+  flushLogs();
+  return 0;
+}
+
+}  // namespace
+}  // namespace sluice::storage
+
+int main(int argc, char** argv) { return sluice::storage::run(argc, argv); }
