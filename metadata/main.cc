@@ -1,0 +1,180 @@
+// sluice-meta: the metadata server daemon.
+//
+//   sluice-meta --data_dir /var/lib/sluice-meta --listen 0.0.0.0:7400
+//
+// Opens (or creates) the cluster in data_dir, serves the meta service on a
+// libfabric endpoint, marks silent nodes down, and exposes /metrics. Stops
+// cleanly on SIGTERM/SIGINT. With --address_file it writes the endpoint's
+// "host:port" there once serving (tests and `sluice dev up` read it).
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "common/core/config.h"
+#include "common/core/logging.h"
+#include "common/core/metrics.h"
+#include "common/core/metrics_server.h"
+#include "common/net/endpoint.h"
+#include "metadata/meta_service.h"
+#include "metadata/meta_store.h"
+
+namespace {
+
+struct Flags {
+  std::string data_dir;
+  uint64_t map_size = 0;
+  sluice::HostPort listen;
+  std::string provider;
+  int64_t worker_threads = 0;
+  int64_t stripe_count = 0;
+  int64_t max_replicas = 0;
+  int64_t default_replication = 0;
+  std::chrono::microseconds heartbeat_timeout{};
+  std::chrono::microseconds draft_grace{};
+  sluice::HostPort metrics;
+  bool metrics_enabled = true;
+  std::string address_file;
+  sluice::LogOptions log;
+};
+
+int run(int argc, char** argv) {
+  Flags f;
+  sluice::ConfigSchema schema("sluice-meta", "Sluice metadata server");
+  schema.setDefaultConfigFile("/etc/sluice/meta.toml");
+  schema.addString("data_dir", &f.data_dir, "/var/lib/sluice-meta", "LMDB directory")
+      .addSize("map_size", &f.map_size, 64ull << 30, "LMDB map size (sparse; the most metadata kept)")
+      .addHostPort("listen", &f.listen, {"127.0.0.1", 7400}, "endpoint address (port 0: any free)")
+      .addString("provider", &f.provider, "tcp;ofi_rxm", "libfabric provider")
+      .addInt("worker_threads", &f.worker_threads, 4, "RPC handler threads", 1, 256)
+      .addInt("stripe_count", &f.stripe_count, 256, "stripes, fixed at cluster creation", 1, 65536)
+      .addInt("max_replicas", &f.max_replicas, 3, "replicas per stripe, fixed at cluster creation", 1, 16)
+      .addInt("default_replication", &f.default_replication, 3,
+              "dataset replication when unspecified, fixed at cluster creation", 1, 16)
+      .addDuration("heartbeat_timeout", &f.heartbeat_timeout, std::chrono::seconds(10),
+                   "silence after which a node is marked down")
+      .addDuration("draft_grace", &f.draft_grace, std::chrono::hours(24),
+                   "gc keeps chunks of drafts modified within this period")
+      .addHostPort("metrics.listen", &f.metrics, {"127.0.0.1", 9400}, "/metrics address (port 0: any)")
+      .addBool("metrics.enabled", &f.metrics_enabled, true, "serve /metrics")
+      .addString("address_file", &f.address_file, "", "write the endpoint address here once serving");
+  sluice::addLogOptions(schema, &f.log);
+  if (sluice::Status s = schema.parse(argc, argv); !s.isOk()) {
+    std::fprintf(stderr, "sluice-meta: %s\n", s.toString().c_str());
+    return 2;
+  }
+  if (schema.helpRequested()) {
+    std::printf("%s", schema.helpText().c_str());
+    return 0;
+  }
+  if (sluice::Status s = sluice::initLogging("sluice-meta", f.log); !s.isOk()) {
+    std::fprintf(stderr, "sluice-meta: %s\n", s.toString().c_str());
+    return 2;
+  }
+  spdlog::info("starting with\n{}", schema.effectiveConfig());
+
+  // Block the stop signals before any thread starts so only sigwait sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  sluice::meta::MetaStoreOptions o;
+  o.lmdb.dir = f.data_dir;
+  o.lmdb.map_size = f.map_size;
+  o.stripe_count = static_cast<uint32_t>(f.stripe_count);
+  o.max_replicas = static_cast<uint32_t>(f.max_replicas);
+  o.default_replication = static_cast<uint8_t>(f.default_replication);
+  o.heartbeat_timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(f.heartbeat_timeout).count();
+  o.draft_grace_ms = std::chrono::duration_cast<std::chrono::milliseconds>(f.draft_grace).count();
+  auto store = sluice::meta::MetaStore::open(o);
+  if (!store.isOk()) {
+    spdlog::critical("opening {}: {}", f.data_dir, store.status().toString());
+    sluice::flushLogs();
+    return 1;
+  }
+  const auto& params = (*store)->params();
+  spdlog::info("cluster {}: {} stripes x {} replicas", params.cluster_id.toHex(),
+               params.stripe_count, params.max_replicas);
+
+  sluice::net::EndpointOptions eo;
+  eo.provider = f.provider;
+  eo.listen = f.listen.toString();
+  eo.worker_threads = static_cast<size_t>(f.worker_threads);
+  auto ep = sluice::net::Endpoint::create(eo);
+  if (!ep.isOk()) {
+    spdlog::critical("creating endpoint on {}: {}", eo.listen, ep.status().toString());
+    sluice::flushLogs();
+    return 1;
+  }
+  sluice::meta::MetaService service(store->get());
+  service.registerHandlers(**ep);
+  if (sluice::Status s = (*ep)->start(); !s.isOk()) {
+    spdlog::critical("starting endpoint on {}: {}", eo.listen, s.toString());
+    sluice::flushLogs();
+    return 1;
+  }
+  std::unique_ptr<sluice::MetricsServer> metrics;
+  if (f.metrics_enabled) {
+    metrics = std::make_unique<sluice::MetricsServer>();
+    if (sluice::Status s = metrics->start(f.metrics); !s.isOk()) {
+      spdlog::critical("metrics on {}: {}", f.metrics.toString(), s.toString());
+      sluice::flushLogs();
+      return 1;
+    }
+  }
+  std::string address = (*ep)->address();
+  spdlog::info("serving on {}", address);
+  if (!f.address_file.empty()) {
+    std::string tmp = f.address_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << address << "\n";
+    }
+    std::rename(tmp.c_str(), f.address_file.c_str());
+  }
+
+  // Liveness sweeper: marks nodes down a fraction of the timeout after they go silent.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread sweeper([&] {
+    auto period = std::chrono::milliseconds(std::max<int64_t>(o.heartbeat_timeout_ms / 4, 50));
+    std::unique_lock<std::mutex> lock(mu);
+    while (!cv.wait_for(lock, period, [&] { return stopping; })) {
+      lock.unlock();
+      auto down = (*store)->markStaleNodesDown();
+      if (!down.isOk()) {
+        spdlog::error("liveness sweep: {}", down.status().toString());
+      } else {
+        for (uint64_t id : *down) spdlog::warn("node {} missed heartbeats; marked down", id);
+      }
+      lock.lock();
+    }
+  });
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  sweeper.join();
+  (*ep)->shutdown();
+  if (metrics) metrics->stop();
+  sluice::flushLogs();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run(argc, argv); }
