@@ -219,7 +219,7 @@ TEST_F(StorageServiceTest, BatchesListingsAndStats) {
   EXPECT_EQ((*ns)->chunk_count, 29u);
   EXPECT_EQ((*ns)->puts, 30u);
   EXPECT_EQ((*ns)->address, node_.endpoint->address());
-  EXPECT_TRUE((*ns)->direct_io);
+  EXPECT_EQ((*ns)->direct_io, node_.store->directIo());
 
   // Batches over the limit are refused.
   std::vector<ChunkId> huge(kMaxBatch + 1, absent);

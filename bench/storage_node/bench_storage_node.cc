@@ -1,0 +1,312 @@
+// bench_storage_node: a real sluice-storage daemon (standalone, O_DIRECT) on
+// the local disk, driven over libfabric (tcp;ofi_rxm, 127.0.0.1), next to fio
+// (io_uring, O_DIRECT) on the same disk in the same run.
+//
+//   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
+//                      [--records 2000] [--no-fio] [--no-drop]
+//
+// Workloads, in order:
+//   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
+//   get4m        GetChunk of whole 4 MiB chunks (verified), 1 and 4 clients,
+//                cold (page cache dropped) and warm
+//   get128k      GetChunk of random 128 KiB records, 1 and 4 clients, cold and warm
+//   *-buffered   the warm runs again against a daemon without O_DIRECT
+//   fio          seq write 1M QD4 (+fsync), seq read 1M QD4/QD16,
+//                random read 128k QD1/QD4 on a file of the same size
+// Each figure is printed with fio's figure at the same block size and the ratio.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/net/endpoint.h"
+#include "storage_node/storage_client.h"
+#include "tests/storage_node/daemon.h"
+
+namespace sluice::storage {
+namespace {
+
+constexpr size_t kChunk = 4u << 20;
+constexpr size_t kRecord = 128u << 10;
+
+struct Args {
+  std::string dir = "/var/tmp/sluice-bench-storage";
+  size_t chunks = 256;
+  size_t records = 2000;
+  bool fio = true;
+  bool drop = true;
+};
+
+bool dropCaches() {
+  ::sync();
+  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, "3", 1) == 1;
+  ::close(fd);
+  return ok;
+}
+
+double seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct ClientSet {
+  std::vector<std::unique_ptr<net::Endpoint>> eps;
+  std::vector<std::unique_ptr<StorageClient>> clients;
+  std::vector<std::unique_ptr<net::MemoryRegion>> bufs;
+
+  Status connect(const std::string& address, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      net::EndpointOptions eo;
+      eo.listen = "127.0.0.1:0";
+      eo.worker_threads = 1;
+      SLUICE_ASSIGN_OR_RETURN(auto ep, net::Endpoint::create(eo));
+      SLUICE_RETURN_IF_ERROR(ep->start());
+      SLUICE_ASSIGN_OR_RETURN(auto c, StorageClient::connect(*ep, address));
+      SLUICE_ASSIGN_OR_RETURN(auto buf, ep->allocateMemory(kChunk, net::Access::kRemoteReadWrite));
+      clients.push_back(std::make_unique<StorageClient>(std::move(c)));
+      bufs.push_back(std::move(buf));
+      eps.push_back(std::move(ep));
+    }
+    return Status::ok();
+  }
+  ~ClientSet() {
+    clients.clear();
+    bufs.clear();
+    for (auto& ep : eps) ep->shutdown();
+  }
+};
+
+// Fills `buf` with chunk i's bytes: one random block with i stamped in.
+void chunkBytes(size_t i, const std::vector<uint8_t>& base, uint8_t* buf) {
+  std::memcpy(buf, base.data(), kChunk);
+  std::memcpy(buf, &i, sizeof(i));
+}
+
+// Runs fn(client_index, item) over items [0, n) split across `k` clients;
+// returns bytes/s given `bytes_per_item`.
+template <typename Fn>
+Result<double> parallel(size_t k, size_t n, size_t bytes_per_item, Fn fn) {
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  Status first;
+  std::mutex mu;
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (size_t c = 0; c < k; ++c) {
+    threads.emplace_back([&, c] {
+      for (;;) {
+        const size_t i = next.fetch_add(1);
+        if (i >= n || failed) break;
+        Status s = fn(c, i);
+        if (!s.isOk()) {
+          std::lock_guard lock(mu);
+          if (!failed) first = s;
+          failed = true;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double secs = seconds(t0);
+  if (failed) return first;
+  return static_cast<double>(n * bytes_per_item) / secs;
+}
+
+// fio's bandwidth in bytes/s for `job` ("read" or "write" section).
+Result<double> runFio(const std::string& file, const std::string& rw, const std::string& bs,
+                      int depth, const std::string& extra, const char* section) {
+  std::string cmd = "fio --name=b --filename=" + file + " --size=1G --ioengine=io_uring --direct=1 --rw=" +
+                    rw + " --bs=" + bs + " --iodepth=" + std::to_string(depth) + " " + extra +
+                    " --output-format=json 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return ioError("cannot run fio");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int rc = ::pclose(p);
+  if (rc != 0) return ioError("fio exited with " + std::to_string(rc) + " for: " + cmd);
+  size_t at = out.find(std::string("\"") + section + "\" : {");
+  if (at == std::string::npos) return ioError("fio output lacks a " + std::string(section) + " section");
+  at = out.find("\"bw_bytes\" : ", at);
+  if (at == std::string::npos) return ioError("fio output lacks bw_bytes");
+  return std::stod(out.substr(at + 13, 32));
+}
+
+void line(const std::string& name, double bps, double limit, const std::string& limit_name) {
+  if (limit > 0) {
+    std::printf("%-34s %9.1f MiB/s   %-26s %9.1f MiB/s   ratio %5.2f\n", name.c_str(), bps / (1 << 20),
+                limit_name.c_str(), limit / (1 << 20), bps / limit);
+  } else {
+    std::printf("%-34s %9.1f MiB/s\n", name.c_str(), bps / (1 << 20));
+  }
+  std::fflush(stdout);
+}
+
+int run(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (s == "--dir") a.dir = val();
+    else if (s == "--chunks") a.chunks = std::stoul(val());
+    else if (s == "--records") a.records = std::stoul(val());
+    else if (s == "--no-fio") a.fio = false;
+    else if (s == "--no-drop") a.drop = false;
+    else {
+      std::fprintf(stderr, "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] [--no-drop]\n");
+      return 2;
+    }
+  }
+  if (std::getenv("SLUICE_BUILD_DIR") == nullptr) {
+    auto build = std::filesystem::canonical("/proc/self/exe").parent_path().parent_path().parent_path();
+    ::setenv("SLUICE_BUILD_DIR", build.c_str(), 1);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(a.dir, ec);
+  std::filesystem::create_directories(a.dir);
+  const std::string data = a.dir + "/data";
+  if (a.drop && !dropCaches()) {
+    std::printf("note: cannot drop the page cache (not root?); cold figures are warm\n");
+    a.drop = false;
+  }
+  auto cold = [&] {
+    if (a.drop) dropCaches();
+  };
+  std::printf("sluice-storage bench: %zu x 4 MiB chunks (%.1f GiB), %zu random 128 KiB records, dir %s\n",
+              a.chunks, a.chunks * 4.0 / 1024, a.records, a.dir.c_str());
+
+  std::map<std::string, double> fio;
+  if (a.fio) {
+    const std::string f = a.dir + "/fio.dat";
+    struct Job {
+      const char* key;
+      const char* rw;
+      const char* bs;
+      int depth;
+      const char* extra;
+      const char* section;
+    };
+    const Job jobs[] = {
+        {"write1m", "write", "1M", 4, "--end_fsync=1", "write"},
+        {"read1m_qd4", "read", "1M", 4, "", "read"},
+        {"read1m_qd16", "read", "1M", 16, "", "read"},
+        {"rand128k_qd1", "randread", "128k", 1, "--runtime=8 --time_based", "read"},
+        {"rand128k_qd4", "randread", "128k", 4, "--runtime=8 --time_based", "read"},
+    };
+    for (const Job& j : jobs) {
+      cold();
+      auto bw = runFio(f, j.rw, j.bs, j.depth, j.extra, j.section);
+      if (!bw.isOk()) {
+        std::printf("fio %s: %s\n", j.key, bw.status().toString().c_str());
+        continue;
+      }
+      fio[j.key] = *bw;
+      line(std::string("fio ") + j.key, *bw, 0, "");
+    }
+    std::filesystem::remove(f, ec);
+  }
+  auto lim = [&](const char* k) { return fio.count(k) ? fio[k] : 0.0; };
+
+  std::vector<uint8_t> base(kChunk);
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i < kChunk; i += 8) {
+    uint64_t x = rng();
+    std::memcpy(&base[i], &x, 8);
+  }
+  std::vector<ChunkId> ids(a.chunks);
+  {
+    std::vector<uint8_t> tmp(kChunk);
+    for (size_t i = 0; i < a.chunks; ++i) {
+      chunkBytes(i, base, tmp.data());
+      ids[i] = Hash128::of(tmp.data(), kChunk);
+    }
+  }
+  std::vector<std::pair<size_t, uint64_t>> records(a.records);
+  for (auto& r : records) r = {rng() % a.chunks, (rng() % (kChunk / kRecord)) * kRecord};
+
+  for (bool direct : {true, false}) {
+    testing::StorageDaemon daemon;
+    std::vector<std::string> args = {"--standalone", "--data_dir=" + data, "--scrub.rate=0",
+                                     "--workers=4", std::string("--direct_io=") + (direct ? "true" : "false")};
+    Status s = daemon.start(a.dir, args);
+    if (!s.isOk()) {
+      std::fprintf(stderr, "daemon: %s\n%s\n", s.toString().c_str(), daemon.output(a.dir).c_str());
+      return 1;
+    }
+    ClientSet cs;
+    if (Status c = cs.connect(daemon.address(), 4); !c.isOk()) {
+      std::fprintf(stderr, "clients: %s\n", c.toString().c_str());
+      return 1;
+    }
+    const std::string mode = direct ? "" : " buffered";
+    if (direct) {
+      auto put = parallel(4, a.chunks, kChunk, [&](size_t c, size_t i) -> Status {
+        chunkBytes(i, base, cs.bufs[c]->data());
+        auto r = cs.clients[c]->putChunk(ids[i], stripeOf(ids[i], 256), *cs.bufs[c], 0, kChunk);
+        return r.status();
+      });
+      if (!put.isOk()) {
+        std::fprintf(stderr, "put: %s\n", put.status().toString().c_str());
+        return 1;
+      }
+      line("PutChunk 4M, 4 clients", *put, lim("write1m"), "fio write 1M QD4");
+    }
+    auto get4m = [&](size_t c, size_t i) -> Status {
+      auto r = cs.clients[c]->getChunk(ids[i], 0, 0, *cs.bufs[c], 0);
+      if (r.isOk() && !r->verified) return internalError("unverified whole read");
+      return r.status();
+    };
+    auto get128k = [&](size_t c, size_t i) -> Status {
+      auto& [chunk, off] = records[i];
+      return cs.clients[c]->getChunk(ids[chunk], off, kRecord, *cs.bufs[c], 0).status();
+    };
+    for (size_t k : {size_t{1}, size_t{4}}) {
+      const std::string clients = std::to_string(k) + (k == 1 ? " client" : " clients");
+      const char* seq_lim = k == 1 ? "read1m_qd4" : "read1m_qd16";
+      const char* rand_lim = k == 1 ? "rand128k_qd1" : "rand128k_qd4";
+      const std::string seq_name = k == 1 ? "fio read 1M QD4" : "fio read 1M QD16";
+      const std::string rand_name = k == 1 ? "fio randread 128k QD1" : "fio randread 128k QD4";
+      for (bool warm : {false, true}) {
+        if (!direct && !warm) continue;  // buffered mode only adds warm figures
+        if (!warm) cold();
+        if (warm && !direct) {
+          // Warm the page cache first.
+          parallel(k, a.chunks, kChunk, get4m).status().ignore();
+        }
+        const std::string temp = warm ? "warm" : "cold";
+        auto r = parallel(k, a.chunks, kChunk, get4m);
+        if (!r.isOk()) {
+          std::fprintf(stderr, "get4m: %s\n", r.status().toString().c_str());
+          return 1;
+        }
+        line("GetChunk 4M " + temp + mode + ", " + clients, *r, lim(seq_lim), seq_name);
+        if (!warm) cold();
+        auto q = parallel(k, a.records, kRecord, get128k);
+        if (!q.isOk()) {
+          std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
+          return 1;
+        }
+        line("GetChunk 128K " + temp + mode + ", " + clients, *q, lim(rand_lim), rand_name);
+      }
+    }
+    daemon.stop();
+  }
+  std::filesystem::remove_all(a.dir, ec);
+  return 0;
+}
+
+}  // namespace
+}  // namespace sluice::storage
+
+int main(int argc, char** argv) { return sluice::storage::run(argc, argv); }
