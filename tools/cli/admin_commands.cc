@@ -1,0 +1,180 @@
+// sluice status | node list | gc
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "client/progress.h"
+#include "common/wire/meta_generated.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/output.h"
+
+namespace sluice::cli {
+namespace {
+
+namespace meta = wire::meta;
+using client::ProgressMeter;
+
+std::string stateName(meta::NodeState s) {
+  switch (s) {
+    case meta::NodeState::Up: return "up";
+    case meta::NodeState::Draining: return "draining";
+    case meta::NodeState::Down: return "down";
+    case meta::NodeState::Removed: return "removed";
+  }
+  return "unknown";
+}
+
+std::string ago(int64_t ms) {
+  if (ms <= 0) return "never";
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  return ProgressMeter::formatDuration(static_cast<double>(std::max<int64_t>(0, now - ms)) / 1000) + " ago";
+}
+
+int status(Context& ctx, bool nodes_only) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  meta::GetClusterMapRequestT req;
+  auto map = (*cluster)->meta<meta::GetClusterMapRequest, meta::GetClusterMapResponse>(
+      meta::MetaMethod::GetClusterMap, req, "GetClusterMap");
+  if (!map.isOk()) return reportError(map.status());
+  const auto& m = **map;
+  // Stripes per node, and stripes with fewer replicas than the map allows.
+  std::map<uint64_t, uint64_t> primary, replicas;
+  uint64_t under = 0;
+  std::map<uint64_t, meta::NodeState> state;
+  for (const auto& n : m.nodes) state[n->id] = n->state;
+  for (uint32_t s = 0; s < m.stripe_count; ++s) {
+    uint32_t live = 0;
+    for (uint32_t i = 0; i < m.max_replicas; ++i) {
+      uint64_t id = m.replicas[static_cast<size_t>(s) * m.max_replicas + i];
+      if (id == 0) continue;
+      replicas[id]++;
+      if (i == 0) primary[id]++;
+      if (state[id] == meta::NodeState::Up || state[id] == meta::NodeState::Draining) live++;
+    }
+    if (live < m.max_replicas) under++;
+  }
+  uint64_t capacity = 0, used = 0, chunks = 0, up = 0;
+  for (const auto& n : m.nodes) {
+    capacity += n->capacity_bytes;
+    used += n->used_bytes;
+    chunks += n->chunk_count;
+    up += n->state == meta::NodeState::Up;
+  }
+  if (ctx.json) {
+    Json j;
+    j.beginObject()
+        .field("cluster_id", m.cluster_id ? Hash128{m.cluster_id->hi(), m.cluster_id->lo()}.toHex() : "")
+        .field("epoch", m.epoch)
+        .field("stripes", m.stripe_count)
+        .field("max_replicas", m.max_replicas)
+        .field("stripes_below_max_replicas", under)
+        .field("capacity_bytes", capacity)
+        .field("used_bytes", used)
+        .field("chunks", chunks);
+    j.beginArray("nodes");
+    for (const auto& n : m.nodes) {
+      j.beginObject()
+          .field("id", n->id)
+          .field("address", n->address)
+          .field("state", stateName(n->state))
+          .field("capacity_bytes", n->capacity_bytes)
+          .field("used_bytes", n->used_bytes)
+          .field("chunks", n->chunk_count)
+          .field("errors", n->error_count)
+          .field("stripes", replicas[n->id])
+          .field("primary_stripes", primary[n->id])
+          .field("last_heartbeat_ms", n->last_heartbeat_ms)
+          .endObject();
+    }
+    j.endArray().endObject();
+    std::printf("%s\n", j.str().c_str());
+    return kExitOk;
+  }
+  if (!nodes_only) {
+    std::string id = m.cluster_id ? Hash128{m.cluster_id->hi(), m.cluster_id->lo()}.toHex() : "-";
+    std::printf("cluster %s   map epoch %llu   %u stripes x up to %u replicas\n", id.substr(0, 12).c_str(),
+                static_cast<unsigned long long>(m.epoch), m.stripe_count, m.max_replicas);
+    std::printf("nodes   %llu up of %zu   used %s of %s   %s chunks\n",
+                static_cast<unsigned long long>(up), m.nodes.size(),
+                ProgressMeter::formatBytes(used).c_str(), ProgressMeter::formatBytes(capacity).c_str(),
+                ProgressMeter::formatCount(chunks).c_str());
+    if (under > 0) {
+      std::printf("warning: %s stripes have fewer than %u live replicas\n",
+                  ProgressMeter::formatCount(under).c_str(), m.max_replicas);
+    }
+    std::printf("\n");
+  }
+  Table t({"NODE", "ADDRESS", "STATE", "CAPACITY", "USED", "USE%", "CHUNKS", "STRIPES", "ERRORS", "HEARTBEAT"},
+          {true, false, false, true, true, true, true, true, true, false});
+  for (const auto& n : m.nodes) {
+    char pct[16];
+    std::snprintf(pct, sizeof pct, "%.0f%%",
+                  n->capacity_bytes ? 100.0 * static_cast<double>(n->used_bytes) / n->capacity_bytes : 0.0);
+    t.addRow({std::to_string(n->id), n->address, stateName(n->state),
+              ProgressMeter::formatBytes(n->capacity_bytes), ProgressMeter::formatBytes(n->used_bytes), pct,
+              ProgressMeter::formatCount(n->chunk_count), std::to_string(replicas[n->id]),
+              std::to_string(n->error_count), ago(n->last_heartbeat_ms)});
+  }
+  if (t.empty()) {
+    std::printf("no storage nodes have registered yet\n");
+  } else {
+    std::fputs(t.render().c_str(), stdout);
+  }
+  return kExitOk;
+}
+
+int gc(Context& ctx, uint64_t grace_seconds) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  uint64_t count = 0;
+  std::map<uint32_t, uint64_t> per_stripe;
+  Json j;
+  j.beginObject().beginArray("chunks");
+  std::string cursor;
+  do {
+    meta::ListGarbageRequestT req;
+    req.grace_ms = grace_seconds * 1000;
+    req.cursor = cursor;
+    auto resp = (*cluster)->meta<meta::ListGarbageRequest, meta::ListGarbageResponse>(
+        meta::MetaMethod::ListGarbage, req, "ListGarbage");
+    if (!resp.isOk()) return reportError(resp.status());
+    for (const auto& c : (*resp)->chunks) {
+      count++;
+      per_stripe[c->stripe]++;
+      if (ctx.json) {
+        j.beginObject().field("chunk", Hash128{c->chunk->hi(), c->chunk->lo()}.toHex()).field("stripe", c->stripe).endObject();
+      }
+    }
+    cursor = (*resp)->next_cursor;
+  } while (!cursor.empty());
+  if (ctx.json) {
+    j.endArray().field("unreferenced_chunks", count).endObject();
+    std::printf("%s\n", j.str().c_str());
+  } else {
+    std::printf("%s chunks are referenced by no version and no recent draft (in %zu stripes)\n",
+                ProgressMeter::formatCount(count).c_str(), per_stripe.size());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
+  auto* s = app.add_subcommand("status", "the cluster at a glance: nodes, usage, stripes, map epoch");
+  s->callback([&ctx, &action] { action = [&ctx] { return status(ctx, false); }; });
+
+  auto* node = app.add_subcommand("node", "storage nodes");
+  node->require_subcommand(1);
+  auto* nl = node->add_subcommand("list", "list storage nodes");
+  nl->callback([&ctx, &action] { action = [&ctx] { return status(ctx, true); }; });
+
+  auto grace = std::make_shared<uint64_t>(3600);
+  auto* g = app.add_subcommand("gc", "list chunks that no version or recent draft references (deletion: see docs/architecture.md)");
+  g->add_option("--grace", *grace, "seconds a draft protects its chunks (default 3600)");
+  g->callback([&ctx, &action, grace] { action = [&ctx, grace] { return gc(ctx, *grace); }; });
+}
+
+}  // namespace sluice::cli

@@ -1,0 +1,47 @@
+// sluice: the command line for data stewards and admins.
+//
+//   sluice dev up --nodes 3             a local cluster on loopback
+//   sluice dataset create imagenet      then: sluice put ./imagenet imagenet -m "first"
+//   sluice versions imagenet            sluice diff imagenet@v1 imagenet@v2
+//   sluice status                       the cluster at a glance
+//
+// Exit codes: see tools/cli/output.h (0 ok, 2 usage, 3 not found, 4 conflict,
+// 5 cluster unavailable, 6 data error, 1 anything else).
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "tools/cli/commands.h"
+#include "tools/cli/output.h"
+
+int main(int argc, char** argv) {
+  using namespace sluice::cli;
+  spdlog::set_level(spdlog::level::warn);  // the library's info logs are for daemons
+  CLI::App app{"sluice: versioned datasets for GPU training clusters"};
+  app.require_subcommand(1);
+  Context ctx;
+  app.add_option("--cluster", ctx.cluster_file,
+                 "client config file (default: $SLUICE_CLUSTER, $SLUICE_META, or the dev cluster)");
+  app.add_flag("--json", ctx.json, "print JSON for scripts instead of tables");
+  app.add_flag("-q,--quiet", ctx.quiet, "no progress lines");
+
+  Action action;
+  addDatasetCommands(app, ctx, action);
+  addVersionCommands(app, ctx, action);
+  addReadCommands(app, ctx, action);
+  addAdminCommands(app, ctx, action);
+  addDevCommands(app, ctx, action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  if (!action) {
+    std::fputs(app.help().c_str(), stderr);
+    return kExitUsage;
+  }
+  return action();
+}
