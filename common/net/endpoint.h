@@ -55,7 +55,8 @@ struct EndpointOptions {
   size_t max_body = 4u << 20;            // largest frame body accepted or sent
   size_t worker_threads = 4;             // handler pool size
   size_t max_inflight_per_peer = 64;     // calls beyond this wait for a slot (within their timeout)
-  Duration default_timeout{10000};
+  Duration default_timeout{10000};        // blocking call() and each handler RMA
+  size_t receive_buffers = 16;           // pre-posted receives of maxFrameSize(max_body) each
 };
 
 // Names a registered buffer of a remote process, as carried in request bodies.
@@ -133,10 +134,19 @@ class Endpoint {
 
   // Asynchronous call: `done` runs exactly once, on a transport thread, with
   // the reply body or an error (kTimeout after `timeout`, the remote status,
-  // kShutdown, kUnavailable for an unreachable peer). Keep `done` short.
+  // kShutdown, kUnavailable for an unreachable peer). Keep `done` short and
+  // never block in it (no blocking call()): it runs on the progress thread.
+  // Errors known at once (kTooLarge body, unknown peer, kShutdown) run `done`
+  // inline on the caller's thread. At most max_inflight_per_peer calls per
+  // peer are on the wire; later ones queue, and their timeout includes the
+  // wait for a slot.
   virtual void callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body,
                          Duration timeout, ReplyCallback done) = 0;
-  // Blocking call with the default timeout.
+  // EndpointOptions::default_timeout of this endpoint.
+  virtual Duration defaultTimeout() const { return Duration{10000}; }
+
+  // Blocking call with the default timeout. Never call from a `done`
+  // callback (it would wait on the thread that delivers its own reply).
   Result<std::vector<uint8_t>> call(PeerId peer, uint16_t opcode, std::span<const uint8_t> body);
   Result<std::vector<uint8_t>> call(PeerId peer, uint16_t opcode, std::span<const uint8_t> body,
                                     Duration timeout);

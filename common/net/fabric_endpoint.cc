@@ -1,0 +1,1256 @@
+#include "common/net/fabric_endpoint.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "common/net/address.h"
+#include "common/net/frame.h"
+#include "common/net/worker_pool.h"
+
+namespace sluice::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kFiVersion = FI_VERSION(1, 9);
+constexpr size_t kCqBatch = 16;
+constexpr auto kSweepInterval = std::chrono::milliseconds(2);
+constexpr int kMaxIdleWaitMs = 50;
+// RMA pieces are capped even where the provider allows more, so one huge
+// transfer cannot monopolise a connection for seconds.
+constexpr size_t kMaxRmaPiece = size_t{64} << 20;
+
+std::string fiErrorText(ssize_t rc) {
+  return std::string(fi_strerror(static_cast<int>(rc < 0 ? -rc : rc)));
+}
+
+std::string hexOpcode(uint16_t opcode) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "0x%04x", opcode);
+  return buf;
+}
+
+size_t pageSize() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+struct FreeDeleter {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+using AlignedBytes = std::unique_ptr<uint8_t, FreeDeleter>;
+
+AlignedBytes allocatePageAligned(size_t size) {
+  size_t page = pageSize();
+  size_t rounded = (std::max<size_t>(size, 1) + page - 1) / page * page;
+  return AlignedBytes(static_cast<uint8_t*>(std::aligned_alloc(page, rounded)));
+}
+
+enum class OpKind : uint8_t { kRecv, kSend, kRma };
+
+// Every operation posted to libfabric carries one of these as its context;
+// fi_context2 comes first for providers that require FI_CONTEXT/FI_CONTEXT2.
+struct OpContext {
+  fi_context2 fi{};
+  OpKind kind;
+  explicit OpContext(OpKind k) : kind(k) {}
+};
+
+struct RecvBuffer : OpContext {
+  RecvBuffer() : OpContext(OpKind::kRecv) {}
+  AlignedBytes data;
+  size_t size = 0;
+  fid_mr* mr = nullptr;
+  void* desc = nullptr;
+};
+
+struct SendOp : OpContext {
+  SendOp() : OpContext(OpKind::kSend) {}
+  ~SendOp() {
+    if (mr != nullptr) fi_close(&mr->fid);
+  }
+  std::vector<uint8_t> frame;
+  fid_mr* mr = nullptr;
+  void* desc = nullptr;
+  fi_addr_t dest = FI_ADDR_UNSPEC;
+  PeerId peer = 0;
+  uint64_t request_id = 0;  // non-zero: the request of a pending call
+  std::chrono::steady_clock::time_point retry_deadline;  // set on the first FI_EAGAIN
+};
+
+struct RmaWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t remaining = 0;  // GUARDED_BY(mu)
+  Status error;          // GUARDED_BY(mu): the first failure
+};
+
+struct RmaOp : OpContext {
+  RmaOp() : OpContext(OpKind::kRma) {}
+  std::shared_ptr<RmaWait> wait;
+  std::string what;  // "rmaRead of 4096 bytes from peer 127.0.0.1:7000"
+};
+
+struct Peer {
+  fi_addr_t fi_addr = FI_ADDR_UNSPEC;
+  std::string raw;   // fabric address bytes
+  std::string name;  // "host:port" for messages
+  size_t inflight = 0;
+  std::deque<uint64_t> waiting;  // request ids queued for an in-flight slot
+};
+
+struct PendingCall {
+  PeerId peer = 0;
+  uint16_t opcode = 0;
+  Duration timeout{0};
+  Clock::time_point deadline;
+  ReplyCallback done;
+  std::unique_ptr<SendOp> queued;  // set while waiting for an in-flight slot
+};
+
+class FabricCore;
+thread_local const FabricCore* tl_core_thread = nullptr;  // set on our own threads
+
+class FabricMemoryRegion final : public MemoryRegion {
+ public:
+  FabricMemoryRegion(std::shared_ptr<FabricCore> core, uint8_t* data, size_t size, fid_mr* mr,
+                     uint64_t key, uint64_t base, AlignedBytes owned)
+      : core_(std::move(core)), data_(data), size_(size), mr_(mr), key_(key), base_(base),
+        owned_(std::move(owned)) {}
+  ~FabricMemoryRegion() override {
+    if (mr_ != nullptr) fi_close(&mr_->fid);
+  }
+  uint8_t* data() const override { return data_; }
+  size_t size() const override { return size_; }
+  RemoteBuffer remote(size_t offset, size_t length) const override {
+    offset = std::min(offset, size_);
+    length = std::min(length, size_ - offset);
+    return RemoteBuffer{base_ + offset, key_, length};
+  }
+  void* desc() const { return fi_mr_desc(mr_); }
+  const FabricCore* core() const { return core_.get(); }
+
+ private:
+  std::shared_ptr<FabricCore> core_;  // keeps the domain open while registered
+  uint8_t* data_;
+  size_t size_;
+  fid_mr* mr_;
+  uint64_t key_;
+  uint64_t base_;  // virtual address (FI_MR_VIRT_ADDR) or 0 (offset addressing)
+  AlignedBytes owned_;
+};
+
+class FabricCore : public std::enable_shared_from_this<FabricCore> {
+ public:
+  explicit FabricCore(const EndpointOptions& options) : options_(options) {}
+  ~FabricCore();
+
+  Status open();
+  void registerHandler(uint16_t opcode, Handler handler);
+  Status start();
+  void shutdown();
+  const std::string& address() const { return address_; }
+  const std::string& provider() const { return provider_; }
+  Duration defaultTimeout() const { return options_.default_timeout; }
+  Result<PeerId> connect(const std::string& host_port);
+  void callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body, Duration timeout,
+                 ReplyCallback done);
+  Result<std::unique_ptr<MemoryRegion>> registerMemory(void* data, size_t size, Access access,
+                                                       AlignedBytes owned);
+  Status sendRaw(PeerId peer, std::span<const uint8_t> bytes);
+
+  // Used by incoming calls.
+  void sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uint16_t opcode,
+                 const Status& status, std::span<const uint8_t> body);
+  Status rma(bool read, PeerId peer, const MemoryRegion& local, size_t local_offset,
+             const RemoteBuffer& remote, size_t remote_offset, size_t length);
+  std::string peerName(PeerId peer);
+
+ private:
+  Status postReceive(RecvBuffer* buf);
+  Status postSend(std::unique_ptr<SendOp> op);
+  void postSends(std::vector<std::unique_ptr<SendOp>> ops);
+  Result<std::unique_ptr<SendOp>> makeSendOp(size_t size);
+
+  void progressLoop();
+  int waitMillis();
+  void handleCompletion(const fi_cq_msg_entry& entry);
+  void handleCqError();
+  void handleFrame(std::span<const uint8_t> bytes, bool truncated);
+  void handleRequest(const FrameView& frame);
+  void handleReply(const FrameView& frame);
+  void retrySends();
+  void sweepDeadlines();
+
+  // Ends call `id` with `result` unless it already ended. Runs `done` on the
+  // calling thread, outside the lock.
+  void finishCall(uint64_t id, Result<std::vector<uint8_t>> result);
+  // REQUIRES mu_. Frees the call's in-flight slot and moves newly admitted
+  // queued requests of that peer into `out`.
+  void releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<SendOp>>& out);
+  Peer* peerLocked(PeerId id);
+  Result<PeerId> peerForAddressLocked(const std::string& raw);
+
+  const EndpointOptions options_;
+  std::string provider_;
+  std::string address_;
+  std::string self_raw_;
+
+  fi_info* info_ = nullptr;
+  fid_fabric* fabric_ = nullptr;
+  fid_domain* domain_ = nullptr;
+  fid_av* av_ = nullptr;
+  fid_cq* cq_ = nullptr;
+  fid_ep* ep_ = nullptr;
+  uint64_t mr_mode_ = 0;
+  size_t rma_piece_ = kMaxRmaPiece;
+  bool cq_can_wait_ = true;
+  std::atomic<uint64_t> next_key_{1};
+  std::atomic<uint64_t> next_request_id_{1};
+
+  std::vector<std::unique_ptr<RecvBuffer>> recv_buffers_;
+  std::unordered_map<uint16_t, Handler> handlers_;  // written before start() only
+
+  std::mutex mu_;
+  bool stopping_ = false;                                    // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<Peer>> peers_;                 // GUARDED_BY(mu_); PeerId = index + 1
+  std::unordered_map<std::string, PeerId> peers_by_raw_;     // GUARDED_BY(mu_)
+  std::unordered_map<std::string, PeerId> peers_by_name_;    // GUARDED_BY(mu_)
+  std::unordered_map<uint64_t, PendingCall> pending_;        // GUARDED_BY(mu_)
+  std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;  // GUARDED_BY(mu_)
+
+  std::mutex retry_mu_;
+  std::deque<std::unique_ptr<SendOp>> retry_;  // GUARDED_BY(retry_mu_)
+  std::atomic<bool> have_retries_{false};
+
+  std::atomic<bool> stopped_{false};  // set once shutdown begins; read lock-free by RMA waits
+  std::atomic<bool> progress_stop_{false};
+  bool started_ = false;
+  std::once_flag shutdown_once_;
+  std::unique_ptr<WorkerPool> workers_;
+  std::thread progress_;
+  Clock::time_point next_sweep_ = Clock::now();
+};
+
+class FabricIncomingCall final : public IncomingCall {
+ public:
+  FabricIncomingCall(std::shared_ptr<FabricCore> core, uint16_t opcode, uint64_t id, PeerId peer,
+                     fi_addr_t addr, std::vector<uint8_t> body)
+      : core_(std::move(core)), opcode_(opcode), id_(id), peer_(peer), addr_(addr),
+        body_(std::move(body)) {}
+  ~FabricIncomingCall() override {
+    if (!replied_.exchange(true)) {
+      core_->sendReply(addr_, peer_, id_, opcode_,
+                       internalError("handler for opcode " + hexOpcode(opcode_) +
+                                     " returned without replying"),
+                       {});
+    }
+  }
+  uint16_t opcode() const override { return opcode_; }
+  uint64_t requestId() const override { return id_; }
+  PeerId peer() const override { return peer_; }
+  std::span<const uint8_t> body() const override { return body_; }
+  Status rmaRead(const MemoryRegion& local, size_t local_offset, const RemoteBuffer& remote,
+                 size_t remote_offset, size_t length) override {
+    return core_->rma(true, peer_, local, local_offset, remote, remote_offset, length);
+  }
+  Status rmaWrite(const MemoryRegion& local, size_t local_offset, const RemoteBuffer& remote,
+                  size_t remote_offset, size_t length) override {
+    return core_->rma(false, peer_, local, local_offset, remote, remote_offset, length);
+  }
+  void reply(const Status& status, std::span<const uint8_t> body) override {
+    if (replied_.exchange(true)) {
+      spdlog::warn("net: second reply to request {} (opcode {}) ignored", id_, hexOpcode(opcode_));
+      return;
+    }
+    core_->sendReply(addr_, peer_, id_, opcode_, status, body);
+  }
+
+ private:
+  std::shared_ptr<FabricCore> core_;
+  uint16_t opcode_;
+  uint64_t id_;
+  PeerId peer_;
+  fi_addr_t addr_;
+  std::vector<uint8_t> body_;
+  std::atomic<bool> replied_{false};
+};
+
+// The object handed out by Endpoint::create: owns the core's lifetime and
+// shuts it down on destruction.
+class FabricEndpoint final : public Endpoint {
+ public:
+  explicit FabricEndpoint(std::shared_ptr<FabricCore> core) : core_(std::move(core)) {}
+  ~FabricEndpoint() override { core_->shutdown(); }
+  void registerHandler(uint16_t opcode, Handler handler) override {
+    core_->registerHandler(opcode, std::move(handler));
+  }
+  Status start() override { return core_->start(); }
+  void shutdown() override { core_->shutdown(); }
+  std::string address() const override { return core_->address(); }
+  const std::string& provider() const override { return core_->provider(); }
+  Duration defaultTimeout() const override { return core_->defaultTimeout(); }
+  Result<PeerId> connect(const std::string& host_port) override {
+    return core_->connect(host_port);
+  }
+  void callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body, Duration timeout,
+                 ReplyCallback done) override {
+    core_->callAsync(peer, opcode, body, timeout, std::move(done));
+  }
+  Result<std::unique_ptr<MemoryRegion>> registerMemory(void* data, size_t size,
+                                                       Access access) override {
+    return core_->registerMemory(data, size, access, nullptr);
+  }
+  Result<std::unique_ptr<MemoryRegion>> allocateMemory(size_t size, Access access) override {
+    if (size == 0) return invalidArgument("allocateMemory: size must be positive");
+    AlignedBytes bytes = allocatePageAligned(size);
+    if (!bytes) return Status(StatusCode::kResourceExhausted,
+                              "allocateMemory: cannot allocate " + std::to_string(size) + " bytes");
+    uint8_t* p = bytes.get();
+    return core_->registerMemory(p, size, access, std::move(bytes));
+  }
+  FabricCore& core() { return *core_; }
+
+ private:
+  std::shared_ptr<FabricCore> core_;
+};
+
+// ---------------------------------------------------------------- setup
+
+Status fabricError(const std::string& what, ssize_t rc) {
+  return Status(StatusCode::kFabricError, what + ": " + fiErrorText(rc));
+}
+
+Status FabricCore::open() {
+  fi_info* hints = fi_allocinfo();
+  if (hints == nullptr) return internalError("fi_allocinfo failed");
+  hints->ep_attr->type = FI_EP_RDM;
+  hints->caps = FI_MSG | FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE;
+  hints->mode = FI_CONTEXT | FI_CONTEXT2;
+  hints->domain_attr->mr_mode =
+      FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
+  hints->domain_attr->threading = FI_THREAD_SAFE;
+  hints->fabric_attr->prov_name = strdup(options_.provider.c_str());
+
+  int rc;
+  if (options_.listen.empty()) {
+    rc = fi_getinfo(kFiVersion, nullptr, nullptr, 0, hints, &info_);
+  } else {
+    auto hp = parseHostPort(options_.listen);
+    if (!hp.isOk()) {
+      fi_freeinfo(hints);
+      return hp.status().withContext("endpoint listen option");
+    }
+    rc = fi_getinfo(kFiVersion, hp->host.c_str(), hp->port.c_str(), FI_SOURCE, hints, &info_);
+  }
+  fi_freeinfo(hints);
+  if (rc != 0 || info_ == nullptr) {
+    return fabricError("no libfabric provider \"" + options_.provider +
+                           "\" offers RDM endpoints with FI_MSG|FI_RMA for listen address \"" +
+                           options_.listen + "\" (check the provider name and address)",
+                       rc);
+  }
+  provider_ = info_->fabric_attr->prov_name ? info_->fabric_attr->prov_name : options_.provider;
+  mr_mode_ = info_->domain_attr->mr_mode;
+  size_t max_msg = info_->ep_attr->max_msg_size;
+  rma_piece_ = std::min(max_msg == 0 ? kMaxRmaPiece : max_msg, kMaxRmaPiece);
+  if (maxFrameSize(options_.max_body) > max_msg && max_msg != 0) {
+    return invalidArgument("endpoint max_body " + std::to_string(options_.max_body) +
+                           " exceeds provider " + provider_ + " max_msg_size " +
+                           std::to_string(max_msg));
+  }
+
+  if ((rc = fi_fabric(info_->fabric_attr, &fabric_, nullptr)) != 0) return fabricError("fi_fabric", rc);
+  if ((rc = fi_domain(fabric_, info_, &domain_, nullptr)) != 0) return fabricError("fi_domain", rc);
+
+  fi_av_attr av_attr{};
+  av_attr.type = FI_AV_UNSPEC;
+  if ((rc = fi_av_open(domain_, &av_attr, &av_, nullptr)) != 0) return fabricError("fi_av_open", rc);
+
+  fi_cq_attr cq_attr{};
+  cq_attr.format = FI_CQ_FORMAT_MSG;
+  cq_attr.wait_obj = FI_WAIT_UNSPEC;
+  cq_attr.size = 0;
+  if (fi_cq_open(domain_, &cq_attr, &cq_, nullptr) != 0) {
+    cq_attr.wait_obj = FI_WAIT_NONE;
+    cq_can_wait_ = false;
+    if ((rc = fi_cq_open(domain_, &cq_attr, &cq_, nullptr)) != 0) return fabricError("fi_cq_open", rc);
+  }
+
+  if ((rc = fi_endpoint(domain_, info_, &ep_, nullptr)) != 0) return fabricError("fi_endpoint", rc);
+  if ((rc = fi_ep_bind(ep_, &av_->fid, 0)) != 0) return fabricError("fi_ep_bind(av)", rc);
+  if ((rc = fi_ep_bind(ep_, &cq_->fid, FI_TRANSMIT | FI_RECV)) != 0) {
+    return fabricError("fi_ep_bind(cq)", rc);
+  }
+  if ((rc = fi_enable(ep_)) != 0) return fabricError("fi_enable", rc);
+
+  std::vector<uint8_t> name(256);
+  size_t len = name.size();
+  if ((rc = fi_getname(&ep_->fid, name.data(), &len)) != 0) return fabricError("fi_getname", rc);
+  if (len > kMaxAddressLength) {
+    return internalError("provider " + provider_ + " address of " + std::to_string(len) +
+                         " bytes exceeds the frame limit " + std::to_string(kMaxAddressLength));
+  }
+  self_raw_.assign(reinterpret_cast<const char*>(name.data()), len);
+  address_ = formatSockaddr(std::span<const uint8_t>(name.data(), len));
+  if (address_.empty()) {
+    char text[256] = {};
+    size_t text_len = sizeof(text);
+    fi_av_straddr(av_, name.data(), text, &text_len);
+    address_ = text;
+  }
+
+  size_t count = std::max<size_t>(options_.receive_buffers, 1);
+  for (size_t i = 0; i < count; ++i) {
+    auto buf = std::make_unique<RecvBuffer>();
+    buf->size = maxFrameSize(options_.max_body);
+    buf->data = allocatePageAligned(buf->size);
+    if (!buf->data) return Status(StatusCode::kResourceExhausted, "cannot allocate receive buffers");
+    if (mr_mode_ & FI_MR_LOCAL) {
+      rc = fi_mr_reg(domain_, buf->data.get(), buf->size, FI_RECV, 0, next_key_++, 0, &buf->mr,
+                     nullptr);
+      if (rc != 0) return fabricError("registering receive buffer", rc);
+      if (mr_mode_ & FI_MR_ENDPOINT) {
+        if ((rc = fi_mr_bind(buf->mr, &ep_->fid, 0)) != 0) return fabricError("fi_mr_bind", rc);
+        if ((rc = fi_mr_enable(buf->mr)) != 0) return fabricError("fi_mr_enable", rc);
+      }
+      buf->desc = fi_mr_desc(buf->mr);
+    }
+    SLUICE_RETURN_IF_ERROR(postReceive(buf.get()));
+    recv_buffers_.push_back(std::move(buf));
+  }
+  spdlog::debug("net {}: provider {} mr_mode {:#x} rma piece {} bytes, cq wait {}", address_,
+                provider_, mr_mode_, rma_piece_, cq_can_wait_);
+  return Status::ok();
+}
+
+FabricCore::~FabricCore() {
+  // Threads are stopped by shutdown(), which the owning FabricEndpoint runs.
+  if (ep_ != nullptr) fi_close(&ep_->fid);
+  for (auto& buf : recv_buffers_) {
+    if (buf->mr != nullptr) fi_close(&buf->mr->fid);
+  }
+  recv_buffers_.clear();
+  retry_.clear();
+  if (av_ != nullptr) fi_close(&av_->fid);
+  if (cq_ != nullptr) fi_close(&cq_->fid);
+  if (domain_ != nullptr) fi_close(&domain_->fid);
+  if (fabric_ != nullptr) fi_close(&fabric_->fid);
+  if (info_ != nullptr) fi_freeinfo(info_);
+}
+
+void FabricCore::registerHandler(uint16_t opcode, Handler handler) {
+  if (started_) {
+    spdlog::error("net {}: handler for opcode {} registered after start() is ignored", address_,
+                  hexOpcode(opcode));
+    return;
+  }
+  handlers_[opcode] = std::move(handler);
+}
+
+Status FabricCore::start() {
+  if (started_) return failedPrecondition("endpoint " + address_ + " already started");
+  if (stopped_) return Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down");
+  started_ = true;
+  workers_ = std::make_unique<WorkerPool>(options_.worker_threads, "sluice-net-work");
+  progress_ = std::thread([this] {
+    tl_core_thread = this;
+    progressLoop();
+  });
+  pthread_setname_np(progress_.native_handle(), "sluice-net-prog");
+  return Status::ok();
+}
+
+void FabricCore::shutdown() {
+  std::call_once(shutdown_once_, [this] {
+    std::unordered_map<uint64_t, PendingCall> pending;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      stopped_ = true;
+      pending.swap(pending_);
+      deadlines_.clear();
+    }
+    for (auto& [id, call] : pending) {
+      call.done(Status(StatusCode::kShutdown, "endpoint " + address_ + " shut down with call " +
+                                                  hexOpcode(call.opcode) + " pending"));
+    }
+    if (tl_core_thread == this) {
+      // Called from a handler or callback: joining would wait for ourselves.
+      // The threads exit on their own once they see the stop flags.
+      spdlog::warn("net {}: shutdown() called from an endpoint thread; threads detach", address_);
+      progress_stop_ = true;
+      if (cq_can_wait_) fi_cq_signal(cq_);
+      if (progress_.joinable()) progress_.detach();
+      return;
+    }
+    if (workers_) workers_->stop();
+    progress_stop_ = true;
+    if (cq_can_wait_) fi_cq_signal(cq_);
+    if (progress_.joinable()) progress_.join();
+  });
+}
+
+// ---------------------------------------------------------------- peers
+
+Peer* FabricCore::peerLocked(PeerId id) {
+  if (id == 0 || id > peers_.size()) return nullptr;
+  return peers_[id - 1].get();
+}
+
+Result<PeerId> FabricCore::peerForAddressLocked(const std::string& raw) {
+  auto it = peers_by_raw_.find(raw);
+  if (it != peers_by_raw_.end()) return it->second;
+  if (raw.size() != self_raw_.size()) {
+    return protocolError("sender address of " + std::to_string(raw.size()) +
+                         " bytes does not fit provider " + provider_ + " (expects " +
+                         std::to_string(self_raw_.size()) + ")");
+  }
+  // Reject what the provider would choke on: libfabric's AV can be left in a
+  // state that refuses later valid inserts after an invalid one.
+  if (info_->addr_format == FI_SOCKADDR_IN || info_->addr_format == FI_SOCKADDR_IN6 ||
+      info_->addr_format == FI_SOCKADDR) {
+    sockaddr_storage ss{};
+    std::memcpy(&ss, raw.data(), std::min(raw.size(), sizeof(ss)));
+    bool ok = false;
+    if (ss.ss_family == AF_INET && raw.size() == sizeof(sockaddr_in)) {
+      auto* in4 = reinterpret_cast<const sockaddr_in*>(&ss);
+      ok = in4->sin_port != 0 && in4->sin_addr.s_addr != INADDR_ANY;
+    } else if (ss.ss_family == AF_INET6 && raw.size() == sizeof(sockaddr_in6)) {
+      auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+      ok = in6->sin6_port != 0 && !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+    }
+    if (!ok) return protocolError("sender address is not a usable socket address");
+  }
+  auto peer = std::make_unique<Peer>();
+  peer->raw = raw;
+  peer->name = formatSockaddr(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
+  if (peer->name.empty()) {
+    char text[256] = {};
+    size_t text_len = sizeof(text);
+    fi_av_straddr(av_, raw.data(), text, &text_len);
+    peer->name = text;
+  }
+  if (peer->name.empty()) {
+    static const char kHex[] = "0123456789abcdef";
+    peer->name = "0x";
+    for (unsigned char c : raw) {
+      peer->name += kHex[c >> 4];
+      peer->name += kHex[c & 15];
+    }
+  }
+  int rc = fi_av_insert(av_, raw.data(), 1, &peer->fi_addr, 0, nullptr);
+  if (rc != 1) {
+    return Status(StatusCode::kUnavailable,
+                  "cannot add peer " + peer->name + " to the address vector" +
+                      (rc < 0 ? ": " + fiErrorText(rc) : std::string(" (invalid address)")));
+  }
+  peers_.push_back(std::move(peer));
+  PeerId id = peers_.size();
+  peers_by_raw_.emplace(raw, id);
+  return id;
+}
+
+std::string FabricCore::peerName(PeerId peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Peer* p = peerLocked(peer);
+  return p ? p->name : "peer#" + std::to_string(peer);
+}
+
+Result<PeerId> FabricCore::connect(const std::string& host_port) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = peers_by_name_.find(host_port);
+    if (it != peers_by_name_.end()) return it->second;
+  }
+  SLUICE_ASSIGN_OR_RETURN(HostPort hp, parseHostPort(host_port));
+  fi_info* hints = fi_dupinfo(info_);
+  if (hints == nullptr) return internalError("fi_dupinfo failed");
+  std::free(hints->src_addr);
+  hints->src_addr = nullptr;
+  hints->src_addrlen = 0;
+  std::free(hints->dest_addr);
+  hints->dest_addr = nullptr;
+  hints->dest_addrlen = 0;
+  fi_info* found = nullptr;
+  int rc = fi_getinfo(kFiVersion, hp.host.c_str(), hp.port.c_str(), 0, hints, &found);
+  fi_freeinfo(hints);
+  if (rc != 0 || found == nullptr || found->dest_addr == nullptr) {
+    if (found) fi_freeinfo(found);
+    return Status(StatusCode::kUnavailable, "cannot resolve peer \"" + host_port +
+                                                "\" with provider " + provider_ + ": " +
+                                                fiErrorText(rc));
+  }
+  std::string raw(static_cast<const char*>(found->dest_addr), found->dest_addrlen);
+  fi_freeinfo(found);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto id = peerForAddressLocked(raw);
+  if (!id.isOk()) return id.status().withContext("connecting to " + host_port);
+  peers_by_name_[host_port] = *id;
+  return id;
+}
+
+// ---------------------------------------------------------------- sending
+
+Result<std::unique_ptr<SendOp>> FabricCore::makeSendOp(size_t size) {
+  auto op = std::make_unique<SendOp>();
+  op->frame.resize(size);
+  if (mr_mode_ & FI_MR_LOCAL) {
+    int rc = fi_mr_reg(domain_, op->frame.data(), op->frame.size(), FI_SEND, 0, next_key_++, 0,
+                       &op->mr, nullptr);
+    if (rc != 0) return fabricError("registering a send buffer", rc);
+    if (mr_mode_ & FI_MR_ENDPOINT) {
+      if ((rc = fi_mr_bind(op->mr, &ep_->fid, 0)) != 0) return fabricError("fi_mr_bind", rc);
+      if ((rc = fi_mr_enable(op->mr)) != 0) return fabricError("fi_mr_enable", rc);
+    }
+    op->desc = fi_mr_desc(op->mr);
+  }
+  return op;
+}
+
+Status FabricCore::postSend(std::unique_ptr<SendOp> op) {
+  ssize_t rc = fi_send(ep_, op->frame.data(), op->frame.size(), op->desc, op->dest,
+                       static_cast<OpContext*>(op.get()));
+  if (rc == 0) {
+    op.release();  // owned by the provider until its completion
+    return Status::ok();
+  }
+  if (rc == -FI_EAGAIN) {
+    op->retry_deadline = Clock::now() + options_.default_timeout;
+    {
+      std::lock_guard<std::mutex> lock(retry_mu_);
+      retry_.push_back(std::move(op));
+      have_retries_ = true;
+    }
+    if (cq_can_wait_) fi_cq_signal(cq_);
+    return Status::ok();
+  }
+  return Status(StatusCode::kUnavailable, "fi_send: " + fiErrorText(rc));
+}
+
+void FabricCore::postSends(std::vector<std::unique_ptr<SendOp>> ops) {
+  for (auto& op : ops) {
+    uint64_t id = op->request_id;
+    PeerId peer = op->peer;
+    Status s = postSend(std::move(op));
+    if (!s.isOk()) finishCall(id, s.withContext("sending request to peer " + peerName(peer)));
+  }
+}
+
+void FabricCore::retrySends() {
+  if (!have_retries_) return;
+  std::deque<std::unique_ptr<SendOp>> ops;
+  {
+    std::lock_guard<std::mutex> lock(retry_mu_);
+    ops.swap(retry_);
+    have_retries_ = false;
+  }
+  // Every op gets one attempt: a peer whose connection is stuck must not hold
+  // back sends to others.
+  std::deque<std::unique_ptr<SendOp>> still;
+  auto now = Clock::now();
+  for (auto& owned : ops) {
+    SendOp* op = owned.get();
+    ssize_t rc = fi_send(ep_, op->frame.data(), op->frame.size(), op->desc, op->dest,
+                         static_cast<OpContext*>(op));
+    if (rc == 0) {
+      owned.release();
+      continue;
+    }
+    if (rc == -FI_EAGAIN && now < op->retry_deadline) {
+      still.push_back(std::move(owned));
+      continue;
+    }
+    std::string why = rc == -FI_EAGAIN
+                          ? "the provider did not accept it within " +
+                                std::to_string(options_.default_timeout.count()) + " ms"
+                          : fiErrorText(rc);
+    if (op->request_id != 0) {
+      finishCall(op->request_id, unavailable("sending request to peer " + peerName(op->peer) +
+                                             ": " + why));
+    } else {
+      spdlog::warn("net {}: dropping reply to {}: {}", address_, peerName(op->peer), why);
+    }
+  }
+  if (!still.empty()) {
+    std::lock_guard<std::mutex> lock(retry_mu_);
+    for (auto& op : still) retry_.push_back(std::move(op));
+    have_retries_ = true;
+  }
+}
+
+void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body,
+                           Duration timeout, ReplyCallback done) {
+  if (body.size() > options_.max_body) {
+    done(Status(StatusCode::kTooLarge, "request body of " + std::to_string(body.size()) +
+                                           " bytes for opcode " + hexOpcode(opcode) +
+                                           " exceeds max_body " +
+                                           std::to_string(options_.max_body)));
+    return;
+  }
+  auto op_or = makeSendOp(frameSize(self_raw_.size(), body.size()));
+  if (!op_or.isOk()) {
+    done(op_or.status());
+    return;
+  }
+  std::unique_ptr<SendOp> op = std::move(op_or).value();
+  uint64_t id = next_request_id_++;
+  FrameHeader header;
+  header.opcode = opcode;
+  header.flags = kFlagRequest;
+  header.request_id = id;
+  writeFrame(header,
+             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(self_raw_.data()),
+                                      self_raw_.size()),
+             body, op->frame.data());
+  op->request_id = id;
+  op->peer = peer;
+
+  std::unique_ptr<SendOp> to_send;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stopping_) {
+      lock.unlock();
+      done(Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down"));
+      return;
+    }
+    Peer* p = peerLocked(peer);
+    if (p == nullptr) {
+      lock.unlock();
+      done(invalidArgument("call to unknown peer id " + std::to_string(peer) +
+                           " (use connect() first)"));
+      return;
+    }
+    op->dest = p->fi_addr;
+    PendingCall call;
+    call.peer = peer;
+    call.opcode = opcode;
+    call.timeout = timeout;
+    call.deadline = Clock::now() + timeout;
+    call.done = std::move(done);
+    if (p->inflight < std::max<size_t>(options_.max_inflight_per_peer, 1)) {
+      ++p->inflight;
+      to_send = std::move(op);
+    } else {
+      call.queued = std::move(op);
+      p->waiting.push_back(id);
+    }
+    deadlines_.emplace(call.deadline, id);
+    pending_.emplace(id, std::move(call));
+  }
+  if (to_send) {
+    Status s = postSend(std::move(to_send));
+    if (!s.isOk()) finishCall(id, s.withContext("sending request to peer " + peerName(peer)));
+  }
+}
+
+void FabricCore::releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<SendOp>>& out) {
+  Peer* p = peerLocked(peer);
+  if (p == nullptr) return;
+  if (p->inflight > 0) --p->inflight;
+  size_t limit = std::max<size_t>(options_.max_inflight_per_peer, 1);
+  while (!p->waiting.empty() && p->inflight < limit) {
+    uint64_t id = p->waiting.front();
+    p->waiting.pop_front();
+    auto it = pending_.find(id);
+    if (it == pending_.end() || !it->second.queued) continue;  // already timed out
+    out.push_back(std::move(it->second.queued));
+    ++p->inflight;
+  }
+}
+
+void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result) {
+  ReplyCallback done;
+  std::vector<std::unique_ptr<SendOp>> admitted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    PendingCall& call = it->second;
+    deadlines_.erase({call.deadline, id});
+    if (!call.queued) releaseSlotLocked(call.peer, admitted);
+    done = std::move(call.done);
+    pending_.erase(it);
+  }
+  done(std::move(result));
+  if (!admitted.empty()) postSends(std::move(admitted));
+}
+
+void FabricCore::sweepDeadlines() {
+  std::vector<std::pair<ReplyCallback, Status>> expired;
+  std::vector<std::unique_ptr<SendOp>> admitted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto now = Clock::now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      uint64_t id = deadlines_.begin()->second;
+      deadlines_.erase(deadlines_.begin());
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;
+      PendingCall& call = it->second;
+      Peer* p = peerLocked(call.peer);
+      std::string peer_name = p ? p->name : "?";
+      std::string why = call.queued ? "still waiting for one of " +
+                                          std::to_string(options_.max_inflight_per_peer) +
+                                          " in-flight slots"
+                                    : "no reply (peer dead, hung or overloaded)";
+      expired.emplace_back(std::move(call.done),
+                           timeoutError("call " + hexOpcode(call.opcode) + " to peer " + peer_name +
+                                        " timed out after " + std::to_string(call.timeout.count()) +
+                                        " ms: " + why));
+      if (!call.queued) releaseSlotLocked(call.peer, admitted);
+      pending_.erase(it);
+    }
+  }
+  for (auto& [done, status] : expired) done(status);
+  if (!admitted.empty()) postSends(std::move(admitted));
+}
+
+void FabricCore::sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uint16_t opcode,
+                           const Status& status, std::span<const uint8_t> body) {
+  if (stopped_) return;
+  Status st = status;
+  std::string message;
+  if (st.isOk() && body.size() > options_.max_body) {
+    st = Status(StatusCode::kTooLarge, "reply body of " + std::to_string(body.size()) +
+                                           " bytes for opcode " + hexOpcode(opcode) +
+                                           " exceeds max_body " +
+                                           std::to_string(options_.max_body));
+  }
+  if (!st.isOk()) {
+    message = st.message();
+    if (message.size() > options_.max_body) message.resize(options_.max_body);
+    body = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.data()),
+                                    message.size());
+  }
+  auto op_or = makeSendOp(frameSize(0, body.size()));
+  if (!op_or.isOk()) {
+    spdlog::warn("net {}: cannot reply to request {}: {}", address_, request_id,
+                 op_or.status().toString());
+    return;
+  }
+  std::unique_ptr<SendOp> op = std::move(op_or).value();
+  FrameHeader header;
+  header.opcode = opcode;
+  header.flags = kFlagReply;
+  header.request_id = request_id;
+  header.status = static_cast<int32_t>(st.code());
+  writeFrame(header, {}, body, op->frame.data());
+  op->dest = dest;
+  op->peer = peer;
+  Status s = postSend(std::move(op));
+  if (!s.isOk()) {
+    spdlog::warn("net {}: reply to request {} from {} not sent: {}", address_, request_id,
+                 peerName(peer), s.toString());
+  }
+}
+
+Status FabricCore::sendRaw(PeerId peer, std::span<const uint8_t> bytes) {
+  auto op_or = makeSendOp(bytes.size());
+  if (!op_or.isOk()) return op_or.status();
+  std::unique_ptr<SendOp> op = std::move(op_or).value();
+  if (!bytes.empty()) std::memcpy(op->frame.data(), bytes.data(), bytes.size());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Peer* p = peerLocked(peer);
+    if (p == nullptr) return invalidArgument("unknown peer id " + std::to_string(peer));
+    op->dest = p->fi_addr;
+  }
+  op->peer = peer;
+  return postSend(std::move(op));
+}
+
+// ---------------------------------------------------------------- RMA
+
+Status FabricCore::rma(bool read, PeerId peer, const MemoryRegion& local, size_t local_offset,
+                       const RemoteBuffer& remote, size_t remote_offset, size_t length) {
+  const char* op_name = read ? "rmaRead" : "rmaWrite";
+  std::string peer_name = peerName(peer);
+  auto* region = dynamic_cast<const FabricMemoryRegion*>(&local);
+  if (region == nullptr || region->core() != this) {
+    return invalidArgument(std::string(op_name) +
+                           ": local region was not registered with this endpoint");
+  }
+  if (local_offset > local.size() || length > local.size() - local_offset) {
+    return outOfRange(std::string(op_name) + " of " + std::to_string(length) + " bytes at " +
+                      std::to_string(local_offset) + " overruns the local region of " +
+                      std::to_string(local.size()) + " bytes");
+  }
+  if (remote_offset > remote.length || length > remote.length - remote_offset ||
+      remote.addr + remote_offset < remote.addr) {
+    return outOfRange(std::string(op_name) + " of " + std::to_string(length) + " bytes at " +
+                      std::to_string(remote_offset) + " overruns the " +
+                      std::to_string(remote.length) + "-byte buffer peer " + peer_name +
+                      " advertised");
+  }
+  if (length == 0) return Status::ok();
+  if (stopped_) return Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down");
+  fi_addr_t dest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Peer* p = peerLocked(peer);
+    if (p == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
+    dest = p->fi_addr;
+  }
+
+  auto wait = std::make_shared<RmaWait>();
+  size_t pieces = (length + rma_piece_ - 1) / rma_piece_;
+  wait->remaining = pieces;
+  std::string what = std::string(op_name) + " of " + std::to_string(length) + " bytes " +
+                     (read ? "from" : "to") + " peer " + peer_name;
+  auto deadline = Clock::now() + options_.default_timeout;
+  void* desc = region->desc();
+  for (size_t i = 0; i < pieces; ++i) {
+    size_t off = i * rma_piece_;
+    size_t n = std::min(rma_piece_, length - off);
+    auto op = std::make_unique<RmaOp>();
+    op->wait = wait;
+    op->what = what;
+    uint8_t* buf = local.data() + local_offset + off;
+    uint64_t addr = remote.addr + remote_offset + off;
+    Status failed;
+    for (;;) {
+      ssize_t rc = read ? fi_read(ep_, buf, n, desc, dest, addr, remote.key,
+                                  static_cast<OpContext*>(op.get()))
+                        : fi_write(ep_, buf, n, desc, dest, addr, remote.key,
+                                   static_cast<OpContext*>(op.get()));
+      if (rc == 0) {
+        op.release();
+        break;
+      }
+      if (rc != -FI_EAGAIN) {
+        failed = fabricError(what, rc);
+        break;
+      }
+      if (stopped_) {
+        failed = Status(StatusCode::kShutdown, what + ": endpoint shut down");
+        break;
+      }
+      if (Clock::now() >= deadline) {
+        failed = timeoutError(what + ": provider queue stayed full");
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    if (!failed.isOk()) {
+      std::lock_guard<std::mutex> lock(wait->mu);
+      wait->remaining -= pieces - i;  // pieces never posted
+      if (wait->error.isOk()) wait->error = failed;
+      break;
+    }
+  }
+
+  std::unique_lock<std::mutex> lock(wait->mu);
+  while (wait->remaining > 0) {
+    if (stopped_) return Status(StatusCode::kShutdown, what + ": endpoint shut down");
+    auto now = Clock::now();
+    if (now >= deadline) {
+      return timeoutError(what + " did not complete within " +
+                          std::to_string(options_.default_timeout.count()) + " ms");
+    }
+    wait->cv.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(50)));
+  }
+  return wait->error;
+}
+
+Result<std::unique_ptr<MemoryRegion>> FabricCore::registerMemory(void* data, size_t size,
+                                                                 Access access,
+                                                                 AlignedBytes owned) {
+  if (data == nullptr || size == 0) {
+    return invalidArgument("registerMemory: need a non-null buffer of positive size");
+  }
+  uint64_t flags = FI_SEND | FI_RECV | FI_READ | FI_WRITE;
+  if (access == Access::kRemoteRead || access == Access::kRemoteReadWrite) flags |= FI_REMOTE_READ;
+  if (access == Access::kRemoteWrite || access == Access::kRemoteReadWrite) flags |= FI_REMOTE_WRITE;
+  uint64_t requested_key = next_key_++;
+  fid_mr* mr = nullptr;
+  int rc = fi_mr_reg(domain_, data, size, flags, 0, requested_key, 0, &mr, nullptr);
+  if (rc != 0) {
+    return fabricError("registering " + std::to_string(size) + " bytes with provider " + provider_,
+                       rc);
+  }
+  if (mr_mode_ & FI_MR_ENDPOINT) {
+    if ((rc = fi_mr_bind(mr, &ep_->fid, 0)) != 0 || (rc = fi_mr_enable(mr)) != 0) {
+      fi_close(&mr->fid);
+      return fabricError("binding a memory region to endpoint " + address_, rc);
+    }
+  }
+  uint64_t key = (mr_mode_ & FI_MR_PROV_KEY) ? fi_mr_key(mr) : requested_key;
+  uint64_t base = (mr_mode_ & FI_MR_VIRT_ADDR) ? reinterpret_cast<uint64_t>(data) : 0;
+  return std::unique_ptr<MemoryRegion>(new FabricMemoryRegion(
+      shared_from_this(), static_cast<uint8_t*>(data), size, mr, key, base, std::move(owned)));
+}
+
+// ---------------------------------------------------------------- progress
+
+Status FabricCore::postReceive(RecvBuffer* buf) {
+  for (int attempt = 0;; ++attempt) {
+    ssize_t rc = fi_recv(ep_, buf->data.get(), buf->size, buf->desc, FI_ADDR_UNSPEC,
+                         static_cast<OpContext*>(buf));
+    if (rc == 0) return Status::ok();
+    if (rc != -FI_EAGAIN || attempt > 100000) return fabricError("fi_recv", rc);
+    fi_cq_msg_entry entries[1];
+    (void)fi_cq_read(cq_, entries, 0);  // drive progress so the queue drains
+    std::this_thread::yield();
+  }
+}
+
+int FabricCore::waitMillis() {
+  if (have_retries_) return 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (deadlines_.empty()) return kMaxIdleWaitMs;
+  auto until = deadlines_.begin()->first - Clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until).count() + 1;
+  return static_cast<int>(std::clamp<int64_t>(ms, 1, kMaxIdleWaitMs));
+}
+
+void FabricCore::progressLoop() {
+  fi_cq_msg_entry entries[kCqBatch];
+  while (!progress_stop_) {
+    int wait_ms = waitMillis();
+    ssize_t n;
+    if (cq_can_wait_ && wait_ms > 0) {
+      n = fi_cq_sread(cq_, entries, kCqBatch, nullptr, wait_ms);
+    } else {
+      n = fi_cq_read(cq_, entries, kCqBatch);
+    }
+    if (n > 0) {
+      for (ssize_t i = 0; i < n; ++i) handleCompletion(entries[i]);
+    } else if (n == -FI_EAVAIL) {
+      handleCqError();
+    } else if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT || n == -FI_EINTR || n == -FI_ECANCELED) {
+      if (!cq_can_wait_ || have_retries_) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    } else {
+      spdlog::warn("net {}: reading the completion queue failed: {}", address_, fiErrorText(n));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    retrySends();
+    auto now = Clock::now();
+    if (now >= next_sweep_) {
+      next_sweep_ = now + kSweepInterval;
+      sweepDeadlines();
+    }
+  }
+}
+
+void FabricCore::handleCompletion(const fi_cq_msg_entry& entry) {
+  auto* ctx = static_cast<OpContext*>(entry.op_context);
+  if (ctx == nullptr) return;
+  switch (ctx->kind) {
+    case OpKind::kRecv: {
+      auto* buf = static_cast<RecvBuffer*>(ctx);
+      size_t len = std::min(entry.len, buf->size);
+      handleFrame(std::span<const uint8_t>(buf->data.get(), len), false);
+      Status s = postReceive(buf);
+      if (!s.isOk()) spdlog::error("net {}: reposting a receive buffer: {}", address_, s.toString());
+      break;
+    }
+    case OpKind::kSend:
+      delete static_cast<SendOp*>(ctx);
+      break;
+    case OpKind::kRma: {
+      std::unique_ptr<RmaOp> op(static_cast<RmaOp*>(ctx));
+      std::lock_guard<std::mutex> lock(op->wait->mu);
+      if (op->wait->remaining > 0) --op->wait->remaining;
+      op->wait->cv.notify_all();
+      break;
+    }
+  }
+}
+
+void FabricCore::handleCqError() {
+  fi_cq_err_entry err{};
+  ssize_t rc = fi_cq_readerr(cq_, &err, 0);
+  if (rc < 0) return;
+  char text[256] = {};
+  const char* prov_text = fi_cq_strerror(cq_, err.prov_errno, err.err_data, text, sizeof(text));
+  std::string why = fiErrorText(err.err) + (prov_text && *prov_text ? std::string(" (") + prov_text + ")" : "");
+  auto* ctx = static_cast<OpContext*>(err.op_context);
+  if (ctx == nullptr) {
+    spdlog::warn("net {}: completion error without context: {}", address_, why);
+    return;
+  }
+  switch (ctx->kind) {
+    case OpKind::kRecv: {
+      auto* buf = static_cast<RecvBuffer*>(ctx);
+      if (err.err == FI_ETRUNC) {
+        // The frame did not fit: answer from its header if it names a call.
+        handleFrame(std::span<const uint8_t>(buf->data.get(), buf->size), true);
+      } else if (err.err != FI_ECANCELED) {
+        spdlog::warn("net {}: receive failed: {}", address_, why);
+      }
+      if (!progress_stop_ && err.err != FI_ECANCELED) {
+        Status s = postReceive(buf);
+        if (!s.isOk()) spdlog::error("net {}: reposting a receive buffer: {}", address_, s.toString());
+      }
+      break;
+    }
+    case OpKind::kSend: {
+      std::unique_ptr<SendOp> op(static_cast<SendOp*>(ctx));
+      std::string peer = peerName(op->peer);
+      if (op->request_id != 0) {
+        finishCall(op->request_id, Status(StatusCode::kUnavailable,
+                                          "sending request to peer " + peer + " failed: " + why));
+      } else {
+        spdlog::warn("net {}: sending a reply to peer {} failed: {}", address_, peer, why);
+      }
+      break;
+    }
+    case OpKind::kRma: {
+      std::unique_ptr<RmaOp> op(static_cast<RmaOp*>(ctx));
+      std::lock_guard<std::mutex> lock(op->wait->mu);
+      if (op->wait->error.isOk()) {
+        op->wait->error = Status(StatusCode::kFabricError, op->what + " failed: " + why);
+      }
+      if (op->wait->remaining > 0) --op->wait->remaining;
+      op->wait->cv.notify_all();
+      break;
+    }
+  }
+}
+
+void FabricCore::handleFrame(std::span<const uint8_t> bytes, bool truncated) {
+  auto parsed = truncated ? parseFrameHeader(bytes) : parseFrame(bytes, options_.max_body);
+  if (truncated && parsed.isOk()) {
+    parsed = Status(StatusCode::kTooLarge,
+                    "frame body of " + std::to_string(parsed->header.body_length) +
+                        " bytes exceeds max_body " + std::to_string(options_.max_body) +
+                        " of endpoint " + address_);
+    // Answer the sender below using the header we could read.
+    auto header_view = parseFrameHeader(bytes);
+    const FrameView& f = *header_view;
+    if (f.isRequest()) {
+      std::string raw(reinterpret_cast<const char*>(f.address.data()), f.address.size());
+      std::unique_lock<std::mutex> lock(mu_);
+      auto peer = peerForAddressLocked(raw);
+      if (peer.isOk()) {
+        fi_addr_t dest = peerLocked(*peer)->fi_addr;
+        lock.unlock();
+        spdlog::warn("net {}: refused request {} from {}: {}", address_, f.header.request_id,
+                     peerName(*peer), parsed.status().toString());
+        sendReply(dest, *peer, f.header.request_id, f.header.opcode, parsed.status(), {});
+        return;
+      }
+    } else {
+      finishCall(f.header.request_id, parsed.status().withContext("reply too large"));
+      return;
+    }
+  }
+  if (!parsed.isOk()) {
+    // Answer when the header and sender address are intact (the body was
+    // wrong); otherwise there is no one to answer and the frame is dropped.
+    auto header_view = parseFrameHeader(bytes);
+    if (header_view.isOk() && header_view->isRequest()) {
+      const FrameView& f = *header_view;
+      std::string raw(reinterpret_cast<const char*>(f.address.data()), f.address.size());
+      std::unique_lock<std::mutex> lock(mu_);
+      auto peer = peerForAddressLocked(raw);
+      if (peer.isOk()) {
+        fi_addr_t dest = peerLocked(*peer)->fi_addr;
+        lock.unlock();
+        spdlog::warn("net {}: rejected request {} from {}: {}", address_, f.header.request_id,
+                     peerName(*peer), parsed.status().toString());
+        sendReply(dest, *peer, f.header.request_id, f.header.opcode, parsed.status(), {});
+        return;
+      }
+    }
+    spdlog::warn("net {}: dropped malformed frame of {} bytes: {}", address_, bytes.size(),
+                 parsed.status().toString());
+    return;
+  }
+  if (parsed->isRequest()) {
+    handleRequest(*parsed);
+  } else {
+    handleReply(*parsed);
+  }
+}
+
+void FabricCore::handleRequest(const FrameView& frame) {
+  std::string raw(reinterpret_cast<const char*>(frame.address.data()), frame.address.size());
+  PeerId peer;
+  fi_addr_t dest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto id = peerForAddressLocked(raw);
+    if (!id.isOk()) {
+      spdlog::warn("net {}: dropped request {}: {}", address_, frame.header.request_id,
+                   id.status().toString());
+      return;
+    }
+    peer = *id;
+    dest = peerLocked(peer)->fi_addr;
+  }
+  const FrameHeader& h = frame.header;
+  if (h.opcode == kOpPing) {
+    sendReply(dest, peer, h.request_id, h.opcode, Status::ok(), frame.body);
+    return;
+  }
+  auto it = handlers_.find(h.opcode);
+  if (it == handlers_.end()) {
+    sendReply(dest, peer, h.request_id, h.opcode,
+              Status(StatusCode::kUnimplemented,
+                     "endpoint " + address_ + " has no handler for opcode " + hexOpcode(h.opcode)),
+              {});
+    return;
+  }
+  auto call = std::make_shared<std::unique_ptr<IncomingCall>>(std::make_unique<FabricIncomingCall>(
+      shared_from_this(), h.opcode, h.request_id, peer, dest,
+      std::vector<uint8_t>(frame.body.begin(), frame.body.end())));
+  const Handler* handler = &it->second;
+  workers_->post([this, handler, call] {
+    tl_core_thread = this;
+    (*handler)(std::move(*call));
+    tl_core_thread = nullptr;
+  });
+}
+
+void FabricCore::handleReply(const FrameView& frame) {
+  Status status = replyStatus(frame);
+  if (status.isOk()) {
+    finishCall(frame.header.request_id,
+               std::vector<uint8_t>(frame.body.begin(), frame.body.end()));
+  } else {
+    finishCall(frame.header.request_id, status);
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions& options) {
+  if (options.max_body == 0) return invalidArgument("endpoint max_body must be positive");
+  auto core = std::make_shared<FabricCore>(options);
+  Status s = core->open();
+  if (!s.isOk()) return s;
+  return std::unique_ptr<Endpoint>(new FabricEndpoint(std::move(core)));
+}
+
+Status sendRawForTest(Endpoint& endpoint, PeerId peer, std::span<const uint8_t> bytes) {
+  auto* fabric = dynamic_cast<FabricEndpoint*>(&endpoint);
+  if (fabric == nullptr) return invalidArgument("sendRawForTest: not a libfabric endpoint");
+  return fabric->core().sendRaw(peer, bytes);
+}
+
+}  // namespace sluice::net

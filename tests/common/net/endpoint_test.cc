@@ -1,0 +1,523 @@
+// Endpoint over real libfabric (tcp;ofi_rxm) on 127.0.0.1.
+#include "common/net/endpoint.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "common/net/fabric_endpoint.h"
+#include "common/net/frame.h"
+
+namespace sluice::net {
+namespace {
+
+constexpr uint16_t kOpEcho = makeOpcode(ServiceId::kTransport, 0x20);    // reply = opcode tag + body
+constexpr uint16_t kOpPull = makeOpcode(ServiceId::kTransport, 0x21);    // rmaRead caller buffer
+constexpr uint16_t kOpPush = makeOpcode(ServiceId::kTransport, 0x22);    // rmaWrite caller buffer
+constexpr uint16_t kOpBlock = makeOpcode(ServiceId::kTransport, 0x23);   // waits for a gate
+constexpr uint16_t kOpCount = makeOpcode(ServiceId::kTransport, 0x24);   // counts concurrency
+constexpr uint16_t kOpSlow = makeOpcode(ServiceId::kTransport, 0x10);    // net_test_server: 60 s
+constexpr uint16_t kOpMissing = makeOpcode(ServiceId::kStorage, 0x7f);   // no handler
+
+struct RmaRequest {
+  RemoteBuffer buffer;
+  uint64_t seed;
+};
+
+void fillPattern(uint8_t* p, size_t n, uint64_t seed) {
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    p[i] = static_cast<uint8_t>(x);
+  }
+}
+
+std::vector<uint8_t> toBytes(const void* p, size_t n) {
+  auto* b = static_cast<const uint8_t*>(p);
+  return std::vector<uint8_t>(b, b + n);
+}
+
+EndpointOptions loopback() {
+  EndpointOptions o;
+  o.listen = "127.0.0.1:0";
+  return o;
+}
+
+// A gate handlers wait on, so calls stay pending until the test opens it.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  int waiting = 0;
+  void wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    ++waiting;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+  }
+  void waitForWaiters(int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return waiting >= n; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mu);
+    open = true;
+    cv.notify_all();
+  }
+};
+
+class EndpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto options = loopback();
+    options.worker_threads = 4;
+    options.default_timeout = Duration(3000);  // bounds handler RMA waits
+    auto ep = Endpoint::create(options);
+    ASSERT_TRUE(ep.isOk()) << ep.status().toString();
+    server_ = std::move(ep).value();
+    Endpoint* server = server_.get();
+    server_->registerHandler(kOpEcho, [](std::unique_ptr<IncomingCall> call) {
+      std::vector<uint8_t> out = {0xEC};
+      out.insert(out.end(), call->body().begin(), call->body().end());
+      call->reply(Status::ok(), out);
+    });
+    server_->registerHandler(kOpPull, [server](std::unique_ptr<IncomingCall> call) {
+      RmaRequest req;
+      if (call->body().size() != sizeof(req)) return call->reply(protocolError("bad pull body"));
+      std::memcpy(&req, call->body().data(), sizeof(req));
+      auto region = server->allocateMemory(req.buffer.length, Access::kLocalOnly);
+      if (!region.isOk()) return call->reply(region.status());
+      Status s = call->rmaRead(**region, 0, req.buffer, 0, req.buffer.length);
+      if (!s.isOk()) return call->reply(s);
+      uint64_t hash = XXH3_64bits((*region)->data(), req.buffer.length);
+      call->reply(Status::ok(), toBytes(&hash, sizeof(hash)));
+    });
+    server_->registerHandler(kOpPush, [server](std::unique_ptr<IncomingCall> call) {
+      RmaRequest req;
+      if (call->body().size() != sizeof(req)) return call->reply(protocolError("bad push body"));
+      std::memcpy(&req, call->body().data(), sizeof(req));
+      auto region = server->allocateMemory(req.buffer.length, Access::kLocalOnly);
+      if (!region.isOk()) return call->reply(region.status());
+      fillPattern((*region)->data(), req.buffer.length, req.seed);
+      call->reply(call->rmaWrite(**region, 0, req.buffer, 0, req.buffer.length));
+    });
+    server_->registerHandler(kOpBlock, [this](std::unique_ptr<IncomingCall> call) {
+      gate_.wait();
+      call->reply(Status::ok());
+    });
+    server_->registerHandler(kOpCount, [this](std::unique_ptr<IncomingCall> call) {
+      int now = ++concurrent_;
+      int seen = max_concurrent_.load();
+      while (now > seen && !max_concurrent_.compare_exchange_weak(seen, now)) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      --concurrent_;
+      call->reply(Status::ok());
+    });
+    ASSERT_TRUE(server_->start().isOk());
+  }
+
+  void TearDown() override {
+    gate_.release();
+    if (server_) server_->shutdown();
+  }
+
+  std::unique_ptr<Endpoint> makeClient(EndpointOptions options = loopback()) {
+    auto ep = Endpoint::create(options);
+    EXPECT_TRUE(ep.isOk()) << ep.status().toString();
+    if (!ep.isOk()) return nullptr;
+    EXPECT_TRUE((*ep)->start().isOk());
+    return std::move(ep).value();
+  }
+
+  std::unique_ptr<Endpoint> server_;
+  Gate gate_;
+  std::atomic<int> concurrent_{0};
+  std::atomic<int> max_concurrent_{0};
+};
+
+TEST_F(EndpointTest, PingEchoesAndAddressHasRealPort) {
+  EXPECT_EQ(server_->provider(), "tcp;ofi_rxm");
+  ASSERT_EQ(server_->address().rfind("127.0.0.1:", 0), 0u) << server_->address();
+  EXPECT_NE(server_->address(), "127.0.0.1:0");
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk()) << peer.status().toString();
+  auto again = client->connect(server_->address());
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(*peer, *again);
+  std::vector<uint8_t> body = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  auto reply = client->call(*peer, kOpPing, body);
+  ASSERT_TRUE(reply.isOk()) << reply.status().toString();
+  EXPECT_EQ(*reply, body);
+  auto empty = client->call(*peer, kOpPing, {});
+  ASSERT_TRUE(empty.isOk());
+  EXPECT_TRUE(empty->empty());
+}
+
+TEST_F(EndpointTest, ThousandConcurrentCallsFromFourClients) {
+  constexpr int kThreads = 4, kPerThread = 250;
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto client = makeClient();
+      ASSERT_TRUE(client);
+      auto peer = client->connect(server_->address());
+      ASSERT_TRUE(peer.isOk());
+      std::vector<std::future<Result<std::vector<uint8_t>>>> futures;
+      for (int i = 0; i < kPerThread; ++i) {
+        auto p = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
+        futures.push_back(p->get_future());
+        uint32_t tag = static_cast<uint32_t>(t * 100000 + i);
+        std::vector<uint8_t> body = toBytes(&tag, sizeof(tag));
+        body.resize(sizeof(tag) + (i % 7) * 100, static_cast<uint8_t>(i));
+        client->callAsync(*peer, kOpEcho, body, Duration(30000),
+                          [p](Result<std::vector<uint8_t>> r) { p->set_value(std::move(r)); });
+      }
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = futures[i].get();
+        ASSERT_TRUE(r.isOk()) << r.status().toString();
+        uint32_t tag = static_cast<uint32_t>(t * 100000 + i);
+        ASSERT_EQ(r->size(), 1 + sizeof(tag) + (i % 7) * 100);
+        ASSERT_EQ((*r)[0], 0xEC);
+        uint32_t got;
+        std::memcpy(&got, r->data() + 1, sizeof(got));
+        ASSERT_EQ(got, tag);
+        if (r->size() > 5) {
+          ASSERT_EQ(r->back(), static_cast<uint8_t>(i));
+        }
+        ++good;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), kThreads * kPerThread);
+}
+
+TEST_F(EndpointTest, RmaBothDirectionsOneKiBTo64MiB) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  uint64_t seed = 1;
+  for (size_t size : {size_t{1} << 10, size_t{64} << 10, size_t{1} << 20, (size_t{1} << 20) + 13,
+                      size_t{16} << 20, size_t{64} << 20}) {
+    SCOPED_TRACE(size);
+    // Handler pulls from our buffer.
+    auto src = client->allocateMemory(size, Access::kRemoteRead);
+    ASSERT_TRUE(src.isOk()) << src.status().toString();
+    fillPattern((*src)->data(), size, ++seed);
+    RmaRequest req{(*src)->remote(), seed};
+    auto r = client->call(*peer, kOpPull, toBytes(&req, sizeof(req)), Duration(60000));
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    ASSERT_EQ(r->size(), sizeof(uint64_t));
+    uint64_t remote_hash;
+    std::memcpy(&remote_hash, r->data(), sizeof(remote_hash));
+    EXPECT_EQ(remote_hash, XXH3_64bits((*src)->data(), size));
+
+    // Handler pushes into our buffer (caller-owned memory this time).
+    std::vector<uint8_t> target(size, 0);
+    auto dst = client->registerMemory(target.data(), size, Access::kRemoteWrite);
+    ASSERT_TRUE(dst.isOk()) << dst.status().toString();
+    RmaRequest push{(*dst)->remote(), ++seed};
+    auto w = client->call(*peer, kOpPush, toBytes(&push, sizeof(push)), Duration(60000));
+    ASSERT_TRUE(w.isOk()) << w.status().toString();
+    std::vector<uint8_t> expected(size);
+    fillPattern(expected.data(), size, seed);
+    EXPECT_EQ(XXH3_64bits(target.data(), size), XXH3_64bits(expected.data(), size));
+  }
+}
+
+TEST_F(EndpointTest, RmaOutsideAdvertisedBufferIsRefused) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  auto src = client->allocateMemory(4096, Access::kRemoteRead);
+  ASSERT_TRUE(src.isOk());
+  RmaRequest req{(*src)->remote(0, 4096), 1};
+  req.buffer.length = 4096;
+  auto ok = client->call(*peer, kOpPull, toBytes(&req, sizeof(req)));
+  ASSERT_TRUE(ok.isOk()) << ok.status().toString();
+  // A descriptor naming a key nobody registered fails in the fabric (or, if
+  // the provider never answers, by the handler's RMA timeout), and the
+  // handler's error reaches the caller naming the operation.
+  req.buffer.key ^= 0x5a5a5a;
+  auto bad = client->call(*peer, kOpPull, toBytes(&req, sizeof(req)), Duration(20000));
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.status().message().find("rmaRead"), std::string::npos) << bad.status().toString();
+}
+
+TEST_F(EndpointTest, UnknownOpcodeIsUnimplemented) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  auto r = client->call(*peer, kOpMissing, std::vector<uint8_t>{1});
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(r.status().message().find("0x017f"), std::string::npos) << r.status().toString();
+}
+
+TEST_F(EndpointTest, BodyOverMaxBodyIsRefused) {
+  auto small = loopback();
+  small.max_body = 1024;
+  auto client = makeClient(small);
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  auto local = client->call(*peer, kOpPing, std::vector<uint8_t>(1025, 7));
+  ASSERT_FALSE(local.isOk());
+  EXPECT_EQ(local.status().code(), StatusCode::kTooLarge);
+
+  // A sender with a larger limit is refused by the receiver (4 MiB default).
+  auto big = loopback();
+  big.max_body = 8u << 20;
+  big.receive_buffers = 2;
+  auto sender = makeClient(big);
+  ASSERT_TRUE(sender);
+  auto speer = sender->connect(server_->address());
+  ASSERT_TRUE(speer.isOk());
+  auto refused = sender->call(*speer, kOpPing, std::vector<uint8_t>(5u << 20, 1));
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kTooLarge) << refused.status().toString();
+  // The server still serves the same sender afterwards.
+  auto after = sender->call(*speer, kOpPing, std::vector<uint8_t>(100, 1));
+  ASSERT_TRUE(after.isOk()) << after.status().toString();
+}
+
+TEST_F(EndpointTest, GarbageAndTruncatedFramesAreRejectedWhileOthersAreServed) {
+  auto good = makeClient();
+  auto evil = makeClient();
+  ASSERT_TRUE(good && evil);
+  auto gpeer = good->connect(server_->address());
+  auto epeer = evil->connect(server_->address());
+  ASSERT_TRUE(gpeer.isOk() && epeer.isOk());
+
+  auto probe = evil->call(*epeer, kOpPing, std::vector<uint8_t>{1});
+  ASSERT_TRUE(probe.isOk());
+  std::mt19937_64 rng(7);
+  std::atomic<bool> stop{false};
+  std::atomic<int> good_calls{0};
+  std::thread well_behaved([&] {
+    uint32_t i = 0;
+    while (!stop) {
+      auto r = good->call(*gpeer, kOpEcho, toBytes(&i, sizeof(i)));
+      ASSERT_TRUE(r.isOk()) << r.status().toString();
+      ASSERT_EQ(r->size(), 5u);
+      ++good_calls;
+      ++i;
+    }
+  });
+
+  FrameHeader h;
+  h.opcode = kOpEcho;
+  h.flags = kFlagRequest;
+  h.request_id = 5;
+  std::vector<uint8_t> fake_addr(16, 0);  // right size, nobody listening there
+  std::vector<uint8_t> body(64, 3);
+  std::vector<uint8_t> frame(frameSize(fake_addr.size(), body.size()));
+  writeFrame(h, fake_addr, body, frame.data());
+
+  std::vector<std::vector<uint8_t>> bad;
+  bad.push_back({});                                               // empty message
+  bad.push_back({1, 2, 3});                                        // shorter than a header
+  bad.push_back(std::vector<uint8_t>(frame.begin(), frame.begin() + 20));  // cut in the header
+  bad.push_back(std::vector<uint8_t>(frame.begin(), frame.begin() + 40));  // cut in the address
+  bad.push_back(std::vector<uint8_t>(frame.begin(), frame.end() - 1));     // cut in the body
+  auto extra = frame;
+  extra.push_back(0);
+  bad.push_back(extra);  // longer than body_length
+  for (int i = 0; i < 200; ++i) {
+    std::vector<uint8_t> g(rng() % 300);
+    for (auto& b : g) b = static_cast<uint8_t>(rng());
+    if (i % 2 == 0 && g.size() >= 4) std::memcpy(g.data(), &kFrameMagic, 4);  // pass the magic
+    bad.push_back(g);
+  }
+  for (int i = 0; i < 200; ++i) {  // valid frames with a few corrupted header bytes
+    auto m = frame;
+    // Only the header is corrupted: a corrupted address could name a real
+    // host, and tests never send traffic beyond 127.0.0.1.
+    for (int k = 0; k < 3; ++k) m[rng() % sizeof(FrameHeader)] ^= static_cast<uint8_t>(1 + rng() % 255);
+    bad.push_back(m);
+  }
+  for (auto& b : bad) ASSERT_TRUE(sendRawForTest(*evil, *epeer, b).isOk());
+
+  // The server keeps answering the well-behaved client and the evil one.
+  int before = good_calls.load();
+  while (good_calls.load() < before + 50) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop = true;
+  well_behaved.join();
+  auto r = evil->call(*epeer, kOpPing, std::vector<uint8_t>{9});
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(*r, std::vector<uint8_t>{9});
+}
+
+TEST_F(EndpointTest, SlowHandlerTimesOutExactlyOnce) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  std::atomic<int> calls{0};
+  std::promise<Status> done;
+  client->callAsync(*peer, kOpBlock, {}, Duration(300), [&](Result<std::vector<uint8_t>> r) {
+    if (++calls == 1) done.set_value(r.status());
+  });
+  Status s = done.get_future().get();
+  EXPECT_EQ(s.code(), StatusCode::kTimeout) << s.toString();
+  gate_.release();  // the late reply must be dropped, not delivered twice
+  auto ping = client->call(*peer, kOpPing, std::vector<uint8_t>{1});
+  ASSERT_TRUE(ping.isOk());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST_F(EndpointTest, InflightCallsPerPeerAreBounded) {
+  auto options = loopback();
+  options.max_inflight_per_peer = 2;
+  auto client = makeClient(options);
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  std::vector<std::future<Result<std::vector<uint8_t>>>> futures;
+  for (int i = 0; i < 24; ++i) {
+    auto p = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
+    futures.push_back(p->get_future());
+    client->callAsync(*peer, kOpCount, {}, Duration(30000),
+                      [p](Result<std::vector<uint8_t>> r) { p->set_value(std::move(r)); });
+  }
+  for (auto& f : futures) {
+    auto r = f.get();
+    EXPECT_TRUE(r.isOk()) << r.status().toString();
+  }
+  EXPECT_GE(max_concurrent_.load(), 1);
+  EXPECT_LE(max_concurrent_.load(), 2);
+}
+
+TEST_F(EndpointTest, ShutdownCompletesPendingCallsWithShutdown) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  constexpr int kCalls = 6;
+  std::vector<std::future<Result<std::vector<uint8_t>>>> futures;
+  for (int i = 0; i < kCalls; ++i) {
+    auto p = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
+    futures.push_back(p->get_future());
+    client->callAsync(*peer, kOpBlock, {}, Duration(60000),
+                      [p](Result<std::vector<uint8_t>> r) { p->set_value(std::move(r)); });
+  }
+  gate_.waitForWaiters(4);  // the server's 4 workers hold 4 calls; 2 are queued
+  client->shutdown();
+  for (auto& f : futures) {
+    auto r = f.get();
+    ASSERT_FALSE(r.isOk());
+    EXPECT_EQ(r.status().code(), StatusCode::kShutdown) << r.status().toString();
+  }
+  auto late = client->call(*peer, kOpPing, {});
+  EXPECT_EQ(late.status().code(), StatusCode::kShutdown);
+  client->shutdown();  // idempotent
+}
+
+TEST_F(EndpointTest, CallToNobodyFails) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  // Bind a port, then close it, so nothing listens there.
+  std::string dead;
+  {
+    auto tmp = makeClient();
+    ASSERT_TRUE(tmp);
+    dead = tmp->address();
+  }
+  auto peer = client->connect(dead);
+  ASSERT_TRUE(peer.isOk());
+  auto r = client->call(*peer, kOpPing, std::vector<uint8_t>{1}, Duration(5000));
+  ASSERT_FALSE(r.isOk());
+  EXPECT_TRUE(r.status().code() == StatusCode::kUnavailable ||
+              r.status().code() == StatusCode::kTimeout)
+      << r.status().toString();
+}
+
+// A server in a child process, killed with SIGKILL by the destructor at the
+// latest so no test leaves it behind.
+class ChildServer {
+ public:
+  ChildServer() {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      dup2(fds[1], STDOUT_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      execl(SLUICE_NET_TEST_SERVER, SLUICE_NET_TEST_SERVER, "127.0.0.1:0", nullptr);
+      _exit(127);
+    }
+    close(fds[1]);
+    std::string line;
+    char c;
+    while (read(fds[0], &c, 1) == 1 && c != '\n') line += c;
+    close(fds[0]);
+    if (line.rfind("ADDR ", 0) == 0) address_ = line.substr(5);
+  }
+  ~ChildServer() { kill9(); }
+  void kill9() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string address_;
+};
+
+TEST(EndpointDeadPeerTest, ServerKilledMidCallFailsWithinTimeout) {
+  ChildServer child;
+  ASSERT_FALSE(child.address().empty());
+  auto ep = Endpoint::create(loopback());
+  ASSERT_TRUE(ep.isOk());
+  auto client = std::move(ep).value();
+  ASSERT_TRUE(client->start().isOk());
+  auto peer = client->connect(child.address());
+  ASSERT_TRUE(peer.isOk());
+  auto ping = client->call(*peer, kOpPing, std::vector<uint8_t>{1});
+  ASSERT_TRUE(ping.isOk()) << ping.status().toString();
+
+  std::promise<Status> pending;
+  client->callAsync(*peer, kOpSlow, {}, Duration(3000),
+                    [&](Result<std::vector<uint8_t>> r) { pending.set_value(r.status()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the call is in the handler
+  child.kill9();
+  auto future = pending.get_future();
+  // Never hangs: the endpoint itself ends the call by its timeout at the latest.
+  Status s = future.get();
+  EXPECT_FALSE(s.isOk());
+  EXPECT_TRUE(s.code() == StatusCode::kTimeout || s.code() == StatusCode::kUnavailable)
+      << s.toString();
+  // Later calls to the dead peer fail too, and the endpoint still works.
+  auto after = client->call(*peer, kOpPing, std::vector<uint8_t>{1}, Duration(3000));
+  EXPECT_FALSE(after.isOk());
+}
+
+}  // namespace
+}  // namespace sluice::net
