@@ -40,9 +40,9 @@ std::vector<Sample> makeSamples(std::map<Hash128, std::vector<uint8_t>>& origina
   std::mt19937_64 rng(42);
   for (int c = 0; c < 6; ++c) {
     Sample s;
-    ChunkBuilder builder(16 << 10);
+    ChunkBuilder builder(8 << 10);
     for (int r = 0;; ++r) {
-      size_t n = (r % 5 == 0) ? rng() % 4 : rng() % 3000;
+      size_t n = (r % 5 == 0) ? rng() % 4 : rng() % 1500;
       auto raw = (rng() % 2) ? testing::randomBytes(n, rng()) : testing::compressibleBytes(n, rng());
       auto enc = encodeRecord(raw);
       EXPECT_TRUE(enc.isOk());
