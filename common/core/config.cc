@@ -17,8 +17,11 @@ namespace sluice {
 namespace {
 
 // Alternatives are in OptionType order so value.index() == type.
-using Value = std::variant<std::string, int64_t, bool, uint64_t, std::chrono::microseconds, HostPort>;
-using Output = std::variant<std::string*, int64_t*, bool*, uint64_t*, std::chrono::microseconds*, HostPort*>;
+using StringList = std::vector<std::string>;
+using Value =
+    std::variant<std::string, int64_t, bool, uint64_t, std::chrono::microseconds, HostPort, StringList>;
+using Output = std::variant<std::string*, int64_t*, bool*, uint64_t*, std::chrono::microseconds*,
+                            HostPort*, StringList*>;
 
 enum class Source { kDefault, kFile, kFlag };
 
@@ -34,6 +37,7 @@ struct OptionDecl {
   Value value;
   Source source = Source::kDefault;
   std::string flagText;
+  StringList flagList;  // kStringList only
   CLI::Option* flag = nullptr;
 };
 
@@ -113,6 +117,11 @@ std::string formatValue(const Value& v) {
       return formatDuration(std::get<std::chrono::microseconds>(v));
     case OptionType::kHostPort:
       return std::get<HostPort>(v).toString();
+    case OptionType::kStringList: {
+      std::string out;
+      for (const std::string& item : std::get<StringList>(v)) out += (out.empty() ? "" : ",") + item;
+      return out;
+    }
   }
   return "";
 }
@@ -120,6 +129,13 @@ std::string formatValue(const Value& v) {
 std::string formatToml(const Value& v) {
   auto type = static_cast<OptionType>(v.index());
   if (type == OptionType::kInt || type == OptionType::kBool) return formatValue(v);
+  if (type == OptionType::kStringList) {
+    std::string out;
+    for (const std::string& item : std::get<StringList>(v)) {
+      out += (out.empty() ? "" : ", ") + quoted(item);
+    }
+    return "[" + out + "]";
+  }
   return quoted(formatValue(v));
 }
 
@@ -137,6 +153,8 @@ const char* typeName(OptionType t) {
       return "DURATION";
     case OptionType::kHostPort:
       return "HOST:PORT";
+    case OptionType::kStringList:
+      return "TEXT,...";
   }
   return "";
 }
@@ -186,6 +204,8 @@ Result<Value> valueFromText(const OptionDecl& o, const std::string& text) {
       SLUICE_ASSIGN_OR_RETURN(HostPort hp, parseHostPort(text));
       return Value(std::move(hp));
     }
+    case OptionType::kStringList:
+      return Value(StringList{text});
   }
   return internalError("unknown option type");
 }
@@ -220,6 +240,18 @@ Result<Value> valueFromToml(const OptionDecl& o, const toml::value& v) {
     case OptionType::kHostPort:
       if (!v.is_string()) return wrongType("a \"host:port\" string");
       return valueFromText(o, v.as_string().str);
+    case OptionType::kStringList: {
+      if (!v.is_array()) return wrongType("an array of strings");
+      StringList items;
+      for (const toml::value& item : v.as_array()) {
+        if (!item.is_string()) {
+          return invalidArgument("array items must be strings, got a TOML " +
+                                 toml::stringize(item.type()));
+        }
+        items.push_back(item.as_string().str);
+      }
+      return Value(std::move(items));
+    }
   }
   return internalError("unknown option type");
 }
@@ -318,10 +350,15 @@ struct ConfigSchema::Impl {
       if (o.type == OptionType::kBool) {
         names += ",!--no-" + o.name;
         o.flag = app->add_flag(names, o.flagText, o.help);
+      } else if (o.type == OptionType::kStringList) {
+        o.flag = app->add_option(names, o.flagList, o.help)
+                     ->delimiter(',')
+                     ->type_name(typeName(o.type));
       } else {
         o.flag = app->add_option(names, o.flagText, o.help)->type_name(typeName(o.type));
       }
-      std::string extra = "[default: " + formatValue(o.def) + "]";
+      std::string shown = formatValue(o.def);
+      std::string extra = "[default: " + (shown.empty() ? std::string("\"\"") : shown) + "]";
       if (o.type == OptionType::kInt && (o.min != std::numeric_limits<int64_t>::min() ||
                                          o.max != std::numeric_limits<int64_t>::max())) {
         extra += " [range: " + std::to_string(o.min) + ".." + std::to_string(o.max) + "]";
@@ -330,7 +367,7 @@ struct ConfigSchema::Impl {
     }
     app->footer(
         "Every option can also be set in the TOML config file under its name (a dotted "
-        "name is a key in a [table]); flags override the file.");
+        "name is a key in a [table]); flags override the file.\n");
     return app;
   }
 
@@ -388,6 +425,11 @@ struct ConfigSchema::Impl {
   Status applyFlags() {
     for (OptionDecl& o : options) {
       if (o.flag == nullptr || o.flag->count() == 0) continue;
+      if (o.type == OptionType::kStringList) {
+        o.value = o.flagList;
+        o.source = Source::kFlag;
+        continue;
+      }
       Result<Value> value = valueFromText(o, o.flagText);
       if (!value.isOk()) return value.status().withContext("--" + o.name);
       o.value = std::move(value).value();
@@ -415,6 +457,7 @@ struct ConfigSchema::Impl {
       o.value = o.def;
       o.source = Source::kDefault;
       o.flagText.clear();
+      o.flagList.clear();
       o.flag = nullptr;
     }
     std::string configFlag;
@@ -485,6 +528,12 @@ ConfigSchema& ConfigSchema::addDuration(std::string name, std::chrono::microseco
 ConfigSchema& ConfigSchema::addHostPort(std::string name, HostPort* out, HostPort def,
                                         std::string help) {
   impl_->add(std::move(name), OptionType::kHostPort, std::move(help), out, std::move(def));
+  return *this;
+}
+
+ConfigSchema& ConfigSchema::addStringList(std::string name, std::vector<std::string>* out,
+                                          std::vector<std::string> def, std::string help) {
+  impl_->add(std::move(name), OptionType::kStringList, std::move(help), out, std::move(def));
   return *this;
 }
 

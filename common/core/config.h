@@ -13,7 +13,8 @@
 // TOML tables: "metrics.listen" is `listen` under `[metrics]` in the file and
 // `--metrics.listen` on the command line. Underscores may also be written as
 // dashes in flags (`--data-dir`). Bool options are flags: `--direct_io`,
-// `--direct_io=false`, `--no-direct_io`.
+// `--direct_io=false`, `--no-direct_io`. Every option takes exactly one
+// value except string lists.
 //
 // Precedence: declared default < config file (`--config FILE`, or the
 // default file if one is set and exists) < flag. Values are written to the
@@ -36,7 +37,7 @@
 
 namespace sluice {
 
-enum class OptionType { kString, kInt, kBool, kSize, kDuration, kHostPort };
+enum class OptionType { kString, kInt, kBool, kSize, kDuration, kHostPort, kStringList };
 
 class ConfigSchema {
  public:
@@ -60,6 +61,11 @@ class ConfigSchema {
                             std::chrono::microseconds def, std::string help);
   // "host:port" or "[ipv6]:port", validated by parseHostPort.
   ConfigSchema& addHostPort(std::string name, HostPort* out, HostPort def, std::string help);
+  // A TOML array of strings; on the command line comma-separated and/or
+  // repeated (`--data_dirs /a,/b` or `--data_dirs /a --data_dirs /b`). The flag
+  // replaces the file's list, it does not append to it.
+  ConfigSchema& addStringList(std::string name, std::vector<std::string>* out,
+                              std::vector<std::string> def, std::string help);
 
   // File read when no --config flag is given; silently skipped if absent.
   ConfigSchema& setDefaultConfigFile(std::string path);

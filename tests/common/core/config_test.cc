@@ -229,6 +229,27 @@ TEST(ConfigSchemaDeclaration, MistakesAreReportedByParse) {
   EXPECT_THAT(badDefault.parseArgs({}).message(), HasSubstr("default 100 is outside its range"));
 }
 
+TEST_F(ConfigTest, StringLists) {
+  std::vector<std::string> dirs;
+  ConfigSchema schema("d");
+  schema.addStringList("data_dirs", &dirs, {"/a"}, "one directory per disk");
+  ASSERT_TRUE(schema.parseArgs({}).isOk());
+  EXPECT_EQ(dirs, (std::vector<std::string>{"/a"}));
+  std::string path = writeFile("data_dirs = [\"/nvme0\", \"/nvme1\"]\n");
+  ASSERT_TRUE(schema.parseArgs({"--config", path}).isOk());
+  EXPECT_EQ(dirs, (std::vector<std::string>{"/nvme0", "/nvme1"}));
+  EXPECT_EQ(schema.effectiveConfig(), "data_dirs = [\"/nvme0\", \"/nvme1\"]  # file\n");
+  ASSERT_TRUE(schema.parseArgs({"--config", path, "--data-dirs", "/x,/y", "--data_dirs", "/z"})
+                  .isOk());
+  EXPECT_EQ(dirs, (std::vector<std::string>{"/x", "/y", "/z"}));
+  path = writeFile("data_dirs = [\"/a\", 3]\n");
+  EXPECT_EQ(schema.parseArgs({"--config", path}).message(),
+            path + ":1: key 'data_dirs': array items must be strings, got a TOML integer");
+  path = writeFile("data_dirs = \"/a\"\n");
+  EXPECT_EQ(schema.parseArgs({"--config", path}).message(),
+            path + ":1: key 'data_dirs': expected an array of strings, got a TOML string");
+}
+
 TEST(ConfigSchemaArgv, ParsesArgcArgv) {
   std::string dir;
   ConfigSchema schema("d");
