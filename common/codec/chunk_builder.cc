@@ -90,8 +90,7 @@ Result<BuiltChunk> ChunkBuilder::finish() {
     cf::store64(e + cf::kHashHiAt, loc.hash.hi);
     cf::store64(e + cf::kHashLoAt, loc.hash.lo);
   }
-  cf::store64(p + cf::kTableChecksumAt,
-              cf::tableChecksum(std::span<const uint8_t>(p, table_end)));
+  cf::store64(p + cf::kTableChecksumAt, cf::tableChecksum(std::span<const uint8_t>(p, table_end)));
   if (!data_.empty()) std::memcpy(p + table_end, data_.data(), data_.size());
   out.id = Hash128::of(out.bytes);
   records_ = {};

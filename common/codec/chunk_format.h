@@ -64,7 +64,9 @@ inline uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (
 inline uint32_t load32(const uint8_t* p) {
   return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24);
 }
-inline uint64_t load64(const uint8_t* p) { return uint64_t{load32(p)} | (uint64_t{load32(p + 4)} << 32); }
+inline uint64_t load64(const uint8_t* p) {
+  return uint64_t{load32(p)} | (uint64_t{load32(p + 4)} << 32);
+}
 
 inline void store16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v);

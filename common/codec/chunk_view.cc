@@ -68,9 +68,8 @@ Result<ChunkView> ChunkView::parse(std::span<const uint8_t> bytes, std::optional
   const std::string chunk = chunkName(id);
   const uint64_t size = bytes.size();
   if (size < cf::kHeaderSize) {
-    return corruption(chunk + ": truncated: " + std::to_string(size) +
-                      " bytes, less than the " + std::to_string(cf::kHeaderSize) +
-                      "-byte header");
+    return corruption(chunk + ": truncated: " + std::to_string(size) + " bytes, less than the " +
+                      std::to_string(cf::kHeaderSize) + "-byte header");
   }
   if (size > kMaxChunkSizeCap) {
     return corruption(chunk + ": " + std::to_string(size) + " bytes exceed the chunk size cap");
@@ -143,8 +142,7 @@ Result<std::vector<uint8_t>> ChunkView::readRecord(uint32_t i) const {
                       std::to_string(count_));
   }
   RecordLocation loc = record(i);
-  return decodeRecord(storedBytes(i), loc.codec, loc.raw_size, loc.hash,
-                      recordName(loc.hash, id_));
+  return decodeRecord(storedBytes(i), loc.codec, loc.raw_size, loc.hash, recordName(loc.hash, id_));
 }
 
 Status ChunkView::readRecordInto(uint32_t i, std::span<uint8_t> out) const {

@@ -74,8 +74,7 @@ Status checkStored(std::span<const uint8_t> stored, Codec codec, uint32_t raw_si
       return Status::ok();
     }
   }
-  return corruption(name.str() + ": unknown codec " +
-                    std::to_string(static_cast<unsigned>(codec)));
+  return corruption(name.str() + ": unknown codec " + std::to_string(static_cast<unsigned>(codec)));
 }
 
 // Fills out[0, raw_size) from a record that passed checkStored, then
@@ -155,27 +154,36 @@ Result<EncodedRecord> encodeRecord(std::span<const uint8_t> raw, const EncodeOpt
   // The largest zstd output worth keeping; anything that does not fit is
   // stored raw, so compress straight into a buffer of that size and let zstd
   // stop early when it overflows.
-  size_t saving = static_cast<size_t>(std::ceil(static_cast<double>(raw.size()) * options.min_saving));
+  size_t saving =
+      static_cast<size_t>(std::ceil(static_cast<double>(raw.size()) * options.min_saving));
   size_t limit = raw.size() - std::min(saving, raw.size());
   if (limit > 0) {
     ZSTD_CCtx* cctx = threadCCtx();
     if (cctx == nullptr) return internalError("cannot allocate a zstd compression context");
-    std::vector<uint8_t> out(limit);
+    // Compress into a per-thread scratch buffer (no zero-fill, reused) and
+    // copy out only what is kept, so a kept record owns no slack capacity.
+    // The scratch grows to the largest record this thread has encoded.
+    thread_local std::unique_ptr<uint8_t[]> scratch;
+    thread_local size_t scratch_size = 0;
+    if (scratch_size < limit) {
+      scratch.reset(new uint8_t[limit]);
+      scratch_size = limit;
+    }
     // A previous record that overflowed its limit leaves the session open.
     size_t r = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
-    if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, options.zstd_level);
+    if (!ZSTD_isError(r))
+      r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, options.zstd_level);
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
-    if (!ZSTD_isError(r)) r = ZSTD_compress2(cctx, out.data(), out.size(), raw.data(), raw.size());
+    if (!ZSTD_isError(r)) r = ZSTD_compress2(cctx, scratch.get(), limit, raw.data(), raw.size());
     if (!ZSTD_isError(r)) {
-      out.resize(r);
       rec.codec = Codec::kZstd;
-      rec.stored = std::move(out);
+      rec.stored.assign(scratch.get(), scratch.get() + r);
       return rec;
     }
     if (ZSTD_getErrorCode(r) != ZSTD_error_dstSize_tooSmall) {
-      return internalError(recordName(rec.hash) + ": zstd compression failed: " +
-                           ZSTD_getErrorName(r));
+      return internalError(recordName(rec.hash) +
+                           ": zstd compression failed: " + ZSTD_getErrorName(r));
     }
   }
   rec.codec = Codec::kRaw;

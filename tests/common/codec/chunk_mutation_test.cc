@@ -43,7 +43,8 @@ std::vector<Sample> makeSamples(std::map<Hash128, std::vector<uint8_t>>& origina
     ChunkBuilder builder(8 << 10);
     for (int r = 0;; ++r) {
       size_t n = (r % 5 == 0) ? rng() % 4 : rng() % 1500;
-      auto raw = (rng() % 2) ? testing::randomBytes(n, rng()) : testing::compressibleBytes(n, rng());
+      auto raw =
+          (rng() % 2) ? testing::randomBytes(n, rng()) : testing::compressibleBytes(n, rng());
       auto enc = encodeRecord(raw);
       EXPECT_TRUE(enc.isOk());
       if (!builder.fits(enc->stored.size())) break;
@@ -62,7 +63,8 @@ std::vector<Sample> makeSamples(std::map<Hash128, std::vector<uint8_t>>& origina
 void reseal(std::vector<uint8_t>& b) {
   if (b.size() < cf::kHeaderSize) return;
   cf::store64(b.data() + cf::kChunkSizeAt, b.size());
-  uint64_t table_end = cf::kHeaderSize + uint64_t{cf::load32(b.data() + cf::kCountAt)} * cf::kEntrySize;
+  uint64_t table_end =
+      cf::kHeaderSize + uint64_t{cf::load32(b.data() + cf::kCountAt)} * cf::kEntrySize;
   if (table_end <= b.size()) {
     cf::store64(b.data() + cf::kTableChecksumAt,
                 cf::tableChecksum(std::span<const uint8_t>(b.data(), table_end)));
@@ -70,9 +72,18 @@ void reseal(std::vector<uint8_t>& b) {
 }
 
 uint64_t interestingValue(std::mt19937_64& rng, const std::vector<uint8_t>& b) {
-  const uint64_t values[] = {0,          1,          b.size(),        b.size() - 1,
-                             b.size() + 1, 0x7FFFFFFF, 0xFFFFFFFF,      0xFFFFFFFFFFFFFFFFull,
-                             16u << 20,  (16u << 20) + 1, cf::kHeaderSize, rng() % (b.size() + 1)};
+  const uint64_t values[] = {0,
+                             1,
+                             b.size(),
+                             b.size() - 1,
+                             b.size() + 1,
+                             0x7FFFFFFF,
+                             0xFFFFFFFF,
+                             0xFFFFFFFFFFFFFFFFull,
+                             16u << 20,
+                             (16u << 20) + 1,
+                             cf::kHeaderSize,
+                             rng() % (b.size() + 1)};
   return values[rng() % std::size(values)];
 }
 
@@ -81,9 +92,9 @@ void overwriteField(std::vector<uint8_t>& b, std::mt19937_64& rng) {
     size_t at;
     int width;
   };
-  std::vector<Field> fields = {{cf::kMagicAt, 4},    {cf::kVersionAt, 2},   {cf::kFlagsAt, 2},
-                               {cf::kCountAt, 4},    {cf::kReservedAt, 4},  {cf::kChunkSizeAt, 8},
-                               {cf::kTableChecksumAt, 8}};
+  std::vector<Field> fields = {
+      {cf::kMagicAt, 4},    {cf::kVersionAt, 2},   {cf::kFlagsAt, 2},        {cf::kCountAt, 4},
+      {cf::kReservedAt, 4}, {cf::kChunkSizeAt, 8}, {cf::kTableChecksumAt, 8}};
   uint32_t count = cf::load32(b.data() + cf::kCountAt);
   size_t entry = cf::kHeaderSize + (rng() % count) * cf::kEntrySize;
   for (Field f : {Field{cf::kOffsetAt, 4}, Field{cf::kStoredSizeAt, 4}, Field{cf::kRawSizeAt, 4},
@@ -154,9 +165,8 @@ TEST(ChunkMutation, ParserAndDecoderSurviveRandomMutations) {
     std::span<const uint8_t> bytes(heap.get(), b.size());
 
     const size_t table_end = cf::kHeaderSize + chunk.records.size() * cf::kEntrySize;
-    const bool header_intact =
-        b.size() == chunk.bytes.size() &&
-        std::equal(b.begin(), b.begin() + table_end, chunk.bytes.begin());
+    const bool header_intact = b.size() == chunk.bytes.size() &&
+                               std::equal(b.begin(), b.begin() + table_end, chunk.bytes.begin());
 
     auto view = ChunkView::parse(bytes, chunk.id);
     if (!view.isOk()) {
@@ -207,9 +217,8 @@ TEST(ChunkMutation, ParserAndDecoderSurviveRandomMutations) {
       size_t n = std::min<size_t>(loc.stored_size, bytes.size() - loc.offset);
       auto range = bytes.subspan(loc.offset, n);
       auto raw = decodeRecord(range, loc.codec, loc.raw_size, loc.hash);
-      const bool untouched =
-          n == loc.stored_size &&
-          std::equal(range.begin(), range.end(), chunk.bytes.begin() + loc.offset);
+      const bool untouched = n == loc.stored_size && std::equal(range.begin(), range.end(),
+                                                                chunk.bytes.begin() + loc.offset);
       if (raw.isOk()) {
         ASSERT_EQ(*raw, sample.raws[i]);
       } else {

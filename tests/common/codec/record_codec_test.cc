@@ -223,7 +223,10 @@ TEST(RecordCodec, ThreadsEncodeAndDecodeConcurrently) {
       for (int i = 0; i < 20; ++i) {
         auto raw = compressibleBytes(32 << 10, static_cast<uint64_t>(t * 100 + i));
         auto enc = encodeRecord(raw, {.zstd_level = 1 + (i % 5)});
-        if (!enc.isOk()) { ++failures; continue; }
+        if (!enc.isOk()) {
+          ++failures;
+          continue;
+        }
         auto dec = decodeRecord(enc->stored, enc->codec, enc->raw_size, enc->hash);
         if (!dec.isOk() || *dec != raw) ++failures;
       }
