@@ -315,21 +315,29 @@ Status ChunkStore::writeTemp(IoContext& ctx, int fd, const ChunkId& id, uint64_t
   if (!hs) return Status(StatusCode::kResourceExhausted, "hash state allocation");
   for (uint64_t cur = 0; cur < F;) {
     const uint64_t wend = std::min(cur + B, F);
-    uint64_t pos = 0;
+    const uint64_t data_end = wend - cur;  // window bytes that belong to the file
+    uint64_t pos = 0;                     // window bytes before the payload (the header)
     if (cur == 0) {
       encodeChunkHeader(ChunkHeader{length, id}, buf);
       pos = kChunkHeaderSize;
     }
-    const uint64_t n = wend - cur - pos;
-    SLUICE_RETURN_IF_ERROR(source(cur + pos - kChunkHeaderSize, std::span<uint8_t>(buf + pos, n)));
-    XXH3_128bits_update(hs.get(), buf + pos, n);
-    uint64_t wlen = wend - cur;
-    if (direct_ && wlen % kAlign != 0) {
-      const uint64_t padded = alignUp(wlen);
-      std::memset(buf + wlen, 0, padded - wlen);
-      wlen = padded;
-    }
-    SLUICE_RETURN_IF_ERROR(ctx.queue().writeAt(fd, buf, wlen, cur));
+    const uint64_t wlen = direct_ ? alignUp(data_end) : data_end;
+    // Pull each segment just before it is queued: the pull of segment k+1
+    // overlaps the disk write of segment k.
+    auto fill = [&](size_t seg, size_t n) -> Status {
+      const uint64_t lo = std::max<uint64_t>(seg, pos);
+      const uint64_t hi = std::min<uint64_t>(seg + n, data_end);
+      if (lo < hi) {
+        SLUICE_RETURN_IF_ERROR(source(cur + lo - kChunkHeaderSize, std::span<uint8_t>(buf + lo, hi - lo)));
+        XXH3_128bits_update(hs.get(), buf + lo, hi - lo);
+      }
+      if (seg + n > data_end) {
+        const uint64_t z = std::max<uint64_t>(seg, data_end);
+        std::memset(buf + z, 0, seg + n - z);  // O_DIRECT padding, truncated below
+      }
+      return Status::ok();
+    };
+    SLUICE_RETURN_IF_ERROR(ctx.queue().writeStreaming(fd, buf, wlen, cur, fill));
     cur = wend;
   }
   const ChunkId got = digest(hs.get());
@@ -453,23 +461,37 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
   const uint64_t B = ctx.bufferSize();
   uint64_t cur = kChunkHeaderSize + offset;
   const uint64_t end = cur + length;
+  bool bad_header = false;
   while (cur < end) {
     const uint64_t a = alignDown(cur);
     const uint64_t b = std::min(end, a + B);
     const uint64_t rlen = alignUp(b) - a;
-    auto got = ctx.queue().readAt(*fd, buf, rlen, a);
+    // Hand each completed prefix to the sink while later segments are still
+    // being read: the RMA of segment k overlaps the disk read of segment k+1.
+    uint64_t delivered = cur - a;
+    auto progress = [&](size_t done) -> Status {
+      if (verify && a == 0 && delivered == kChunkHeaderSize && done >= kChunkHeaderSize) {
+        auto h = decodeChunkHeader(buf);
+        if (!h || h->id != id || h->length != entry.length) {
+          bad_header = true;
+          return corruption("damaged file header");
+        }
+      }
+      const uint64_t upto = std::min<uint64_t>(done, b - a);
+      if (upto <= delivered) return Status::ok();
+      std::span<const uint8_t> data(buf + delivered, upto - delivered);
+      if (verify) XXH3_128bits_update(hs.get(), data.data(), data.size());
+      SLUICE_RETURN_IF_ERROR(sink(a + delivered - kChunkHeaderSize, data));
+      delivered = upto;
+      return Status::ok();
+    };
+    auto got = ctx.queue().readStreaming(*fd, buf, rlen, a, progress);
+    if (bad_header) return corrupt("damaged file header");
     if (!got.isOk()) {
       noteIoError(got.status());
       return got.status().withContext("reading chunk " + hex);
     }
-    if (a + *got < b) return corrupt("file is shorter than its length");
-    if (verify && a == 0) {
-      auto h = decodeChunkHeader(buf);
-      if (!h || h->id != id || h->length != entry.length) return corrupt("damaged file header");
-    }
-    std::span<const uint8_t> data(buf + (cur - a), b - cur);
-    if (verify) XXH3_128bits_update(hs.get(), data.data(), data.size());
-    SLUICE_RETURN_IF_ERROR(sink(cur - kChunkHeaderSize, data));
+    if (a + *got < b || delivered < b - a) return corrupt("file is shorter than its length");
     cur = b;
   }
   if (verify) {

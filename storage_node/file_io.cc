@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -38,23 +39,85 @@ class UringQueue final : public IoQueue {
     return Status::ok();
   }
 
-  Result<size_t> readAt(int fd, uint8_t* buf, size_t len, uint64_t off) override {
+  Result<size_t> readStreaming(int fd, uint8_t* buf, size_t len, uint64_t off,
+                               const Progress& progress) override {
     size_t done = 0;
     while (done < len) {
-      SLUICE_ASSIGN_OR_RETURN(size_t n, batch(false, fd, buf + done, len - done, off + done));
+      SLUICE_ASSIGN_OR_RETURN(size_t n, readBatch(fd, buf, done, len, off, progress));
       if (n == 0) break;  // EOF
       done += n;
     }
     return done;
   }
 
-  Status writeAt(int fd, const uint8_t* buf, size_t len, uint64_t off) override {
-    size_t done = 0;
-    while (done < len) {
-      SLUICE_ASSIGN_OR_RETURN(size_t n, batch(true, fd, const_cast<uint8_t*>(buf) + done,
-                                              len - done, off + done));
-      if (n == 0) return ioError("write made no progress");
-      done += n;
+  Status writeStreaming(int fd, uint8_t* buf, size_t len, uint64_t off, const Fill& fill) override {
+    struct Seg {
+      size_t pos;
+      size_t len;
+      int res;
+    };
+    std::vector<Seg> segs;
+    segs.reserve((len + kSegment - 1) / kSegment);
+    size_t pos = 0, inflight = 0;
+    Status err;
+    auto reap = [&](bool block) -> Status {
+      io_uring_cqe* cqe = nullptr;
+      int rc = block ? io_uring_wait_cqe(&ring_, &cqe) : io_uring_peek_cqe(&ring_, &cqe);
+      if (rc == -EAGAIN || rc == -EINTR) return Status::ok();
+      if (rc < 0) return errnoStatus(-rc, "io_uring_wait_cqe");
+      segs[io_uring_cqe_get_data64(cqe)].res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      --inflight;
+      return Status::ok();
+    };
+    while ((pos < len && err.isOk()) || inflight > 0) {
+      if (pos < len && err.isOk() && inflight < depth_) {
+        const size_t n = std::min(kSegment, len - pos);
+        if (fill) err = fill(pos, n);
+        if (err.isOk()) {
+          io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+          if (sqe == nullptr) {
+            err = internalError("io_uring: no submission slot");
+          } else {
+            prep(sqe, true, fd, buf + pos, n, off + pos);
+            io_uring_sqe_set_data64(sqe, segs.size());
+            segs.push_back(Seg{pos, n, 0});
+            int rc = io_uring_submit(&ring_);
+            if (rc < 0) {
+              err = errnoStatus(-rc, "io_uring_submit");
+            } else {
+              ++inflight;
+              pos += n;
+            }
+          }
+        }
+        // Collect whatever finished without waiting, then produce the next segment.
+        while (inflight > 0) {
+          const size_t before = inflight;
+          Status r = reap(false);
+          if (!r.isOk()) return r;  // the ring is unusable; nothing more can be drained
+          if (inflight == before) break;
+        }
+        continue;
+      }
+      if (inflight > 0) {
+        Status r = reap(true);
+        if (!r.isOk()) return r;
+      }
+    }
+    if (!err.isOk()) return err;
+    for (const Seg& sg : segs) {
+      if (sg.res < 0) return errnoStatus(-sg.res, "write");
+    }
+    // Rare short writes: finish them synchronously now that nothing is in flight.
+    for (const Seg& sg : segs) {
+      size_t wrote = static_cast<size_t>(sg.res);
+      while (wrote < sg.len) {
+        SLUICE_ASSIGN_OR_RETURN(size_t n, syncOne(true, fd, buf + sg.pos + wrote, sg.len - wrote,
+                                                  off + sg.pos + wrote));
+        if (n == 0) return ioError("write made no progress");
+        wrote += n;
+      }
     }
     return Status::ok();
   }
@@ -84,51 +147,79 @@ class UringQueue final : public IoQueue {
     return res;
   }
 
-  // Submits up to `depth_` segments covering [off, off + len) and returns the
-  // contiguous byte count completed from the start (short at EOF or on a short
-  // transfer; the caller loops).
-  Result<size_t> batch(bool write, int fd, uint8_t* buf, size_t len, uint64_t off) {
-    size_t segs = std::min<size_t>((len + kSegment - 1) / kSegment, depth_);
+  void prep(io_uring_sqe* sqe, bool write, int fd, uint8_t* p, size_t n, uint64_t off) {
+    if (inFixed(p, n)) {
+      if (write) {
+        io_uring_prep_write_fixed(sqe, fd, p, static_cast<unsigned>(n), off, 0);
+      } else {
+        io_uring_prep_read_fixed(sqe, fd, p, static_cast<unsigned>(n), off, 0);
+      }
+    } else if (write) {
+      io_uring_prep_write(sqe, fd, p, static_cast<unsigned>(n), off);
+    } else {
+      io_uring_prep_read(sqe, fd, p, static_cast<unsigned>(n), off);
+    }
+  }
+
+  // One transfer, waited for; returns the byte count.
+  Result<size_t> syncOne(bool write, int fd, uint8_t* p, size_t n, uint64_t off) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) return internalError("io_uring: no submission slot");
+    prep(sqe, write, fd, p, n, off);
+    SLUICE_ASSIGN_OR_RETURN(int res, submitOne());
+    if (res < 0) return errnoStatus(-res, write ? "write" : "read");
+    return static_cast<size_t>(res);
+  }
+
+  // Reads [base + from, base + len) as up to `depth_` segments in flight and
+  // returns the contiguous byte count completed (short at EOF or on a short
+  // read; the caller loops). Reports the growing prefix to `progress`.
+  Result<size_t> readBatch(int fd, uint8_t* base, size_t from, size_t len, uint64_t off,
+                           const Progress& progress) {
+    uint8_t* buf = base + from;
+    const size_t total = len - from;
+    const size_t segs = std::min<size_t>((total + kSegment - 1) / kSegment, depth_);
     std::vector<int> res(segs, 0);
-    std::vector<size_t> want(segs, 0);
+    std::vector<bool> finished(segs, false);
     for (size_t i = 0; i < segs; ++i) {
-      size_t pos = i * kSegment;
-      size_t n = std::min(kSegment, len - pos);
-      want[i] = n;
+      const size_t pos = i * kSegment;
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
       if (sqe == nullptr) return internalError("io_uring: no submission slot");
-      uint8_t* p = buf + pos;
-      if (inFixed(p, n)) {
-        if (write) {
-          io_uring_prep_write_fixed(sqe, fd, p, static_cast<unsigned>(n), off + pos, 0);
-        } else {
-          io_uring_prep_read_fixed(sqe, fd, p, static_cast<unsigned>(n), off + pos, 0);
-        }
-      } else if (write) {
-        io_uring_prep_write(sqe, fd, p, static_cast<unsigned>(n), off + pos);
-      } else {
-        io_uring_prep_read(sqe, fd, p, static_cast<unsigned>(n), off + pos);
-      }
+      prep(sqe, false, fd, buf + pos, std::min(kSegment, total - pos), off + from + pos);
       io_uring_sqe_set_data64(sqe, i);
     }
-    int rc = io_uring_submit_and_wait(&ring_, static_cast<unsigned>(segs));
+    int rc = io_uring_submit(&ring_);
     if (rc < 0) return errnoStatus(-rc, "io_uring_submit");
+    size_t next = 0;       // first segment not yet part of the prefix
+    size_t prefix = 0;     // contiguous bytes complete
+    bool stopped = false;  // a short or failed segment ends the prefix
+    Status err;
     for (size_t got = 0; got < segs;) {
       io_uring_cqe* cqe = nullptr;
       rc = io_uring_wait_cqe(&ring_, &cqe);
       if (rc == -EINTR) continue;
       if (rc < 0) return errnoStatus(-rc, "io_uring_wait_cqe");
-      res[io_uring_cqe_get_data64(cqe)] = cqe->res;
+      const size_t i = io_uring_cqe_get_data64(cqe);
+      res[i] = cqe->res;
+      finished[i] = true;
       io_uring_cqe_seen(&ring_, cqe);
       ++got;
+      const size_t before = prefix;
+      while (!stopped && next < segs && finished[next]) {
+        const size_t want = std::min(kSegment, total - next * kSegment);
+        if (res[next] < 0) {
+          if (err.isOk()) err = errnoStatus(-res[next], "read");
+          stopped = true;
+          break;
+        }
+        prefix += static_cast<size_t>(res[next]);
+        if (static_cast<size_t>(res[next]) < want) stopped = true;
+        ++next;
+      }
+      if (prefix > before && progress && err.isOk()) err = progress(from + prefix);
     }
-    size_t total = 0;
-    for (size_t i = 0; i < segs; ++i) {
-      if (res[i] < 0) return errnoStatus(-res[i], write ? "write" : "read");
-      total += static_cast<size_t>(res[i]);
-      if (static_cast<size_t>(res[i]) < want[i]) break;
-    }
-    return total;
+    if (!err.isOk()) return err;
+    return prefix;
   }
 
   unsigned depth_;

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,13 +25,33 @@ namespace sluice::storage {
 
 class IoQueue {
  public:
+  // Told, in order, each time the completed prefix of a read grows: bytes
+  // [0, done) of the buffer are valid. An error stops the read (in-flight
+  // I/O is drained first) and is returned by readStreaming.
+  using Progress = std::function<Status(size_t done)>;
+  // Asked to produce bytes [pos, pos + len) of the buffer just before they
+  // are written, in order, while earlier parts are already being written.
+  using Fill = std::function<Status(size_t pos, size_t len)>;
+
   virtual ~IoQueue() = default;
-  // Reads up to `len` bytes at `off`; returns the count (short only at EOF).
-  // `buf` inside the registered buffer uses the fixed-buffer path.
-  virtual Result<size_t> readAt(int fd, uint8_t* buf, size_t len, uint64_t off) = 0;
-  // Writes all `len` bytes at `off` or fails (ENOSPC maps to kNoSpace).
-  virtual Status writeAt(int fd, const uint8_t* buf, size_t len, uint64_t off) = 0;
+  // Reads up to `len` bytes at `off` with several segments in flight; returns
+  // the count (short only at EOF). `progress` may be empty. `buf` inside the
+  // registered buffer uses the fixed-buffer path.
+  virtual Result<size_t> readStreaming(int fd, uint8_t* buf, size_t len, uint64_t off,
+                                       const Progress& progress) = 0;
+  // Writes all `len` bytes at `off` or fails (ENOSPC maps to kNoSpace);
+  // `fill` (may be empty) produces each segment just before it is queued, so
+  // producing segment k+1 overlaps the write of segment k.
+  virtual Status writeStreaming(int fd, uint8_t* buf, size_t len, uint64_t off,
+                                const Fill& fill) = 0;
   virtual Status fsync(int fd) = 0;
+
+  Result<size_t> readAt(int fd, uint8_t* buf, size_t len, uint64_t off) {
+    return readStreaming(fd, buf, len, off, nullptr);
+  }
+  Status writeAt(int fd, const uint8_t* buf, size_t len, uint64_t off) {
+    return writeStreaming(fd, const_cast<uint8_t*>(buf), len, off, nullptr);
+  }
 };
 
 class FileIo {

@@ -74,7 +74,9 @@ TEST_P(ChunkStoreTest, RoundTripsManySizes) {
   auto store = open(options(256 * 1024));
   ASSERT_TRUE(store);
   // O_DIRECT is used only where the file system allows it (not on tmpfs).
-  if (!GetParam()) EXPECT_FALSE(store->directIo());
+  if (!GetParam()) {
+    EXPECT_FALSE(store->directIo());
+  }
   auto ctx = store->newContext();
   ASSERT_TRUE(ctx.isOk());
   const size_t sizes[] = {1, 63, 64, 65, 4031, 4032, 4033, 4095, 4096, 4097, 100000,

@@ -23,26 +23,25 @@ struct Faults {
 class FaultyQueue final : public IoQueue {
  public:
   FaultyQueue(std::unique_ptr<IoQueue> inner, Faults& f) : inner_(std::move(inner)), f_(f) {}
-  Result<size_t> readAt(int fd, uint8_t* buf, size_t len, uint64_t off) override {
+  Result<size_t> readStreaming(int fd, uint8_t* buf, size_t len, uint64_t off,
+                               const Progress& progress) override {
     if (int e = f_.read_errno.load()) return errnoStatus(e, "read (injected)");
-    return inner_->readAt(fd, buf, len, off);
+    return inner_->readStreaming(fd, buf, len, off, progress);
   }
-  Status writeAt(int fd, const uint8_t* buf, size_t len, uint64_t off) override {
+  Status writeStreaming(int fd, uint8_t* buf, size_t len, uint64_t off, const Fill& fill) override {
     if (int e = f_.write_errno.load()) {
       int64_t budget = f_.write_budget.load();
       if (budget < static_cast<int64_t>(len)) {
-        if (budget > 0) {
-          // Torn: a block-aligned prefix lands before the failure.
-          size_t part = static_cast<size_t>(budget) & ~size_t{4095};
-          if (part > 0) inner_->writeAt(fd, buf, part, off).ignore();
-          f_.write_budget = 0;
-        }
+        // Torn: a block-aligned prefix lands before the failure.
+        size_t part = budget > 0 ? (static_cast<size_t>(budget) & ~size_t{4095}) : 0;
+        if (part > 0) inner_->writeStreaming(fd, buf, part, off, fill).ignore();
+        f_.write_budget = 0;
         ++f_.writes_failed;
         return errnoStatus(e, "write (injected)");
       }
       f_.write_budget -= static_cast<int64_t>(len);
     }
-    return inner_->writeAt(fd, buf, len, off);
+    return inner_->writeStreaming(fd, buf, len, off, fill);
   }
   Status fsync(int fd) override {
     if (int e = f_.fsync_errno.load()) return errnoStatus(e, "fsync (injected)");
