@@ -48,7 +48,8 @@ std::string_view codecName(Codec codec);  // "raw", "zstd"; "unknown" otherwise
 
 struct EncodeOptions {
   // zstd compression level, [1, ZSTD_maxCLevel()] (22). 3 is zstd's default:
-  // ~300-500 MB/s per core with most of the ratio of higher levels.
+  // a few hundred MB/s per core on compressible data, most of the ratio of
+  // higher levels.
   int zstd_level = 3;
   // Keep the record raw unless compression saves at least this fraction of
   // its size, in [0, 1). Raw records cost nothing to decode.
