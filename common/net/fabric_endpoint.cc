@@ -1019,7 +1019,7 @@ Status FabricCore::postReceive(RecvBuffer* buf) {
 }
 
 int FabricCore::waitMillis() {
-  if (have_retries_) return 0;
+  if (have_retries_ || options_.busy_poll) return 0;
   std::lock_guard<std::mutex> lock(mu_);
   if (deadlines_.empty()) return kMaxIdleWaitMs;
   auto until = deadlines_.begin()->first - Clock::now();
@@ -1042,7 +1042,11 @@ void FabricCore::progressLoop() {
     } else if (n == -FI_EAVAIL) {
       handleCqError();
     } else if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT || n == -FI_EINTR || n == -FI_ECANCELED) {
-      if (!cq_can_wait_ || have_retries_) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      if (options_.busy_poll) {
+        std::this_thread::yield();
+      } else if (!cq_can_wait_ || have_retries_) {
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
     } else {
       spdlog::warn("net {}: reading the completion queue failed: {}", address_, fiErrorText(n));
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
