@@ -49,8 +49,11 @@ constexpr uint16_t kOpPing = makeOpcode(ServiceId::kTransport, 1);  // echoes it
 
 struct EndpointOptions {
   std::string provider = "tcp;ofi_rxm";  // libfabric provider string
-  // "host:port" to listen on; port 0 picks a free one. Empty: client only
-  // (an ephemeral address that peers can still reply to).
+  // "host:port" to bind; port 0 picks a free one (address() reports it).
+  // Every endpoint, client-only ones included, needs an address its peers
+  // can reach, because requests carry it for the reply. Empty: the
+  // provider's default source address with an ephemeral port (on these
+  // machines, eth0's address, not loopback). Tests use "127.0.0.1:0".
   std::string listen = "";
   size_t max_body = 4u << 20;            // largest frame body accepted or sent
   size_t worker_threads = 4;             // handler pool size
@@ -63,6 +66,8 @@ struct EndpointOptions {
 };
 
 // Names a registered buffer of a remote process, as carried in request bodies.
+// Built by MemoryRegion::remote(); addr is already in the form the provider's
+// MR mode needs (virtual address with FI_MR_VIRT_ADDR, else offset 0-based).
 struct RemoteBuffer {
   uint64_t addr = 0;    // address or offset, as the provider's MR mode requires
   uint64_t key = 0;     // the registration's remote key
@@ -78,6 +83,8 @@ enum class Access : uint8_t {
 
 // A buffer registered with the fabric. Deregistered on destruction; the
 // memory is owned by the caller unless created by Endpoint::allocateMemory.
+// A region keeps its endpoint's fabric domain open, so it may outlive the
+// Endpoint object. remote(offset, length) clamps to the region.
 class MemoryRegion {
  public:
   virtual ~MemoryRegion() = default;
@@ -102,7 +109,13 @@ class IncomingCall {
   virtual std::span<const uint8_t> body() const = 0;
 
   // Pull `length` bytes from the caller's `remote` (at remote_offset) into
-  // `local` (at local_offset); blocks until complete or failed.
+  // `local` (at local_offset); blocks until complete or failed. Offsets and
+  // length are checked against both regions first (kOutOfRange). Transfers
+  // larger than the provider's message limit are split. Errors are
+  // kFabricError naming the operation and the peer, kShutdown, or kTimeout
+  // after EndpointOptions::default_timeout; after kTimeout the provider may
+  // still complete the transfer later, so keep `local` registered until the
+  // endpoint shuts down. `local` must come from this endpoint.
   virtual Status rmaRead(const MemoryRegion& local, size_t local_offset, const RemoteBuffer& remote,
                          size_t remote_offset, size_t length) = 0;
   // Push `length` bytes from `local` into the caller's `remote` buffer.

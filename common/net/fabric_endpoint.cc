@@ -117,6 +117,7 @@ struct Peer {
   fi_addr_t fi_addr = FI_ADDR_UNSPEC;
   std::string raw;   // fabric address bytes
   std::string name;  // "host:port" for messages
+  std::string advertised;  // our address as put in requests to this peer; immutable
   size_t inflight = 0;
   std::deque<uint64_t> waiting;  // request ids queued for an in-flight slot
 };
@@ -199,6 +200,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   void handleCompletion(const fi_cq_msg_entry& entry);
   void handleCqError();
   void handleFrame(std::span<const uint8_t> bytes, bool truncated);
+  void rejectFrame(std::span<const uint8_t> bytes, const Status& why);
   void handleRequest(const FrameView& frame);
   void handleReply(const FrameView& frame);
   void retrySends();
@@ -212,11 +214,13 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   void releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<SendOp>>& out);
   Peer* peerLocked(PeerId id);
   Result<PeerId> peerForAddressLocked(const std::string& raw);
+  std::string advertisedAddressFor(const std::string& peer_raw) const;
 
   const EndpointOptions options_;
   std::string provider_;
   std::string address_;
   std::string self_raw_;
+  bool self_wildcard_ = false;  // bound to 0.0.0.0 / ::, so requests name a routed address
 
   fi_info* info_ = nullptr;
   fid_fabric* fabric_ = nullptr;
@@ -356,7 +360,11 @@ Status FabricCore::open() {
 
   int rc;
   if (options_.listen.empty()) {
-    rc = fi_getinfo(kFiVersion, nullptr, nullptr, 0, hints, &info_);
+    // Bind every interface; each request then names the local address that
+    // routes to its peer (see advertisedAddressFor), so replies come back on
+    // loopback to loopback peers and on the right NIC to remote ones.
+    rc = fi_getinfo(kFiVersion, "0.0.0.0", "0", FI_SOURCE, hints, &info_);
+    if (rc != 0) rc = fi_getinfo(kFiVersion, nullptr, nullptr, 0, hints, &info_);
   } else {
     auto hp = parseHostPort(options_.listen);
     if (!hp.isOk()) {
@@ -414,6 +422,15 @@ Status FabricCore::open() {
                          " bytes exceeds the frame limit " + std::to_string(kMaxAddressLength));
   }
   self_raw_.assign(reinterpret_cast<const char*>(name.data()), len);
+  {
+    sockaddr_storage ss{};
+    std::memcpy(&ss, name.data(), std::min(len, sizeof(ss)));
+    if (ss.ss_family == AF_INET && len >= sizeof(sockaddr_in)) {
+      self_wildcard_ = reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr == INADDR_ANY;
+    } else if (ss.ss_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
+      self_wildcard_ = IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr);
+    }
+  }
   address_ = formatSockaddr(std::span<const uint8_t>(name.data(), len));
   if (address_.empty()) {
     char text[256] = {};
@@ -546,6 +563,7 @@ Result<PeerId> FabricCore::peerForAddressLocked(const std::string& raw) {
   }
   auto peer = std::make_unique<Peer>();
   peer->raw = raw;
+  peer->advertised = advertisedAddressFor(raw);
   peer->name = formatSockaddr(std::span<const uint8_t>(
       reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
   if (peer->name.empty()) {
@@ -572,6 +590,31 @@ Result<PeerId> FabricCore::peerForAddressLocked(const std::string& raw) {
   PeerId id = peers_.size();
   peers_by_raw_.emplace(raw, id);
   return id;
+}
+
+std::string FabricCore::advertisedAddressFor(const std::string& peer_raw) const {
+  if (!self_wildcard_) return self_raw_;
+  // Ask the kernel which local address routes to the peer: connecting a UDP
+  // socket only selects a route, it sends nothing.
+  sockaddr_storage peer{}, local{}, self{};
+  std::memcpy(&peer, peer_raw.data(), std::min(peer_raw.size(), sizeof(peer)));
+  std::memcpy(&self, self_raw_.data(), std::min(self_raw_.size(), sizeof(self)));
+  int fd = ::socket(peer.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return self_raw_;
+  socklen_t local_len = sizeof(local);
+  bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&peer),
+                      static_cast<socklen_t>(peer_raw.size())) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0 &&
+            local.ss_family == self.ss_family;
+  ::close(fd);
+  if (!ok) return self_raw_;
+  if (local.ss_family == AF_INET) {
+    reinterpret_cast<sockaddr_in*>(&local)->sin_port = reinterpret_cast<sockaddr_in*>(&self)->sin_port;
+  } else {
+    reinterpret_cast<sockaddr_in6*>(&local)->sin6_port =
+        reinterpret_cast<sockaddr_in6*>(&self)->sin6_port;
+  }
+  return std::string(reinterpret_cast<const char*>(&local), self_raw_.size());
 }
 
 std::string FabricCore::peerName(PeerId peer) {
@@ -711,7 +754,17 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
                                            std::to_string(options_.max_body)));
     return;
   }
-  auto op_or = makeSendOp(frameSize(self_raw_.size(), body.size()));
+  const std::string* advertised = nullptr;  // Peer objects live as long as the core
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (Peer* p = peerLocked(peer)) advertised = &p->advertised;
+  }
+  if (advertised == nullptr) {
+    done(invalidArgument("call to unknown peer id " + std::to_string(peer) +
+                         " (use connect() first)"));
+    return;
+  }
+  auto op_or = makeSendOp(frameSize(advertised->size(), body.size()));
   if (!op_or.isOk()) {
     done(op_or.status());
     return;
@@ -723,8 +776,8 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
   header.flags = kFlagRequest;
   header.request_id = id;
   writeFrame(header,
-             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(self_raw_.data()),
-                                      self_raw_.size()),
+             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(advertised->data()),
+                                      advertised->size()),
              body, op->frame.data());
   op->request_id = id;
   op->peer = peer;
@@ -1137,59 +1190,56 @@ void FabricCore::handleCqError() {
 }
 
 void FabricCore::handleFrame(std::span<const uint8_t> bytes, bool truncated) {
-  auto parsed = truncated ? parseFrameHeader(bytes) : parseFrame(bytes, options_.max_body);
-  if (truncated && parsed.isOk()) {
-    parsed = Status(StatusCode::kTooLarge,
-                    "frame body of " + std::to_string(parsed->header.body_length) +
-                        " bytes exceeds max_body " + std::to_string(options_.max_body) +
-                        " of endpoint " + address_);
-    // Answer the sender below using the header we could read.
-    auto header_view = parseFrameHeader(bytes);
-    const FrameView& f = *header_view;
-    if (f.isRequest()) {
-      std::string raw(reinterpret_cast<const char*>(f.address.data()), f.address.size());
-      std::unique_lock<std::mutex> lock(mu_);
-      auto peer = peerForAddressLocked(raw);
-      if (peer.isOk()) {
-        fi_addr_t dest = peerLocked(*peer)->fi_addr;
-        lock.unlock();
-        spdlog::warn("net {}: refused request {} from {}: {}", address_, f.header.request_id,
-                     peerName(*peer), parsed.status().toString());
-        sendReply(dest, *peer, f.header.request_id, f.header.opcode, parsed.status(), {});
-        return;
-      }
+  Result<FrameView> parsed = parseFrame(bytes, options_.max_body);
+  if (truncated) {
+    // The frame did not fit the receive buffer: its body is over max_body.
+    auto header = parseFrameHeader(bytes);
+    parsed = header.isOk() ? Status(StatusCode::kTooLarge,
+                                    "frame body of " + std::to_string(header->header.body_length) +
+                                        " bytes exceeds max_body " +
+                                        std::to_string(options_.max_body) + " of endpoint " +
+                                        address_)
+                           : header.status();
+  }
+  if (parsed.isOk()) {
+    if (parsed->isRequest()) {
+      handleRequest(*parsed);
     } else {
-      finishCall(f.header.request_id, parsed.status().withContext("reply too large"));
+      handleReply(*parsed);
+    }
+    return;
+  }
+  rejectFrame(bytes, parsed.status());
+}
+
+void FabricCore::rejectFrame(std::span<const uint8_t> bytes, const Status& why) {
+  // With an intact header the sender can be told (a request gets an error
+  // reply, a reply ends its call); otherwise nobody can be named and the
+  // frame is only logged and dropped.
+  auto header = parseFrameHeader(bytes);
+  if (header.isOk() && !header->isRequest()) {
+    spdlog::warn("net {}: rejected reply to request {}: {}", address_,
+                 header->header.request_id, why.toString());
+    finishCall(header->header.request_id, why.withContext("reply rejected"));
+    return;
+  }
+  if (header.isOk()) {
+    const FrameView& f = *header;
+    std::string raw(reinterpret_cast<const char*>(f.address.data()), f.address.size());
+    std::unique_lock<std::mutex> lock(mu_);
+    auto peer = peerForAddressLocked(raw);
+    if (peer.isOk()) {
+      fi_addr_t dest = peerLocked(*peer)->fi_addr;
+      std::string name = peerLocked(*peer)->name;
+      lock.unlock();
+      spdlog::warn("net {}: rejected request {} from {}: {}", address_, f.header.request_id, name,
+                   why.toString());
+      sendReply(dest, *peer, f.header.request_id, f.header.opcode, why, {});
       return;
     }
   }
-  if (!parsed.isOk()) {
-    // Answer when the header and sender address are intact (the body was
-    // wrong); otherwise there is no one to answer and the frame is dropped.
-    auto header_view = parseFrameHeader(bytes);
-    if (header_view.isOk() && header_view->isRequest()) {
-      const FrameView& f = *header_view;
-      std::string raw(reinterpret_cast<const char*>(f.address.data()), f.address.size());
-      std::unique_lock<std::mutex> lock(mu_);
-      auto peer = peerForAddressLocked(raw);
-      if (peer.isOk()) {
-        fi_addr_t dest = peerLocked(*peer)->fi_addr;
-        lock.unlock();
-        spdlog::warn("net {}: rejected request {} from {}: {}", address_, f.header.request_id,
-                     peerName(*peer), parsed.status().toString());
-        sendReply(dest, *peer, f.header.request_id, f.header.opcode, parsed.status(), {});
-        return;
-      }
-    }
-    spdlog::warn("net {}: dropped malformed frame of {} bytes: {}", address_, bytes.size(),
-                 parsed.status().toString());
-    return;
-  }
-  if (parsed->isRequest()) {
-    handleRequest(*parsed);
-  } else {
-    handleReply(*parsed);
-  }
+  spdlog::warn("net {}: dropped malformed frame of {} bytes: {}", address_, bytes.size(),
+               why.toString());
 }
 
 void FabricCore::handleRequest(const FrameView& frame) {

@@ -94,13 +94,17 @@ class EndpointTest : public ::testing::Test {
       out.insert(out.end(), call->body().begin(), call->body().end());
       call->reply(Status::ok(), out);
     });
-    server_->registerHandler(kOpPull, [server](std::unique_ptr<IncomingCall> call) {
+    server_->registerHandler(kOpPull, [this, server](std::unique_ptr<IncomingCall> call) {
       RmaRequest req;
       if (call->body().size() != sizeof(req)) return call->reply(protocolError("bad pull body"));
       std::memcpy(&req, call->body().data(), sizeof(req));
       auto region = server->allocateMemory(req.buffer.length, Access::kLocalOnly);
       if (!region.isOk()) return call->reply(region.status());
       Status s = call->rmaRead(**region, 0, req.buffer, 0, req.buffer.length);
+      {
+        std::lock_guard<std::mutex> lock(rma_mu_);
+        last_pull_status_ = s;
+      }
       if (!s.isOk()) return call->reply(s);
       uint64_t hash = XXH3_64bits((*region)->data(), req.buffer.length);
       call->reply(Status::ok(), toBytes(&hash, sizeof(hash)));
@@ -147,6 +151,8 @@ class EndpointTest : public ::testing::Test {
   Gate gate_;
   std::atomic<int> concurrent_{0};
   std::atomic<int> max_concurrent_{0};
+  std::mutex rma_mu_;
+  Status last_pull_status_;  // GUARDED_BY(rma_mu_)
 };
 
 TEST_F(EndpointTest, PingEchoesAndAddressHasRealPort) {
@@ -167,6 +173,18 @@ TEST_F(EndpointTest, PingEchoesAndAddressHasRealPort) {
   auto empty = client->call(*peer, kOpPing, {});
   ASSERT_TRUE(empty.isOk());
   EXPECT_TRUE(empty->empty());
+}
+
+TEST_F(EndpointTest, ClientWithoutListenAddressIsAnsweredOnLoopback) {
+  EndpointOptions options;  // listen empty: binds 0.0.0.0 and names the routed address
+  auto client = makeClient(options);
+  ASSERT_TRUE(client);
+  EXPECT_EQ(client->address().rfind("0.0.0.0:", 0), 0u) << client->address();
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  auto reply = client->call(*peer, kOpEcho, std::vector<uint8_t>{5});
+  ASSERT_TRUE(reply.isOk()) << reply.status().toString();
+  EXPECT_EQ(*reply, (std::vector<uint8_t>{0xEC, 5}));
 }
 
 TEST_F(EndpointTest, ThousandConcurrentCallsFromFourClients) {
@@ -243,7 +261,7 @@ TEST_F(EndpointTest, RmaBothDirectionsOneKiBTo64MiB) {
   }
 }
 
-TEST_F(EndpointTest, RmaOutsideAdvertisedBufferIsRefused) {
+TEST_F(EndpointTest, RmaWithBadKeyFailsNamingPeerAndOperation) {
   auto client = makeClient();
   ASSERT_TRUE(client);
   auto peer = client->connect(server_->address());
@@ -254,13 +272,27 @@ TEST_F(EndpointTest, RmaOutsideAdvertisedBufferIsRefused) {
   req.buffer.length = 4096;
   auto ok = client->call(*peer, kOpPull, toBytes(&req, sizeof(req)));
   ASSERT_TRUE(ok.isOk()) << ok.status().toString();
-  // A descriptor naming a key nobody registered fails in the fabric (or, if
-  // the provider never answers, by the handler's RMA timeout), and the
-  // handler's error reaches the caller naming the operation.
+  // A descriptor naming a key nobody registered fails in the fabric: the
+  // handler's rmaRead returns an error naming the operation and the peer. The
+  // caller gets an error too: the handler's, or kTimeout where the provider
+  // (tcp) tears the connection down on a bad key and the reply is lost.
   req.buffer.key ^= 0x5a5a5a;
-  auto bad = client->call(*peer, kOpPull, toBytes(&req, sizeof(req)), Duration(20000));
-  ASSERT_FALSE(bad.isOk());
-  EXPECT_NE(bad.status().message().find("rmaRead"), std::string::npos) << bad.status().toString();
+  auto bad = client->call(*peer, kOpPull, toBytes(&req, sizeof(req)), Duration(5000));
+  EXPECT_FALSE(bad.isOk());
+  {
+    std::lock_guard<std::mutex> lock(rma_mu_);
+    ASSERT_FALSE(last_pull_status_.isOk());
+    EXPECT_NE(last_pull_status_.message().find("rmaRead of 4096 bytes from peer 127.0.0.1:"),
+              std::string::npos)
+        << last_pull_status_.toString();
+  }
+  // The server keeps serving others.
+  auto other = makeClient();
+  ASSERT_TRUE(other);
+  auto opeer = other->connect(server_->address());
+  ASSERT_TRUE(opeer.isOk());
+  auto ping = other->call(*opeer, kOpPing, std::vector<uint8_t>{4});
+  EXPECT_TRUE(ping.isOk()) << ping.status().toString();
 }
 
 TEST_F(EndpointTest, UnknownOpcodeIsUnimplemented) {
