@@ -1,5 +1,6 @@
 // MetaStore: datasets, versions (drafts, batch add, commit, abort, delete)
 // and tags.
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 #include <unordered_set>
@@ -146,9 +147,20 @@ class Adder {
     return Status::ok();
   }
 
+  // Applies the batch's record-index updates in key order: random record
+  // hashes inserted in sorted order touch each B-tree page once, with the
+  // path still in cache.
+  Status finish() {
+    std::sort(pending_.begin(), pending_.end(),
+              [](const Pending& a, const Pending& b) { return a.key < b.key; });
+    for (const Pending& p : pending_) SLUICE_RETURN_IF_ERROR(indexRecord(p.key, *p.extent));
+    pending_.clear();
+    return Status::ok();
+  }
+
  private:
   Result<uint64_t> ensureDir(std::string_view path, const std::string& file) {
-    auto it = dirs_.find(std::string(path));
+    auto it = dirs_.find(path);
     if (it != dirs_.end()) return it->second;
     size_t slash = path.rfind('/');
     std::string_view parent = slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
@@ -186,7 +198,11 @@ class Adder {
         SLUICE_RETURN_IF_ERROR(txn_.del(Db::kGarbage, chunkKey(e.chunk)));
       }
     }
-    std::string rkey = recordKey(ds_.rec.id, e.record);
+    pending_.push_back(Pending{recordKey(ds_.rec.id, e.record), &e});
+    return Status::ok();
+  }
+
+  Status indexRecord(const std::string& rkey, const Extent& e) {
     SLUICE_ASSIGN_OR_RETURN(auto v, txn_.find(Db::kRecords, rkey));
     if (v) {
       SLUICE_ASSIGN_OR_RETURN(RecordLocation loc, decodeLocation(*v));
@@ -211,8 +227,17 @@ class Adder {
   const DatasetHandle& ds_;
   uint32_t version_;
   VersionRecord& rec_;
-  std::unordered_map<std::string, uint64_t> dirs_;
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  struct Pending {
+    std::string key;
+    const Extent* extent;  // points into the caller's FileSpec, alive for the call
+  };
+  std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> dirs_;
   std::unordered_set<Hash128> chunks_;
+  std::vector<Pending> pending_;
 };
 
 Result<VersionHandle> loadDraft(const Txn& txn, const DatasetHandle& ds, uint32_t version) {
@@ -359,7 +384,14 @@ Result<AddFilesResult> MetaStore::addFiles(std::string_view dataset, uint32_t ve
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, loadDraft(txn, ds, version));
   Adder adder(txn, ds, version, v.rec);
-  for (const FileSpec& f : files) SLUICE_RETURN_IF_ERROR(adder.add(f));
+  // In path order (stable, so an append follows its file): directory entries
+  // of one directory then land in neighbouring B-tree pages.
+  std::vector<uint32_t> order(files.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return files[a].path < files[b].path; });
+  for (uint32_t i : order) SLUICE_RETURN_IF_ERROR(adder.add(files[i]));
+  SLUICE_RETURN_IF_ERROR(adder.finish());
   v.rec.modified_ms = clock_->nowMs();
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kVersions, versionKey(ds.rec.id, version), encodeVersion(v.rec)));
   SLUICE_RETURN_IF_ERROR(txn.commit());

@@ -1,0 +1,340 @@
+// bench_metadata: the metadata server's throughput, with named workloads.
+//
+//   bench_metadata [--files N] [--batch B] [--seconds S] [--dir D] [workloads...]
+//
+// Workloads (default: all, in this order):
+//   store_add  N files into a draft straight into MetaStore (no RPC): the
+//              LMDB-side ceiling for add.
+//   add        N files into a draft over loopback RPC in batches of B, then
+//              commit; reports files/s, commit time, LMDB bytes per 1M files.
+//   ping       empty RPC round trips from 1 and 4 clients: the transport's
+//              ceiling for any small metadata call (the physical limit here).
+//   stat       Stat of random files from 1 and 4 clients, and its ratio to ping.
+//   lookup     Lookup (batch of 1, with extents) from 1 and 4 clients.
+//   readdir    ReadDir pages of 1000 entries from 1 and 4 clients.
+//
+// The server (MetaStore + MetaService on a libfabric tcp;ofi_rxm endpoint)
+// runs in this process on 127.0.0.1; each client has its own endpoint.
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "metadata/meta_client.h"
+#include "metadata/meta_service.h"
+#include "metadata/meta_store.h"
+
+namespace sluice::meta {
+namespace {
+
+namespace w = wire::meta;
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  uint32_t files = 1'000'000;
+  uint32_t batch = 10'000;
+  double seconds = 5;
+  std::string dir;
+  std::set<std::string> workloads;
+};
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string pathOf(uint32_t i) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "d%04u/f%07u.jpg", i % 1000, i);
+  return buf;
+}
+
+uint64_t dirBytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    struct stat st{};
+    if (::stat(e.path().c_str(), &st) == 0) total += uint64_t(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+std::vector<uint8_t> addBody(const std::string& ds, uint32_t v, uint32_t first, uint32_t count) {
+  flatbuffers::FlatBufferBuilder fbb(count * 160);
+  std::vector<flatbuffers::Offset<w::FileSpec>> specs;
+  specs.reserve(count);
+  for (uint32_t i = first; i < first + count; ++i) {
+    // ~110 KiB samples packed 36 to a 4 MiB chunk, one record each.
+    w::Extent e(0, w::Hash(i + 1, 0xabc), w::Hash(i / 36 + 1, 0x5eed), 110'000,
+                (i % 36) * 110'000, 110'000, w::Codec::None);
+    auto ext = fbb.CreateVectorOfStructs(&e, 1);
+    specs.push_back(w::CreateFileSpec(fbb, fbb.CreateString(pathOf(i)), 110'000, 0644,
+                                      1'700'000'000'000'000'000, ext));
+  }
+  fbb.Finish(w::CreateAddFilesRequest(fbb, fbb.CreateString(ds), v, fbb.CreateVector(specs)));
+  return wire::finishBody(fbb);
+}
+
+class Bench {
+ public:
+  explicit Bench(Args a) : args_(std::move(a)) {}
+
+  int run() {
+    MetaStoreOptions o;
+    o.lmdb.dir = args_.dir + "/db";
+    o.lmdb.map_size = 64ull << 30;
+    auto store = MetaStore::open(o);
+    if (!store.isOk()) return fail("open", store.status());
+    store_ = std::move(store).value();
+    net::EndpointOptions so;
+    so.listen = "127.0.0.1:0";
+    so.worker_threads = 4;
+    auto ep = net::Endpoint::create(so);
+    if (!ep.isOk()) return fail("server endpoint", ep.status());
+    server_ = std::move(ep).value();
+    MetaService service(store_.get());
+    service.registerHandlers(*server_);
+    if (Status s = server_->start(); !s.isOk()) return fail("server start", s);
+    std::printf("server on %s (%s), %u files, batches of %u\n", server_->address().c_str(),
+                server_->provider().c_str(), args_.files, args_.batch);
+
+    if (want("store_add")) storeAdd();
+    if (want("add") || want("stat") || want("lookup") || want("readdir")) {
+      if (int rc = rpcAdd(); rc != 0) return rc;
+    }
+    if (want("ping")) {
+      ping_[0] = rate("ping", 1, [&](MetaClient& c, std::mt19937_64&) { return pingOnce(c); });
+      ping_[1] = rate("ping", 4, [&](MetaClient& c, std::mt19937_64&) { return pingOnce(c); });
+    }
+    if (want("stat")) readRates("stat", [&](MetaClient& c, std::mt19937_64& rng) {
+        flatbuffers::FlatBufferBuilder fbb;
+        fbb.Finish(w::CreateStatRequestDirect(fbb, "bench", "latest", pathOf(rng() % args_.files).c_str()));
+        return c.call<w::StatResponse>(w::MetaMethod::Stat, fbb).status();
+      });
+    if (want("lookup")) readRates("lookup", [&](MetaClient& c, std::mt19937_64& rng) {
+        flatbuffers::FlatBufferBuilder fbb;
+        auto path = fbb.CreateString(pathOf(rng() % args_.files));
+        auto paths = fbb.CreateVector(&path, 1);
+        fbb.Finish(w::CreateLookupRequest(fbb, fbb.CreateString("bench"), fbb.CreateString("latest"), paths, true));
+        return c.call<w::LookupResponse>(w::MetaMethod::Lookup, fbb).status();
+      });
+    if (want("readdir")) readRates("readdir", [&](MetaClient& c, std::mt19937_64& rng) {
+        char dir[16];
+        std::snprintf(dir, sizeof(dir), "d%04u", uint32_t(rng() % 1000));
+        flatbuffers::FlatBufferBuilder fbb;
+        fbb.Finish(w::CreateReadDirRequestDirect(fbb, "bench", "latest", dir, "", 1000));
+        return c.call<w::ReadDirResponse>(w::MetaMethod::ReadDir, fbb).status();
+      }, /*entries_per_call=*/std::max<uint32_t>(args_.files / 1000, 1));
+    server_->shutdown();
+    return 0;
+  }
+
+ private:
+  bool want(const std::string& w) const { return args_.workloads.empty() || args_.workloads.count(w); }
+  int fail(const char* what, const Status& s) {
+    std::fprintf(stderr, "bench_metadata: %s: %s\n", what, s.toString().c_str());
+    return 1;
+  }
+
+  void storeAdd() {
+    auto ds = store_->createDataset("store-only", {1, 0, CompressionPolicy::kAuto});
+    auto v = store_->beginVersion("store-only", "");
+    if (!ds.isOk() || !v.isOk()) return;
+    auto t0 = Clock::now();
+    std::vector<FileSpec> batch;
+    for (uint32_t first = 0; first < args_.files; first += args_.batch) {
+      batch.clear();
+      for (uint32_t i = first; i < std::min(first + args_.batch, args_.files); ++i) {
+        FileSpec f;
+        f.path = pathOf(i);
+        f.size = 110'000;
+        f.extents.push_back(Extent{0, Hash128{i + 1u, 0xabc}, Hash128{i / 36 + 1u, 0x5eed}, 110'000,
+                                   (i % 36) * 110'000, 110'000, 0});
+        batch.push_back(std::move(f));
+      }
+      auto r = store_->addFiles("store-only", v->version, batch);
+      if (!r.isOk()) {
+        fail("store add", r.status());
+        return;
+      }
+    }
+    double add_s = since(t0);
+    auto t1 = Clock::now();
+    auto c = store_->commitVersion("store-only", v->version, "", false);
+    double commit_s = since(t1);
+    store_add_rate_ = args_.files / add_s;
+    std::printf("store_add: %u files in %.2f s = %.0f files/s (MetaStore, no RPC); commit %.3f s\n",
+                args_.files, add_s, store_add_rate_, commit_s);
+    (void)c;
+  }
+
+  int rpcAdd() {
+    net::EndpointOptions co;
+    auto ep = net::Endpoint::create(co);
+    if (!ep.isOk() || !(*ep)->start().isOk()) return fail("client endpoint", ep.status());
+    auto client = MetaClient::connect(ep->get(), server_->address());
+    if (!client.isOk()) return fail("connect", client.status());
+    uint64_t before = dirBytes(args_.dir + "/db");
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(w::CreateCreateDatasetRequestDirect(fbb, "bench", 1, 0));
+    auto ds = (*client)->call<w::CreateDatasetResponse>(w::MetaMethod::CreateDataset, fbb);
+    if (!ds.isOk()) return fail("create dataset", ds.status());
+    fbb.Clear();
+    fbb.Finish(w::CreateBeginVersionRequestDirect(fbb, "bench", ""));
+    auto v = (*client)->call<w::BeginVersionResponse>(w::MetaMethod::BeginVersion, fbb);
+    if (!v.isOk()) return fail("begin", v.status());
+    uint32_t version = (*v)->version()->version();
+    // Encode on this thread while the previous batch is in flight: the
+    // uploader's real pattern (one outstanding AddFiles per draft).
+    auto t0 = Clock::now();
+    double encode_s = 0;
+    std::vector<uint8_t> next = addBody("bench", version, 0, std::min(args_.batch, args_.files));
+    for (uint32_t first = 0; first < args_.files; first += args_.batch) {
+      std::vector<uint8_t> body = std::move(next);
+      std::atomic<bool> done{false};
+      Status status;
+      (*ep)->callAsync((*client)->peer(), metaOpcode(w::MetaMethod::AddFiles), body,
+                       net::Duration(120000), [&](Result<std::vector<uint8_t>> r) {
+                         status = r.status();
+                         done = true;
+                       });
+      uint32_t nf = first + args_.batch;
+      auto te = Clock::now();
+      if (nf < args_.files) next = addBody("bench", version, nf, std::min(args_.batch, args_.files - nf));
+      encode_s += since(te);
+      while (!done) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      if (!status.isOk()) return fail("add files", status);
+    }
+    double add_s = since(t0);
+    fbb.Clear();
+    fbb.Finish(w::CreateCommitVersionRequestDirect(fbb, "bench", version, "bench", false));
+    auto t1 = Clock::now();
+    auto c = (*client)->call<w::CommitVersionResponse>(w::MetaMethod::CommitVersion, fbb);
+    double commit_s = since(t1);
+    if (!c.isOk()) return fail("commit", c.status());
+    uint64_t after = dirBytes(args_.dir + "/db");
+    double per_m = double(after - before) * 1e6 / args_.files;
+    std::printf("add: %u files in %.2f s = %.0f files/s over RPC (batches of %u; client encode %.2f s)%s\n",
+                args_.files, add_s, args_.files / add_s, args_.batch, encode_s,
+                store_add_rate_ > 0
+                    ? (" = " + std::to_string(int(100 * args_.files / add_s / store_add_rate_)) +
+                       "% of MetaStore-only").c_str()
+                    : "");
+    std::printf("commit: %u-file version in %.4f s\n", args_.files, commit_s);
+    std::printf("lmdb: %.1f MiB on disk per 1M files (namespace + record index + chunk refs)\n",
+                per_m / (1 << 20));
+    return 0;
+  }
+
+  static Status pingOnce(MetaClient& c) {
+    (void)c;
+    return Status::ok();
+  }
+
+  template <typename Fn>
+  double rate(const char* name, int clients, Fn fn, uint32_t per_call = 1) {
+    std::atomic<uint64_t> calls{0};
+    std::atomic<uint64_t> errors{0};
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    std::string first_error;
+    std::mutex mu;
+    for (int t = 0; t < clients; ++t) {
+      threads.emplace_back([&, t] {
+        net::EndpointOptions co;
+        auto ep = net::Endpoint::create(co);
+        if (!ep.isOk() || !(*ep)->start().isOk()) {
+          ++errors;
+          return;
+        }
+        auto client = MetaClient::connect(ep->get(), server_->address());
+        if (!client.isOk()) {
+          ++errors;
+          return;
+        }
+        std::mt19937_64 rng(t * 7919 + 1);
+        bool is_ping = std::strcmp(name, "ping") == 0;
+        while (!stop) {
+          Status s;
+          if (is_ping) {
+            uint8_t b[8] = {};
+            s = (*ep)->call((*client)->peer(), net::kOpPing, b).status();
+          } else {
+            s = fn(**client, rng);
+          }
+          if (!s.isOk()) {
+            if (errors++ == 0) {
+              std::lock_guard<std::mutex> l(mu);
+              first_error = s.toString();
+            }
+          }
+          ++calls;
+        }
+      });
+    }
+    auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(args_.seconds));
+    stop = true;
+    for (auto& th : threads) th.join();
+    double r = calls.load() / since(t0);
+    std::printf("%s: %d client%s: %.0f calls/s", name, clients, clients == 1 ? "" : "s", r);
+    if (per_call > 1) std::printf(" (%.0f entries/s)", r * per_call);
+    if (std::strcmp(name, "ping") != 0 && ping_[clients == 1 ? 0 : 1] > 0) {
+      std::printf(" = %.0f%% of the ping rate", 100 * r / ping_[clients == 1 ? 0 : 1]);
+    }
+    if (errors) std::printf("  [%lu errors, first: %s]", (unsigned long)errors.load(), first_error.c_str());
+    std::printf("\n");
+    return r;
+  }
+
+  template <typename Fn>
+  void readRates(const char* name, Fn fn, uint32_t per_call = 1) {
+    rate(name, 1, fn, per_call);
+    rate(name, 4, fn, per_call);
+  }
+
+  Args args_;
+  std::unique_ptr<MetaStore> store_;
+  std::unique_ptr<net::Endpoint> server_;
+  double store_add_rate_ = 0;
+  double ping_[2] = {0, 0};
+};
+
+}  // namespace
+}  // namespace sluice::meta
+
+int main(int argc, char** argv) {
+  sluice::meta::Args args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--files") args.files = static_cast<uint32_t>(std::stoul(value()));
+    else if (a == "--batch") args.batch = static_cast<uint32_t>(std::stoul(value()));
+    else if (a == "--seconds") args.seconds = std::stod(value());
+    else if (a == "--dir") args.dir = value();
+    else if (a == "-h" || a == "--help") {
+      std::printf("bench_metadata [--files N] [--batch B] [--seconds S] [--dir D] "
+                  "[store_add add ping stat lookup readdir]\n");
+      return 0;
+    } else args.workloads.insert(a);
+  }
+  if (args.files == 0 || args.batch == 0) {
+    std::fprintf(stderr, "bench_metadata: --files and --batch must be positive\n");
+    return 2;
+  }
+  bool own_dir = args.dir.empty();
+  if (own_dir) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "bench-meta-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) return 1;
+    args.dir = tmpl;
+  }
+  int rc = sluice::meta::Bench(args).run();
+  if (own_dir) std::filesystem::remove_all(args.dir);
+  return rc;
+}
