@@ -50,10 +50,10 @@ constexpr uint16_t kOpPing = makeOpcode(ServiceId::kTransport, 1);  // echoes it
 struct EndpointOptions {
   std::string provider = "tcp;ofi_rxm";  // libfabric provider string
   // "host:port" to bind; port 0 picks a free one (address() reports it).
-  // Every endpoint, client-only ones included, needs an address its peers
-  // can reach, because requests carry it for the reply. Empty: the
-  // provider's default source address with an ephemeral port (on these
-  // machines, eth0's address, not loopback). Tests use "127.0.0.1:0".
+  // Requests carry the sender's address so the peer can reply. Empty, or a
+  // wildcard host (0.0.0.0, ::): bind all interfaces on an ephemeral (or the
+  // given) port, and name to each peer the local address that routes to it
+  // (127.0.0.1 for a loopback peer). address() then shows the wildcard.
   std::string listen = "";
   size_t max_body = 4u << 20;            // largest frame body accepted or sent
   size_t worker_threads = 4;             // handler pool size
