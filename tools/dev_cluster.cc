@@ -90,11 +90,13 @@ Result<std::string> waitReady(const DevDaemon& d, const std::string& ready_file,
 }
 
 Result<Recorded> startDaemon(const std::string& dir, const std::string& name,
-                             const std::string& executable, std::vector<std::string> args) {
+                             const std::string& executable, std::vector<std::string> args,
+                             bool die_with_parent) {
   std::string ready = dir + "/" + name + ".address";
   std::string log = dir + "/" + name + ".log";
   fs::remove(ready);
-  args.push_back("--ready_file");
+  // Both daemons write their bound address to a file once they serve.
+  args.push_back(name == "meta" ? "--address_file" : "--ready_file");
   args.push_back(ready);
   Recorded r;
   r.daemon.name = name;
@@ -102,7 +104,7 @@ Result<Recorded> startDaemon(const std::string& dir, const std::string& name,
   r.args = args;
   // The recorded arguments exclude the ready file flag pair: restart adds it.
   r.args.resize(r.args.size() - 2);
-  SLUICE_ASSIGN_OR_RETURN(r.daemon.pid, spawnProcess(ProcessSpec{executable, args, log, true}));
+  SLUICE_ASSIGN_OR_RETURN(r.daemon.pid, spawnProcess(ProcessSpec{executable, args, log, true, die_with_parent}));
   auto addr = waitReady(r.daemon, ready, log);
   if (!addr.isOk()) {
     stopProcess(r.daemon.pid, executable).ignore();  // it failed to start; its log says why
@@ -180,12 +182,12 @@ Result<DevClusterState> devUp(const DevClusterOptions& o) {
     return s;
   };
 
-  std::vector<std::string> meta_args = {"--db_dir", dir + "/meta", "--listen", "127.0.0.1:0",
+  std::vector<std::string> meta_args = {"--data_dir", dir + "/meta", "--listen", "127.0.0.1:0",
                                         "--provider", o.provider,
                                         "--stripe_count", std::to_string(o.stripes),
-                                        "--replication", std::to_string(o.replication)};
+                                        "--default_replication", std::to_string(o.replication)};
   meta_args.insert(meta_args.end(), o.extra_meta_args.begin(), o.extra_meta_args.end());
-  auto meta = startDaemon(dir, "meta", meta_exe, meta_args);
+  auto meta = startDaemon(dir, "meta", meta_exe, meta_args, o.die_with_parent);
   if (!meta.isOk()) return fail(meta.status());
   started.push_back(*meta);
   SLUICE_RETURN_IF_ERROR(writeState(dir, started));
@@ -200,7 +202,7 @@ Result<DevClusterState> devUp(const DevClusterOptions& o) {
 
   for (int i = 1; i <= o.nodes; ++i) {
     auto node = startDaemon(dir, "node" + std::to_string(i), node_exe,
-                            nodeArgs(dir, i, meta->daemon.address, o));
+                            nodeArgs(dir, i, meta->daemon.address, o), o.die_with_parent);
     if (!node.isOk()) return fail(node.status());
     started.push_back(*node);
     s = writeState(dir, started);
@@ -252,21 +254,23 @@ Result<DevDaemon> devAddNode(const std::string& dir, const DevClusterOptions& o)
   SLUICE_ASSIGN_OR_RETURN(std::string node_exe, findExecutable("sluice-storage"));
   int index = static_cast<int>(state.nodes.size()) + 1;
   SLUICE_ASSIGN_OR_RETURN(auto node, startDaemon(dir, "node" + std::to_string(index), node_exe,
-                                                 nodeArgs(dir, index, state.meta.address, o)));
+                                                 nodeArgs(dir, index, state.meta.address, o),
+                                                 o.die_with_parent));
   daemons.push_back(node);
   SLUICE_RETURN_IF_ERROR(writeState(dir, daemons));
   SLUICE_RETURN_IF_ERROR(waitForNodes(dir, state.nodes.size() + 1));
   return node.daemon;
 }
 
-Status devRestart(const std::string& dir, const std::string& name) {
+Status devRestart(const std::string& dir, const std::string& name, bool die_with_parent) {
   SLUICE_ASSIGN_OR_RETURN(auto daemons, readState(dir));
   for (auto& r : daemons) {
     if (r.daemon.name != name) continue;
     if (isRunning(r.daemon.pid, r.daemon.executable)) {
       return alreadyExists(name + " is still running (pid " + std::to_string(r.daemon.pid) + ")");
     }
-    SLUICE_ASSIGN_OR_RETURN(auto fresh, startDaemon(dir, name, r.daemon.executable, r.args));
+    SLUICE_ASSIGN_OR_RETURN(auto fresh,
+                            startDaemon(dir, name, r.daemon.executable, r.args, die_with_parent));
     r = fresh;
     return writeState(dir, daemons);
   }

@@ -28,6 +28,7 @@ struct DevClusterOptions {
   int replication = 2;            // the cluster's default for new datasets
   std::string provider = "tcp;ofi_rxm";
   uint64_t node_capacity = 0;     // bytes per node; 0: the file system's size
+  bool die_with_parent = false;   // tests: daemons die with the test process
   std::vector<std::string> extra_meta_args;
   std::vector<std::string> extra_node_args;
 };
@@ -59,6 +60,6 @@ Result<DevClusterState> devStatus(const std::string& dir);
 // Starts one more storage node in an existing dev cluster (admin tests).
 Result<DevDaemon> devAddNode(const std::string& dir, const DevClusterOptions& options);
 // Restarts a stopped daemon of the cluster with its original arguments.
-Status devRestart(const std::string& dir, const std::string& name);
+Status devRestart(const std::string& dir, const std::string& name, bool die_with_parent = false);
 
 }  // namespace sluice::tools

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,7 +18,45 @@ extern char** environ;
 namespace sluice::tools {
 namespace fs = std::filesystem;
 
+namespace {
+
+// fork + exec with PR_SET_PDEATHSIG. Between fork and exec only
+// async-signal-safe calls: everything is prepared before fork.
+Result<pid_t> spawnTied(const ProcessSpec& spec, std::vector<char*>& argv) {
+  pid_t parent = getpid();
+  const char* log = spec.log_path.empty() ? nullptr : spec.log_path.c_str();
+  pid_t pid = fork();
+  if (pid < 0) return errnoStatus(errno, "starting '" + spec.executable + "'");
+  if (pid == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
+    if (spec.new_session) setsid();
+    int in = open("/dev/null", O_RDONLY);
+    if (in >= 0) dup2(in, 0);
+    if (log != nullptr) {
+      int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (out >= 0) {
+        dup2(out, 1);
+        dup2(out, 2);
+      }
+    }
+    execve(spec.executable.c_str(), argv.data(), environ);
+    _exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
 Result<pid_t> spawnProcess(const ProcessSpec& spec) {
+  if (spec.die_with_parent) {
+    std::vector<std::string> storage;
+    storage.push_back(spec.executable);
+    storage.insert(storage.end(), spec.args.begin(), spec.args.end());
+    std::vector<char*> argv;
+    for (auto& a : storage) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    return spawnTied(spec, argv);
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -43,6 +82,48 @@ Result<pid_t> spawnProcess(const ProcessSpec& spec) {
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return errnoStatus(rc, "starting '" + spec.executable + "'");
   return pid;
+}
+
+Result<RunOutput> runProcess(const std::string& executable, const std::vector<std::string>& args) {
+  char out_tmpl[] = "/tmp/sluice-run-out-XXXXXX";
+  char err_tmpl[] = "/tmp/sluice-run-err-XXXXXX";
+  int out_fd = mkstemp(out_tmpl);
+  int err_fd = mkstemp(err_tmpl);
+  if (out_fd < 0 || err_fd < 0) return errnoStatus(errno, "creating capture files");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+  std::vector<std::string> storage = {executable};
+  storage.insert(storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, executable.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  RunOutput result;
+  if (rc == 0) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  auto slurp = [](int fd) {
+    std::string s;
+    char buf[65536];
+    lseek(fd, 0, SEEK_SET);
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) s.append(buf, static_cast<size_t>(n));
+    close(fd);
+    return s;
+  };
+  result.out = slurp(out_fd);
+  result.err = slurp(err_fd);
+  unlink(out_tmpl);
+  unlink(err_tmpl);
+  if (rc != 0) return errnoStatus(rc, "starting '" + executable + "'");
+  return result;
 }
 
 bool isRunning(pid_t pid, const std::string& executable) {

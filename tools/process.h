@@ -19,10 +19,23 @@ struct ProcessSpec {
   std::vector<std::string> args;   // without argv[0]
   std::string log_path;            // stdout and stderr are appended here
   bool new_session = true;         // detach from the terminal (daemons outlive the CLI)
+  // Tests: the kernel kills the process when the spawning thread exits, so a
+  // crashed test run never leaves daemons behind. Spawn from a long-lived
+  // thread (the test's main thread), since the signal follows the thread.
+  bool die_with_parent = false;
 };
 
 // Starts the process; returns its PID. stdin is /dev/null.
 Result<pid_t> spawnProcess(const ProcessSpec& spec);
+
+// Runs a program to completion with stdin from /dev/null and returns its
+// exit code (128 + signal number if killed), with stdout and stderr captured.
+struct RunOutput {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+Result<RunOutput> runProcess(const std::string& executable, const std::vector<std::string>& args);
 
 // True if `pid` is alive and runs `executable` (compared by /proc/<pid>/exe).
 bool isRunning(pid_t pid, const std::string& executable);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);  // the library's info logs are for daemons
   CLI::App app{"sluice: versioned datasets for GPU training clusters"};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand: `sluice put -q ...`
   Context ctx;
   app.add_option("--cluster", ctx.cluster_file,
                  "client config file (default: $SLUICE_CLUSTER, $SLUICE_META, or the dev cluster)");

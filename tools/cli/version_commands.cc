@@ -4,6 +4,7 @@
 
 #include "client/progress.h"
 #include "client/uploader.h"
+#include "common/core/units.h"
 #include "common/wire/meta_generated.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/output.h"
@@ -21,6 +22,7 @@ struct PutArgs {
   std::string message;
   bool keep_latest = false;
   unsigned threads = 0;
+  std::string batch = "64M";
 };
 
 double ratio(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : static_cast<double>(a) / b; }
@@ -33,6 +35,10 @@ int put(Context& ctx, const PutArgs& a) {
   options.tag = a.tag;
   options.keep_latest = a.keep_latest;
   options.threads = a.threads;
+  auto batch = parseSize(a.batch);
+  if (!batch.isOk()) return reportError(batch.status().withContext("--batch"));
+  if (*batch < (1u << 20)) return reportError(invalidArgument("--batch: at least 1M"));
+  options.batch_bytes = *batch;
   options.show_progress = !ctx.quiet && !ctx.json;
   auto report = client::uploadDirectory(**cluster, a.dir, a.dataset, options);
   if (!report.isOk()) return reportError(report.status());
@@ -306,6 +312,7 @@ void addVersionCommands(CLI::App& app, Context& ctx, Action& action) {
   p->add_option("-m,--message", pa->message, "what changed in this version");
   p->add_flag("--keep-latest", pa->keep_latest, "do not move the 'latest' tag");
   p->add_option("--threads", pa->threads, "threads for reading and compressing (default: all cores)");
+  p->add_option("--batch", pa->batch, "bytes read, stored and added to the draft per step (default 64M)");
   p->callback([&ctx, &action, pa] { action = [&ctx, pa] { return put(ctx, *pa); }; });
 
   auto vds = std::make_shared<std::string>();
