@@ -84,7 +84,18 @@ Status checkClusterId(const Hash128& given, const Hash128& ours) {
 
 MetaStore::MetaStore(MetaStoreOptions options, std::unique_ptr<LmdbEnv> env)
     : options_(std::move(options)), env_(std::move(env)) {
-  clock_ = options_.clock != nullptr ? options_.clock : &system_clock_;
+  clock_ = options_.clock != nullptr ? options_.clock : &Clock::real();
+}
+
+int64_t MetaStore::nowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             clock_->wallNow().time_since_epoch())
+      .count();
+}
+
+int64_t MetaStore::steadyMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_->now().time_since_epoch())
+      .count();
 }
 
 MetaStore::~MetaStore() = default;
@@ -147,7 +158,7 @@ Status MetaStore::initCluster() {
   params_.default_replication = static_cast<uint8_t>(dr);
   SLUICE_ASSIGN_OR_RETURN(std::vector<NodeRecord> nodes, loadNodes(txn));
   SLUICE_RETURN_IF_ERROR(txn.commit());
-  int64_t now = clock_->steadyMs();
+  int64_t now = steadyMs();
   std::lock_guard<std::mutex> lock(liveness_mu_);
   for (const NodeRecord& n : nodes) last_seen_[n.id] = now;
   return Status::ok();
@@ -217,14 +228,14 @@ Result<RegisterResult> MetaStore::registerNode(const Hash128& cluster_id, uint64
   rec.capacity_bytes = usage.capacity_bytes;
   rec.used_bytes = usage.used_bytes;
   rec.chunk_count = usage.chunk_count;
-  rec.last_heartbeat_ms = clock_->nowMs();
+  rec.last_heartbeat_ms = nowMs();
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kNodes, nodeKey(node_id), encodeNode(rec)));
   SLUICE_RETURN_IF_ERROR(replaceMap(txn, state_changed));
   SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64(txn, kKeyEpoch));
   SLUICE_RETURN_IF_ERROR(txn.commit());
   {
     std::lock_guard<std::mutex> lock(liveness_mu_);
-    last_seen_[node_id] = clock_->steadyMs();
+    last_seen_[node_id] = steadyMs();
   }
   return RegisterResult{params_.cluster_id, node_id, epoch};
 }
@@ -247,14 +258,14 @@ Result<HeartbeatResult> MetaStore::heartbeat(const Hash128& cluster_id, uint64_t
   rec.used_bytes = usage.used_bytes;
   rec.chunk_count = usage.chunk_count;
   rec.error_count = usage.error_count;
-  rec.last_heartbeat_ms = clock_->nowMs();
+  rec.last_heartbeat_ms = nowMs();
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kNodes, nodeKey(node_id), encodeNode(rec)));
   if (came_back || capacity_changed) SLUICE_RETURN_IF_ERROR(replaceMap(txn, came_back));
   SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64(txn, kKeyEpoch));
   SLUICE_RETURN_IF_ERROR(txn.commit());
   {
     std::lock_guard<std::mutex> lock(liveness_mu_);
-    last_seen_[node_id] = clock_->steadyMs();
+    last_seen_[node_id] = steadyMs();
   }
   return HeartbeatResult{epoch, rec.state};
 }
@@ -320,7 +331,7 @@ Result<NodeRecord> MetaStore::setNodeState(uint64_t node_id, NodeState state) {
 
 Result<std::vector<uint64_t>> MetaStore::markStaleNodesDown() {
   std::vector<uint64_t> stale;
-  int64_t now = clock_->steadyMs();
+  int64_t now = steadyMs();
   {
     SLUICE_ASSIGN_OR_RETURN(Txn rtxn, Txn::beginRead(*env_));
     SLUICE_ASSIGN_OR_RETURN(std::vector<NodeRecord> nodes, loadNodes(rtxn));
@@ -344,7 +355,7 @@ Result<std::vector<uint64_t>> MetaStore::markStaleNodesDown() {
     {
       // A heartbeat may have landed since the scan.
       std::lock_guard<std::mutex> lock(liveness_mu_);
-      if (clock_->steadyMs() - last_seen_[id] <= options_.heartbeat_timeout_ms) continue;
+      if (steadyMs() - last_seen_[id] <= options_.heartbeat_timeout_ms) continue;
     }
     rec.state = NodeState::kDown;
     SLUICE_RETURN_IF_ERROR(txn.put(Db::kNodes, nodeKey(id), encodeNode(rec)));

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "common/core/result.h"
-#include "metadata/clock.h"
+#include "common/core/clock.h"
 #include "metadata/lmdb_env.h"
 #include "metadata/types.h"
 
@@ -43,7 +43,7 @@ struct MetaStoreOptions {
   uint8_t default_replication = 3;
   int64_t heartbeat_timeout_ms = 10'000;
   int64_t draft_grace_ms = 24 * 3600 * 1000;  // gc default: drafts idle longer are garbage
-  const Clock* clock = nullptr;               // null: the system clock; must outlive the store
+  Clock* clock = nullptr;  // null: Clock::real(); must outlive the store
 };
 
 struct ClusterParams {
@@ -162,8 +162,11 @@ class MetaStore {
 
   MetaStoreOptions options_;
   std::unique_ptr<LmdbEnv> env_;
-  const Clock* clock_;
-  SystemClock system_clock_;
+  // Wall-clock ms (timestamps users see) and monotonic ms (liveness).
+  int64_t nowMs() const;
+  int64_t steadyMs() const;
+
+  Clock* clock_;
   ClusterParams params_;
 
   // Monotonic time of each node's last registration/heartbeat. In memory

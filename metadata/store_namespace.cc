@@ -234,7 +234,7 @@ Result<Page<GarbageChunk>> MetaStore::listGarbage(int64_t grace_ms, std::string_
     after = *h;
   }
   limit = clampLimit(limit);
-  const int64_t horizon = clock_->nowMs() - grace_ms;
+  const int64_t horizon = nowMs() - grace_ms;
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
   std::set<Hash128> found;
   // Chunks with no users at all.

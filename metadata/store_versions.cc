@@ -278,7 +278,7 @@ Result<DatasetInfo> MetaStore::createDataset(std::string_view name, const Datase
   rec.replication = repl;
   rec.chunk_size = chunk_size;
   rec.compression = o.compression;
-  rec.created_ms = clock_->nowMs();
+  rec.created_ms = nowMs();
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kDatasets, name, encodeDataset(rec)));
   DatasetHandle ds{std::string(name), rec};
   SLUICE_ASSIGN_OR_RETURN(DatasetInfo info, toDatasetInfo(txn, ds));
@@ -333,7 +333,7 @@ Result<uint32_t> MetaStore::deleteDataset(std::string_view name, bool force) {
       SLUICE_ASSIGN_OR_RETURN(ok, c.next());
     }
   }
-  int64_t now = clock_->nowMs();
+  int64_t now = nowMs();
   for (uint32_t v : versions) SLUICE_RETURN_IF_ERROR(releaseVersionData(txn, ds.rec.id, v, now));
   for (Db db : {Db::kVersions, Db::kTags, Db::kRecords, Db::kDirents}) {
     SLUICE_ASSIGN_OR_RETURN(uint64_t n, txn.delPrefix(db, prefix));
@@ -357,7 +357,7 @@ Result<VersionInfo> MetaStore::beginVersion(std::string_view dataset, std::strin
   }
   VersionHandle v;
   v.number = ds.rec.next_version++;
-  v.rec.created_ms = v.rec.modified_ms = clock_->nowMs();
+  v.rec.created_ms = v.rec.modified_ms = nowMs();
   v.rec.message = std::string(message);
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kDatasets, ds.name, encodeDataset(ds.rec)));
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kVersions, versionKey(ds.rec.id, v.number), encodeVersion(v.rec)));
@@ -392,7 +392,7 @@ Result<AddFilesResult> MetaStore::addFiles(std::string_view dataset, uint32_t ve
                    [&](uint32_t a, uint32_t b) { return files[a].path < files[b].path; });
   for (uint32_t i : order) SLUICE_RETURN_IF_ERROR(adder.add(files[i]));
   SLUICE_RETURN_IF_ERROR(adder.finish());
-  v.rec.modified_ms = clock_->nowMs();
+  v.rec.modified_ms = nowMs();
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kVersions, versionKey(ds.rec.id, version), encodeVersion(v.rec)));
   SLUICE_RETURN_IF_ERROR(txn.commit());
   return AddFilesResult{v.rec.file_count, v.rec.logical_bytes, v.rec.stored_bytes};
@@ -418,7 +418,7 @@ Result<VersionInfo> MetaStore::commitVersion(std::string_view dataset, uint32_t 
   // The whole commit is this one record flip (plus the latest tag): the
   // namespace was written by addFiles and is invisible until the flip.
   v.rec.state = VersionState::kCommitted;
-  v.rec.committed_ms = v.rec.modified_ms = clock_->nowMs();
+  v.rec.committed_ms = v.rec.modified_ms = nowMs();
   if (!message.empty()) v.rec.message = std::string(message);
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kVersions, versionKey(ds.rec.id, version), encodeVersion(v.rec)));
   if (!keep_latest) {
@@ -443,9 +443,9 @@ Status MetaStore::abortVersion(std::string_view dataset, uint32_t version) {
     return failedPrecondition("dataset '" + ds.name + "' v" + std::to_string(version) +
                               " is committed; delete it instead");
   }
-  SLUICE_RETURN_IF_ERROR(releaseVersionData(txn, ds.rec.id, version, clock_->nowMs()));
+  SLUICE_RETURN_IF_ERROR(releaseVersionData(txn, ds.rec.id, version, nowMs()));
   v.rec.state = VersionState::kAborted;
-  v.rec.modified_ms = clock_->nowMs();
+  v.rec.modified_ms = nowMs();
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kVersions, versionKey(ds.rec.id, version), encodeVersion(v.rec)));
   return txn.commit();
 }
@@ -494,7 +494,7 @@ Result<uint32_t> MetaStore::deleteVersion(std::string_view dataset, uint32_t ver
                               " is tagged '" + tags.front() + "'; move the tag or force");
   }
   for (const std::string& t : tags) SLUICE_RETURN_IF_ERROR(txn.del(Db::kTags, tagKey(ds.rec.id, t)));
-  SLUICE_RETURN_IF_ERROR(releaseVersionData(txn, ds.rec.id, version, clock_->nowMs()));
+  SLUICE_RETURN_IF_ERROR(releaseVersionData(txn, ds.rec.id, version, nowMs()));
   SLUICE_RETURN_IF_ERROR(txn.del(Db::kVersions, versionKey(ds.rec.id, version)));
   SLUICE_RETURN_IF_ERROR(txn.commit());
   return static_cast<uint32_t>(tags.size());

@@ -19,6 +19,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -42,6 +45,7 @@ struct Args {
   uint32_t files = 1'000'000;
   uint32_t batch = 10'000;
   double seconds = 5;
+  uint32_t depth = 16;
   std::string dir;
   std::set<std::string> workloads;
 };
@@ -108,29 +112,59 @@ class Bench {
     if (want("add") || want("stat") || want("lookup") || want("readdir")) {
       if (int rc = rpcAdd(); rc != 0) return rc;
     }
-    if (want("ping")) {
-      ping_[0] = rate("ping", 1, [&](MetaClient& c, std::mt19937_64&) { return pingOnce(c); });
-      ping_[1] = rate("ping", 4, [&](MetaClient& c, std::mt19937_64&) { return pingOnce(c); });
+    // Each read workload: a request body and a verifier of the reply.
+    Workload ping{net::kOpPing, [](std::mt19937_64&) { return std::vector<uint8_t>(8, 0); },
+                  [](const std::vector<uint8_t>& r) { return r.size() == 8; }};
+    Workload stat{metaOpcode(w::MetaMethod::Stat),
+                  [&](std::mt19937_64& rng) {
+                    flatbuffers::FlatBufferBuilder fbb;
+                    fbb.Finish(w::CreateStatRequestDirect(fbb, "bench", "latest",
+                                                          pathOf(rng() % args_.files).c_str()));
+                    return wire::finishBody(fbb);
+                  },
+                  [](const std::vector<uint8_t>& r) {
+                    auto m = wire::decodeBody<w::StatResponse>(r, "stat");
+                    return m.isOk() && (*m)->entry() != nullptr && (*m)->entry()->size() == 110'000;
+                  }};
+    Workload lookup{metaOpcode(w::MetaMethod::Lookup),
+                    [&](std::mt19937_64& rng) {
+                      flatbuffers::FlatBufferBuilder fbb;
+                      auto path = fbb.CreateString(pathOf(rng() % args_.files));
+                      auto paths = fbb.CreateVector(&path, 1);
+                      fbb.Finish(w::CreateLookupRequest(fbb, fbb.CreateString("bench"),
+                                                        fbb.CreateString("latest"), paths, true));
+                      return wire::finishBody(fbb);
+                    },
+                    [](const std::vector<uint8_t>& r) {
+                      auto m = wire::decodeBody<w::LookupResponse>(r, "lookup");
+                      return m.isOk() && (*m)->results()->size() == 1 &&
+                             (*m)->results()->Get(0)->extents()->size() == 1;
+                    }};
+    Workload readdir{metaOpcode(w::MetaMethod::ReadDir),
+                     [&](std::mt19937_64& rng) {
+                       char dir[16];
+                       std::snprintf(dir, sizeof(dir), "d%04u", uint32_t(rng() % 1000));
+                       flatbuffers::FlatBufferBuilder fbb;
+                       fbb.Finish(w::CreateReadDirRequestDirect(fbb, "bench", "latest", dir, "", 1000));
+                       return wire::finishBody(fbb);
+                     },
+                     [](const std::vector<uint8_t>& r) {
+                       auto m = wire::decodeBody<w::ReadDirResponse>(r, "readdir");
+                       return m.isOk() && (*m)->entries()->size() > 0;
+                     }};
+    if (want("stat")) {
+      for (int threads : {1, 4}) storeStat(threads);
     }
-    if (want("stat")) readRates("stat", [&](MetaClient& c, std::mt19937_64& rng) {
-        flatbuffers::FlatBufferBuilder fbb;
-        fbb.Finish(w::CreateStatRequestDirect(fbb, "bench", "latest", pathOf(rng() % args_.files).c_str()));
-        return c.call<w::StatResponse>(w::MetaMethod::Stat, fbb).status();
-      });
-    if (want("lookup")) readRates("lookup", [&](MetaClient& c, std::mt19937_64& rng) {
-        flatbuffers::FlatBufferBuilder fbb;
-        auto path = fbb.CreateString(pathOf(rng() % args_.files));
-        auto paths = fbb.CreateVector(&path, 1);
-        fbb.Finish(w::CreateLookupRequest(fbb, fbb.CreateString("bench"), fbb.CreateString("latest"), paths, true));
-        return c.call<w::LookupResponse>(w::MetaMethod::Lookup, fbb).status();
-      });
-    if (want("readdir")) readRates("readdir", [&](MetaClient& c, std::mt19937_64& rng) {
-        char dir[16];
-        std::snprintf(dir, sizeof(dir), "d%04u", uint32_t(rng() % 1000));
-        flatbuffers::FlatBufferBuilder fbb;
-        fbb.Finish(w::CreateReadDirRequestDirect(fbb, "bench", "latest", dir, "", 1000));
-        return c.call<w::ReadDirResponse>(w::MetaMethod::ReadDir, fbb).status();
-      }, /*entries_per_call=*/std::max<uint32_t>(args_.files / 1000, 1));
+    for (uint32_t depth : {1u, args_.depth}) {
+      for (int clients : {1, 4}) {
+        int slot = (clients == 1 ? 0 : 1) + (depth == 1 ? 0 : 2);
+        if (want("ping")) ping_[slot] = rate("ping", ping, clients, depth, slot);
+        if (want("stat")) rate("stat", stat, clients, depth, slot);
+        if (want("lookup")) rate("lookup", lookup, clients, depth, slot);
+        if (want("readdir")) rate("readdir", readdir, clients, depth, slot, args_.files / 1000);
+      }
+      if (args_.depth == 1) break;
+    }
     server_->shutdown();
     return 0;
   }
@@ -232,78 +266,112 @@ class Bench {
     return 0;
   }
 
-  static Status pingOnce(MetaClient& c) {
-    (void)c;
-    return Status::ok();
-  }
-
-  template <typename Fn>
-  double rate(const char* name, int clients, Fn fn, uint32_t per_call = 1) {
-    std::atomic<uint64_t> calls{0};
-    std::atomic<uint64_t> errors{0};
+  // MetaStore::stat without RPC: the server-side ceiling for stat.
+  void storeStat(int threads) {
+    std::atomic<uint64_t> calls{0}, errors{0};
     std::atomic<bool> stop{false};
-    std::vector<std::thread> threads;
-    std::string first_error;
-    std::mutex mu;
-    for (int t = 0; t < clients; ++t) {
-      threads.emplace_back([&, t] {
-        net::EndpointOptions co;
-        auto ep = net::Endpoint::create(co);
-        if (!ep.isOk() || !(*ep)->start().isOk()) {
-          ++errors;
-          return;
-        }
-        auto client = MetaClient::connect(ep->get(), server_->address());
-        if (!client.isOk()) {
-          ++errors;
-          return;
-        }
-        std::mt19937_64 rng(t * 7919 + 1);
-        bool is_ping = std::strcmp(name, "ping") == 0;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        std::mt19937_64 rng(t + 17);
         while (!stop) {
-          Status s;
-          if (is_ping) {
-            uint8_t b[8] = {};
-            s = (*ep)->call((*client)->peer(), net::kOpPing, b).status();
-          } else {
-            s = fn(**client, rng);
-          }
-          if (!s.isOk()) {
-            if (errors++ == 0) {
-              std::lock_guard<std::mutex> l(mu);
-              first_error = s.toString();
-            }
-          }
+          auto e = store_->stat("bench", "latest", pathOf(rng() % args_.files));
+          if (!e.isOk()) ++errors;
           ++calls;
         }
       });
     }
     auto t0 = Clock::now();
     std::this_thread::sleep_for(std::chrono::duration<double>(args_.seconds));
+    double r = calls.load() / since(t0);
+    stop = true;
+    for (auto& th : pool) th.join();
+    std::printf("store_stat %d thread%s (MetaStore, no RPC): %8.0f stats/s%s\n", threads,
+                threads == 1 ? " " : "s", r, errors ? "  [errors]" : "");
+  }
+
+  struct Workload {
+    uint16_t opcode;
+    std::function<std::vector<uint8_t>(std::mt19937_64&)> make;
+    std::function<bool(const std::vector<uint8_t>&)> verify;
+  };
+
+  // Calls/s of `wl` from `clients` client endpoints, each keeping `depth`
+  // calls in flight, for args_.seconds.
+  double rate(const char* name, const Workload& wl, int clients, uint32_t depth, int slot,
+              uint32_t per_call = 1) {
+    std::atomic<uint64_t> calls{0}, errors{0};
+    std::atomic<bool> stop{false};
+    std::mutex err_mu;
+    std::string first_error;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < clients; ++t) {
+      threads.emplace_back([&, t] {
+        net::EndpointOptions co;
+        co.max_inflight_per_peer = std::max<size_t>(64, depth);
+        auto ep = net::Endpoint::create(co);
+        if (!ep.isOk() || !(*ep)->start().isOk()) {
+          ++errors;
+          return;
+        }
+        auto peer = (*ep)->connect(server_->address());
+        if (!peer.isOk()) {
+          ++errors;
+          return;
+        }
+        std::mt19937_64 rng(t * 7919 + 1);
+        std::mutex mu;
+        std::condition_variable cv;
+        uint32_t inflight = 0;
+        while (!stop) {
+          std::vector<uint8_t> body = wl.make(rng);
+          {
+            std::unique_lock<std::mutex> l(mu);
+            cv.wait(l, [&] { return inflight < depth; });
+            ++inflight;
+          }
+          (*ep)->callAsync(*peer, wl.opcode, body, net::Duration(10000),
+                           [&](Result<std::vector<uint8_t>> r) {
+                             if (!r.isOk() || !wl.verify(*r)) {
+                               if (errors++ == 0) {
+                                 std::lock_guard<std::mutex> l(err_mu);
+                                 first_error = r.isOk() ? "reply failed verification"
+                                                        : r.status().toString();
+                               }
+                             }
+                             ++calls;
+                             std::lock_guard<std::mutex> l(mu);
+                             --inflight;
+                             cv.notify_one();
+                           });
+        }
+        std::unique_lock<std::mutex> l(mu);
+        cv.wait(l, [&] { return inflight == 0; });
+      });
+    }
+    auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(args_.seconds));
+    uint64_t done = calls.load();
+    double r = done / since(t0);
     stop = true;
     for (auto& th : threads) th.join();
-    double r = calls.load() / since(t0);
-    std::printf("%s: %d client%s: %.0f calls/s", name, clients, clients == 1 ? "" : "s", r);
+    std::printf("%-7s %d client%s x %2u in flight: %8.0f calls/s", name, clients,
+                clients == 1 ? " " : "s", depth, r);
     if (per_call > 1) std::printf(" (%.0f entries/s)", r * per_call);
-    if (std::strcmp(name, "ping") != 0 && ping_[clients == 1 ? 0 : 1] > 0) {
-      std::printf(" = %.0f%% of the ping rate", 100 * r / ping_[clients == 1 ? 0 : 1]);
+    if (std::strcmp(name, "ping") != 0 && ping_[slot] > 0) {
+      std::printf("  = %3.0f%% of ping", 100 * r / ping_[slot]);
     }
     if (errors) std::printf("  [%lu errors, first: %s]", (unsigned long)errors.load(), first_error.c_str());
     std::printf("\n");
+    std::fflush(stdout);
     return r;
-  }
-
-  template <typename Fn>
-  void readRates(const char* name, Fn fn, uint32_t per_call = 1) {
-    rate(name, 1, fn, per_call);
-    rate(name, 4, fn, per_call);
   }
 
   Args args_;
   std::unique_ptr<MetaStore> store_;
   std::unique_ptr<net::Endpoint> server_;
   double store_add_rate_ = 0;
-  double ping_[2] = {0, 0};
+  double ping_[4] = {0, 0, 0, 0};
 };
 
 }  // namespace
@@ -317,9 +385,10 @@ int main(int argc, char** argv) {
     if (a == "--files") args.files = static_cast<uint32_t>(std::stoul(value()));
     else if (a == "--batch") args.batch = static_cast<uint32_t>(std::stoul(value()));
     else if (a == "--seconds") args.seconds = std::stod(value());
+    else if (a == "--depth") args.depth = static_cast<uint32_t>(std::stoul(value()));
     else if (a == "--dir") args.dir = value();
     else if (a == "-h" || a == "--help") {
-      std::printf("bench_metadata [--files N] [--batch B] [--seconds S] [--dir D] "
+      std::printf("bench_metadata [--files N] [--batch B] [--seconds S] [--depth D] [--dir D] "
                   "[store_add add ping stat lookup readdir]\n");
       return 0;
     } else args.workloads.insert(a);

@@ -133,12 +133,12 @@ TEST_F(MetaStoreTest, HeartbeatTimeoutMarksDownAndHeartbeatBringsBackUp) {
   auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
   auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
   ASSERT_TRUE(a.isOk() && b.isOk());
-  clock_.advanceMs(3000);
+  clock_.advance(std::chrono::milliseconds(3000));
   ASSERT_TRUE(store_->heartbeat(cid, b->node_id, {100, 5, 1, 0}).isOk());
   auto none = store_->markStaleNodesDown();
   ASSERT_TRUE(none.isOk());
   EXPECT_TRUE(none->empty());
-  clock_.advanceMs(3000);  // a silent for 6 s > 5 s timeout; b for 3 s
+  clock_.advance(std::chrono::milliseconds(3000));  // a silent for 6 s > 5 s timeout; b for 3 s
   auto epoch_before = store_->mapEpoch();
   auto down = store_->markStaleNodesDown();
   ASSERT_TRUE(down.isOk());
@@ -489,7 +489,7 @@ TEST_F(MetaStoreTest, RecordIndexDedupAndExactGc) {
   add("imgs", v3, {makeFile("c", 3, 1, 1000, c3)});
   g = store_->listGarbage(60'000, "", 100);
   EXPECT_EQ(g->items.size(), 2u);
-  clock_.advanceMs(120'000);
+  clock_.advance(std::chrono::milliseconds(120'000));
   g = store_->listGarbage(60'000, "", 100);
   EXPECT_EQ(g->items.size(), 3u);
   // Referencing a garbage chunk again revives it.
