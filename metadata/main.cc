@@ -38,8 +38,7 @@ struct Flags {
   int64_t default_replication = 0;
   std::chrono::microseconds heartbeat_timeout{};
   std::chrono::microseconds draft_grace{};
-  sluice::HostPort metrics;
-  bool metrics_enabled = true;
+  std::string metrics_listen;
   std::string address_file;
   sluice::LogOptions log;
 };
@@ -61,8 +60,8 @@ int run(int argc, char** argv) {
                    "silence after which a node is marked down")
       .addDuration("draft_grace", &f.draft_grace, std::chrono::hours(24),
                    "gc keeps chunks of drafts modified within this period")
-      .addHostPort("metrics.listen", &f.metrics, {"127.0.0.1", 9400}, "/metrics address (port 0: any)")
-      .addBool("metrics.enabled", &f.metrics_enabled, true, "serve /metrics")
+      .addString("metrics.listen", &f.metrics_listen, "",
+                 "host:port of the Prometheus /metrics endpoint (empty: off)")
       .addString("address_file", &f.address_file, "", "write the endpoint address here once serving");
   sluice::addLogOptions(schema, &f.log);
   if (sluice::Status s = schema.parse(argc, argv); !s.isOk()) {
@@ -122,10 +121,16 @@ int run(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<sluice::MetricsServer> metrics;
-  if (f.metrics_enabled) {
+  if (!f.metrics_listen.empty()) {
+    auto hp = sluice::parseHostPort(f.metrics_listen);
+    if (!hp.isOk()) {
+      spdlog::critical("metrics.listen: {}", hp.status().toString());
+      sluice::flushLogs();
+      return 2;
+    }
     metrics = std::make_unique<sluice::MetricsServer>();
-    if (sluice::Status s = metrics->start(f.metrics); !s.isOk()) {
-      spdlog::critical("metrics on {}: {}", f.metrics.toString(), s.toString());
+    if (sluice::Status s = metrics->start(*hp); !s.isOk()) {
+      spdlog::critical("metrics on {}: {}", f.metrics_listen, s.toString());
       sluice::flushLogs();
       return 1;
     }

@@ -37,7 +37,7 @@ class MetaDaemon {
     std::vector<std::string> args = {binary(),
                                      "--data_dir=" + data_dir_,
                                      "--listen=127.0.0.1:0",
-                                     "--metrics.enabled=false",
+                                     "--metrics.listen=127.0.0.1:0",
                                      "--log.stderr=false",
                                      "--log.file=" + data_dir_ + ".log",
                                      "--map_size=8G",
