@@ -268,6 +268,7 @@ bool ChunkStore::eraseLocked(const ChunkId& id) {
 }
 
 void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::string& why) {
+  std::lock_guard id_lock(idLock(id));
   {
     std::lock_guard lock(mu_);
     eraseLocked(id);
@@ -366,6 +367,9 @@ Result<PutOutcome> ChunkStore::put(IoContext& ctx, const ChunkId& id, uint32_t s
                                              std::to_string(options_.max_chunk_bytes));
   }
   const uint64_t capacity = options_.capacity_bytes ? options_.capacity_bytes : fs_size_;
+  // Held for the whole put: a concurrent put of the same id waits and then
+  // finds it present; a concurrent remove runs entirely before or after.
+  std::lock_guard id_lock(idLock(id));
   {
     std::lock_guard lock(mu_);
     if (chunks_.count(id) != 0) return PutOutcome{true};
@@ -527,6 +531,7 @@ Status ChunkStore::verify(IoContext& ctx, const ChunkId& id) {
 }
 
 Result<bool> ChunkStore::remove(const ChunkId& id) {
+  std::lock_guard id_lock(idLock(id));
   uint32_t stripe = 0;
   {
     std::lock_guard lock(mu_);

@@ -18,6 +18,7 @@
 // IoContext is used by one thread at a time.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -210,6 +211,12 @@ class ChunkStore {
   uint64_t used_ = 0;                          // GUARDED_BY(mu_)
   uint64_t reserved_ = 0;                      // GUARDED_BY(mu_): puts in flight
   std::deque<CorruptReport> corrupt_log_;      // GUARDED_BY(mu_)
+
+  // Serialises put, remove and quarantine of one id (hashed into buckets), so
+  // a delete racing a re-put of the same bytes cannot unlink the new file
+  // while the inventory says it is present. Reads take no lock.
+  std::mutex& idLock(const ChunkId& id) { return id_locks_[id.hi % id_locks_.size()]; }
+  std::array<std::mutex, 256> id_locks_;
 
   std::atomic<uint64_t> temp_seq_{0};
   std::atomic<uint64_t> quarantine_seq_{0};

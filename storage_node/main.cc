@@ -205,6 +205,18 @@ int run(int argc, char** argv) {
     if (!id.isOk()) return fail("registering with sluice-meta at " + o.meta, id.status());
     identity = *id;
     (*service)->setIdentity(identity, false);
+    // Knowing S lets the node refuse a put into the wrong stripe.
+    auto stripes = reporter->fetchStripeCount();
+    if (!stripes.isOk()) {
+      spdlog::warn("cluster map: {}; stripe numbers are checked against max_stripes only",
+                   stripes.status().toString());
+    } else if (*stripes > static_cast<uint32_t>(o.max_stripes)) {
+      return fail("cluster map", failedPrecondition("the cluster has " + std::to_string(*stripes) +
+                                                    " stripes but max_stripes is " +
+                                                    std::to_string(o.max_stripes) + "; raise it"));
+    } else if (*stripes > 0) {
+      (*service)->setStripeCount(*stripes);
+    }
     if (Status s = reporter->start(); !s.isOk()) return fail("starting heartbeats", s);
   }
   if (Status s = scrubber.start(); !s.isOk()) return fail("starting the scrubber", s);

@@ -80,6 +80,16 @@ Result<NodeIdentity> MetaReporter::registerNode() {
   }
 }
 
+Result<uint32_t> MetaReporter::fetchStripeCount() {
+  if (!connected_) return failedPrecondition("MetaReporter: fetchStripeCount() before registerNode()");
+  wm::GetClusterMapRequestT req;
+  auto resp = wire::typedCall<wm::GetClusterMapRequest, wm::GetClusterMapResponse>(
+      endpoint_, peer_, metaOpcode(wm::MetaMethod::GetClusterMap), req,
+      "GetClusterMap from sluice-meta at " + options_.meta_address, options_.call_timeout);
+  if (!resp.isOk()) return resp.status();
+  return (*resp)->stripe_count;
+}
+
 Status MetaReporter::heartbeatOnce() {
   StoreStats st = store_.stats();
   wm::HeartbeatRequestT req;

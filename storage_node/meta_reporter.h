@@ -41,6 +41,8 @@ class MetaReporter {
   // Registers (retrying while meta is unreachable, up to register_timeout)
   // and stores the identity meta assigned. Returns it.
   Result<NodeIdentity> registerNode();
+  // The cluster's stripe count from meta's cluster map (GetClusterMap).
+  Result<uint32_t> fetchStripeCount();
   // Heartbeats on a background thread at meta's requested interval;
   // re-registers if meta no longer knows the node.
   Status start();
