@@ -24,6 +24,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/net/address.h"
 #include "common/net/frame.h"
@@ -244,6 +245,19 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   std::unordered_map<std::string, PeerId> peers_by_name_;    // GUARDED_BY(mu_)
   std::unordered_map<uint64_t, PendingCall> pending_;        // GUARDED_BY(mu_)
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;  // GUARDED_BY(mu_)
+
+  // Send and RMA contexts handed to the provider and not yet completed; freed
+  // by the destructor after the endpoint is closed if no completion came.
+  std::mutex live_mu_;
+  std::unordered_set<OpContext*> live_ops_;  // GUARDED_BY(live_mu_)
+  void track(OpContext* op) {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_ops_.insert(op);
+  }
+  void untrack(OpContext* op) {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_ops_.erase(op);
+  }
 
   std::mutex retry_mu_;
   std::deque<std::unique_ptr<SendOp>> retry_;  // GUARDED_BY(retry_mu_)
@@ -466,6 +480,14 @@ Status FabricCore::open() {
 FabricCore::~FabricCore() {
   // Threads are stopped by shutdown(), which the owning FabricEndpoint runs.
   if (ep_ != nullptr) fi_close(&ep_->fid);
+  for (OpContext* op : live_ops_) {
+    if (op->kind == OpKind::kSend) {
+      delete static_cast<SendOp*>(op);
+    } else if (op->kind == OpKind::kRma) {
+      delete static_cast<RmaOp*>(op);
+    }
+  }
+  live_ops_.clear();
   for (auto& buf : recv_buffers_) {
     if (buf->mr != nullptr) fi_close(&buf->mr->fid);
   }
@@ -675,12 +697,15 @@ Result<std::unique_ptr<SendOp>> FabricCore::makeSendOp(size_t size) {
 }
 
 Status FabricCore::postSend(std::unique_ptr<SendOp> op) {
-  ssize_t rc = fi_send(ep_, op->frame.data(), op->frame.size(), op->desc, op->dest,
-                       static_cast<OpContext*>(op.get()));
-  if (rc == 0) {
-    op.release();  // owned by the provider until its completion
-    return Status::ok();
-  }
+  // The provider owns the op from the moment it is posted: its completion
+  // may be handled on the progress thread before fi_send even returns.
+  SendOp* raw = op.release();
+  track(raw);
+  ssize_t rc = fi_send(ep_, raw->frame.data(), raw->frame.size(), raw->desc, raw->dest,
+                       static_cast<OpContext*>(raw));
+  if (rc == 0) return Status::ok();
+  untrack(raw);
+  op.reset(raw);  // not posted: still ours
   if (rc == -FI_EAGAIN) {
     op->retry_deadline = Clock::now() + options_.default_timeout;
     {
@@ -716,13 +741,13 @@ void FabricCore::retrySends() {
   std::deque<std::unique_ptr<SendOp>> still;
   auto now = Clock::now();
   for (auto& owned : ops) {
-    SendOp* op = owned.get();
+    SendOp* op = owned.release();  // the provider's once posted (see postSend)
+    track(op);
     ssize_t rc = fi_send(ep_, op->frame.data(), op->frame.size(), op->desc, op->dest,
                          static_cast<OpContext*>(op));
-    if (rc == 0) {
-      owned.release();
-      continue;
-    }
+    if (rc == 0) continue;
+    untrack(op);
+    owned.reset(op);
     if (rc == -FI_EAGAIN && now < op->retry_deadline) {
       still.push_back(std::move(owned));
       continue;
@@ -985,24 +1010,28 @@ Status FabricCore::rma(bool read, PeerId peer, const MemoryRegion& local, size_t
     uint8_t* buf = local.data() + local_offset + off;
     uint64_t addr = remote.addr + remote_offset + off;
     Status failed;
+    RmaOp* raw = op.get();
+    track(raw);
     for (;;) {
+      op.release();  // the provider's once posted: it may complete at once
       ssize_t rc = read ? fi_read(ep_, buf, n, desc, dest, addr, remote.key,
-                                  static_cast<OpContext*>(op.get()))
+                                  static_cast<OpContext*>(raw))
                         : fi_write(ep_, buf, n, desc, dest, addr, remote.key,
-                                   static_cast<OpContext*>(op.get()));
-      if (rc == 0) {
-        op.release();
-        break;
-      }
+                                   static_cast<OpContext*>(raw));
+      if (rc == 0) break;
+      op.reset(raw);  // not posted: still ours
       if (rc != -FI_EAGAIN) {
+        untrack(op.get());
         failed = fabricError(what, rc);
         break;
       }
       if (stopped_) {
+        untrack(op.get());
         failed = Status(StatusCode::kShutdown, what + ": endpoint shut down");
         break;
       }
       if (Clock::now() >= deadline) {
+        untrack(op.get());
         failed = timeoutError(what + ": provider queue stayed full");
         break;
       }
@@ -1126,9 +1155,11 @@ void FabricCore::handleCompletion(const fi_cq_msg_entry& entry) {
       break;
     }
     case OpKind::kSend:
+      untrack(ctx);
       delete static_cast<SendOp*>(ctx);
       break;
     case OpKind::kRma: {
+      untrack(ctx);
       std::unique_ptr<RmaOp> op(static_cast<RmaOp*>(ctx));
       std::lock_guard<std::mutex> lock(op->wait->mu);
       if (op->wait->remaining > 0) --op->wait->remaining;
@@ -1166,6 +1197,7 @@ void FabricCore::handleCqError() {
       break;
     }
     case OpKind::kSend: {
+      untrack(ctx);
       std::unique_ptr<SendOp> op(static_cast<SendOp*>(ctx));
       std::string peer = peerName(op->peer);
       if (op->request_id != 0) {
@@ -1177,6 +1209,7 @@ void FabricCore::handleCqError() {
       break;
     }
     case OpKind::kRma: {
+      untrack(ctx);
       std::unique_ptr<RmaOp> op(static_cast<RmaOp*>(ctx));
       std::lock_guard<std::mutex> lock(op->wait->mu);
       if (op->wait->error.isOk()) {
