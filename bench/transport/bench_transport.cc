@@ -231,10 +231,13 @@ double windowed(size_t window, double seconds, Issue issue, uint64_t& errors) {
 
 double rpcRate(Pair& p, size_t window, double seconds, uint64_t& errors) {
   std::vector<uint8_t> body(64, 1);
-  return windowed(window, seconds, [&](size_t, auto done) {
-    p.client->callAsync(p.peer, kOpPing, body, Duration(10000),
-                        [done](Result<std::vector<uint8_t>> r) { done(r.status()); });
-  }, errors);
+  return windowed(
+      window, seconds,
+      [&](size_t, auto done) {
+        p.client->callAsync(p.peer, kOpPing, body, Duration(10000),
+                            [done](Result<std::vector<uint8_t>> r) { done(r.status()); });
+      },
+      errors);
 }
 
 struct Results {
@@ -268,8 +271,10 @@ void rpcInflight(const Flags& f) {
   uint64_t errors = 0;
   rpcRate(*p, 1, 0.2, errors);
   double rate = rpcRate(*p, static_cast<size_t>(f.window), f.seconds, errors);
-  std::printf("rpc_inflight  64 B, %2d in flight            %10.0f calls/s                    errors %llu\n",
-              f.window, rate, static_cast<unsigned long long>(errors));
+  std::printf(
+      "rpc_inflight  64 B, %2d in flight            %10.0f calls/s                    errors "
+      "%llu\n",
+      f.window, rate, static_cast<unsigned long long>(errors));
 }
 
 void rmaBench(const Flags& f, bool read, Results& res) {
@@ -293,8 +298,9 @@ void rmaBench(const Flags& f, bool read, Results& res) {
       windowed(window, 0.1, issue, errors);  // warm up
       double rate = windowed(window, f.seconds, issue, errors);
       double mbps = rate * static_cast<double>(size) / 1e6;
-      std::printf("%s     %6zu KiB x %zu in flight        %10.1f MB/s  %8.0f ops/s    errors %llu\n",
-                  name, size >> 10, window, mbps, rate, static_cast<unsigned long long>(errors));
+      std::printf(
+          "%s     %6zu KiB x %zu in flight        %10.1f MB/s  %8.0f ops/s    errors %llu\n", name,
+          size >> 10, window, mbps, rate, static_cast<unsigned long long>(errors));
       if (errors == 0 && mbps > res.best_rma_mbps) {
         res.best_rma_mbps = mbps;
         char what[96];
@@ -320,7 +326,8 @@ void idleCpu(const Flags& f) {
              static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
     };
     std::printf("idle_cpu      2 endpoints idle, %-10s %10.1f %% of one core\n",
-                busy ? "busy-poll" : "cq_sread", 100.0 * (cpu(after) - cpu(before)) / elapsed(start));
+                busy ? "busy-poll" : "cq_sread",
+                100.0 * (cpu(after) - cpu(before)) / elapsed(start));
   }
 }
 
@@ -331,11 +338,12 @@ void fiPingpong(const Flags& f, Results& res) {
     std::string s = std::to_string(size);
     std::string iters = size >= (size_t{4} << 20) ? "20" : "100";
     std::string p = std::to_string(port++);
-    pid_t server = spawn({"fi_pingpong", "-p", f.provider, "-e", "rdm", "-B", p, "-I", iters, "-S", s});
+    pid_t server =
+        spawn({"fi_pingpong", "-p", f.provider, "-e", "rdm", "-B", p, "-I", iters, "-S", s});
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    std::string out = run({"fi_pingpong", "-p", f.provider, "-e", "rdm", "-P", p, "-I", iters, "-S",
-                           s, "127.0.0.1"},
-                          120);
+    std::string out = run(
+        {"fi_pingpong", "-p", f.provider, "-e", "rdm", "-P", p, "-I", iters, "-S", s, "127.0.0.1"},
+        120);
     reap(server);
     std::istringstream in(out);
     std::string line;
@@ -344,10 +352,12 @@ void fiPingpong(const Flags& f, Results& res) {
       std::istringstream ls(line);
       std::string bytes, sent, ack, total, time;
       double rate;
-      if (ls >> bytes >> sent >> ack >> total >> time >> rate && std::isdigit(bytes[0])) mbps = rate;
+      if (ls >> bytes >> sent >> ack >> total >> time >> rate && std::isdigit(bytes[0]))
+        mbps = rate;
     }
     if (mbps < 0) {
-      std::printf("fi_pingpong   %6zu KiB: no result (%s)\n", size >> 10, out.substr(0, 200).c_str());
+      std::printf("fi_pingpong   %6zu KiB: no result (%s)\n", size >> 10,
+                  out.substr(0, 200).c_str());
       continue;
     }
     std::printf("fi_pingpong   %6zu KiB ping-pong              %10.1f MB/s\n", size >> 10, mbps);
@@ -426,14 +436,22 @@ int main(int argc, char** argv) {
               f.seconds);
   Results res;
   for (auto& w : f.workloads) {
-    if (w == "rpc_latency") rpcLatency(f, res);
-    else if (w == "rpc_inflight") rpcInflight(f);
-    else if (w == "rma_read") rmaBench(f, true, res);
-    else if (w == "rma_write") rmaBench(f, false, res);
-    else if (w == "idle_cpu") idleCpu(f);
-    else if (w == "fi_pingpong") fiPingpong(f, res);
-    else if (w == "iperf3") iperf3(f, res);
-    else std::fprintf(stderr, "unknown workload %s\n", w.c_str());
+    if (w == "rpc_latency")
+      rpcLatency(f, res);
+    else if (w == "rpc_inflight")
+      rpcInflight(f);
+    else if (w == "rma_read")
+      rmaBench(f, true, res);
+    else if (w == "rma_write")
+      rmaBench(f, false, res);
+    else if (w == "idle_cpu")
+      idleCpu(f);
+    else if (w == "fi_pingpong")
+      fiPingpong(f, res);
+    else if (w == "iperf3")
+      iperf3(f, res);
+    else
+      std::fprintf(stderr, "unknown workload %s\n", w.c_str());
   }
   std::printf("\nsummary\n");
   if (res.best_rma_mbps > 0) {

@@ -55,11 +55,11 @@ struct EndpointOptions {
   // given) port, and name to each peer the local address that routes to it
   // (127.0.0.1 for a loopback peer). address() then shows the wildcard.
   std::string listen = "";
-  size_t max_body = 4u << 20;            // largest frame body accepted or sent
-  size_t worker_threads = 4;             // handler pool size
-  size_t max_inflight_per_peer = 64;     // calls beyond this wait for a slot (within their timeout)
-  Duration default_timeout{10000};        // blocking call() and each handler RMA
-  size_t receive_buffers = 16;           // pre-posted receives of maxFrameSize(max_body) each
+  size_t max_body = 4u << 20;         // largest frame body accepted or sent
+  size_t worker_threads = 4;          // handler pool size
+  size_t max_inflight_per_peer = 64;  // calls beyond this wait for a slot (within their timeout)
+  Duration default_timeout{10000};    // blocking call() and each handler RMA
+  size_t receive_buffers = 16;        // pre-posted receives of maxFrameSize(max_body) each
   // Progress thread spins on the completion queue instead of sleeping in
   // fi_cq_sread: lower latency, but one core stays busy even when idle.
   bool busy_poll = false;
@@ -75,7 +75,7 @@ struct RemoteBuffer {
 };
 
 enum class Access : uint8_t {
-  kLocalOnly = 0,  // source/target of this process's own rmaRead/rmaWrite
+  kLocalOnly = 0,    // source/target of this process's own rmaRead/rmaWrite
   kRemoteRead = 1,   // peers may rmaRead from it (e.g. a put's payload)
   kRemoteWrite = 2,  // peers may rmaWrite into it (e.g. a get's target)
   kRemoteReadWrite = 3,

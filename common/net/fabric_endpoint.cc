@@ -97,7 +97,7 @@ struct SendOp : OpContext {
   void* desc = nullptr;
   fi_addr_t dest = FI_ADDR_UNSPEC;
   PeerId peer = 0;
-  uint64_t request_id = 0;  // non-zero: the request of a pending call
+  uint64_t request_id = 0;                               // non-zero: the request of a pending call
   std::chrono::steady_clock::time_point retry_deadline;  // set on the first FI_EAGAIN
 };
 
@@ -116,8 +116,8 @@ struct RmaOp : OpContext {
 
 struct Peer {
   fi_addr_t fi_addr = FI_ADDR_UNSPEC;
-  std::string raw;   // fabric address bytes
-  std::string name;  // "host:port" for messages
+  std::string raw;         // fabric address bytes
+  std::string name;        // "host:port" for messages
   std::string advertised;  // our address as put in requests to this peer; immutable
   size_t inflight = 0;
   std::deque<uint64_t> waiting;  // request ids queued for an in-flight slot
@@ -139,7 +139,12 @@ class FabricMemoryRegion final : public MemoryRegion {
  public:
   FabricMemoryRegion(std::shared_ptr<FabricCore> core, uint8_t* data, size_t size, fid_mr* mr,
                      uint64_t key, uint64_t base, AlignedBytes owned)
-      : core_(std::move(core)), data_(data), size_(size), mr_(mr), key_(key), base_(base),
+      : core_(std::move(core)),
+        data_(data),
+        size_(size),
+        mr_(mr),
+        key_(key),
+        base_(base),
         owned_(std::move(owned)) {}
   ~FabricMemoryRegion() override {
     if (mr_ != nullptr) fi_close(&mr_->fid);
@@ -239,11 +244,11 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   std::unordered_map<uint16_t, Handler> handlers_;  // written before start() only
 
   std::mutex mu_;
-  bool stopping_ = false;                                    // GUARDED_BY(mu_)
-  std::vector<std::unique_ptr<Peer>> peers_;                 // GUARDED_BY(mu_); PeerId = index + 1
-  std::unordered_map<std::string, PeerId> peers_by_raw_;     // GUARDED_BY(mu_)
-  std::unordered_map<std::string, PeerId> peers_by_name_;    // GUARDED_BY(mu_)
-  std::unordered_map<uint64_t, PendingCall> pending_;        // GUARDED_BY(mu_)
+  bool stopping_ = false;                                  // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<Peer>> peers_;               // GUARDED_BY(mu_); PeerId = index + 1
+  std::unordered_map<std::string, PeerId> peers_by_raw_;   // GUARDED_BY(mu_)
+  std::unordered_map<std::string, PeerId> peers_by_name_;  // GUARDED_BY(mu_)
+  std::unordered_map<uint64_t, PendingCall> pending_;      // GUARDED_BY(mu_)
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;  // GUARDED_BY(mu_)
 
   // Send and RMA contexts handed to the provider and not yet completed; freed
@@ -276,14 +281,18 @@ class FabricIncomingCall final : public IncomingCall {
  public:
   FabricIncomingCall(std::shared_ptr<FabricCore> core, uint16_t opcode, uint64_t id, PeerId peer,
                      fi_addr_t addr, std::vector<uint8_t> body)
-      : core_(std::move(core)), opcode_(opcode), id_(id), peer_(peer), addr_(addr),
+      : core_(std::move(core)),
+        opcode_(opcode),
+        id_(id),
+        peer_(peer),
+        addr_(addr),
         body_(std::move(body)) {}
   ~FabricIncomingCall() override {
     if (!replied_.exchange(true)) {
-      core_->sendReply(addr_, peer_, id_, opcode_,
-                       internalError("handler for opcode " + hexOpcode(opcode_) +
-                                     " returned without replying"),
-                       {});
+      core_->sendReply(
+          addr_, peer_, id_, opcode_,
+          internalError("handler for opcode " + hexOpcode(opcode_) + " returned without replying"),
+          {});
     }
   }
   uint16_t opcode() const override { return opcode_; }
@@ -344,8 +353,9 @@ class FabricEndpoint final : public Endpoint {
   Result<std::unique_ptr<MemoryRegion>> allocateMemory(size_t size, Access access) override {
     if (size == 0) return invalidArgument("allocateMemory: size must be positive");
     AlignedBytes bytes = allocatePageAligned(size);
-    if (!bytes) return Status(StatusCode::kResourceExhausted,
-                              "allocateMemory: cannot allocate " + std::to_string(size) + " bytes");
+    if (!bytes)
+      return Status(StatusCode::kResourceExhausted,
+                    "allocateMemory: cannot allocate " + std::to_string(size) + " bytes");
     uint8_t* p = bytes.get();
     return core_->registerMemory(p, size, access, std::move(bytes));
   }
@@ -404,12 +414,14 @@ Status FabricCore::open() {
                            std::to_string(max_msg));
   }
 
-  if ((rc = fi_fabric(info_->fabric_attr, &fabric_, nullptr)) != 0) return fabricError("fi_fabric", rc);
+  if ((rc = fi_fabric(info_->fabric_attr, &fabric_, nullptr)) != 0)
+    return fabricError("fi_fabric", rc);
   if ((rc = fi_domain(fabric_, info_, &domain_, nullptr)) != 0) return fabricError("fi_domain", rc);
 
   fi_av_attr av_attr{};
   av_attr.type = FI_AV_UNSPEC;
-  if ((rc = fi_av_open(domain_, &av_attr, &av_, nullptr)) != 0) return fabricError("fi_av_open", rc);
+  if ((rc = fi_av_open(domain_, &av_attr, &av_, nullptr)) != 0)
+    return fabricError("fi_av_open", rc);
 
   fi_cq_attr cq_attr{};
   cq_attr.format = FI_CQ_FORMAT_MSG;
@@ -418,7 +430,8 @@ Status FabricCore::open() {
   if (fi_cq_open(domain_, &cq_attr, &cq_, nullptr) != 0) {
     cq_attr.wait_obj = FI_WAIT_NONE;
     cq_can_wait_ = false;
-    if ((rc = fi_cq_open(domain_, &cq_attr, &cq_, nullptr)) != 0) return fabricError("fi_cq_open", rc);
+    if ((rc = fi_cq_open(domain_, &cq_attr, &cq_, nullptr)) != 0)
+      return fabricError("fi_cq_open", rc);
   }
 
   if ((rc = fi_endpoint(domain_, info_, &ep_, nullptr)) != 0) return fabricError("fi_endpoint", rc);
@@ -442,7 +455,8 @@ Status FabricCore::open() {
     if (ss.ss_family == AF_INET && len >= sizeof(sockaddr_in)) {
       self_wildcard_ = reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr == INADDR_ANY;
     } else if (ss.ss_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
-      self_wildcard_ = IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr);
+      self_wildcard_ =
+          IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr);
     }
   }
   address_ = formatSockaddr(std::span<const uint8_t>(name.data(), len));
@@ -458,7 +472,8 @@ Status FabricCore::open() {
     auto buf = std::make_unique<RecvBuffer>();
     buf->size = maxFrameSize(options_.max_body);
     buf->data = allocatePageAligned(buf->size);
-    if (!buf->data) return Status(StatusCode::kResourceExhausted, "cannot allocate receive buffers");
+    if (!buf->data)
+      return Status(StatusCode::kResourceExhausted, "cannot allocate receive buffers");
     if (mr_mode_ & FI_MR_LOCAL) {
       rc = fi_mr_reg(domain_, buf->data.get(), buf->size, FI_RECV, 0, next_key_++, 0, &buf->mr,
                      nullptr);
@@ -586,8 +601,8 @@ Result<PeerId> FabricCore::peerForAddressLocked(const std::string& raw) {
   auto peer = std::make_unique<Peer>();
   peer->raw = raw;
   peer->advertised = advertisedAddressFor(raw);
-  peer->name = formatSockaddr(std::span<const uint8_t>(
-      reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
+  peer->name = formatSockaddr(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
   if (peer->name.empty()) {
     char text[256] = {};
     size_t text_len = sizeof(text);
@@ -631,7 +646,8 @@ std::string FabricCore::advertisedAddressFor(const std::string& peer_raw) const 
   ::close(fd);
   if (!ok) return self_raw_;
   if (local.ss_family == AF_INET) {
-    reinterpret_cast<sockaddr_in*>(&local)->sin_port = reinterpret_cast<sockaddr_in*>(&self)->sin_port;
+    reinterpret_cast<sockaddr_in*>(&local)->sin_port =
+        reinterpret_cast<sockaddr_in*>(&self)->sin_port;
   } else {
     reinterpret_cast<sockaddr_in6*>(&local)->sin6_port =
         reinterpret_cast<sockaddr_in6*>(&self)->sin6_port;
@@ -757,8 +773,8 @@ void FabricCore::retrySends() {
                                 std::to_string(options_.default_timeout.count()) + " ms"
                           : fiErrorText(rc);
     if (op->request_id != 0) {
-      finishCall(op->request_id, unavailable("sending request to peer " + peerName(op->peer) +
-                                             ": " + why));
+      finishCall(op->request_id,
+                 unavailable("sending request to peer " + peerName(op->peer) + ": " + why));
     } else {
       spdlog::warn("net {}: dropping reply to {}: {}", address_, peerName(op->peer), why);
     }
@@ -773,10 +789,9 @@ void FabricCore::retrySends() {
 void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body,
                            Duration timeout, ReplyCallback done) {
   if (body.size() > options_.max_body) {
-    done(Status(StatusCode::kTooLarge, "request body of " + std::to_string(body.size()) +
-                                           " bytes for opcode " + hexOpcode(opcode) +
-                                           " exceeds max_body " +
-                                           std::to_string(options_.max_body)));
+    done(Status(StatusCode::kTooLarge,
+                "request body of " + std::to_string(body.size()) + " bytes for opcode " +
+                    hexOpcode(opcode) + " exceeds max_body " + std::to_string(options_.max_body)));
     return;
   }
   const std::string* advertised = nullptr;  // Peer objects live as long as the core
@@ -895,10 +910,10 @@ void FabricCore::sweepDeadlines() {
                                           std::to_string(options_.max_inflight_per_peer) +
                                           " in-flight slots"
                                     : "no reply (peer dead, hung or overloaded)";
-      expired.emplace_back(std::move(call.done),
-                           timeoutError("call " + hexOpcode(call.opcode) + " to peer " + peer_name +
-                                        " timed out after " + std::to_string(call.timeout.count()) +
-                                        " ms: " + why));
+      expired.emplace_back(
+          std::move(call.done),
+          timeoutError("call " + hexOpcode(call.opcode) + " to peer " + peer_name +
+                       " timed out after " + std::to_string(call.timeout.count()) + " ms: " + why));
       if (!call.queued) releaseSlotLocked(call.peer, admitted);
       pending_.erase(it);
     }
@@ -913,16 +928,15 @@ void FabricCore::sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uin
   Status st = status;
   std::string message;
   if (st.isOk() && body.size() > options_.max_body) {
-    st = Status(StatusCode::kTooLarge, "reply body of " + std::to_string(body.size()) +
-                                           " bytes for opcode " + hexOpcode(opcode) +
-                                           " exceeds max_body " +
-                                           std::to_string(options_.max_body));
+    st = Status(StatusCode::kTooLarge,
+                "reply body of " + std::to_string(body.size()) + " bytes for opcode " +
+                    hexOpcode(opcode) + " exceeds max_body " + std::to_string(options_.max_body));
   }
   if (!st.isOk()) {
     message = st.message();
     if (message.size() > options_.max_body) message.resize(options_.max_body);
-    body = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.data()),
-                                    message.size());
+    body =
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.data()), message.size());
   }
   auto op_or = makeSendOp(frameSize(0, body.size()));
   if (!op_or.isOk()) {
@@ -1014,10 +1028,9 @@ Status FabricCore::rma(bool read, PeerId peer, const MemoryRegion& local, size_t
     track(raw);
     for (;;) {
       op.release();  // the provider's once posted: it may complete at once
-      ssize_t rc = read ? fi_read(ep_, buf, n, desc, dest, addr, remote.key,
-                                  static_cast<OpContext*>(raw))
-                        : fi_write(ep_, buf, n, desc, dest, addr, remote.key,
-                                   static_cast<OpContext*>(raw));
+      ssize_t rc =
+          read ? fi_read(ep_, buf, n, desc, dest, addr, remote.key, static_cast<OpContext*>(raw))
+               : fi_write(ep_, buf, n, desc, dest, addr, remote.key, static_cast<OpContext*>(raw));
       if (rc == 0) break;
       op.reset(raw);  // not posted: still ours
       if (rc != -FI_EAGAIN) {
@@ -1066,7 +1079,8 @@ Result<std::unique_ptr<MemoryRegion>> FabricCore::registerMemory(void* data, siz
   }
   uint64_t flags = FI_SEND | FI_RECV | FI_READ | FI_WRITE;
   if (access == Access::kRemoteRead || access == Access::kRemoteReadWrite) flags |= FI_REMOTE_READ;
-  if (access == Access::kRemoteWrite || access == Access::kRemoteReadWrite) flags |= FI_REMOTE_WRITE;
+  if (access == Access::kRemoteWrite || access == Access::kRemoteReadWrite)
+    flags |= FI_REMOTE_WRITE;
   uint64_t requested_key = next_key_++;
   fid_mr* mr = nullptr;
   int rc = fi_mr_reg(domain_, data, size, flags, 0, requested_key, 0, &mr, nullptr);
@@ -1151,7 +1165,8 @@ void FabricCore::handleCompletion(const fi_cq_msg_entry& entry) {
       size_t len = std::min(entry.len, buf->size);
       handleFrame(std::span<const uint8_t>(buf->data.get(), len), false);
       Status s = postReceive(buf);
-      if (!s.isOk()) spdlog::error("net {}: reposting a receive buffer: {}", address_, s.toString());
+      if (!s.isOk())
+        spdlog::error("net {}: reposting a receive buffer: {}", address_, s.toString());
       break;
     }
     case OpKind::kSend:
@@ -1175,7 +1190,8 @@ void FabricCore::handleCqError() {
   if (rc < 0) return;
   char text[256] = {};
   const char* prov_text = fi_cq_strerror(cq_, err.prov_errno, err.err_data, text, sizeof(text));
-  std::string why = fiErrorText(err.err) + (prov_text && *prov_text ? std::string(" (") + prov_text + ")" : "");
+  std::string why =
+      fiErrorText(err.err) + (prov_text && *prov_text ? std::string(" (") + prov_text + ")" : "");
   auto* ctx = static_cast<OpContext*>(err.op_context);
   if (ctx == nullptr) {
     spdlog::warn("net {}: completion error without context: {}", address_, why);
@@ -1192,7 +1208,8 @@ void FabricCore::handleCqError() {
       }
       if (!progress_stop_ && err.err != FI_ECANCELED) {
         Status s = postReceive(buf);
-        if (!s.isOk()) spdlog::error("net {}: reposting a receive buffer: {}", address_, s.toString());
+        if (!s.isOk())
+          spdlog::error("net {}: reposting a receive buffer: {}", address_, s.toString());
       }
       break;
     }
@@ -1227,12 +1244,12 @@ void FabricCore::handleFrame(std::span<const uint8_t> bytes, bool truncated) {
   if (truncated) {
     // The frame did not fit the receive buffer: its body is over max_body.
     auto header = parseFrameHeader(bytes);
-    parsed = header.isOk() ? Status(StatusCode::kTooLarge,
-                                    "frame body of " + std::to_string(header->header.body_length) +
-                                        " bytes exceeds max_body " +
-                                        std::to_string(options_.max_body) + " of endpoint " +
-                                        address_)
-                           : header.status();
+    parsed = header.isOk()
+                 ? Status(StatusCode::kTooLarge,
+                          "frame body of " + std::to_string(header->header.body_length) +
+                              " bytes exceeds max_body " + std::to_string(options_.max_body) +
+                              " of endpoint " + address_)
+                 : header.status();
   }
   if (parsed.isOk()) {
     if (parsed->isRequest()) {
@@ -1251,8 +1268,8 @@ void FabricCore::rejectFrame(std::span<const uint8_t> bytes, const Status& why) 
   // frame is only logged and dropped.
   auto header = parseFrameHeader(bytes);
   if (header.isOk() && !header->isRequest()) {
-    spdlog::warn("net {}: rejected reply to request {}: {}", address_,
-                 header->header.request_id, why.toString());
+    spdlog::warn("net {}: rejected reply to request {}: {}", address_, header->header.request_id,
+                 why.toString());
     finishCall(header->header.request_id, why.withContext("reply rejected"));
     return;
   }
@@ -1317,8 +1334,7 @@ void FabricCore::handleRequest(const FrameView& frame) {
 void FabricCore::handleReply(const FrameView& frame) {
   Status status = replyStatus(frame);
   if (status.isOk()) {
-    finishCall(frame.header.request_id,
-               std::vector<uint8_t>(frame.body.begin(), frame.body.end()));
+    finishCall(frame.header.request_id, std::vector<uint8_t>(frame.body.begin(), frame.body.end()));
   } else {
     finishCall(frame.header.request_id, status);
   }

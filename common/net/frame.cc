@@ -4,8 +4,8 @@
 
 namespace sluice::net {
 
-void writeFrame(FrameHeader header, std::span<const uint8_t> address,
-                std::span<const uint8_t> body, uint8_t* out) {
+void writeFrame(FrameHeader header, std::span<const uint8_t> address, std::span<const uint8_t> body,
+                uint8_t* out) {
   header.address_length = static_cast<uint16_t>(address.size());
   header.body_length = body.size();
   std::memcpy(out, &header, sizeof(header));
@@ -62,8 +62,7 @@ Result<FrameView> parseFrame(std::span<const uint8_t> bytes, size_t max_body) {
   const FrameHeader& h = view.header;
   if (h.body_length > max_body) {
     return Status(StatusCode::kTooLarge, "frame body of " + std::to_string(h.body_length) +
-                                             " bytes exceeds max_body " +
-                                             std::to_string(max_body));
+                                             " bytes exceeds max_body " + std::to_string(max_body));
   }
   size_t body_offset = frameBodyOffset(h.address_length);
   if (h.body_length != bytes.size() - body_offset) {

@@ -55,7 +55,9 @@ struct FrameHeader {
 static_assert(sizeof(FrameHeader) == 32, "FrameHeader must stay 32 bytes");
 static_assert(sizeof(FrameHeader) % 8 == 0, "bodies must stay 8-byte aligned");
 
-constexpr size_t paddedAddressLength(size_t address_length) { return (address_length + 7) & ~size_t{7}; }
+constexpr size_t paddedAddressLength(size_t address_length) {
+  return (address_length + 7) & ~size_t{7};
+}
 // Offset of the body inside a frame whose header says `address_length`.
 constexpr size_t frameBodyOffset(size_t address_length) {
   return sizeof(FrameHeader) + paddedAddressLength(address_length);
@@ -79,8 +81,8 @@ struct FrameView {
 // padded address and the body into `out`, which must hold
 // frameSize(address.size(), body.size()) bytes. REQUIRES address.size() <=
 // kMaxAddressLength.
-void writeFrame(FrameHeader header, std::span<const uint8_t> address,
-                std::span<const uint8_t> body, uint8_t* out);
+void writeFrame(FrameHeader header, std::span<const uint8_t> address, std::span<const uint8_t> body,
+                uint8_t* out);
 
 // Validates header and sender address only: enough to answer a frame whose
 // body was cut off (e.g. truncated by a receive buffer). `bytes` may be a

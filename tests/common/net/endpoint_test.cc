@@ -22,13 +22,13 @@
 namespace sluice::net {
 namespace {
 
-constexpr uint16_t kOpEcho = makeOpcode(ServiceId::kTransport, 0x20);    // reply = opcode tag + body
-constexpr uint16_t kOpPull = makeOpcode(ServiceId::kTransport, 0x21);    // rmaRead caller buffer
-constexpr uint16_t kOpPush = makeOpcode(ServiceId::kTransport, 0x22);    // rmaWrite caller buffer
-constexpr uint16_t kOpBlock = makeOpcode(ServiceId::kTransport, 0x23);   // waits for a gate
-constexpr uint16_t kOpCount = makeOpcode(ServiceId::kTransport, 0x24);   // counts concurrency
-constexpr uint16_t kOpSlow = makeOpcode(ServiceId::kTransport, 0x10);    // net_test_server: 60 s
-constexpr uint16_t kOpMissing = makeOpcode(ServiceId::kStorage, 0x7f);   // no handler
+constexpr uint16_t kOpEcho = makeOpcode(ServiceId::kTransport, 0x20);   // reply = opcode tag + body
+constexpr uint16_t kOpPull = makeOpcode(ServiceId::kTransport, 0x21);   // rmaRead caller buffer
+constexpr uint16_t kOpPush = makeOpcode(ServiceId::kTransport, 0x22);   // rmaWrite caller buffer
+constexpr uint16_t kOpBlock = makeOpcode(ServiceId::kTransport, 0x23);  // waits for a gate
+constexpr uint16_t kOpCount = makeOpcode(ServiceId::kTransport, 0x24);  // counts concurrency
+constexpr uint16_t kOpSlow = makeOpcode(ServiceId::kTransport, 0x10);   // net_test_server: 60 s
+constexpr uint16_t kOpMissing = makeOpcode(ServiceId::kStorage, 0x7f);  // no handler
 
 struct RmaRequest {
   RemoteBuffer buffer;
@@ -367,8 +367,8 @@ TEST_F(EndpointTest, GarbageAndTruncatedFramesAreRejectedWhileOthersAreServed) {
   writeFrame(h, fake_addr, body, frame.data());
 
   std::vector<std::vector<uint8_t>> bad;
-  bad.push_back({});                                               // empty message
-  bad.push_back({1, 2, 3});                                        // shorter than a header
+  bad.push_back({});                                                       // empty message
+  bad.push_back({1, 2, 3});                                                // shorter than a header
   bad.push_back(std::vector<uint8_t>(frame.begin(), frame.begin() + 20));  // cut in the header
   bad.push_back(std::vector<uint8_t>(frame.begin(), frame.begin() + 40));  // cut in the address
   bad.push_back(std::vector<uint8_t>(frame.begin(), frame.end() - 1));     // cut in the body
@@ -385,7 +385,8 @@ TEST_F(EndpointTest, GarbageAndTruncatedFramesAreRejectedWhileOthersAreServed) {
     auto m = frame;
     // Only the header is corrupted: a corrupted address could name a real
     // host, and tests never send traffic beyond 127.0.0.1.
-    for (int k = 0; k < 3; ++k) m[rng() % sizeof(FrameHeader)] ^= static_cast<uint8_t>(1 + rng() % 255);
+    for (int k = 0; k < 3; ++k)
+      m[rng() % sizeof(FrameHeader)] ^= static_cast<uint8_t>(1 + rng() % 255);
     bad.push_back(m);
   }
   for (auto& b : bad) ASSERT_TRUE(sendRawForTest(*evil, *epeer, b).isOk());
