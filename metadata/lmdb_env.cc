@@ -59,7 +59,8 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const LmdbOptions& options) {
   if (rc != 0) return lmdbStatus(rc, "configuring LMDB environment");
   // MDB_NOTLS: read transactions may be opened on handler pool threads and
   // are not pinned to thread-local reader slots. Durable commits (no NOSYNC).
-  rc = mdb_env_open(env->env_, options.dir.c_str(), MDB_NOTLS | MDB_WRITEMAP, 0640);
+  unsigned flags = MDB_NOTLS | (options.write_map ? MDB_WRITEMAP : 0u);
+  rc = mdb_env_open(env->env_, options.dir.c_str(), flags, 0640);
   if (rc != 0) return lmdbStatus(rc, "opening LMDB environment in " + options.dir);
   // Clear reader slots left by a process that died holding a read txn.
   int dead = 0;

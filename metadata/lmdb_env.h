@@ -57,6 +57,12 @@ struct LmdbOptions {
   std::string dir;
   uint64_t map_size = 64ull << 30;  // sparse; the file grows with use
   unsigned max_readers = 512;
+  // MDB_WRITEMAP: dirty pages are written in place through the map instead
+  // of copied with pwrite (~15-20% faster batch adds). Still durable (msync
+  // at commit) and crash-safe, but the data file is extended sparsely to
+  // map_size, and a full disk then kills the process with SIGBUS instead
+  // of failing the transaction with kNoSpace. Off by default.
+  bool write_map = false;
 };
 
 class Txn;

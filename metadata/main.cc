@@ -30,6 +30,7 @@ namespace {
 struct Flags {
   std::string data_dir;
   uint64_t map_size = 0;
+  bool write_map = false;
   sluice::HostPort listen;
   std::string provider;
   int64_t worker_threads = 0;
@@ -49,6 +50,8 @@ int run(int argc, char** argv) {
   schema.setDefaultConfigFile("/etc/sluice/meta.toml");
   schema.addString("data_dir", &f.data_dir, "/var/lib/sluice-meta", "LMDB directory")
       .addSize("map_size", &f.map_size, 64ull << 30, "LMDB map size (sparse; the most metadata kept)")
+      .addBool("write_map", &f.write_map, false,
+               "LMDB MDB_WRITEMAP: faster adds, but a full disk crashes the daemon (SIGBUS)")
       .addHostPort("listen", &f.listen, {"127.0.0.1", 7400}, "endpoint address (port 0: any free)")
       .addString("provider", &f.provider, "tcp;ofi_rxm", "libfabric provider")
       .addInt("worker_threads", &f.worker_threads, 4, "RPC handler threads", 1, 256)
@@ -88,6 +91,7 @@ int run(int argc, char** argv) {
   sluice::meta::MetaStoreOptions o;
   o.lmdb.dir = f.data_dir;
   o.lmdb.map_size = f.map_size;
+  o.lmdb.write_map = f.write_map;
   o.stripe_count = static_cast<uint32_t>(f.stripe_count);
   o.max_replicas = static_cast<uint32_t>(f.max_replicas);
   o.default_replication = static_cast<uint8_t>(f.default_replication);

@@ -1,6 +1,7 @@
 // bench_metadata: the metadata server's throughput, with named workloads.
 //
-//   bench_metadata [--files N] [--batch B] [--seconds S] [--dir D] [workloads...]
+//   bench_metadata [--files N] [--batch B] [--seconds S] [--depth D]
+//                  [--no-write-map] [--dir D] [workloads...]
 //
 // Workloads (default: all, in this order):
 //   store_add  N files into a draft straight into MetaStore (no RPC): the
@@ -46,6 +47,7 @@ struct Args {
   uint32_t batch = 10'000;
   double seconds = 5;
   uint32_t depth = 16;
+  bool write_map = true;
   std::string dir;
   std::set<std::string> workloads;
 };
@@ -93,6 +95,7 @@ class Bench {
     MetaStoreOptions o;
     o.lmdb.dir = args_.dir + "/db";
     o.lmdb.map_size = 64ull << 30;
+    o.lmdb.write_map = args_.write_map;
     auto store = MetaStore::open(o);
     if (!store.isOk()) return fail("open", store.status());
     store_ = std::move(store).value();
@@ -105,8 +108,9 @@ class Bench {
     MetaService service(store_.get());
     service.registerHandlers(*server_);
     if (Status s = server_->start(); !s.isOk()) return fail("server start", s);
-    std::printf("server on %s (%s), %u files, batches of %u\n", server_->address().c_str(),
-                server_->provider().c_str(), args_.files, args_.batch);
+    std::printf("server on %s (%s), %u files, batches of %u, LMDB write_map %s\n",
+                server_->address().c_str(), server_->provider().c_str(), args_.files, args_.batch,
+                args_.write_map ? "on" : "off");
 
     if (want("store_add")) storeAdd();
     if (want("add") || want("stat") || want("lookup") || want("readdir")) {
@@ -385,10 +389,11 @@ int main(int argc, char** argv) {
     if (a == "--files") args.files = static_cast<uint32_t>(std::stoul(value()));
     else if (a == "--batch") args.batch = static_cast<uint32_t>(std::stoul(value()));
     else if (a == "--seconds") args.seconds = std::stod(value());
+    else if (a == "--no-write-map") args.write_map = false;
     else if (a == "--depth") args.depth = static_cast<uint32_t>(std::stoul(value()));
     else if (a == "--dir") args.dir = value();
     else if (a == "-h" || a == "--help") {
-      std::printf("bench_metadata [--files N] [--batch B] [--seconds S] [--depth D] [--dir D] "
+      std::printf("bench_metadata [--files N] [--batch B] [--seconds S] [--depth D] [--no-write-map] [--dir D] "
                   "[store_add add ping stat lookup readdir]\n");
       return 0;
     } else args.workloads.insert(a);
