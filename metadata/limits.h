@@ -24,6 +24,8 @@ inline constexpr uint32_t kMaxChunkSize = 1u << 30;
 inline constexpr uint32_t kDefaultChunkSize = 4u << 20;
 inline constexpr uint32_t kMaxReplicas = 16;
 inline constexpr uint32_t kMaxStripes = 1u << 16;
+// stripe_count * max_replicas: the map's ids must fit one GetClusterMap reply.
+inline constexpr uint64_t kMaxStripeSlots = 1u << 18;
 inline constexpr uint32_t kMaxFileMode = 07777;
 
 }  // namespace sluice::meta

@@ -82,32 +82,72 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const LmdbOptions& options) {
 }
 
 LmdbEnv::~LmdbEnv() {
+  for (MDB_txn* txn : read_pool_) mdb_txn_abort(txn);
   if (env_ != nullptr) mdb_env_close(env_);
 }
 
-Result<Txn> Txn::beginRead(const LmdbEnv& env) {
+namespace {
+constexpr size_t kMaxPooledReaders = 64;
+}  // namespace
+
+Result<MDB_txn*> LmdbEnv::acquireRead() const {
   MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(env.env(), nullptr, MDB_RDONLY, &txn);
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!read_pool_.empty()) {
+      txn = read_pool_.back();
+      read_pool_.pop_back();
+    }
+  }
+  if (txn != nullptr) {
+    int rc = mdb_txn_renew(txn);
+    if (rc == 0) return txn;
+    mdb_txn_abort(txn);
+    txn = nullptr;
+  }
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc != 0) return lmdbStatus(rc, "beginning read transaction");
-  return Txn(&env, txn);
+  return txn;
+}
+
+void LmdbEnv::releaseRead(MDB_txn* txn) const {
+  mdb_txn_reset(txn);
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (read_pool_.size() < kMaxPooledReaders) {
+      read_pool_.push_back(txn);
+      return;
+    }
+  }
+  mdb_txn_abort(txn);
+}
+
+Result<Txn> Txn::beginRead(const LmdbEnv& env) {
+  SLUICE_ASSIGN_OR_RETURN(MDB_txn * txn, env.acquireRead());
+  return Txn(&env, txn, true);
 }
 
 Result<Txn> Txn::beginWrite(const LmdbEnv& env) {
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env.env(), nullptr, 0, &txn);
   if (rc != 0) return lmdbStatus(rc, "beginning write transaction");
-  return Txn(&env, txn);
+  return Txn(&env, txn, false);
 }
 
-Txn::Txn(Txn&& other) noexcept : env_(other.env_), txn_(other.txn_) { other.txn_ = nullptr; }
+Txn::Txn(Txn&& other) noexcept : env_(other.env_), txn_(other.txn_), read_only_(other.read_only_) {
+  other.txn_ = nullptr;
+}
 
 Txn::~Txn() { abort(); }
 
 void Txn::abort() {
-  if (txn_ != nullptr) {
+  if (txn_ == nullptr) return;
+  if (read_only_) {
+    env_->releaseRead(txn_);
+  } else {
     mdb_txn_abort(txn_);
-    txn_ = nullptr;
   }
+  txn_ = nullptr;
 }
 
 Status Txn::commit() {

@@ -19,7 +19,9 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -75,6 +77,12 @@ class LmdbEnv {
   LmdbEnv& operator=(const LmdbEnv&) = delete;
 
   MDB_env* env() const { return env_; }
+
+  // Read transactions are pooled: a finished reader is reset (releasing its
+  // snapshot) and renewed by the next beginRead on any thread, which skips
+  // taking a reader slot under LMDB's mutex each time.
+  Result<MDB_txn*> acquireRead() const;
+  void releaseRead(MDB_txn* txn) const;
   MDB_dbi dbi(Db db) const { return dbis_[static_cast<int>(db)]; }
   const std::string& dir() const { return dir_; }
 
@@ -83,6 +91,8 @@ class LmdbEnv {
   MDB_env* env_ = nullptr;
   MDB_dbi dbis_[static_cast<int>(Db::kCount)] = {};
   std::string dir_;
+  mutable std::mutex pool_mu_;
+  mutable std::vector<MDB_txn*> read_pool_;  // GUARDED_BY(pool_mu_); reset txns
 };
 
 // A read or write transaction. get/put/del translate codes to Status;
@@ -119,9 +129,11 @@ class Txn {
   const LmdbEnv& env() const { return *env_; }
 
  private:
-  Txn(const LmdbEnv* env, MDB_txn* txn) : env_(env), txn_(txn) {}
+  Txn(const LmdbEnv* env, MDB_txn* txn, bool read_only)
+      : env_(env), txn_(txn), read_only_(read_only) {}
   const LmdbEnv* env_;
   MDB_txn* txn_;
+  bool read_only_;
 };
 
 // A cursor over one database of a transaction, for prefix and range scans.

@@ -107,6 +107,10 @@ Result<std::unique_ptr<MetaStore>> MetaStore::open(const MetaStoreOptions& optio
   if (options.max_replicas == 0 || options.max_replicas > kMaxReplicas) {
     return invalidArgument("max_replicas: must be 1.." + std::to_string(kMaxReplicas));
   }
+  if (uint64_t{options.stripe_count} * options.max_replicas > kMaxStripeSlots) {
+    return invalidArgument("stripe_count x max_replicas: at most " +
+                           std::to_string(kMaxStripeSlots) + " slots");
+  }
   if (options.default_replication == 0 || options.default_replication > options.max_replicas) {
     return invalidArgument("default_replication: must be 1..max_replicas (" +
                            std::to_string(options.max_replicas) + ")");
