@@ -170,9 +170,15 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
   serve<w::ListDatasetsRequest>(ep, MetaMethod::ListDatasets, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(Page<DatasetInfo> p, st->listDatasets(sv(r.cursor()), r.limit()));
     std::vector<fb::Offset<w::DatasetInfo>> items;
-    for (const auto& d : p.items) items.push_back(encodeDataset(fbb, d));
-    fbb.Finish(w::CreateListDatasetsResponse(fbb, fbb.CreateVector(items),
-                                             fbb.CreateString(p.next_cursor)));
+    std::string next = p.next_cursor;
+    for (const auto& d : p.items) {
+      if (fbb.GetSize() > kReplyBudget) {
+        next = p.items[items.size() - 1].name;
+        break;
+      }
+      items.push_back(encodeDataset(fbb, d));
+    }
+    fbb.Finish(w::CreateListDatasetsResponse(fbb, fbb.CreateVector(items), fbb.CreateString(next)));
     return Status::ok();
   });
   serve<w::GetDatasetRequest>(ep, MetaMethod::GetDataset, [st](const auto& r, auto& fbb) {
@@ -241,9 +247,15 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     SLUICE_ASSIGN_OR_RETURN(Page<VersionInfo> p,
                             st->listVersions(sv(r.dataset()), sv(r.cursor()), r.limit()));
     std::vector<fb::Offset<w::VersionInfo>> items;
-    for (const auto& v : p.items) items.push_back(encodeVersion(fbb, v));
-    fbb.Finish(w::CreateListVersionsResponse(fbb, fbb.CreateVector(items),
-                                             fbb.CreateString(p.next_cursor)));
+    std::string next = p.next_cursor;
+    for (const auto& v : p.items) {
+      if (fbb.GetSize() > kReplyBudget) {
+        next = "v" + std::to_string(p.items[items.size() - 1].version);
+        break;
+      }
+      items.push_back(encodeVersion(fbb, v));
+    }
+    fbb.Finish(w::CreateListVersionsResponse(fbb, fbb.CreateVector(items), fbb.CreateString(next)));
     return Status::ok();
   });
   serve<w::GetVersionRequest>(ep, MetaMethod::GetVersion, [st](const auto& r, auto& fbb) {
