@@ -18,8 +18,6 @@ namespace {
 // once: a 4 MiB chunk read is four 1 MiB reads at queue depth 4, which is what
 // the device needs to reach its throughput.
 constexpr size_t kSegment = 1u << 20;
-// Smallest piece a short read is split into.
-constexpr size_t kMinSplit = 32u << 10;
 
 class UringQueue final : public IoQueue {
  public:
@@ -180,20 +178,14 @@ class UringQueue final : public IoQueue {
                            const Progress& progress) {
     uint8_t* buf = base + from;
     const size_t total = len - from;
-    // Reads under two segments are still cut in two (4 KiB aligned), so the
-    // caller can ship the first half while the second is read: a 128 KiB
-    // record costs one disk read plus half an RMA, not a read plus an RMA.
-    const size_t seg = total >= 2 * kSegment
-                           ? kSegment
-                           : std::max<size_t>(kMinSplit, ((total / 2) + 4095) & ~size_t{4095});
-    const size_t segs = std::min<size_t>((total + seg - 1) / seg, depth_);
+    const size_t segs = std::min<size_t>((total + kSegment - 1) / kSegment, depth_);
     std::vector<int> res(segs, 0);
     std::vector<bool> finished(segs, false);
     for (size_t i = 0; i < segs; ++i) {
-      const size_t pos = i * seg;
+      const size_t pos = i * kSegment;
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
       if (sqe == nullptr) return internalError("io_uring: no submission slot");
-      prep(sqe, false, fd, buf + pos, std::min(seg, total - pos), off + from + pos);
+      prep(sqe, false, fd, buf + pos, std::min(kSegment, total - pos), off + from + pos);
       io_uring_sqe_set_data64(sqe, i);
     }
     int rc = io_uring_submit(&ring_);
@@ -214,7 +206,7 @@ class UringQueue final : public IoQueue {
       ++got;
       const size_t before = prefix;
       while (!stopped && next < segs && finished[next]) {
-        const size_t want = std::min(seg, total - next * seg);
+        const size_t want = std::min(kSegment, total - next * kSegment);
         if (res[next] < 0) {
           if (err.isOk()) err = errnoStatus(-res[next], "read");
           stopped = true;

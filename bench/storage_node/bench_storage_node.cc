@@ -12,8 +12,9 @@
 //   get128k      GetChunk of random 128 KiB records, 1 and 4 clients, cold and warm
 //   *-buffered   the warm runs again against a daemon without O_DIRECT
 //   fio          seq write 1M QD4 (+fsync), seq read 1M QD4/QD16,
-//                random read 128k QD1/QD4 on a file of the same size
-// Each figure is printed with fio's figure at the same block size and the ratio.
+//                random read 128k QD1/QD4 on a 1 GiB file in the same directory
+// Each read figure is printed with its fio job at the same block size, run
+// again right before it (the disk is shared and noisy), and the ratio.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <tuple>
 #include <random>
 #include <string>
 #include <thread>
@@ -214,9 +216,25 @@ int run(int argc, char** argv) {
       fio[j.key] = *bw;
       line(std::string("fio ") + j.key, *bw, 0, "");
     }
-    std::filesystem::remove(f, ec);
   }
-  auto lim = [&](const char* k) { return fio.count(k) ? fio[k] : 0.0; };
+  // Each sluice figure is paired with its fio job run again just before it,
+  // so both see the same moment of a shared (and noisy) virtual disk.
+  const std::string fio_file = a.dir + "/fio.dat";
+  auto lim = [&](const char* k) -> double {
+    if (!a.fio) return 0.0;
+    static const std::map<std::string, std::tuple<const char*, const char*, int, const char*>> jobs = {
+        {"read1m_qd4", {"read", "1M", 4, ""}},
+        {"read1m_qd16", {"read", "1M", 16, ""}},
+        {"rand128k_qd1", {"randread", "128k", 1, "--runtime=8 --time_based"}},
+        {"rand128k_qd4", {"randread", "128k", 4, "--runtime=8 --time_based"}},
+    };
+    auto it = jobs.find(k);
+    if (it == jobs.end()) return fio.count(k) ? fio[k] : 0.0;
+    cold();
+    auto [rw, bs, depth, extra] = it->second;
+    auto bw = runFio(fio_file, rw, bs, depth, extra, "read");
+    return bw.isOk() ? *bw : 0.0;
+  };
 
   std::vector<uint8_t> base(kChunk);
   std::mt19937_64 rng(42);
@@ -279,25 +297,28 @@ int run(int argc, char** argv) {
       const std::string rand_name = k == 1 ? "fio randread 128k QD1" : "fio randread 128k QD4";
       for (bool warm : {false, true}) {
         if (!direct && !warm) continue;  // buffered mode only adds warm figures
+        const std::string temp = warm ? "warm" : "cold";
+        const double seq_limit = lim(seq_lim);
         if (!warm) cold();
         if (warm && !direct) {
           // Warm the page cache first.
           parallel(k, a.chunks, kChunk, get4m).status().ignore();
         }
-        const std::string temp = warm ? "warm" : "cold";
         auto r = parallel(k, a.chunks, kChunk, get4m);
         if (!r.isOk()) {
           std::fprintf(stderr, "get4m: %s\n", r.status().toString().c_str());
           return 1;
         }
-        line("GetChunk 4M " + temp + mode + ", " + clients, *r, lim(seq_lim), seq_name);
+        line("GetChunk 4M " + temp + mode + ", " + clients, *r, seq_limit, seq_name);
+        const double rand_limit = lim(rand_lim);
         if (!warm) cold();
+        if (warm && !direct) parallel(k, a.records, kRecord, get128k).status().ignore();
         auto q = parallel(k, a.records, kRecord, get128k);
         if (!q.isOk()) {
           std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
           return 1;
         }
-        line("GetChunk 128K " + temp + mode + ", " + clients, *q, lim(rand_lim), rand_name);
+        line("GetChunk 128K " + temp + mode + ", " + clients, *q, rand_limit, rand_name);
       }
     }
     daemon.stop();
