@@ -81,7 +81,7 @@ Result<std::string> waitReady(const DevDaemon& d, const std::string& ready_file,
   while (std::chrono::steady_clock::now() < deadline) {
     std::string addr = readAddress(ready_file);
     if (!addr.empty()) return addr;
-    if (!isRunning(d.pid, d.executable)) {
+    if (!childAlive(d.pid)) {
       return unavailable(d.name + " exited during startup; see " + log);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -126,6 +126,16 @@ Result<RunOutput> runProcess(const std::string& executable, const std::vector<st
   return result;
 }
 
+bool childAlive(pid_t pid) {
+  int status;
+  pid_t r;
+  while ((r = waitpid(pid, &status, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  if (r == pid) return false;          // exited, now reaped
+  if (r < 0) return kill(pid, 0) == 0;  // not our child: does it exist?
+  return true;
+}
+
 bool isRunning(pid_t pid, const std::string& executable) {
   if (pid <= 0) return false;
   reapIfChild(pid);

@@ -37,6 +37,10 @@ struct RunOutput {
 };
 Result<RunOutput> runProcess(const std::string& executable, const std::vector<std::string>& args);
 
+// True while our child `pid` has not exited (whatever it runs: a freshly
+// forked child runs our own image until it execs).
+bool childAlive(pid_t pid);
+
 // True if `pid` is alive and runs `executable` (compared by /proc/<pid>/exe).
 bool isRunning(pid_t pid, const std::string& executable);
 
