@@ -405,7 +405,9 @@ class Upload {
       const SourceEntry& e = tree_.entries[p.entry];
       auto spec = std::make_unique<meta::FileSpecT>();
       spec->path = e.path;
-      spec->size = e.size;
+      // A file split over batches grows piece by piece: each AddFiles names
+      // the size its extents reach so far (meta checks they tile it).
+      spec->size = p.offset + p.length;
       spec->mode = e.mode;
       spec->mtime_ns = e.mtime_ns;
       spec->append = p.offset > 0;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <fstream>
@@ -110,6 +111,43 @@ TEST_F(ClientE2E, EdgeSizesNamesAndDepthRoundTrip) {
   EXPECT_EQ(report.files, 8u);
   expectSameTree(src.path(), "edges", "v1");
   expectSameTree(src.path(), "edges", "latest");
+}
+
+// One 1 GiB file: it spans many upload batches (its extents reach meta in
+// appended pieces) and many chunks on every node; read back in 64 MiB slices.
+TEST_F(ClientE2E, OneGiBFileRoundTrip) {
+  TempDir src;
+  const size_t kPiece = 64u << 20;
+  const size_t kPieces = 16;
+  {
+    std::ofstream out(fs::path(src.path()) / "huge.bin", std::ios::binary);
+    for (size_t i = 0; i < kPieces; ++i) out << makeContent(kPiece, 1000 + i);
+  }
+  createDataset("huge", 2);
+  auto report = upload(src.path(), "huge");
+  ASSERT_EQ(report.logical_bytes, kPiece * kPieces);
+  EXPECT_GE(report.chunks, 256u);
+  auto reader = client::DatasetReader::open(*client_, "huge", "v1");
+  ASSERT_TRUE(reader.isOk());
+  auto info = (*reader)->stat("huge.bin");
+  ASSERT_TRUE(info.isOk()) << info.status().toString();
+  ASSERT_EQ(info->size, kPiece * kPieces);
+  std::vector<uint8_t> buf(kPiece);
+  for (size_t i = 0; i < kPieces; ++i) {
+    auto n = (*reader)->read(*info, i * kPiece, buf);
+    ASSERT_TRUE(n.isOk()) << n.status().toString();
+    ASSERT_EQ(*n, kPiece);
+    std::string expected = makeContent(kPiece, 1000 + i);
+    ASSERT_EQ(std::memcmp(buf.data(), expected.data(), kPiece), 0) << "slice " << i;
+  }
+  // An unaligned read across record and chunk boundaries.
+  std::vector<uint8_t> small(3u << 20);
+  uint64_t offset = 5 * kPiece - 12345;
+  auto n = (*reader)->read(*info, offset, small);
+  ASSERT_TRUE(n.isOk());
+  std::string a = makeContent(kPiece, 1000 + 4), b = makeContent(kPiece, 1000 + 5);
+  std::string expected = a.substr(kPiece - 12345) + b.substr(0, small.size() - 12345);
+  EXPECT_EQ(std::memcmp(small.data(), expected.data(), small.size()), 0);
 }
 
 TEST_F(ClientE2E, TenThousandSmallFilesAndOnePercentChange) {
