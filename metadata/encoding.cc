@@ -178,6 +178,24 @@ std::string encodeDirEntry(uint64_t dir_id) {
   return std::move(w.out());
 }
 
+std::string encodeExplicitDirEntry(uint64_t dir_id, uint32_t mode, int64_t mtime_ns) {
+  ValueWriter w;
+  w.u8(static_cast<uint8_t>(EntryType::kDirectory));
+  w.u64(dir_id);
+  w.u32(mode);
+  w.i64(mtime_ns);
+  return std::move(w.out());
+}
+
+std::string encodeSymlinkEntry(uint32_t mode, int64_t mtime_ns, std::string_view target) {
+  ValueWriter w;
+  w.u8(static_cast<uint8_t>(EntryType::kSymlink));
+  w.u32(mode);
+  w.i64(mtime_ns);
+  w.str(target);
+  return std::move(w.out());
+}
+
 namespace {
 void packExtent(ValueWriter& w, const Extent& e) {
   w.hash(e.record);
@@ -227,6 +245,24 @@ Result<DecodedEntry> decodeEntry(std::string_view v) {
     e.type = EntryType::kDirectory;
     if (!r.u64(&e.dir_id)) return r.error();
     e.mode = 0755;
+    if (r.remaining() == 0) return e;
+    if (!(r.u32(&e.mode) && r.i64(&e.mtime_ns)) || r.remaining() != 0) {
+      return corruption("metadata directory entry of " + std::to_string(v.size()) +
+                        " bytes: bad size");
+    }
+    e.explicit_dir = true;
+    return e;
+  }
+  if (type == static_cast<uint8_t>(EntryType::kSymlink)) {
+    e.type = EntryType::kSymlink;
+    uint32_t length = 0;
+    if (!(r.u32(&e.mode) && r.i64(&e.mtime_ns) && r.u32(&length))) return r.error();
+    if (r.remaining() != length) {
+      return corruption("metadata symlink entry: target of " + std::to_string(length) +
+                        " bytes but " + std::to_string(r.remaining()) + " bytes left");
+    }
+    e.symlink_target = v.substr(v.size() - length);
+    e.size = length;
     return e;
   }
   if (type != static_cast<uint8_t>(EntryType::kFile)) {

@@ -115,10 +115,16 @@ Result<VersionRecord> decodeVersion(std::string_view v);
 std::string encodeNode(const NodeRecord& n);
 Result<NodeRecord> decodeNode(uint64_t id, std::string_view v);
 
-// A dirent value is a directory (type 1, its dir id) or a file (type 0, its
-// attributes and packed extents; file offsets are implied by the running sum
-// of raw lengths).
+// A dirent value is one of:
+//   file       u8 0 | u64 size | u32 mode | i64 mtime_ns | u32 count | packed extents
+//              (file offsets are implied by the running sum of raw lengths)
+//   directory  u8 1 | u64 dir id [| u32 mode | i64 mtime_ns]
+//              without the attributes: created implicitly by a path below
+//              it; with them: explicit (uploaded as a directory entry)
+//   symlink    u8 2 | u32 mode | i64 mtime_ns | u32 length | target bytes
 std::string encodeDirEntry(uint64_t dir_id);
+std::string encodeExplicitDirEntry(uint64_t dir_id, uint32_t mode, int64_t mtime_ns);
+std::string encodeSymlinkEntry(uint32_t mode, int64_t mtime_ns, std::string_view target);
 std::string encodeFileEntry(uint64_t size, uint32_t mode, int64_t mtime_ns,
                             const std::vector<Extent>& extents);
 // Appends `extents` to an encoded file entry, updating its attributes.
@@ -128,11 +134,13 @@ std::string appendFileExtents(std::string_view existing, uint64_t size, uint32_t
 struct DecodedEntry {
   EntryType type = EntryType::kFile;
   uint64_t dir_id = 0;  // directories
+  bool explicit_dir = false;  // directories: mode and mtime_ns were uploaded
   uint64_t size = 0;
   uint32_t mode = 0;
   int64_t mtime_ns = 0;
   uint32_t extent_count = 0;
   std::string_view packed_extents;  // extent_count * kPackedExtentSize bytes
+  std::string_view symlink_target;  // symlinks; size is its length
 };
 Result<DecodedEntry> decodeEntry(std::string_view v);
 // Extents [first, first + count) of a decoded file; file offsets filled by

@@ -10,6 +10,7 @@ namespace sluice::meta {
 inline constexpr size_t kMaxNameLength = 64;        // dataset and tag names
 inline constexpr size_t kMaxComponentLength = 255;  // one path component
 inline constexpr size_t kMaxPathLength = 4096;
+inline constexpr size_t kMaxSymlinkTargetLength = 4096;
 inline constexpr size_t kMaxMessageLength = 4096;   // version messages
 inline constexpr size_t kMaxAddressLength = 256;    // node "host:port"
 inline constexpr size_t kMaxFilesPerBatch = 100000;

@@ -51,8 +51,11 @@ fb::Offset<w::VersionInfo> encodeVersion(fb::FlatBufferBuilder& fbb, const Versi
 }
 
 fb::Offset<w::Entry> encodeEntry(fb::FlatBufferBuilder& fbb, const Entry& e) {
-  return w::CreateEntry(fbb, fbb.CreateString(e.path), static_cast<w::EntryType>(e.type), e.size,
-                        e.mode, e.mtime_ns, e.extent_count);
+  auto path = fbb.CreateString(e.path);
+  auto target = e.type == EntryType::kSymlink ? fbb.CreateString(e.symlink_target)
+                                              : fb::Offset<fb::String>();
+  return w::CreateEntry(fbb, path, static_cast<w::EntryType>(e.type), e.size, e.mode, e.mtime_ns,
+                        e.extent_count, target);
 }
 
 NodeUsage usageOf(uint64_t cap, uint64_t used, uint64_t chunks, uint64_t errors) {
@@ -213,6 +216,9 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
       s.mode = f->mode();
       s.mtime_ns = f->mtime_ns();
       s.append = f->append();
+      // Unknown types are refused by the store, naming files[i].type.
+      s.type = static_cast<EntryType>(f->type());
+      s.symlink_target = std::string(sv(f->symlink_target()));
       if (const auto* ex = f->extents(); ex != nullptr) {
         s.extents.reserve(ex->size());
         for (const w::Extent* e : *ex) {

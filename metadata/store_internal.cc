@@ -127,7 +127,8 @@ Result<DecodedEntry> walkPath(const Txn& txn, uint64_t dataset_id, uint32_t vers
   for (std::string_view comp : splitPath(path)) {
     if (e.type != EntryType::kDirectory) {
       return notFound("path '" + std::string(path) + "': '" +
-                      std::string(path.substr(0, consumed - 1)) + "' is a file");
+                      std::string(path.substr(0, consumed - 1)) + "' is a " +
+                      (e.type == EntryType::kSymlink ? "symlink (never followed)" : "file"));
     }
     SLUICE_ASSIGN_OR_RETURN(auto v, txn.find(Db::kDirents,
                                              direntKey(dataset_id, version, e.dir_id, comp)));
@@ -144,8 +145,9 @@ Entry toEntry(std::string path, const DecodedEntry& e, int64_t dir_mtime_ns) {
   out.type = e.type;
   out.size = e.size;
   out.mode = e.mode;
-  out.mtime_ns = e.type == EntryType::kDirectory ? dir_mtime_ns : e.mtime_ns;
+  out.mtime_ns = e.type == EntryType::kDirectory && !e.explicit_dir ? dir_mtime_ns : e.mtime_ns;
   out.extent_count = e.extent_count;
+  out.symlink_target = std::string(e.symlink_target);
   return out;
 }
 
@@ -167,9 +169,11 @@ Status TreeWalker::seekAfter(std::string_view path) {
   if (comps.empty()) return push(kRootDirId, "", "");
   uint64_t dir = kRootDirId;
   std::string prefix;
+  // Every level resumes after its component. When `path` itself is a
+  // directory (directories are returned before what they hold) its
+  // contents still follow, so its level is opened from its start.
   for (size_t i = 0; i < comps.size(); ++i) {
     SLUICE_RETURN_IF_ERROR(push(dir, prefix, std::string(comps[i])));
-    if (i + 1 == comps.size()) break;
     SLUICE_ASSIGN_OR_RETURN(auto v, txn_.find(Db::kDirents,
                                               direntKey(dataset_id_, version_, dir, comps[i])));
     if (!v) break;
@@ -178,6 +182,7 @@ Status TreeWalker::seekAfter(std::string_view path) {
     dir = e.dir_id;
     prefix.append(comps[i]);
     prefix.push_back('/');
+    if (i + 1 == comps.size()) SLUICE_RETURN_IF_ERROR(push(dir, prefix, ""));
   }
   return Status::ok();
 }
@@ -205,9 +210,7 @@ Result<bool> TreeWalker::next(std::string* path, DecodedEntry* entry) {
     std::string full = f.path;
     full.append(name);
     if (e.type == EntryType::kDirectory) {
-      full.push_back('/');
-      SLUICE_RETURN_IF_ERROR(push(e.dir_id, std::move(full), ""));
-      continue;
+      SLUICE_RETURN_IF_ERROR(push(e.dir_id, full + "/", ""));
     }
     *path = std::move(full);
     *entry = e;

@@ -59,17 +59,19 @@ Result<DecodedEntry> walkPath(const Txn& txn, uint64_t dataset_id, uint32_t vers
 
 Entry toEntry(std::string path, const DecodedEntry& e, int64_t dir_mtime_ns);
 
-// Files of one version in depth-first, by-name order. Uses one cursor per
-// open directory level.
+// Every entry of one version (files, symlinks, and directories, each
+// directory before what it holds) in depth-first, by-name order, which is
+// comparePaths order. Implicit directories are returned too (explicit_dir
+// false); callers filter. Uses one cursor per open directory level.
 class TreeWalker {
  public:
   TreeWalker(const Txn& txn, uint64_t dataset_id, uint32_t version)
       : txn_(txn), dataset_id_(dataset_id), version_(version) {}
-  // Positions so next() returns the first file ordered after `path`
-  // (empty: the first file).
+  // Positions so next() returns the first entry ordered after `path`
+  // (empty: the first entry).
   Status seekAfter(std::string_view path);
-  // The next file; false at the end. `entry` views stay valid until the
-  // next call.
+  // The next entry; false at the end. `entry` views point into the
+  // transaction's snapshot and stay valid while it is open.
   Result<bool> next(std::string* path, DecodedEntry* entry);
 
  private:

@@ -23,10 +23,26 @@ uint32_t clampLimit(uint32_t limit) {
 
 int64_t dirMtime(const VersionHandle& v) { return v.rec.committed_ms * 1'000'000; }
 
-// Same content: equal size, mode and record sequence (where records are
-// stored does not matter).
+const char* kindName(EntryType t) {
+  switch (t) {
+    case EntryType::kDirectory: return "a directory";
+    case EntryType::kSymlink: return "a symlink";
+    default: return "a file";
+  }
+}
+
+// What listFiles and diff show: files, symlinks and explicit directories.
+// Implicit directories are implied by the paths below them.
+bool listed(const DecodedEntry& e) { return e.type != EntryType::kDirectory || e.explicit_dir; }
+
+// Same content: same type and mode, and for files equal size and record
+// sequence (where records are stored does not matter), for symlinks the
+// same target. Mtimes are not compared. An implicit directory has mode 0755.
 bool sameContent(const DecodedEntry& a, const DecodedEntry& b) {
-  if (a.size != b.size || a.mode != b.mode || a.extent_count != b.extent_count) return false;
+  if (a.type != b.type || a.mode != b.mode) return false;
+  if (a.type == EntryType::kDirectory) return true;
+  if (a.type == EntryType::kSymlink) return a.symlink_target == b.symlink_target;
+  if (a.size != b.size || a.extent_count != b.extent_count) return false;
   for (uint32_t i = 0; i < a.extent_count; ++i) {
     const char* pa = a.packed_extents.data() + size_t{i} * kPackedExtentSize;
     const char* pb = b.packed_extents.data() + size_t{i} * kPackedExtentSize;
@@ -91,7 +107,8 @@ Result<Page<Entry>> MetaStore::readDir(std::string_view dataset, std::string_vie
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, resolveCommitted(txn, ds, ref));
   SLUICE_ASSIGN_OR_RETURN(DecodedEntry dir, walkPath(txn, ds.rec.id, v.number, path));
   if (dir.type != EntryType::kDirectory) {
-    return failedPrecondition("path '" + std::string(path) + "' is a file, not a directory");
+    return failedPrecondition("path '" + std::string(path) + "' is " + kindName(dir.type) +
+                              ", not a directory");
   }
   std::string prefix = direntKey(ds.rec.id, v.number, dir.dir_id, "");
   std::string start = prefix + std::string(cursor);
@@ -123,7 +140,8 @@ Result<FileExtents> MetaStore::getExtents(std::string_view dataset, std::string_
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, resolveCommitted(txn, ds, ref));
   SLUICE_ASSIGN_OR_RETURN(DecodedEntry e, walkPath(txn, ds.rec.id, v.number, path));
   if (e.type != EntryType::kFile) {
-    return failedPrecondition("path '" + std::string(path) + "' is a directory");
+    return failedPrecondition("path '" + std::string(path) + "' is " + kindName(e.type) +
+                              " and has no extents");
   }
   FileExtents out;
   out.size = e.size;
@@ -147,11 +165,12 @@ Result<Page<Entry>> MetaStore::listFiles(std::string_view dataset, std::string_v
   while (true) {
     SLUICE_ASSIGN_OR_RETURN(bool ok, walker.next(&path, &e));
     if (!ok) break;
+    if (!listed(e)) continue;
     if (page.items.size() == limit) {
       page.next_cursor = page.items.back().path;
       break;
     }
-    page.items.push_back(toEntry(path, e, 0));
+    page.items.push_back(toEntry(path, e, dirMtime(v)));
   }
   return page;
 }
@@ -172,17 +191,31 @@ Result<Page<DiffEntry>> MetaStore::diff(std::string_view dataset, std::string_vi
   DecodedEntry ea, eb;
   SLUICE_ASSIGN_OR_RETURN(bool oka, wa.next(&pa, &ea));
   SLUICE_ASSIGN_OR_RETURN(bool okb, wb.next(&pb, &eb));
+  // Both walks return every entry, implicit directories included, in the
+  // same order. A path is reported when either side lists it (a file, a
+  // symlink or an explicit directory; see listed()):
+  // - listed in `to`, absent from `from`: Added;
+  // - listed in `from`, absent from `to`: Removed;
+  // - present on both sides and listed on at least one (so an implicit
+  //   directory against an explicit one, or against a file): Changed when
+  //   type, mode, file content or symlink target differ (sameContent; an
+  //   implicit directory counts as mode 0755, mtimes are ignored).
+  // An implicit directory against nothing, or against another implicit
+  // directory, is not reported: the entries below it are. Sizes: files
+  // their size, symlinks their target's length, directories 0.
   Page<DiffEntry> page;
   while (oka || okb) {
     int c = !oka ? 1 : !okb ? -1 : comparePaths(pa, pb);
     DiffEntry d;
     bool emit = true;
     if (c < 0) {
+      emit = listed(ea);
       d = DiffEntry{pa, ChangeKind::kRemoved, ea.size, 0};
     } else if (c > 0) {
+      emit = listed(eb);
       d = DiffEntry{pb, ChangeKind::kAdded, 0, eb.size};
     } else {
-      emit = !sameContent(ea, eb);
+      emit = (listed(ea) || listed(eb)) && !sameContent(ea, eb);
       d = DiffEntry{pa, ChangeKind::kChanged, ea.size, eb.size};
     }
     if (emit) {

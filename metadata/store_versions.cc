@@ -50,21 +50,58 @@ Result<DatasetInfo> toDatasetInfo(const Txn& txn, const DatasetHandle& ds) {
 // Checks what can be checked without the database: path, mode, extent
 // fields and that extents tile [first offset, size) without gaps.
 Status validateFile(const FileSpec& f, size_t index) {
-  std::string field = "files[" + std::to_string(index) + "]";
+  const std::string field = "files[" + std::to_string(index) + "]";
   SLUICE_RETURN_IF_ERROR(validatePath(f.path, field + ".path"));
-  field = "file '" + f.path + "'";
-  if (f.mode > kMaxFileMode) return invalidArgument(field + ": mode must be permission bits (<= 07777)");
+  if (f.mode > kMaxFileMode) {
+    return invalidArgument(field + ".mode: must be permission bits (<= 07777)");
+  }
+  if (f.type == EntryType::kDirectory || f.type == EntryType::kSymlink) {
+    const char* what = f.type == EntryType::kDirectory ? "a directory" : "a symlink";
+    if (!f.extents.empty()) return invalidArgument(field + ": " + what + " has no extents");
+    if (f.append) return invalidArgument(field + ".append: " + what + " cannot be appended to");
+  }
+  if (f.type == EntryType::kDirectory) {
+    if (f.size != 0) {
+      return invalidArgument(field + ".size: " + std::to_string(f.size) +
+                             " but a directory's size is 0");
+    }
+    if (!f.symlink_target.empty()) {
+      return invalidArgument(field + ".symlink_target: set on a directory");
+    }
+    return Status::ok();
+  }
+  if (f.type == EntryType::kSymlink) {
+    const std::string tf = field + ".symlink_target";
+    if (f.symlink_target.empty()) return invalidArgument(tf + ": empty");
+    if (f.symlink_target.size() > kMaxSymlinkTargetLength) {
+      return invalidArgument(tf + ": longer than " + std::to_string(kMaxSymlinkTargetLength) +
+                             " bytes");
+    }
+    if (f.symlink_target.find('\0') != std::string::npos) return invalidArgument(tf + ": contains NUL");
+    if (f.size != f.symlink_target.size()) {
+      return invalidArgument(field + ".size: " + std::to_string(f.size) +
+                             " but a symlink's size is its target's length (" +
+                             std::to_string(f.symlink_target.size()) + ")");
+    }
+    return Status::ok();
+  }
+  if (f.type != EntryType::kFile) {
+    return invalidArgument(field + ".type: unknown entry type " +
+                           std::to_string(static_cast<unsigned>(f.type)));
+  }
+  if (!f.symlink_target.empty()) return invalidArgument(field + ".symlink_target: set on a file");
+  const std::string ff = field + " (file '" + f.path + "')";
   if (f.extents.empty()) {
     if (f.size != 0 && !f.append) {
-      return invalidArgument(field + ": size " + std::to_string(f.size) + " but no extents");
+      return invalidArgument(ff + ": size " + std::to_string(f.size) + " but no extents");
     }
     return Status::ok();
   }
   uint64_t offset = f.extents.front().file_offset;
-  if (!f.append && offset != 0) return invalidArgument(field + ": extents[0].file_offset must be 0");
+  if (!f.append && offset != 0) return invalidArgument(ff + ": extents[0].file_offset must be 0");
   for (size_t i = 0; i < f.extents.size(); ++i) {
     const Extent& e = f.extents[i];
-    std::string ef = field + " extents[" + std::to_string(i) + "]";
+    std::string ef = ff + " extents[" + std::to_string(i) + "]";
     if (e.file_offset != offset) {
       return invalidArgument(ef + ".file_offset: " + std::to_string(e.file_offset) +
                              " leaves a gap or overlap (expected " + std::to_string(offset) + ")");
@@ -88,7 +125,7 @@ Status validateFile(const FileSpec& f, size_t index) {
     offset += e.raw_length;
   }
   if (offset != f.size) {
-    return invalidArgument(field + ": extents end at " + std::to_string(offset) + " but size is " +
+    return invalidArgument(ff + ": extents end at " + std::to_string(offset) + " but size is " +
                            std::to_string(f.size));
   }
   return Status::ok();
@@ -110,6 +147,8 @@ class Adder {
                                                        : std::string_view(f.path).substr(slash + 1);
     SLUICE_ASSIGN_OR_RETURN(uint64_t parent_id, ensureDir(parent, f.path));
     std::string key = direntKey(ds_.rec.id, version_, parent_id, name);
+    if (f.type == EntryType::kDirectory) return addDirectory(f, key);
+    if (f.type == EntryType::kSymlink) return addSymlink(f, key);
     std::string value = encodeFileEntry(f.size, f.mode, f.mtime_ns, f.extents);
     bool inserted = false;
     std::string_view existing;
@@ -117,8 +156,9 @@ class Adder {
     uint64_t added_bytes = f.size;
     if (!inserted) {
       SLUICE_ASSIGN_OR_RETURN(DecodedEntry old, decodeEntry(existing));
-      if (old.type == EntryType::kDirectory) {
-        return alreadyExists("file '" + f.path + "': a directory of that name exists in the draft");
+      if (old.type != EntryType::kFile) {
+        return alreadyExists("file '" + f.path + "': " + kindOf(old) +
+                             " of that name is in the draft");
       }
       if (f.append) {
         uint64_t start = f.extents.empty() ? f.size : f.extents.front().file_offset;
@@ -159,6 +199,59 @@ class Adder {
   }
 
  private:
+  static std::string kindOf(const DecodedEntry& e) {
+    switch (e.type) {
+      case EntryType::kDirectory: return "a directory";
+      case EntryType::kSymlink: return "a symlink";
+      default: return "a file";
+    }
+  }
+
+  // An explicit directory. It may already exist implicitly (created by a
+  // path below it, in this batch or an earlier one): it keeps its id and
+  // takes the uploaded mode and mtime. A directory created implicitly
+  // afterwards finds it and leaves it alone (ensureDir), so the order of
+  // the two within a draft does not matter.
+  Status addDirectory(const FileSpec& f, const std::string& key) {
+    SLUICE_ASSIGN_OR_RETURN(auto existing, txn_.find(Db::kDirents, key));
+    uint64_t id = 0;
+    if (existing) {
+      SLUICE_ASSIGN_OR_RETURN(DecodedEntry old, decodeEntry(*existing));
+      if (old.type != EntryType::kDirectory) {
+        return alreadyExists("directory '" + f.path + "': " + kindOf(old) +
+                             " of that name is in the draft");
+      }
+      if (old.explicit_dir) {
+        if (old.mode == f.mode && old.mtime_ns == f.mtime_ns) return Status::ok();  // a retry
+        return alreadyExists("directory '" + f.path +
+                             "' is already in the draft with a different mode or mtime");
+      }
+      id = old.dir_id;
+    } else {
+      id = rec_.next_dir_id++;
+    }
+    SLUICE_RETURN_IF_ERROR(
+        txn_.put(Db::kDirents, key, encodeExplicitDirEntry(id, f.mode, f.mtime_ns)));
+    dirs_.emplace(f.path, id);
+    return Status::ok();
+  }
+
+  // A symlink: its target is data, stored verbatim and never resolved.
+  Status addSymlink(const FileSpec& f, const std::string& key) {
+    std::string value = encodeSymlinkEntry(f.mode, f.mtime_ns, f.symlink_target);
+    bool inserted = false;
+    std::string_view existing;
+    SLUICE_RETURN_IF_ERROR(txn_.insert(Db::kDirents, key, value, &inserted, &existing));
+    if (inserted || existing == value) return Status::ok();
+    SLUICE_ASSIGN_OR_RETURN(DecodedEntry old, decodeEntry(existing));
+    if (old.type != EntryType::kSymlink) {
+      return alreadyExists("symlink '" + f.path + "': " + kindOf(old) +
+                           " of that name is in the draft");
+    }
+    return alreadyExists("symlink '" + f.path +
+                         "' is already in the draft with a different target, mode or mtime");
+  }
+
   Result<uint64_t> ensureDir(std::string_view path, const std::string& file) {
     auto it = dirs_.find(path);
     if (it != dirs_.end()) return it->second;
@@ -177,8 +270,8 @@ class Adder {
     } else {
       SLUICE_ASSIGN_OR_RETURN(DecodedEntry e, decodeEntry(existing));
       if (e.type != EntryType::kDirectory) {
-        return alreadyExists("file '" + file + "': parent '" + std::string(path) +
-                             "' is a file in the draft");
+        return alreadyExists("'" + file + "': parent '" + std::string(path) + "' is " +
+                             kindOf(e) + " in the draft");
       }
       id = e.dir_id;
     }

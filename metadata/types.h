@@ -45,7 +45,7 @@ struct ClusterMap {
 enum class Codec : uint8_t { kNone = 0, kZstd = 1 };
 enum class CompressionPolicy : uint8_t { kAuto = 0, kNone = 1 };
 enum class VersionState : uint8_t { kDraft = 0, kCommitted = 1, kAborted = 2 };
-enum class EntryType : uint8_t { kFile = 0, kDirectory = 1 };
+enum class EntryType : uint8_t { kFile = 0, kDirectory = 1, kSymlink = 2 };
 
 struct Extent {
   uint64_t file_offset = 0;
@@ -58,6 +58,11 @@ struct Extent {
   friend bool operator==(const Extent&, const Extent&) = default;
 };
 
+// One entry of a draft. kFile: size and extents (append continues a file
+// already in the draft). kDirectory: an explicit directory, kept even when
+// empty, with its own mode and mtime; size 0, no extents, not append.
+// kSymlink: symlink_target is kept verbatim and never resolved; size is the
+// target's length, no extents, not append.
 struct FileSpec {
   std::string path;
   uint64_t size = 0;
@@ -65,6 +70,8 @@ struct FileSpec {
   int64_t mtime_ns = 0;
   std::vector<Extent> extents;
   bool append = false;
+  EntryType type = EntryType::kFile;
+  std::string symlink_target;
 };
 
 struct DatasetOptions {
@@ -99,6 +106,7 @@ struct VersionInfo {
   std::vector<std::string> tags;
 };
 
+// Counts regular files only (directories and symlinks are not files).
 struct AddFilesResult {
   uint64_t file_count = 0;
   uint64_t logical_bytes = 0;
@@ -112,6 +120,7 @@ struct Entry {
   uint32_t mode = 0;
   int64_t mtime_ns = 0;
   uint32_t extent_count = 0;
+  std::string symlink_target;  // kSymlink only
 };
 
 struct FileExtents {

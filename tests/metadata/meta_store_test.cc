@@ -616,6 +616,367 @@ TEST_F(MetaStoreTest, PagedListingAndDiffMatchAModel) {
   EXPECT_EQ(got, want);
 }
 
+FileSpec makeDir(std::string path, uint32_t mode, int64_t mtime_ns = 1'600'000'000'000'000'000) {
+  FileSpec f;
+  f.path = std::move(path);
+  f.type = EntryType::kDirectory;
+  f.mode = mode;
+  f.mtime_ns = mtime_ns;
+  return f;
+}
+
+FileSpec makeLink(std::string path, std::string target,
+                  int64_t mtime_ns = 1'650'000'000'000'000'000) {
+  FileSpec f;
+  f.path = std::move(path);
+  f.type = EntryType::kSymlink;
+  f.mode = 0777;
+  f.mtime_ns = mtime_ns;
+  f.size = target.size();
+  f.symlink_target = std::move(target);
+  return f;
+}
+
+std::vector<Entry> listAll(MetaStore& store, const std::string& ref, uint32_t page_size) {
+  std::vector<Entry> out;
+  std::string cursor;
+  do {
+    auto page = store.listFiles("imgs", ref, cursor, page_size);
+    EXPECT_TRUE(page.isOk()) << page.status().toString();
+    if (!page.isOk()) break;
+    out.insert(out.end(), page->items.begin(), page->items.end());
+    cursor = page->next_cursor;
+  } while (!cursor.empty());
+  return out;
+}
+
+TEST_F(MetaStoreTest, EmptyExplicitDirectorySurvivesCommitWithItsModeAndMtime) {
+  createDataset();
+  uint32_t v = draft();
+  const int64_t t = 1'600'000'000'123'456'789;
+  add("imgs", v, {makeDir("empty", 0700, t), makeDir("x/y/deep", 0750, t + 1), makeFile("f", 1)});
+  add("imgs", v, {makeDir("empty", 0700, t)});  // retry: no-op
+  EXPECT_EQ(store_->addFiles("imgs", v, std::vector<FileSpec>{makeDir("empty", 0755, t)})
+                .status().code(),
+            StatusCode::kAlreadyExists);
+  auto info = store_->commitVersion("imgs", v, "", false);
+  ASSERT_TRUE(info.isOk()) << info.status().toString();
+  EXPECT_EQ(info->file_count, 1u);  // directories are not files
+  EXPECT_EQ(info->logical_bytes, 1000u);
+  reopen();  // durable
+
+  auto root = store_->readDir("imgs", "v1", "", "", 0);
+  ASSERT_TRUE(root.isOk()) << root.status().toString();
+  ASSERT_EQ(root->items.size(), 3u);
+  EXPECT_EQ(root->items[0].path, "empty");
+  EXPECT_EQ(root->items[0].type, EntryType::kDirectory);
+  EXPECT_EQ(root->items[0].mode, 0700u);
+  EXPECT_EQ(root->items[0].mtime_ns, t);
+  EXPECT_EQ(root->items[0].size, 0u);
+  EXPECT_EQ(root->items[1].path, "f");
+  // An implicit directory keeps today's attributes: 0755, the commit time.
+  EXPECT_EQ(root->items[2].path, "x");
+  EXPECT_EQ(root->items[2].type, EntryType::kDirectory);
+  EXPECT_EQ(root->items[2].mode, 0755u);
+  EXPECT_EQ(root->items[2].mtime_ns, info->committed_ms * 1'000'000);
+
+  auto inside = store_->readDir("imgs", "v1", "empty", "", 0);
+  ASSERT_TRUE(inside.isOk()) << inside.status().toString();
+  EXPECT_TRUE(inside->items.empty());
+  auto st = store_->stat("imgs", "v1", "x/y/deep");
+  ASSERT_TRUE(st.isOk()) << st.status().toString();
+  EXPECT_EQ(st->type, EntryType::kDirectory);
+  EXPECT_EQ(st->mode, 0750u);
+  EXPECT_EQ(st->mtime_ns, t + 1);
+  std::vector<std::string_view> paths = {"empty", "x/y"};
+  auto lk = store_->lookup("imgs", "v1", paths, true, 10);
+  ASSERT_TRUE(lk.isOk());
+  ASSERT_TRUE((*lk)[0].found);
+  EXPECT_EQ((*lk)[0].entry.mode, 0700u);
+  EXPECT_EQ((*lk)[0].entry.mtime_ns, t);
+  EXPECT_TRUE((*lk)[0].extents.empty());
+  ASSERT_TRUE((*lk)[1].found);
+  EXPECT_EQ((*lk)[1].entry.mode, 0755u);
+  EXPECT_EQ(store_->getExtents("imgs", "v1", "empty", 0, 10).status().code(),
+            StatusCode::kFailedPrecondition);
+
+  // ListFiles: files, symlinks and explicit directories; implicit ones
+  // ("x", "x/y") are implied by the paths below them.
+  auto all = listAll(*store_, "v1", 1);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].path, "empty");
+  EXPECT_EQ(all[0].type, EntryType::kDirectory);
+  EXPECT_EQ(all[0].mode, 0700u);
+  EXPECT_EQ(all[0].mtime_ns, t);
+  EXPECT_EQ(all[1].path, "f");
+  EXPECT_EQ(all[1].type, EntryType::kFile);
+  EXPECT_EQ(all[2].path, "x/y/deep");
+  EXPECT_EQ(all[2].mode, 0750u);
+}
+
+TEST_F(MetaStoreTest, ExplicitAndImplicitDirectoriesMixInEitherOrder) {
+  createDataset();
+  uint32_t v = draft();
+  const int64_t t = 1'600'000'000'000'000'007;
+  // Implicit first (an earlier batch), explicit later.
+  add("imgs", v, {makeFile("late/f", 1), makeFile("late/sub/g", 2)});
+  add("imgs", v, {makeDir("late", 0710, t), makeDir("late/sub", 0711, t)});
+  // Explicit first, implicit later.
+  add("imgs", v, {makeDir("early", 0700, t), makeDir("early/a/b", 0701, t)});
+  add("imgs", v, {makeFile("early/h", 3), makeFile("early/a/b/i", 4), makeFile("early/a/j", 5)});
+  // Both in one batch, in either order within the batch.
+  add("imgs", v, {makeFile("same/k", 6), makeDir("same", 0702, t), makeDir("same2", 0703, t),
+                  makeFile("same2/l", 7)});
+  // Re-adding an explicit directory after files went under it is still a no-op.
+  add("imgs", v, {makeDir("late", 0710, t)});
+  commit("imgs", v);
+
+  auto expectDir = [&](const std::string& path, uint32_t mode, size_t children) {
+    auto st = store_->stat("imgs", "v1", path);
+    ASSERT_TRUE(st.isOk()) << path << ": " << st.status().toString();
+    EXPECT_EQ(st->type, EntryType::kDirectory) << path;
+    EXPECT_EQ(st->mode, mode) << path;
+    auto rd = store_->readDir("imgs", "v1", path, "", 0);
+    ASSERT_TRUE(rd.isOk()) << rd.status().toString();
+    EXPECT_EQ(rd->items.size(), children) << path;
+  };
+  expectDir("late", 0710, 2);
+  expectDir("late/sub", 0711, 1);
+  expectDir("early", 0700, 2);
+  expectDir("early/a", 0755, 2);  // implicit between explicit ones
+  expectDir("early/a/b", 0701, 1);
+  expectDir("same", 0702, 1);
+  expectDir("same2", 0703, 1);
+  for (const char* f : {"late/f", "late/sub/g", "early/h", "early/a/b/i", "early/a/j", "same/k",
+                        "same2/l"}) {
+    auto st = store_->stat("imgs", "v1", f);
+    ASSERT_TRUE(st.isOk()) << f << ": " << st.status().toString();
+    EXPECT_EQ(st->type, EntryType::kFile);
+  }
+  auto root = store_->readDir("imgs", "v1", "", "", 0);
+  ASSERT_TRUE(root.isOk());
+  EXPECT_EQ(root->items.size(), 4u);  // no duplicate directory entries
+
+  std::vector<std::string> listed;
+  for (const Entry& e : listAll(*store_, "v1", 1)) listed.push_back(e.path);
+  std::vector<std::string> want = {"early",    "early/a/b", "early/a/b/i", "early/a/j",
+                                   "early/h",  "late",      "late/f",      "late/sub",
+                                   "late/sub/g", "same",    "same/k",      "same2",
+                                   "same2/l"};
+  EXPECT_EQ(listed, want);
+}
+
+TEST_F(MetaStoreTest, FileDirectoryAndSymlinkOfOnePathConflict) {
+  createDataset();
+  uint32_t v = draft();
+  add("imgs", v, {makeFile("file", 1), makeDir("dir", 0755), makeLink("link", "file")});
+  auto refused = [&](std::vector<FileSpec> files, const std::string& what) {
+    Status s = store_->addFiles("imgs", v, files).status();
+    EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.toString();
+    EXPECT_NE(s.message().find(what), std::string::npos) << s.toString();
+  };
+  refused({makeDir("file", 0755)}, "a file of that name");
+  refused({makeFile("dir", 2)}, "a directory of that name");
+  refused({makeFile("link", 2)}, "a symlink of that name");
+  refused({makeDir("link", 0755)}, "a symlink of that name");
+  refused({makeLink("dir", "x")}, "a directory of that name");
+  refused({makeFile("link/under", 2)}, "is a symlink");
+  refused({makeDir("file/under", 0755)}, "is a file");
+  refused({makeLink("link", "other")}, "different target");
+  // Within one batch, in either order; the batch is all or nothing.
+  refused({makeFile("both", 3), makeDir("both", 0755)}, "both");
+  refused({makeDir("both2", 0755), makeFile("both2", 3), makeFile("fresh", 4)}, "both2");
+  commit("imgs", v);
+  EXPECT_EQ(store_->stat("imgs", "v1", "fresh").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->stat("imgs", "v1", "both").status().code(), StatusCode::kNotFound);
+  auto all = listAll(*store_, "v1", 100);
+  EXPECT_EQ(all.size(), 3u);
+}
+
+TEST_F(MetaStoreTest, SymlinkRoundTripsWithItsTargetNeverResolved) {
+  createDataset();
+  uint32_t v = draft();
+  const int64_t t = 1'650'000'000'000'000'042;
+  add("imgs", v, {makeLink("links/up", "../data/x", t), makeLink("abs", "/etc/passwd", t),
+                  makeFile("data/x", 1)});
+  add("imgs", v, {makeLink("abs", "/etc/passwd", t)});  // retry: no-op
+  auto info = store_->commitVersion("imgs", v, "", false);
+  ASSERT_TRUE(info.isOk());
+  EXPECT_EQ(info->file_count, 1u);  // symlinks are not files
+  EXPECT_EQ(info->logical_bytes, 1000u);
+
+  auto st = store_->stat("imgs", "v1", "links/up");
+  ASSERT_TRUE(st.isOk()) << st.status().toString();
+  EXPECT_EQ(st->type, EntryType::kSymlink);
+  EXPECT_EQ(st->symlink_target, "../data/x");
+  EXPECT_EQ(st->size, 9u);
+  EXPECT_EQ(st->mode, 0777u);
+  EXPECT_EQ(st->mtime_ns, t);
+  EXPECT_EQ(st->extent_count, 0u);
+
+  std::vector<std::string_view> paths = {"abs", "links/up", "data/x"};
+  auto lk = store_->lookup("imgs", "v1", paths, true, 10);
+  ASSERT_TRUE(lk.isOk());
+  ASSERT_TRUE((*lk)[0].found);
+  EXPECT_EQ((*lk)[0].entry.type, EntryType::kSymlink);
+  EXPECT_EQ((*lk)[0].entry.symlink_target, "/etc/passwd");
+  EXPECT_TRUE((*lk)[0].extents.empty());
+  EXPECT_EQ((*lk)[1].entry.symlink_target, "../data/x");
+  EXPECT_EQ((*lk)[2].entry.type, EntryType::kFile);
+  EXPECT_TRUE((*lk)[2].entry.symlink_target.empty());
+
+  auto rd = store_->readDir("imgs", "v1", "links", "", 0);
+  ASSERT_TRUE(rd.isOk());
+  ASSERT_EQ(rd->items.size(), 1u);
+  EXPECT_EQ(rd->items[0].path, "up");
+  EXPECT_EQ(rd->items[0].type, EntryType::kSymlink);
+  EXPECT_EQ(rd->items[0].symlink_target, "../data/x");
+  EXPECT_EQ(rd->items[0].mtime_ns, t);
+
+  auto all = listAll(*store_, "v1", 1);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].path, "abs");
+  EXPECT_EQ(all[0].type, EntryType::kSymlink);
+  EXPECT_EQ(all[0].symlink_target, "/etc/passwd");
+  EXPECT_EQ(all[0].size, 11u);
+  EXPECT_EQ(all[1].path, "data/x");
+  EXPECT_EQ(all[2].path, "links/up");
+  EXPECT_EQ(all[2].symlink_target, "../data/x");
+
+  // Never followed: not a directory, no extents, nothing below it.
+  EXPECT_EQ(store_->readDir("imgs", "v1", "abs", "", 0).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->getExtents("imgs", "v1", "abs", 0, 10).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->stat("imgs", "v1", "links/up/x").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(MetaStoreTest, InvalidDirectoryAndSymlinkEntriesAreRefusedNamingTheField) {
+  createDataset();
+  uint32_t v = draft();
+  auto expectInvalid = [&](FileSpec bad, const std::string& field) {
+    std::vector<FileSpec> files = {makeFile("ok", 1), std::move(bad)};
+    Status s = store_->addFiles("imgs", v, files).status();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.toString();
+    EXPECT_NE(s.message().find(field), std::string::npos) << s.toString();
+  };
+  FileSpec d = makeDir("d", 0755);
+  d.extents = makeFile("d", 2).extents;
+  expectInvalid(d, "files[1]: a directory has no extents");
+  d = makeDir("d", 0755);
+  d.size = 5;
+  expectInvalid(d, "files[1].size");
+  d = makeDir("d", 0755);
+  d.append = true;
+  expectInvalid(d, "files[1].append");
+  d = makeDir("d", 010000);
+  expectInvalid(d, "files[1].mode");
+  d = makeDir("d", 0755);
+  d.symlink_target = "x";
+  expectInvalid(d, "files[1].symlink_target");
+  expectInvalid(makeDir("", 0755), "files[1].path");
+
+  FileSpec l = makeLink("l", "");
+  expectInvalid(l, "files[1].symlink_target: empty");
+  l = makeLink("l", std::string(4097, 'a'));
+  expectInvalid(l, "files[1].symlink_target: longer than 4096");
+  l = makeLink("l", std::string("a\0b", 3));
+  expectInvalid(l, "files[1].symlink_target: contains NUL");
+  l = makeLink("l", "target");
+  l.size = 0;
+  expectInvalid(l, "files[1].size");
+  l = makeLink("l", "target");
+  l.extents = makeFile("l", 3).extents;
+  expectInvalid(l, "files[1]: a symlink has no extents");
+  l = makeLink("l", "target");
+  l.append = true;
+  expectInvalid(l, "files[1].append");
+  FileSpec f = makeFile("f", 4);
+  f.symlink_target = "x";
+  expectInvalid(f, "files[1].symlink_target");
+  f = makeFile("f", 4);
+  f.type = static_cast<EntryType>(9);
+  expectInvalid(f, "files[1].type");
+  // A target of exactly 4096 bytes with ".." and a leading '/' is data.
+  std::string longest = "/../" + std::string(4092, 'b');
+  add("imgs", v, {makeLink("long", longest)});
+  commit("imgs", v);
+  auto st = store_->stat("imgs", "v1", "long");
+  ASSERT_TRUE(st.isOk());
+  EXPECT_EQ(st->symlink_target, longest);
+  EXPECT_EQ(store_->stat("imgs", "v1", "ok").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(MetaStoreTest, DiffReportsSymlinkTargetsAndExplicitDirectories) {
+  createDataset();
+  uint32_t a = draft();
+  add("imgs", a,
+      {makeLink("link", "old"), makeLink("same", "s"), makeDir("keep", 0755, 1),
+       makeDir("gone", 0700), makeDir("mode", 0700), makeFile("f", 1), makeFile("impl/x", 2),
+       makeFile("was_impl/x", 3)});
+  commit("imgs", a);
+  uint32_t b = draft();
+  add("imgs", b,
+      {makeLink("link", "newer"), makeLink("same", "s", 5), makeDir("keep", 0755, 2),
+       makeDir("mode", 0750), makeLink("f", "target"), makeFile("impl/x", 2),
+       makeDir("new/empty", 0755), makeDir("was_impl", 0755), makeFile("was_impl/x", 3)});
+  commit("imgs", b);
+  std::vector<DiffEntry> all;
+  std::string cursor;
+  do {
+    auto page = store_->diff("imgs", "v1", "v2", cursor, 1);
+    ASSERT_TRUE(page.isOk()) << page.status().toString();
+    all.insert(all.end(), page->items.begin(), page->items.end());
+    cursor = page->next_cursor;
+  } while (!cursor.empty());
+  std::vector<std::string> paths;
+  for (auto& d : all) paths.push_back(d.path);
+  // Unchanged: "same" and "keep" (only the mtime moved), "impl" (implicit on
+  // both sides), "was_impl" (implicit 0755 against explicit 0755).
+  EXPECT_EQ(paths, (std::vector<std::string>{"f", "gone", "link", "mode", "new/empty"}));
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(all[0].kind, ChangeKind::kChanged);  // a file became a symlink
+  EXPECT_EQ(all[0].old_size, 1000u);
+  EXPECT_EQ(all[0].new_size, 6u);
+  EXPECT_EQ(all[1].kind, ChangeKind::kRemoved);
+  EXPECT_EQ(all[1].old_size, 0u);
+  EXPECT_EQ(all[2].kind, ChangeKind::kChanged);
+  EXPECT_EQ(all[2].old_size, 3u);
+  EXPECT_EQ(all[2].new_size, 5u);
+  EXPECT_EQ(all[3].kind, ChangeKind::kChanged);
+  EXPECT_EQ(all[4].kind, ChangeKind::kAdded);
+  EXPECT_EQ(all[4].new_size, 0u);
+}
+
+TEST_F(MetaStoreTest, PagedListingResumesInsideExplicitDirectories) {
+  createDataset();
+  uint32_t a = draft();
+  commit("imgs", a);  // empty
+  uint32_t b = draft();
+  add("imgs", b,
+      {makeDir("a", 0755), makeDir("a/b", 0755), makeFile("a/b/c", 1), makeFile("a/d", 2),
+       makeLink("a/l", "d"), makeDir("a0", 0755), makeDir("e", 0700), makeFile("z/y", 3)});
+  commit("imgs", b);
+  const std::vector<std::string> want = {"a", "a/b", "a/b/c", "a/d", "a/l", "a0", "e", "z/y"};
+  for (uint32_t page : {1u, 2u, 3u, 100u}) {
+    std::vector<std::string> listed;
+    for (const Entry& e : listAll(*store_, "v2", page)) listed.push_back(e.path);
+    EXPECT_EQ(listed, want) << "page " << page;
+    std::vector<std::string> added;
+    std::string cursor;
+    do {
+      auto p = store_->diff("imgs", "v1", "v2", cursor, page);
+      ASSERT_TRUE(p.isOk()) << p.status().toString();
+      for (auto& d : p->items) {
+        EXPECT_EQ(d.kind, ChangeKind::kAdded);
+        added.push_back(d.path);
+      }
+      cursor = p->next_cursor;
+    } while (!cursor.empty());
+    EXPECT_EQ(added, want) << "page " << page;
+  }
+}
+
 TEST(PlacementTest, FewerNodesThanReplicas) {
   std::vector<PlacementNode> nodes = {{1, 100, true}, {2, 100, true}};
   auto map = placeStripes({}, 8, 3, nodes, true);
