@@ -106,6 +106,15 @@ class MetaStore {
 
   // ---- versions
   Result<VersionInfo> beginVersion(std::string_view dataset, std::string_view message);
+  // Adds files, explicit directories and symlinks (FileSpec::type) to a
+  // draft; the batch is all or nothing. Adding an identical entry again is a
+  // no-op. A path holds one kind of entry per draft: a file, directory or
+  // symlink of a path already holding another kind is kAlreadyExists, as is
+  // a path below a file or symlink. Directories are created implicitly
+  // (mode 0755, the commit time as mtime) by the paths below them; an
+  // explicit entry gives a directory its uploaded mode and mtime whether it
+  // comes before or after the paths below it. file_count and logical_bytes
+  // count regular files only.
   Result<AddFilesResult> addFiles(std::string_view dataset, uint32_t version,
                                   std::span<const FileSpec> files);
   // Idempotent: committing a committed version answers its info.
@@ -127,6 +136,11 @@ class MetaStore {
 
   // ---- namespace of a committed version (ref: "v<n>" or a tag)
   Result<Entry> stat(std::string_view dataset, std::string_view ref, std::string_view path) const;
+  // Entries: files (size, mode, mtime, extent count), symlinks (size = the
+  // target's length, symlink_target verbatim; never followed, so a path
+  // through a symlink is kNotFound) and directories (explicit: uploaded mode
+  // and mtime; implicit: 0755 and the version's commit time; size 0).
+  //
   // Per-path results; a missing path is found = false. Files carry up to
   // max_extents extents when with_extents.
   Result<std::vector<LookupResult>> lookup(std::string_view dataset, std::string_view ref,
@@ -138,11 +152,18 @@ class MetaStore {
                               uint32_t limit) const;
   Result<FileExtents> getExtents(std::string_view dataset, std::string_view ref,
                                  std::string_view path, uint32_t first, uint32_t limit) const;
-  // Files in depth-first, by-name order (the order diff uses).
+  // Files, symlinks and explicit directories (each directory before what it
+  // holds) in depth-first, by-name order (the order diff uses). Implicit
+  // directories are not listed: the paths below them imply them. Cursor:
+  // the last path returned.
   Result<Page<Entry>> listFiles(std::string_view dataset, std::string_view ref,
                                 std::string_view cursor, uint32_t limit) const;
-  // Files of `to` added, removed or changed (size, mode or record sequence)
-  // relative to `from`.
+  // Entries of `to` added, removed or changed relative to `from`, over what
+  // listFiles lists: Added/Removed when listed on one side and absent on
+  // the other; Changed when present on both (listed on at least one) with a
+  // different type, mode, file size or record sequence, or symlink target.
+  // Mtimes are ignored; an implicit directory counts as mode 0755. Sizes:
+  // file size, symlink target length, 0 for directories.
   Result<Page<DiffEntry>> diff(std::string_view dataset, std::string_view from,
                                std::string_view to, std::string_view cursor,
                                uint32_t limit) const;

@@ -977,6 +977,126 @@ TEST_F(MetaStoreTest, PagedListingResumesInsideExplicitDirectories) {
   }
 }
 
+// Random trees of files, symlinks and explicit directories: ListFiles and
+// Diff, paged at several sizes, match a model of the documented rules.
+TEST_F(MetaStoreTest, PagedListingAndDiffWithDirectoriesAndSymlinksMatchAModel) {
+  createDataset();
+  std::mt19937 rng(7);
+  const char* names[] = {"a", "a.b", "a-", "b", "ab", "a0"};
+  auto dirPath = [&] {
+    std::string p;
+    int depth = 1 + rng() % 3;
+    for (int d = 0; d < depth; ++d) p += (d ? "/" : "") + std::string(names[rng() % 6]);
+    return p;
+  };
+  // type 0 file (content = seed), 1 explicit dir, 2 symlink (content = target)
+  struct Spec {
+    int type;
+    uint32_t mode;
+    uint64_t content;
+  };
+  auto less = [](const std::string& x, const std::string& y) {
+    return internal::comparePaths(x, y) < 0;
+  };
+  using Model = std::map<std::string, Spec, decltype(less)>;
+  auto randomSpec = [&](uint64_t i) {
+    int r = rng() % 10;
+    if (r < 2) return std::make_pair(dirPath(), Spec{1, r == 0 ? 0700u : 0755u, 0});
+    std::string p = dirPath() + "_" + std::to_string(rng() % 40);  // never a directory name
+    return std::make_pair(p, r < 4 ? Spec{2, 0777, i % 5} : Spec{0, 0644, i});
+  };
+  Model m1(less), m2(less);
+  for (uint64_t i = 1; i <= 600; ++i) {
+    auto [p, spec] = randomSpec(i);
+    m1.emplace(p, spec);
+  }
+  for (auto& [p, spec] : m1) {
+    int r = rng() % 8;
+    if (r == 0) continue;  // removed
+    Spec s2 = spec;
+    if (r == 1 && s2.type != 1) s2.content += 1000;  // new content or target
+    if (r == 2) s2.mode = s2.mode == 0700 ? 0755 : 0700;
+    m2.emplace(p, s2);
+  }
+  for (uint64_t i = 2000; i < 2100; ++i) {
+    auto [p, spec] = randomSpec(i);
+    m2.emplace(p, spec);
+  }
+  auto specsOf = [&](const Model& m) {
+    std::vector<FileSpec> out;
+    for (auto& [p, s] : m) {
+      if (s.type == 0) {
+        out.push_back(makeFile(p, s.content));
+      } else if (s.type == 1) {
+        out.push_back(makeDir(p, s.mode));
+      } else {
+        out.push_back(makeLink(p, "t" + std::to_string(s.content)));
+      }
+      out.back().mode = s.mode;
+    }
+    std::shuffle(out.begin(), out.end(), rng);  // explicit and implicit in any order
+    return out;
+  };
+  for (const Model* m : {&m1, &m2}) {
+    uint32_t v = draft();
+    std::vector<FileSpec> all = specsOf(*m);
+    size_t half = all.size() / 2;
+    add("imgs", v, std::vector<FileSpec>(all.begin(), all.begin() + half));
+    add("imgs", v, std::vector<FileSpec>(all.begin() + half, all.end()));
+    commit("imgs", v);
+  }
+  // Everything present: listed entries plus implicit ancestors (0755).
+  auto present = [&](const Model& m) {
+    Model out(less);
+    for (auto& [p, s] : m) {
+      out[p] = s;
+      for (size_t k = p.find('/'); k != std::string::npos; k = p.find('/', k + 1)) {
+        out.emplace(p.substr(0, k), Spec{3, 0755, 0});  // 3: implicit directory
+      }
+    }
+    return out;
+  };
+  Model p1 = present(m1), p2 = present(m2);
+  for (uint32_t page : {1u, 3u, 1000u}) {
+    std::vector<std::string> listed, want_listed;
+    for (const Entry& e : listAll(*store_, "v1", page)) listed.push_back(e.path);
+    for (auto& [p, s] : m1) want_listed.push_back(p);
+    EXPECT_EQ(listed, want_listed) << "page " << page;
+
+    std::vector<std::pair<std::string, ChangeKind>> want, got;
+    Model both(less);
+    for (auto& x : p1) both.insert(x);
+    for (auto& x : p2) both.insert(x);
+    for (auto& [p, unused] : both) {
+      auto a = p1.find(p), b = p2.find(p);
+      bool la = a != p1.end() && a->second.type != 3, lb = b != p2.end() && b->second.type != 3;
+      if (!la && !lb) continue;
+      if (a == p1.end()) {
+        want.emplace_back(p, ChangeKind::kAdded);
+      } else if (b == p2.end()) {
+        want.emplace_back(p, ChangeKind::kRemoved);
+      } else {
+        auto kind = [](int t) { return t == 3 ? 1 : t; };
+        const Spec &x = a->second, &y = b->second;
+        if (kind(x.type) != kind(y.type) || x.mode != y.mode || x.content != y.content) {
+          want.emplace_back(p, ChangeKind::kChanged);
+        }
+      }
+    }
+    std::string cursor;
+    do {
+      auto d = store_->diff("imgs", "v1", "v2", cursor, page);
+      ASSERT_TRUE(d.isOk()) << d.status().toString();
+      for (auto& e : d->items) got.emplace_back(e.path, e.kind);
+      cursor = d->next_cursor;
+    } while (!cursor.empty());
+    EXPECT_EQ(got, want) << "page " << page;
+    std::set<ChangeKind> kinds;
+    for (auto& [path, kind] : want) kinds.insert(kind);
+    EXPECT_EQ(kinds.size(), 3u);
+  }
+}
+
 TEST(PlacementTest, FewerNodesThanReplicas) {
   std::vector<PlacementNode> nodes = {{1, 100, true}, {2, 100, true}};
   auto map = placeStripes({}, 8, 3, nodes, true);
