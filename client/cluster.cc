@@ -61,6 +61,19 @@ Status Cluster::refreshMap(uint64_t seen_epoch) {
   return Status();
 }
 
+void Cluster::markSuspect(NodeId node) {
+  std::lock_guard lock(mu_);
+  // Long enough to skip it for the rest of a read burst, short enough that a
+  // restarted node is used again soon; the map's down state covers longer.
+  suspect_until_[node] = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+}
+
+bool Cluster::isSuspect(NodeId node) const {
+  std::lock_guard lock(mu_);
+  auto it = suspect_until_.find(node);
+  return it != suspect_until_.end() && std::chrono::steady_clock::now() < it->second;
+}
+
 Result<net::PeerId> Cluster::nodePeer(NodeId node) {
   auto m = map();
   const NodeEntry* entry = m->node(node);

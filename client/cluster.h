@@ -8,7 +8,9 @@
 #pragma once
 
 #include <memory>
+#include <chrono>
 #include <mutex>
+#include <unordered_map>
 #include <string_view>
 
 #include "client/cluster_config.h"
@@ -52,6 +54,11 @@ class Cluster {
   // The endpoint peer for a storage node of the current map.
   Result<net::PeerId> nodePeer(NodeId node);
 
+  // A node that just timed out or refused is tried last by readers for a
+  // while, so one dead node costs one timeout, not one per request.
+  void markSuspect(NodeId node);
+  bool isSuspect(NodeId node) const;
+
  private:
   Cluster(ClusterConfig config, std::unique_ptr<net::Endpoint> endpoint, net::PeerId meta_peer);
 
@@ -60,6 +67,7 @@ class Cluster {
   const net::PeerId meta_peer_;
   mutable std::mutex mu_;
   std::shared_ptr<const ClusterMap> map_;  // GUARDED_BY(mu_)
+  std::unordered_map<NodeId, std::chrono::steady_clock::time_point> suspect_until_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace sluice::client

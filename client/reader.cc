@@ -13,15 +13,21 @@ namespace meta = wire::meta;
 
 std::string versionRef(uint32_t v) { return "v" + std::to_string(v); }
 
-// Replicas of a chunk with nodes the map calls down moved last: they may be
-// back, but an up replica is the better first try.
-std::vector<NodeId> readOrder(const ClusterMap& map, const ChunkId& chunk, uint32_t replication) {
+// Replicas of a chunk with nodes the map calls down, or that just failed us,
+// moved last: they may be back, but a healthy replica is the better first try.
+std::vector<NodeId> readOrder(const Cluster& cluster, const ClusterMap& map, const ChunkId& chunk,
+                              uint32_t replication) {
   std::vector<NodeId> nodes = map.replicasOf(chunk, replication);
   std::stable_partition(nodes.begin(), nodes.end(), [&](NodeId id) {
     const NodeEntry* n = map.node(id);
-    return n != nullptr && n->state != meta::NodeState::Down;
+    return n != nullptr && n->state != meta::NodeState::Down && !cluster.isSuspect(id);
   });
   return nodes;
+}
+
+bool nodeFailure(const Status& s) {
+  return s.code() == StatusCode::kTimeout || s.code() == StatusCode::kUnavailable ||
+         s.code() == StatusCode::kFabricError;
 }
 
 Result<FileExtent> extentFromWire(const meta::Extent& e) {
@@ -49,6 +55,8 @@ FileType typeFromWire(meta::EntryType t) {
   switch (t) {
     case meta::EntryType::Directory:
       return FileType::kDirectory;
+    case meta::EntryType::Symlink:
+      return FileType::kSymlink;
     default:
       return FileType::kFile;
   }
@@ -124,11 +132,13 @@ Result<std::vector<FileInfo>> DatasetReader::statMany(const std::vector<std::str
     f.size = r->entry->size;
     f.mode = r->entry->mode;
     f.mtime_ns = r->entry->mtime_ns;
+    f.symlink_target = r->entry->symlink_target;
     for (const auto& e : r->extents) {
       SLUICE_ASSIGN_OR_RETURN(FileExtent x, extentFromWire(e));
       f.extents.push_back(x);
     }
-    if (!r->extents_complete || f.extents.size() < r->entry->extent_count) {
+    if (f.type == FileType::kFile &&
+        (!r->extents_complete || f.extents.size() < r->entry->extent_count)) {
       SLUICE_RETURN_IF_ERROR(completeExtents(f));
     }
     // The extents must tile the file exactly: reads rely on it.
@@ -224,6 +234,7 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
   auto drain = [&](Pending& p) {
     Result<uint64_t> got = p.done.get();
     Status s = got.status();
+    if (nodeFailure(s)) cluster_.markSuspect(p.replicas[0]);
     std::string name = "record " + p.extent->record.toHex() + " of '" + file.path + "' (chunk " +
                        p.extent->chunk.toHex() + ")";
     if (s.isOk()) {
@@ -239,7 +250,7 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
       uint64_t begin = std::max(p.extent->file_offset, offset);
       uint64_t stop = std::min<uint64_t>(p.extent->file_offset + p.extent->raw_length, end);
       std::vector<uint8_t> tmp(p.extent->raw_length);
-      s = fetchWithFailover(*p.extent, tmp, 1, s);
+      s = fetchWithFailover(*p.extent, tmp, p.replicas[0], s);
       if (s.isOk()) {
         std::copy(tmp.begin() + static_cast<ptrdiff_t>(begin - p.extent->file_offset),
                   tmp.begin() + static_cast<ptrdiff_t>(stop - p.extent->file_offset),
@@ -252,7 +263,7 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
   for (auto it = first; it != file.extents.end() && it->file_offset < end; ++it) {
     Pending p;
     p.extent = &*it;
-    p.replicas = readOrder(*map, it->chunk, replication_);
+    p.replicas = readOrder(cluster_, *map, it->chunk, replication_);
     if (p.replicas.empty()) {
       if (failure.isOk()) {
         failure = unavailable("chunk " + it->chunk.toHex() + " of '" + file.path +
@@ -293,20 +304,20 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
 }
 
 Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint8_t> out,
-                                        size_t first_replica, Status first_error) {
+                                        NodeId failed, Status first_error) {
   auto map = cluster_.map();
-  std::vector<NodeId> replicas = readOrder(*map, extent.chunk, replication_);
-  std::string errors = replicas.empty() ? first_error.toString()
-                                        : "node " + std::to_string(replicas[0]) + ": " +
-                                              first_error.toString();
+  std::vector<NodeId> replicas = readOrder(cluster_, *map, extent.chunk, replication_);
+  replicas.erase(std::remove(replicas.begin(), replicas.end(), failed), replicas.end());
+  std::string errors = "node " + std::to_string(failed) + ": " + first_error.toString();
   std::string name = "record " + extent.record.toHex() + " (chunk " + extent.chunk.toHex() + ")";
-  for (size_t r = first_replica; r < replicas.size(); ++r) {
+  for (size_t r = 0; r < replicas.size(); ++r) {
     auto region = cluster_.endpoint().allocateMemory(extent.stored_length, net::Access::kRemoteWrite);
     if (!region.isOk()) return region.status();
     auto got = getChunkRange(cluster_, replicas[r], extent.chunk, extent.chunk_offset,
                              extent.stored_length, (*region)->remote(0, extent.stored_length))
                    .get();
     Status s = got.status();
+    if (nodeFailure(s)) cluster_.markSuspect(replicas[r]);
     if (s.isOk()) {
       s = decodeRecordInto({(*region)->data(), extent.stored_length}, extent.codec,
                            extent.raw_length, extent.record, out, name);

@@ -61,10 +61,10 @@ class DatasetReader {
   DatasetReader(Cluster& cluster, std::string dataset, uint32_t version, uint32_t replication,
                 std::unique_ptr<BufferPool> pool);
   Status completeExtents(FileInfo& file);
-  // Fetches and decodes one extent into `out` (exactly raw_length bytes),
-  // trying each replica in turn, starting with `first_error` already seen
-  // from replica 0 when that attempt was made asynchronously.
-  Status fetchWithFailover(const FileExtent& extent, std::span<uint8_t> out, size_t first_replica,
+  // Fetches and decodes one extent into `out` (exactly raw_length bytes)
+  // from the replicas other than `failed`, which already answered
+  // `first_error`, in turn.
+  Status fetchWithFailover(const FileExtent& extent, std::span<uint8_t> out, NodeId failed,
                            Status first_error);
 
   Cluster& cluster_;

@@ -401,6 +401,25 @@ class Upload {
       extents = 0;
       return Status();
     };
+    // Directories (kept even when empty) and symlinks (targets verbatim).
+    for (size_t index : batch.others) {
+      const SourceEntry& e = tree_.entries[index];
+      auto spec = std::make_unique<meta::FileSpecT>();
+      spec->path = e.path;
+      spec->mode = e.mode;
+      spec->mtime_ns = e.mtime_ns;
+      if (e.type == EntryType::kDirectory) {
+        spec->type = meta::EntryType::Directory;
+        report_.directories++;
+      } else {
+        spec->type = meta::EntryType::Symlink;
+        spec->symlink_target = e.symlink_target;
+        spec->size = e.symlink_target.size();
+        report_.symlinks++;
+      }
+      req.files.push_back(std::move(spec));
+      if (req.files.size() >= kMaxFilesPerCall) SLUICE_RETURN_IF_ERROR(send());
+    }
     for (const Piece& p : batch.pieces) {
       const SourceEntry& e = tree_.entries[p.entry];
       auto spec = std::make_unique<meta::FileSpecT>();

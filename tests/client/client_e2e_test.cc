@@ -331,6 +331,10 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
   TempDir src, dest;
   writeFile(fs::path(src.path()) / "x/y/z.bin", makeContent(1500000, 77));
   writeFile(fs::path(src.path()) / "top.txt", makeContent(4000, 78, true));
+  fs::create_directories(fs::path(src.path()) / "empty-dir");
+  fs::permissions(fs::path(src.path()) / "empty-dir", fs::perms(0750));
+  fs::create_symlink("x/y/z.bin", fs::path(src.path()) / "link");
+  fs::create_symlink("../../outside", fs::path(src.path()) / "x" / "escape");
   createDataset("cliget", 2);
   auto put = cluster_->runCli({"-q", "put", src.path(), "cliget", "-m", "first", "--tag", "gold"});
   ASSERT_TRUE(put.isOk());
@@ -343,6 +347,18 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
     EXPECT_EQ(fs::status(fs::path(src.path()) / f).permissions(),
               fs::status(fs::path(dest.path()) / "copy" / f).permissions());
   }
+  // Empty directories and symlinks come back as they were uploaded; a link's
+  // target is data, restored verbatim and never followed.
+  fs::path copy = fs::path(dest.path()) / "copy";
+  EXPECT_TRUE(fs::is_directory(copy / "empty-dir"));
+  EXPECT_EQ(fs::status(copy / "empty-dir").permissions(), fs::perms(0750));
+  EXPECT_TRUE(fs::is_symlink(copy / "link"));
+  EXPECT_EQ(fs::read_symlink(copy / "link"), "x/y/z.bin");
+  EXPECT_EQ(fs::read_symlink(copy / "x" / "escape"), "../../outside");
+  auto cat_link = cluster_->runCli({"cat", "cliget@v1", "link"});
+  EXPECT_EQ(cat_link->exit_code, 2);
+  EXPECT_NE(cat_link->err.find("symlink"), std::string::npos) << cat_link->err;
+
   auto ls = cluster_->runCli({"ls", "-R", "cliget@v1"});
   EXPECT_NE(ls->out.find("x/y/z.bin"), std::string::npos) << ls->out;
   auto status = cluster_->runCli({"status"});

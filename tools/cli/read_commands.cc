@@ -49,7 +49,21 @@ std::string normalizeArg(std::string p) {
   return p;
 }
 
-std::string typeChar(meta::EntryType t) { return t == meta::EntryType::Directory ? "d" : "-"; }
+std::string typeChar(meta::EntryType t) {
+  switch (t) {
+    case meta::EntryType::Directory: return "d";
+    case meta::EntryType::Symlink: return "l";
+    default: return "-";
+  }
+}
+
+std::string typeName(meta::EntryType t) {
+  switch (t) {
+    case meta::EntryType::Directory: return "directory";
+    case meta::EntryType::Symlink: return "symlink";
+    default: return "file";
+  }
+}
 
 struct LsArgs {
   std::string ref;
@@ -75,9 +89,11 @@ Status listDir(client::Cluster& cluster, const VersionRef& ref, const std::strin
       bool is_dir = e->type == meta::EntryType::Directory;
       if (is_dir && a.recursive) subdirs.push_back(full);
       std::string shown = (a.recursive ? full : e->path) + (is_dir ? "/" : "");
+      if (e->type == meta::EntryType::Symlink && a.long_format) shown += " -> " + e->symlink_target;
       json.beginObject()
           .field("path", full)
-          .field("type", is_dir ? "directory" : "file")
+          .field("type", typeName(e->type))
+          .field("symlink_target", e->symlink_target)
           .field("size", e->size)
           .field("mode", e->mode)
           .field("mtime_ns", e->mtime_ns)
@@ -131,12 +147,12 @@ int statCmd(Context& ctx, const std::string& ref_text, const std::string& path) 
                                                                       "Stat");
   if (!resp.isOk()) return reportError(resp.status());
   const auto& e = *(*resp)->entry;
-  bool is_dir = e.type == meta::EntryType::Directory;
   if (ctx.json) {
     Json j;
     j.beginObject()
         .field("path", req.path)
-        .field("type", is_dir ? "directory" : "file")
+        .field("type", typeName(e.type))
+        .field("symlink_target", e.symlink_target)
         .field("size", e.size)
         .field("mode", e.mode)
         .field("mtime_ns", e.mtime_ns)
@@ -147,7 +163,8 @@ int statCmd(Context& ctx, const std::string& ref_text, const std::string& path) 
   }
   std::printf("  path  %s\n  type  %s\n  size  %s (%s)\n  mode  %s\n  mtime %s.%09lld UTC\n"
               "  records %u\n",
-              req.path.empty() ? "/" : req.path.c_str(), is_dir ? "directory" : "file",
+              req.path.empty() ? "/" : req.path.c_str(),
+              (typeName(e.type) + (e.type == meta::EntryType::Symlink ? " -> " + e.symlink_target : "")).c_str(),
               ProgressMeter::formatCount(e.size).c_str(), ProgressMeter::formatBytes(e.size).c_str(),
               formatMode(e.mode).c_str(), formatTimeMs(e.mtime_ns / 1'000'000).c_str(),
               static_cast<long long>(e.mtime_ns % 1'000'000'000), e.extent_count);
@@ -163,6 +180,13 @@ int cat(Context& ctx, const std::string& ref_text, const std::string& path) {
   if (!reader.isOk()) return reportError(reader.status());
   auto file = (*reader)->stat(normalizeArg(path));
   if (!file.isOk()) return reportError(file.status());
+  if (file->type == client::FileType::kSymlink) {
+    return reportError(invalidArgument("'" + file->path + "' is a symlink to '" +
+                                       file->symlink_target + "': cat its target instead"));
+  }
+  if (file->type == client::FileType::kDirectory) {
+    return reportError(invalidArgument("'" + file->path + "' is a directory: use 'sluice ls'"));
+  }
   std::vector<uint8_t> buf(8u << 20);
   for (uint64_t off = 0; off < file->size;) {
     auto n = (*reader)->read(*file, off, buf);
@@ -257,8 +281,16 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
     }
   }
 
-  // A directory (or the whole version): every file under it, below DEST.
+  // A directory (or the whole version): every entry under it, below DEST.
+  struct Special {
+    std::string rel;
+    meta::EntryType type;
+    uint32_t mode;
+    int64_t mtime_ns;
+    std::string target;
+  };
   std::vector<std::string> paths;
+  std::vector<Special> dirs, links;
   uint64_t total = 0;
   std::string cursor;
   do {
@@ -273,9 +305,15 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
       Status s = checkServerPath(f->path);
       if (!s.isOk()) return reportError(s);
       if (!prefix.empty() && f->path.compare(0, prefix.size() + 1, prefix + "/") != 0) continue;
-      if (f->type == meta::EntryType::Directory) continue;
-      paths.push_back(f->path);
-      total += f->size;
+      std::string rel = prefix.empty() ? f->path : f->path.substr(prefix.size() + 1);
+      if (f->type == meta::EntryType::Directory) {
+        dirs.push_back({rel, f->type, f->mode, f->mtime_ns, ""});
+      } else if (f->type == meta::EntryType::Symlink) {
+        links.push_back({rel, f->type, f->mode, f->mtime_ns, f->symlink_target});
+      } else {
+        paths.push_back(f->path);
+        total += f->size;
+      }
     }
     cursor = (*resp)->next_cursor;
   } while (!cursor.empty());
@@ -283,6 +321,10 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
   std::error_code ec;
   fs::create_directories(dest, ec);
   if (ec) return reportError(ioError("creating '" + dest + "': " + ec.message()));
+  for (const auto& d : dirs) {
+    fs::create_directories(fs::path(dest) / d.rel, ec);
+    if (ec) return reportError(ioError("creating '" + (fs::path(dest) / d.rel).string() + "': " + ec.message()));
+  }
   std::optional<ProgressMeter> progress;
   if (!ctx.quiet && !ctx.json) progress.emplace("get", paths.size(), total);
   constexpr size_t kBatch = 256;
@@ -297,6 +339,32 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
       std::string rel = prefix.empty() ? f.path : f.path.substr(prefix.size() + 1);
       return writeLocal(**reader, f, fs::path(dest) / rel, progress ? &*progress : nullptr);
     });
+  }
+  // Symlinks last, so no file above was written through a link this command
+  // made; their targets are restored verbatim, as uploaded.
+  for (const auto& l : links) {
+    if (!status.isOk()) break;
+    fs::path at = fs::path(dest) / l.rel;
+    fs::create_directories(at.parent_path(), ec);
+    fs::remove(at, ec);
+    if (::symlink(l.target.c_str(), at.c_str()) != 0) {
+      status = errnoStatus(errno, "creating symlink '" + at.string() + "'");
+      break;
+    }
+    struct timespec times[2];
+    times[0].tv_sec = times[1].tv_sec = l.mtime_ns / 1'000'000'000;
+    times[0].tv_nsec = times[1].tv_nsec = l.mtime_ns % 1'000'000'000;
+    utimensat(AT_FDCWD, at.c_str(), times, AT_SYMLINK_NOFOLLOW);
+  }
+  // Directory modes and times last of all, deepest first: writing into a
+  // directory changes its mtime.
+  for (auto it = dirs.rbegin(); it != dirs.rend() && status.isOk(); ++it) {
+    fs::path at = fs::path(dest) / it->rel;
+    ::chmod(at.c_str(), it->mode & 07777);
+    struct timespec times[2];
+    times[0].tv_sec = times[1].tv_sec = it->mtime_ns / 1'000'000'000;
+    times[0].tv_nsec = times[1].tv_nsec = it->mtime_ns % 1'000'000'000;
+    utimensat(AT_FDCWD, at.c_str(), times, 0);
   }
   if (!status.isOk()) return reportError(status);
   if (progress) progress->finish();
