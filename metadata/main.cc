@@ -4,7 +4,7 @@
 //
 // Opens (or creates) the cluster in data_dir, serves the meta service on a
 // libfabric endpoint, marks silent nodes down, and exposes /metrics. Stops
-// cleanly on SIGTERM/SIGINT. With --address_file it writes the endpoint's
+// cleanly on SIGTERM/SIGINT. With --ready_file it writes the endpoint's
 // "host:port" there once serving (tests and `sluice dev up` read it).
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -40,7 +40,7 @@ struct Flags {
   std::chrono::microseconds heartbeat_timeout{};
   std::chrono::microseconds draft_grace{};
   std::string metrics_listen;
-  std::string address_file;
+  std::string ready_file;
   sluice::LogOptions log;
 };
 
@@ -65,7 +65,7 @@ int run(int argc, char** argv) {
                    "gc keeps chunks of drafts modified within this period")
       .addString("metrics.listen", &f.metrics_listen, "",
                  "host:port of the Prometheus /metrics endpoint (empty: off)")
-      .addString("address_file", &f.address_file, "", "write the endpoint address here once serving");
+      .addString("ready_file", &f.ready_file, "", "write the endpoint address here once serving");
   sluice::addLogOptions(schema, &f.log);
   if (sluice::Status s = schema.parse(argc, argv); !s.isOk()) {
     std::fprintf(stderr, "sluice-meta: %s\n", s.toString().c_str());
@@ -141,13 +141,13 @@ int run(int argc, char** argv) {
   }
   std::string address = (*ep)->address();
   spdlog::info("serving on {}", address);
-  if (!f.address_file.empty()) {
-    std::string tmp = f.address_file + ".tmp";
+  if (!f.ready_file.empty()) {
+    std::string tmp = f.ready_file + ".tmp";
     {
       std::ofstream out(tmp, std::ios::trunc);
       out << address << "\n";
     }
-    std::rename(tmp.c_str(), f.address_file.c_str());
+    std::rename(tmp.c_str(), f.ready_file.c_str());
   }
 
   // Liveness sweeper: marks nodes down a fraction of the timeout after they go silent.

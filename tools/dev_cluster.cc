@@ -95,8 +95,8 @@ Result<Recorded> startDaemon(const std::string& dir, const std::string& name,
   std::string ready = dir + "/" + name + ".address";
   std::string log = dir + "/" + name + ".log";
   fs::remove(ready);
-  // Both daemons write their bound address to a file once they serve.
-  args.push_back(name == "meta" ? "--address_file" : "--ready_file");
+  // Both daemons write their bound address to this file once they serve.
+  args.push_back("--ready_file");
   args.push_back(ready);
   Recorded r;
   r.daemon.name = name;

@@ -42,7 +42,7 @@ class MetaDaemon {
                                      "--log.file=" + data_dir_ + ".log",
                                      "--map_size=8G",
                                      "--stripe_count=64",
-                                     "--address_file=" + address_file_};
+                                     "--ready_file=" + address_file_};
     args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ = ::fork();
     if (pid_ < 0) return errnoStatus(errno, "fork");
