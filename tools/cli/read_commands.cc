@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -201,6 +202,14 @@ int cat(Context& ctx, const std::string& ref_text, const std::string& path) {
   return kExitOk;
 }
 
+// Both timestamps set to the uploaded mtime, for futimens/utimensat.
+std::array<struct timespec, 2> atimeAndMtime(int64_t mtime_ns) {
+  struct timespec t;
+  t.tv_sec = mtime_ns / 1'000'000'000;
+  t.tv_nsec = mtime_ns % 1'000'000'000;
+  return {t, t};
+}
+
 // Writes one file atomically under dest: temp file, then rename; mode and
 // mtime as uploaded.
 Status writeLocal(client::DatasetReader& reader, const client::FileInfo& file,
@@ -238,10 +247,8 @@ Status writeLocal(client::DatasetReader& reader, const client::FileInfo& file,
   }
   if (status.isOk()) {
     fchmod(fd, file.mode & 07777);
-    struct timespec times[2];
-    times[0].tv_sec = times[1].tv_sec = file.mtime_ns / 1'000'000'000;
-    times[0].tv_nsec = times[1].tv_nsec = file.mtime_ns % 1'000'000'000;
-    futimens(fd, times);
+    auto times = atimeAndMtime(file.mtime_ns);
+    futimens(fd, times.data());
   }
   ::close(fd);
   if (status.isOk() && ::rename(tmp.c_str(), target.c_str()) != 0) {
@@ -351,20 +358,16 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
       status = errnoStatus(errno, "creating symlink '" + at.string() + "'");
       break;
     }
-    struct timespec times[2];
-    times[0].tv_sec = times[1].tv_sec = l.mtime_ns / 1'000'000'000;
-    times[0].tv_nsec = times[1].tv_nsec = l.mtime_ns % 1'000'000'000;
-    utimensat(AT_FDCWD, at.c_str(), times, AT_SYMLINK_NOFOLLOW);
+    auto times = atimeAndMtime(l.mtime_ns);
+    utimensat(AT_FDCWD, at.c_str(), times.data(), AT_SYMLINK_NOFOLLOW);
   }
   // Directory modes and times last of all, deepest first: writing into a
   // directory changes its mtime.
   for (auto it = dirs.rbegin(); it != dirs.rend() && status.isOk(); ++it) {
     fs::path at = fs::path(dest) / it->rel;
     ::chmod(at.c_str(), it->mode & 07777);
-    struct timespec times[2];
-    times[0].tv_sec = times[1].tv_sec = it->mtime_ns / 1'000'000'000;
-    times[0].tv_nsec = times[1].tv_nsec = it->mtime_ns % 1'000'000'000;
-    utimensat(AT_FDCWD, at.c_str(), times, 0);
+    auto times = atimeAndMtime(it->mtime_ns);
+    utimensat(AT_FDCWD, at.c_str(), times.data(), 0);
   }
   if (!status.isOk()) return reportError(status);
   if (progress) progress->finish();
