@@ -74,6 +74,20 @@ std::string readAddress(const std::string& path) {
   return addr;
 }
 
+// The last few lines of a daemon's log, for errors about it (the log itself
+// may be deleted with a test's directory).
+std::string logTail(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+    if (lines.size() > 8) lines.erase(lines.begin());
+  }
+  std::string out;
+  for (const auto& l : lines) out += "  " + l + "\n";
+  return out;
+}
+
 // Waits until the daemon wrote its ready file; fails early if it exited.
 Result<std::string> waitReady(const DevDaemon& d, const std::string& ready_file,
                               const std::string& log) {
@@ -108,7 +122,7 @@ Result<Recorded> startDaemon(const std::string& dir, const std::string& name,
   auto addr = waitReady(r.daemon, ready, log);
   if (!addr.isOk()) {
     stopProcess(r.daemon.pid, executable).ignore();  // it failed to start; its log says why
-    return addr.status();
+    return Status(addr.status().code(), addr.status().message() + "; its last lines:\n" + logTail(log));
   }
   r.daemon.address = *addr;
   r.daemon.running = true;
