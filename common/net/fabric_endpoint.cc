@@ -26,6 +26,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/core/logging.h"
+#include "common/core/metrics.h"
 #include "common/net/address.h"
 #include "common/net/frame.h"
 #include "common/net/worker_pool.h"
@@ -241,7 +243,13 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   std::atomic<uint64_t> next_request_id_{1};
 
   std::vector<std::unique_ptr<RecvBuffer>> recv_buffers_;
-  std::unordered_map<uint16_t, Handler> handlers_;  // written before start() only
+  // A handler and the figures every daemon exports for it.
+  struct RegisteredHandler {
+    Handler handler;
+    Counter* calls;
+    Histogram* latency;  // time in the handler function (synchronous part)
+  };
+  std::unordered_map<uint16_t, RegisteredHandler> handlers_;  // written before start() only
 
   std::mutex mu_;
   bool stopping_ = false;                                  // GUARDED_BY(mu_)
@@ -521,7 +529,12 @@ void FabricCore::registerHandler(uint16_t opcode, Handler handler) {
                   hexOpcode(opcode));
     return;
   }
-  handlers_[opcode] = std::move(handler);
+  Labels labels = {{"opcode", hexOpcode(opcode)}};
+  auto& registry = MetricsRegistry::global();
+  handlers_[opcode] = RegisteredHandler{
+      std::move(handler),
+      &registry.counter("sluice_rpc_calls_total", "RPC requests handled, by opcode", labels),
+      &registry.histogram("sluice_rpc_handler_seconds", "Time in RPC handlers, by opcode", labels)};
 }
 
 Status FabricCore::start() {
@@ -1323,10 +1336,14 @@ void FabricCore::handleRequest(const FrameView& frame) {
   auto call = std::make_shared<std::unique_ptr<IncomingCall>>(std::make_unique<FabricIncomingCall>(
       shared_from_this(), h.opcode, h.request_id, peer, dest,
       std::vector<uint8_t>(frame.body.begin(), frame.body.end())));
-  const Handler* handler = &it->second;
-  workers_->post([this, handler, call] {
+  const RegisteredHandler* handler = &it->second;
+  uint64_t request_id = h.request_id;
+  workers_->post([this, handler, call, request_id] {
     tl_core_thread = this;
-    (*handler)(std::move(*call));
+    RequestIdScope scope(request_id);  // every log line of the handler names its request
+    handler->calls->inc();
+    LatencyTimer timer(*handler->latency);
+    handler->handler(std::move(*call));
     tl_core_thread = nullptr;
   });
 }
