@@ -459,14 +459,14 @@ Result<StorageService::Body> StorageService::fetchChunks(net::IncomingCall& call
   if (source == endpoint_.address()) return invalidArgument("FetchChunks: source is this node");
   const uint32_t stripe = req->stripe();
   SLUICE_ASSIGN_OR_RETURN(StorageClient client, StorageClient::connect(endpoint_, source));
-  std::vector<std::pair<ChunkId, uint64_t>> todo;
+  std::vector<std::pair<ChunkId, uint64_t>> to_copy;
   TransferResult t;
   if (req->ids() == nullptr || req->ids()->size() == 0) {
     std::optional<ChunkId> after;
     for (;;) {
       auto page = client.listStripe(stripe, after, kMaxBatch);
       if (!page.isOk()) return page.status().withContext("FetchChunks from " + source);
-      for (size_t i = 0; i < page->ids.size(); ++i) todo.emplace_back(page->ids[i], page->lengths[i]);
+      for (size_t i = 0; i < page->ids.size(); ++i) to_copy.emplace_back(page->ids[i], page->lengths[i]);
       if (!page->more || page->ids.empty()) break;
       after = page->ids.back();
     }
@@ -479,14 +479,14 @@ Result<StorageService::Body> StorageService::fetchChunks(net::IncomingCall& call
       if ((*lengths)[i] == 0) {
         noteFailure(t, notFound("chunk " + ids[i].toHex() + " is not on " + source));
       } else {
-        todo.emplace_back(ids[i], (*lengths)[i]);
+        to_copy.emplace_back(ids[i], (*lengths)[i]);
       }
     }
   }
   RateLimiter limiter(req->rate_bytes_per_sec() ? req->rate_bytes_per_sec()
                                                 : options_.repair_rate_bytes_per_sec);
   Lease lease(*this);
-  for (const auto& [id, length] : todo) {
+  for (const auto& [id, length] : to_copy) {
     if (store_.find(id)) {
       ++t.already_present;
       continue;

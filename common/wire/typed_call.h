@@ -6,7 +6,7 @@
 //   auto r = wire::typedCall<wire::meta::GetDatasetRequest, wire::meta::GetDatasetResponse>(
 //       endpoint, peer, opcode, req, "GetDataset imagenet");
 //
-// Every client stub (meta, storage) is built on this, so verification of
+// Every client-side caller of a service (meta, storage) is built on this, so verification of
 // replies happens in exactly one place. `what` names the call in errors.
 #pragma once
 
