@@ -21,73 +21,74 @@ std::string nodeName(NodeId node) { return "storage node " + std::to_string(node
 
 }  // namespace
 
-std::future<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const ChunkId& chunk,
-                                            uint64_t offset, uint64_t length,
-                                            const net::RemoteBuffer& target) {
-  auto promise = std::make_shared<std::promise<Result<uint64_t>>>();
+namespace {
+
+// One asynchronous storage call. The reply body is verified (decodeBody)
+// before `finish` turns it into the caller's result; transport failures get
+// the call's name. T is Status or a Result, both built from a Status.
+template <typename Req, typename Resp, typename T, typename Finish>
+std::future<T> storageCallAsync(Cluster& cluster, NodeId node, st::StorageMethod method,
+                                const typename Req::NativeTableType& request, std::string what,
+                                Finish finish) {
+  auto promise = std::make_shared<std::promise<T>>();
   auto future = promise->get_future();
   auto peer = cluster.nodePeer(node);
   if (!peer.isOk()) {
     promise->set_value(peer.status());
     return future;
   }
+  auto body = wire::packBody<Req>(request);
+  cluster.endpoint().callAsync(
+      *peer, opcode(method), body, cluster.timeout(),
+      [promise, what = std::move(what), finish](Result<std::vector<uint8_t>> reply) {
+        if (!reply.isOk()) {
+          promise->set_value(wire::withCallContext(reply.status(), what));
+          return;
+        }
+        auto resp = wire::decodeBody<Resp>(*reply, what);
+        if (!resp.isOk()) {
+          promise->set_value(resp.status());
+          return;
+        }
+        promise->set_value(finish(**resp, what));
+      });
+  return future;
+}
+
+}  // namespace
+
+std::future<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const ChunkId& chunk,
+                                            uint64_t offset, uint64_t length,
+                                            const net::RemoteBuffer& target) {
   st::GetChunkRequestT req;
   req.id = std::make_unique<st::Hash>(toWire(chunk));
   req.offset = offset;
   req.length = length;
   req.target = std::make_unique<st::Buffer>(toWire(target));
-  auto body = wire::packBody<st::GetChunkRequest>(req);
-  std::string what = "GetChunk " + chunk.toHex() + " from " + nodeName(node);
-  cluster.endpoint().callAsync(
-      *peer, opcode(st::StorageMethod::GetChunk), body, cluster.timeout(),
-      [promise, what, length](Result<std::vector<uint8_t>> reply) {
-        if (!reply.isOk()) {
-          promise->set_value(wire::withCallContext(reply.status(), what));
-          return;
+  return storageCallAsync<st::GetChunkRequest, st::GetChunkResponse, Result<uint64_t>>(
+      cluster, node, st::StorageMethod::GetChunk, req,
+      "GetChunk " + chunk.toHex() + " from " + nodeName(node),
+      [length](const st::GetChunkResponse& resp, const std::string& what) -> Result<uint64_t> {
+        if (length != 0 && resp.length() != length) {
+          return Status(StatusCode::kProtocolError, what + ": node wrote " +
+                                                        std::to_string(resp.length()) +
+                                                        " bytes, asked for " + std::to_string(length));
         }
-        auto resp = wire::decodeBody<st::GetChunkResponse>(*reply, what);
-        if (!resp.isOk()) {
-          promise->set_value(resp.status());
-          return;
-        }
-        uint64_t got = (*resp)->length();
-        if (length != 0 && got != length) {
-          promise->set_value(Status(StatusCode::kProtocolError,
-                                    what + ": node wrote " + std::to_string(got) +
-                                        " bytes, asked for " + std::to_string(length)));
-          return;
-        }
-        promise->set_value(got);
+        return resp.length();
       });
-  return future;
 }
 
 std::future<Status> putChunk(Cluster& cluster, NodeId node, const ChunkId& chunk, uint32_t stripe,
                              uint64_t length, const net::RemoteBuffer& source) {
-  auto promise = std::make_shared<std::promise<Status>>();
-  auto future = promise->get_future();
-  auto peer = cluster.nodePeer(node);
-  if (!peer.isOk()) {
-    promise->set_value(peer.status());
-    return future;
-  }
   st::PutChunkRequestT req;
   req.id = std::make_unique<st::Hash>(toWire(chunk));
   req.stripe = stripe;
   req.length = length;
   req.source = std::make_unique<st::Buffer>(toWire(source));
-  auto body = wire::packBody<st::PutChunkRequest>(req);
-  std::string what = "PutChunk " + chunk.toHex() + " to " + nodeName(node);
-  cluster.endpoint().callAsync(*peer, opcode(st::StorageMethod::PutChunk), body, cluster.timeout(),
-                               [promise, what](Result<std::vector<uint8_t>> reply) {
-                                 if (!reply.isOk()) {
-                                   promise->set_value(wire::withCallContext(reply.status(), what));
-                                   return;
-                                 }
-                                 auto resp = wire::decodeBody<st::PutChunkResponse>(*reply, what);
-                                 promise->set_value(resp.status());
-                               });
-  return future;
+  return storageCallAsync<st::PutChunkRequest, st::PutChunkResponse, Status>(
+      cluster, node, st::StorageMethod::PutChunk, req,
+      "PutChunk " + chunk.toHex() + " to " + nodeName(node),
+      [](const st::PutChunkResponse&, const std::string&) { return Status(); });
 }
 
 Result<std::vector<uint64_t>> hasChunks(Cluster& cluster, NodeId node,
