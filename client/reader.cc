@@ -65,12 +65,14 @@ FileType typeFromWire(meta::EntryType t) {
 }  // namespace
 
 DatasetReader::DatasetReader(Cluster& cluster, std::string dataset, uint32_t version,
-                             uint32_t replication, std::unique_ptr<BufferPool> pool)
+                             uint32_t replication, std::unique_ptr<BufferPool> pool,
+                             RecordCache* cache)
     : cluster_(cluster),
       dataset_(std::move(dataset)),
       version_(version),
       replication_(replication),
-      pool_(std::move(pool)) {}
+      pool_(std::move(pool)),
+      cache_(cache) {}
 
 Result<std::unique_ptr<DatasetReader>> DatasetReader::open(Cluster& cluster,
                                                            const std::string& dataset,
@@ -97,7 +99,8 @@ Result<std::unique_ptr<DatasetReader>> DatasetReader::open(Cluster& cluster,
   SLUICE_ASSIGN_OR_RETURN(auto pool, BufferPool::create(cluster.endpoint(), options.slot_size,
                                                         options.slots, net::Access::kRemoteWrite));
   return std::unique_ptr<DatasetReader>(new DatasetReader(
-      cluster, dataset, resolved->version, info->dataset->replication, std::move(pool)));
+      cluster, dataset, resolved->version, info->dataset->replication, std::move(pool),
+      options.cache));
 }
 
 Result<FileInfo> DatasetReader::stat(const std::string& path) {
@@ -187,26 +190,24 @@ Result<std::vector<uint8_t>> DatasetReader::readAll(const FileInfo& file) {
   return out;
 }
 
-namespace {
-
-// Decodes `stored` (extent e's bytes) into the part of `out` that the read
-// range [offset, offset + out.size()) shares with the extent.
-Status decodeExtent(const FileExtent& e, std::span<const uint8_t> stored, uint64_t offset,
-                    std::span<uint8_t> out, const std::string& name) {
+Status DatasetReader::decodeExtent(const FileExtent& e, std::span<const uint8_t> stored,
+                                   uint64_t offset, std::span<uint8_t> out,
+                                   const std::string& name) {
   uint64_t begin = std::max(e.file_offset, offset);
   uint64_t end = std::min<uint64_t>(e.file_offset + e.raw_length, offset + out.size());
   if (begin == e.file_offset && end == e.file_offset + e.raw_length) {
-    return decodeRecordInto(stored, e.codec, e.raw_length, e.record,
-                            out.subspan(begin - offset, e.raw_length), name);
+    std::span<uint8_t> whole = out.subspan(begin - offset, e.raw_length);
+    SLUICE_RETURN_IF_ERROR(decodeRecordInto(stored, e.codec, e.raw_length, e.record, whole, name));
+    if (cache_ != nullptr) cache_->insert(e.record, whole);
+    return Status();
   }
   SLUICE_ASSIGN_OR_RETURN(auto raw, decodeRecord(stored, e.codec, e.raw_length, e.record, name));
+  if (cache_ != nullptr) cache_->insert(e.record, raw);
   std::copy(raw.begin() + static_cast<ptrdiff_t>(begin - e.file_offset),
             raw.begin() + static_cast<ptrdiff_t>(end - e.file_offset),
             out.begin() + static_cast<ptrdiff_t>(begin - offset));
   return Status();
 }
-
-}  // namespace
 
 Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::span<uint8_t> out) {
   if (file.type != FileType::kFile) {
@@ -261,6 +262,15 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
   };
 
   for (auto it = first; it != file.extents.end() && it->file_offset < end; ++it) {
+    if (cache_ != nullptr) {
+      uint64_t begin = std::max(it->file_offset, offset);
+      uint64_t stop = std::min<uint64_t>(it->file_offset + it->raw_length, end);
+      if (cache_->read(it->record, it->raw_length, begin - it->file_offset,
+                       dest.subspan(begin - offset, stop - begin))) {
+        stats_.cache_hits++;
+        continue;
+      }
+    }
     Pending p;
     p.extent = &*it;
     p.replicas = readOrder(cluster_, *map, it->chunk, replication_);
@@ -323,6 +333,7 @@ Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint
                            extent.raw_length, extent.record, out, name);
     }
     if (s.isOk()) {
+      if (cache_ != nullptr) cache_->insert(extent.record, out);
       stats_.failovers++;
       stats_.records_fetched++;
       stats_.bytes_fetched += extent.stored_length;

@@ -19,6 +19,7 @@
 #include "client/buffer_pool.h"
 #include "client/cluster.h"
 #include "client/file_info.h"
+#include "client/record_cache.h"
 #include "common/core/result.h"
 
 namespace sluice::client {
@@ -26,12 +27,16 @@ namespace sluice::client {
 struct ReaderOptions {
   size_t slot_size = 1u << 20;  // one record's stored bytes; larger ones get their own buffer
   size_t slots = 32;            // records in flight per reader
+  // Consulted before the cluster, and given every record fetched; must
+  // outlive the reader. Null: no cache.
+  RecordCache* cache = nullptr;
 };
 
 struct ReaderStats {
   std::atomic<uint64_t> records_fetched{0};
   std::atomic<uint64_t> bytes_fetched{0};  // stored bytes moved from nodes
   std::atomic<uint64_t> failovers{0};      // a replica failed and the next one served
+  std::atomic<uint64_t> cache_hits{0};     // records served by the cache
 };
 
 class DatasetReader {
@@ -59,7 +64,12 @@ class DatasetReader {
 
  private:
   DatasetReader(Cluster& cluster, std::string dataset, uint32_t version, uint32_t replication,
-                std::unique_ptr<BufferPool> pool);
+                std::unique_ptr<BufferPool> pool, RecordCache* cache);
+  // Decodes `stored` (extent e's bytes) into the part of `out` that the read
+  // range [offset, offset + out.size()) shares with the extent, and offers
+  // the record to the cache.
+  Status decodeExtent(const FileExtent& e, std::span<const uint8_t> stored, uint64_t offset,
+                      std::span<uint8_t> out, const std::string& name);
   Status completeExtents(FileInfo& file);
   // Fetches and decodes one extent into `out` (exactly raw_length bytes)
   // from the replicas other than `failed`, which already answered
@@ -72,6 +82,7 @@ class DatasetReader {
   const uint32_t version_;
   const uint32_t replication_;
   std::unique_ptr<BufferPool> pool_;
+  RecordCache* const cache_;
   ReaderStats stats_;
 };
 

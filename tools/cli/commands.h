@@ -17,5 +17,6 @@ void addVersionCommands(CLI::App& app, Context& ctx, Action& action);
 void addReadCommands(CLI::App& app, Context& ctx, Action& action);
 void addAdminCommands(CLI::App& app, Context& ctx, Action& action);
 void addDevCommands(CLI::App& app, Context& ctx, Action& action);
+void addMountCommands(CLI::App& app, Context& ctx, Action& action);
 
 }  // namespace sluice::cli

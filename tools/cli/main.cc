@@ -7,6 +7,9 @@
 //
 // Exit codes: see tools/cli/output.h (0 ok, 2 usage, 3 not found, 4 conflict,
 // 5 cluster unavailable, 6 data error, 1 anything else).
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +17,7 @@
 
 #include "tools/cli/commands.h"
 #include "tools/cli/output.h"
+#include "tools/process.h"
 
 int main(int argc, char** argv) {
   using namespace sluice::cli;
@@ -33,6 +37,26 @@ int main(int argc, char** argv) {
   addReadCommands(app, ctx, action);
   addAdminCommands(app, ctx, action);
   addDevCommands(app, ctx, action);
+  addMountCommands(app, ctx, action);
+
+  // mount(8) runs the helper of a `fuse.sluice` fstab entry as
+  // `sluice SOURCE MOUNTPOINT -o OPTIONS`: hand that to sluice-fuse.
+  struct stat st {};
+  if (argc >= 3 && argv[1][0] != '-' && ::stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode)) {
+    bool subcommand = true;
+    try {
+      app.get_subcommand(argv[1]);
+    } catch (const CLI::OptionNotFound&) {
+      subcommand = false;
+    }
+    if (!subcommand) {
+      auto fuse = sluice::tools::findExecutable("sluice-fuse");
+      if (!fuse.isOk()) return reportError(fuse.status());
+      argv[0] = fuse->data();
+      ::execv(fuse->c_str(), argv);
+      return reportError(sluice::errnoStatus(errno, "starting " + *fuse));
+    }
+  }
 
   try {
     app.parse(argc, argv);

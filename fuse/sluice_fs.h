@@ -1,0 +1,131 @@
+// SluiceFs: the mounted namespace (see inode_table.h for its shape) and the
+// read path, in terms of inodes and byte ranges. fuse_ops.cc adapts it to
+// libfuse's low-level API; nothing here depends on libfuse.
+//
+// Committed versions are immutable, so their entries, attributes and
+// listings are cached for a long time (in this process and, through the
+// timeouts returned, in the kernel); the dataset level (versions and tags
+// come and go) is re-asked after a second.
+//
+// Reads go through one DatasetReader per version, behind a record cache in
+// memory and, optionally, the node-local disk cache shared with the prefetch
+// library. A handle read sequentially gets readahead: the next records are
+// fetched, from several nodes at once, before the kernel asks for them.
+//
+// Thread safety: all methods may be called concurrently (libfuse's
+// multithreaded loop).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "client/cluster.h"
+#include "client/local_cache.h"
+#include "client/memory_record_cache.h"
+#include "client/reader.h"
+#include "common/core/result.h"
+#include "fuse/dir_cache.h"
+#include "fuse/inode_table.h"
+
+namespace sluice::fuse {
+
+struct FsOptions {
+  std::chrono::seconds immutable_timeout{24 * 3600};
+  std::chrono::milliseconds mutable_timeout{1000};
+  uint64_t readahead_bytes = 16ull << 20;
+  uint64_t memory_cache_bytes = 256ull << 20;
+  size_t dir_cache_entries = 4u << 20;
+  std::string cache_dir;  // empty: no disk cache
+  uint64_t cache_bytes = 0;
+};
+
+struct EntryReply {
+  Ino ino = 0;  // 0: the name does not exist (cache the absence for `timeout`)
+  struct stat attr {};
+  double timeout = 0;
+};
+
+struct DirItem {
+  std::string name;
+  Node node;
+};
+
+class OpenFile;
+
+struct FsStats {
+  uint64_t reads = 0, read_bytes = 0, read_errors = 0, lookups = 0, opens = 0;
+  uint64_t records_fetched = 0, bytes_fetched = 0, cache_hits = 0, failovers = 0;
+  uint64_t readahead_bytes = 0;
+  uint64_t memory_cache_bytes = 0;
+  double read_p50_s = 0, read_p90_s = 0, read_p99_s = 0;
+  std::optional<client::LocalCacheStats> local_cache;
+  size_t inodes = 0;
+};
+
+class SluiceFs {
+ public:
+  static Result<std::unique_ptr<SluiceFs>> create(client::Cluster& cluster, FsOptions options);
+  ~SluiceFs();
+
+  Result<EntryReply> lookup(Ino parent, const std::string& name);
+  void forget(Ino ino, uint64_t n) { inodes_.forget(ino, n); }
+  Result<std::pair<struct stat, double>> getattr(Ino ino);
+  Result<std::string> readlink(Ino ino);
+
+  // The children of a directory, not yet known to the kernel; entry()
+  // turns one into a reply that holds one lookup (readdirplus).
+  Result<std::vector<DirItem>> listDir(Ino ino);
+  EntryReply entry(const Node& node);
+  // Drops a lookup entry() took that was not handed to the kernel.
+  void unref(Ino ino) { inodes_.forget(ino, 1); }
+
+  // kPermissionDenied (EROFS) for any write access.
+  Result<OpenFile*> open(Ino ino, int flags);
+  Result<size_t> read(OpenFile* file, uint64_t offset, std::span<uint8_t> out);
+  void release(OpenFile* file);
+  // True for a file generated at open (statistics): no page cache for it.
+  static bool isGenerated(const OpenFile* file);
+
+  FsStats stats() const;
+  std::string statsJson() const;
+
+ private:
+  SluiceFs(client::Cluster& cluster, FsOptions options);
+  Result<std::shared_ptr<client::DatasetReader>> readerFor(const std::string& dataset,
+                                                           uint32_t version);
+  Result<std::shared_ptr<const DirListing>> listingOf(const Node& dir);
+  Node datasetNode(const std::string& name, int64_t created_ms) const;
+  Node versionNode(const std::string& dataset, uint32_t version, int64_t committed_ms) const;
+  Node tagNode(const std::string& dataset, const std::string& tag, uint32_t version) const;
+  Node entryNode(const Node& parent, const DirEntry& e) const;
+  Node controlNode(NodeKind kind) const;
+  double timeoutOf(NodeKind kind) const;
+  void startReadahead(OpenFile* file, uint64_t begin, uint64_t end);
+
+  client::Cluster& cluster_;
+  const FsOptions options_;
+  const uid_t uid_;
+  const gid_t gid_;
+  InodeTable inodes_;
+  DirCache dirs_;
+  client::MemoryRecordCache memory_cache_;
+  std::unique_ptr<client::LocalCache> local_cache_;
+  std::unique_ptr<client::TieredCache> tiered_;
+  client::RecordCache* cache_ = nullptr;
+
+  mutable std::mutex readers_mu_;
+  std::map<std::pair<std::string, uint32_t>, std::shared_ptr<client::DatasetReader>> readers_;
+
+  std::atomic<uint64_t> readahead_bytes_{0};
+  std::atomic<uint64_t> opens_{0};
+};
+
+}  // namespace sluice::fuse
