@@ -2,7 +2,9 @@
 // content, and helpers to compare a tree with what a version holds.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
