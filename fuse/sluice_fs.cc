@@ -340,6 +340,46 @@ Result<std::shared_ptr<client::DatasetReader>> SluiceFs::readerFor(const std::st
   return it->second;
 }
 
+Result<std::shared_ptr<const client::FileInfo>> SluiceFs::fileInfo(client::DatasetReader& reader,
+                                                                    const std::string& path) {
+  std::string prefix = reader.dataset() + '\0' + std::to_string(reader.version()) + '\0';
+  {
+    std::lock_guard lock(files_mu_);
+    if (auto it = files_.find(prefix + path); it != files_.end()) return it->second;
+  }
+  // A job that opens one file of a directory usually opens its siblings
+  // next (shuffled small files): fetch their extents in the same round trip.
+  std::vector<std::string> batch = {path};
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "" : path.substr(0, slash);
+  auto listing = dirs_.get(reader.dataset(), reader.version(), dir);
+  if (listing.isOk()) {
+    std::lock_guard lock(files_mu_);
+    for (const auto& e : **listing) {
+      if (batch.size() >= kFileInfoBatch) break;
+      std::string sibling = dir.empty() ? e.name : dir + "/" + e.name;
+      if (e.type == client::FileType::kFile && sibling != path && files_.count(prefix + sibling) == 0) {
+        batch.push_back(std::move(sibling));
+      }
+    }
+  }
+  auto infos = reader.statMany(batch);
+  if (!infos.isOk()) {
+    // A sibling that cannot be described must not fail this open.
+    SLUICE_ASSIGN_OR_RETURN(auto one, reader.stat(path));
+    return std::make_shared<const client::FileInfo>(std::move(one));
+  }
+  std::shared_ptr<const client::FileInfo> wanted;
+  std::lock_guard lock(files_mu_);
+  if (files_.size() + infos->size() > kMaxCachedFileInfos) files_.clear();
+  for (auto& info : *infos) {
+    auto shared = std::make_shared<const client::FileInfo>(std::move(info));
+    if (!wanted) wanted = shared;
+    files_[prefix + shared->path] = shared;
+  }
+  return wanted;
+}
+
 Result<OpenFile*> SluiceFs::open(Ino ino, int flags) {
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0) {
     return Status(StatusCode::kPermissionDenied, "the mount is read-only");
@@ -358,8 +398,7 @@ Result<OpenFile*> SluiceFs::open(Ino ino, int flags) {
   SLUICE_ASSIGN_OR_RETURN(file->reader, readerFor(n->dataset, n->version));
   file->info = inodes_.file(ino);
   if (!file->info) {
-    SLUICE_ASSIGN_OR_RETURN(auto info, file->reader->stat(n->name));
-    file->info = std::make_shared<const client::FileInfo>(std::move(info));
+    SLUICE_ASSIGN_OR_RETURN(file->info, fileInfo(*file->reader, n->name));
     inodes_.setFile(ino, file->info);
   }
   opens_++;

@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "client/cluster.h"
@@ -109,6 +110,9 @@ class SluiceFs {
   Node controlNode(NodeKind kind) const;
   double timeoutOf(NodeKind kind) const;
   void startReadahead(OpenFile* file, uint64_t begin, uint64_t end);
+  // A file's extents, from the cache or fetched with its siblings'.
+  Result<std::shared_ptr<const client::FileInfo>> fileInfo(client::DatasetReader& reader,
+                                                           const std::string& path);
 
   client::Cluster& cluster_;
   const FsOptions options_;
@@ -123,6 +127,12 @@ class SluiceFs {
 
   mutable std::mutex readers_mu_;
   std::map<std::pair<std::string, uint32_t>, std::shared_ptr<client::DatasetReader>> readers_;
+
+  static constexpr size_t kFileInfoBatch = 256;
+  static constexpr size_t kMaxCachedFileInfos = 1u << 20;
+  std::mutex files_mu_;
+  // "dataset\0version\0path" -> extents; immutable, dropped wholesale when full.
+  std::unordered_map<std::string, std::shared_ptr<const client::FileInfo>> files_;
 
   std::atomic<uint64_t> readahead_bytes_{0};
   std::atomic<uint64_t> opens_{0};
