@@ -2,12 +2,13 @@
 
 namespace sluice::fuse {
 
-InodeTable::InodeTable() {
+InodeTable::InodeTable(struct timespec root_mtime) {
   auto root = std::make_shared<Node>();
   root->kind = NodeKind::kRoot;
   root->attr.st_ino = kRootIno;
   root->attr.st_mode = S_IFDIR | 0555;
   root->attr.st_nlink = 2;
+  root->attr.st_mtim = root->attr.st_ctim = root->attr.st_atim = root_mtime;
   // The root is never forgotten: one lookup that no forget can take.
   by_ino_[kRootIno] = Slot{root, 1, keyOf(*root), nullptr};
   by_key_[keyOf(*root)] = kRootIno;

@@ -45,7 +45,8 @@ struct Node {
 
 class InodeTable {
  public:
-  InodeTable();
+  // The root directory's times are `root_mtime` (the mount's start).
+  explicit InodeTable(struct timespec root_mtime = {});
 
   // The inode for `node` (by kind, dataset, version and name), created if
   // new; adds `lookups` to its count. Returns the inode and its node as

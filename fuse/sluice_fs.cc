@@ -70,6 +70,10 @@ SluiceFs::SluiceFs(client::Cluster& cluster, FsOptions options)
       options_(std::move(options)),
       uid_(::getuid()),
       gid_(::getgid()),
+      mount_time_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count()),
+      inodes_(toTimespec(mount_time_ns_)),
       dirs_(cluster, options_.dir_cache_entries),
       memory_cache_(options_.memory_cache_bytes) {}
 
@@ -97,6 +101,7 @@ double SluiceFs::timeoutOf(NodeKind kind) const {
 Node SluiceFs::controlNode(NodeKind kind) const {
   Node n;
   n.kind = kind;
+  setTimes(n.attr, mount_time_ns_);
   n.attr.st_uid = uid_;
   n.attr.st_gid = gid_;
   if (kind == NodeKind::kControlDir) {
@@ -149,6 +154,7 @@ Node SluiceFs::tagNode(const std::string& dataset, const std::string& tag, uint3
   n.symlink_target = "v" + std::to_string(version);
   n.attr.st_mode = S_IFLNK | 0777;
   n.attr.st_nlink = 1;
+  setTimes(n.attr, mount_time_ns_);
   n.attr.st_size = static_cast<off_t>(n.symlink_target.size());
   n.attr.st_uid = uid_;
   n.attr.st_gid = gid_;

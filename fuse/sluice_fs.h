@@ -118,6 +118,7 @@ class SluiceFs {
   const FsOptions options_;
   const uid_t uid_;
   const gid_t gid_;
+  const int64_t mount_time_ns_;  // times of the root, control files and tags
   InodeTable inodes_;
   DirCache dirs_;
   client::MemoryRecordCache memory_cache_;

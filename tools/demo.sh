@@ -9,6 +9,7 @@ work=$(mktemp -d /tmp/sluice-demo-XXXXXX)
 export SLUICE_DEV_DIR="$work/cluster"
 
 cleanup() {
+  if grep -q " $work/mnt " /proc/self/mounts 2>/dev/null; then "$sluice" umount --lazy "$work/mnt" >/dev/null 2>&1 || true; fi
   "$sluice" dev down --dir "$SLUICE_DEV_DIR" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -80,6 +81,32 @@ else
   echo "MISMATCH between the source and what was read back" >&2
   exit 1
 fi
+
+step "sluice mount $work/mnt   (read-only: /<dataset>/<version or tag>/<path>)"
+mkdir -p "$work/mnt"
+"$sluice" mount "$work/mnt" --cache-dir "$work/cache" --cache-size 1G
+ls -l "$work/mnt/demo"
+echo "ls $work/mnt/demo/clean/train | head -3:"
+ls "$work/mnt/demo/clean/train" | head -3
+
+step "Reading every file of demo@v2 through the mount (diff -r against the source)"
+start=$(date +%s.%N)
+if diff -r "$work/sample" "$work/mnt/demo/v2" >/dev/null; then
+  end=$(date +%s.%N)
+  echo "all $(find "$work/mnt/demo/v2" -type f | wc -l) files match through the mount ($(python3 -c "print(f'{$end-$start:.1f}')") s)"
+else
+  echo "MISMATCH between the source and the mount" >&2
+  exit 1
+fi
+if [ ! -e "$work/mnt/demo/v1/train/NEW-labels.csv" ]; then
+  echo "demo@v1 is unchanged (no NEW-labels.csv); demo@v2 has it: $(wc -l < "$work/mnt/demo/v2/train/NEW-labels.csv") lines"
+fi
+echo "writes are refused:"
+(echo x > "$work/mnt/demo/v2/new-file") 2>&1 | sed 's/^/  /' || true
+
+step "sluice mount --stats $work/mnt"
+"$sluice" mount --stats "$work/mnt"
+"$sluice" umount "$work/mnt"
 
 step "sluice status"
 "$sluice" status
