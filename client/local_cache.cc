@@ -52,6 +52,12 @@ struct RankKey {
     std::memcpy(b + 8, k.b, 16);
   }
   MDB_val val() { return MDB_val{sizeof b, b}; }
+  static uint64_t rankOf(const MDB_val& v) {
+    const auto* p = static_cast<const uint8_t*>(v.mv_data);
+    uint64_t r = 0;
+    for (int i = 0; i < 8; ++i) r = (r << 8) | p[i];
+    return r;
+  }
   static RecordHash hashOf(const MDB_val& v) {
     const auto* p = static_cast<const uint8_t*>(v.mv_data) + 8;
     RecordHash h;
@@ -286,6 +292,10 @@ Result<bool> LocalCache::put(const RecordHash& record, std::span<const uint8_t> 
       for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && used + need > budget;
            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 24) continue;
+        // Only what is wanted less than the newcomer makes room for it: a
+        // record needed later than everything cached is not cached at all
+        // (what an optimal, future-knowing cache does).
+        if (RankKey::rankOf(k) >= rank) break;
         RecordHash victim = RankKey::hashOf(k);
         auto e = impl_->getEntry(txn.txn, victim);
         if (!e) {
@@ -355,16 +365,26 @@ Result<bool> LocalCache::put(const RecordHash& record, std::span<const uint8_t> 
 }
 
 bool LocalCache::setRank(const RecordHash& record, uint64_t rank) {
+  const std::pair<RecordHash, uint64_t> one{record, rank};
+  return setRanks({&one, 1}) == 1;
+}
+
+size_t LocalCache::setRanks(std::span<const std::pair<RecordHash, uint64_t>> ranks) {
   Impl::WriteTxn txn(impl_->env);
-  if (txn.txn == nullptr) return false;
-  auto e = impl_->getEntry(txn.txn, record);
-  if (!e) return false;
-  if (e->rank == rank) return true;
-  RankKey old(e->rank, record);
-  MDB_val ok = old.val();
-  mdb_del(txn.txn, impl_->by_rank, &ok, nullptr);
-  e->rank = rank;
-  return impl_->putEntry(txn.txn, record, *e) == 0 && txn.commit() == 0;
+  if (txn.txn == nullptr) return 0;
+  size_t changed = 0;
+  for (const auto& [record, rank] : ranks) {
+    auto e = impl_->getEntry(txn.txn, record);
+    if (!e) continue;
+    changed++;
+    if (e->rank == rank) continue;
+    RankKey old(e->rank, record);
+    MDB_val ok = old.val();
+    mdb_del(txn.txn, impl_->by_rank, &ok, nullptr);
+    e->rank = rank;
+    if (impl_->putEntry(txn.txn, record, *e) != 0) return 0;
+  }
+  return txn.commit() == 0 ? changed : 0;
 }
 
 bool LocalCache::contains(const RecordHash& record) {

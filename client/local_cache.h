@@ -19,9 +19,12 @@
 // - A process killed at any point leaves a usable cache: its half-written
 //   files are in tmp/ (removed by the next open), and index entries it left
 //   "writing" are reclaimed once its pid is gone.
-// - Eviction takes the lowest rank first. insert() ranks by recency (the
+// - Eviction takes the lowest rank first, and only entries ranked below the
+//   record being stored make room for it. insert() ranks by recency (the
 //   time of the last use); a prefetcher that knows its future order ranks
-//   with put(record, raw, rank) and setRank().
+//   with put(record, raw, rank) and setRanks() above every recency rank
+//   (kPlannedBase - the time of the next use), so planned entries outlive
+//   unplanned ones and the one needed furthest ahead goes first.
 //
 // Thread safety: all methods may be called concurrently, from any process.
 #pragma once
@@ -31,6 +34,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <span>
 
 #include "client/record_cache.h"
 #include "common/core/result.h"
@@ -67,11 +72,15 @@ class LocalCache : public RecordCache {
   Result<bool> put(const RecordHash& record, std::span<const uint8_t> raw, uint64_t rank);
   // Raises or lowers the eviction rank of a cached record; false if absent.
   bool setRank(const RecordHash& record, uint64_t rank);
+  // Many at once, in one index transaction; returns how many were cached.
+  size_t setRanks(std::span<const std::pair<RecordHash, uint64_t>> ranks);
   bool contains(const RecordHash& record);
 
   // The rank insert() and read() give: nanoseconds of CLOCK_MONOTONIC, the
   // same clock in every process on the node.
   static uint64_t recencyRank();
+  // Planned ranks are kPlannedBase - (when the record is next needed).
+  static constexpr uint64_t kPlannedBase = uint64_t{1} << 63;
 
   LocalCacheStats stats() const;
   const std::string& dir() const { return dir_; }

@@ -1,0 +1,111 @@
+"""sluice.torch.Dataset: a torch IterableDataset over a Sluice version.
+
+    ds = sluice.torch.Dataset("imagenet@v3", seed=42, batch_size=256,
+                              cache_dir="/nvme/sluice-cache", transform=decode)
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=8,
+                                         persistent_workers=True)
+    for epoch in range(start_epoch, epochs):
+        ds.set_epoch(epoch)
+        for step, batch in enumerate(loader):
+            ...
+            if step % 1000 == 0:
+                save({"data": ds.state_dict(num_samples=(step + 1) * 256), ...})
+    # later: ds.load_state_dict(saved["data"]) and iterate: only the samples
+    # not yet consumed in that epoch come back.
+
+Work is split across ranks (torch.distributed, else $RANK/$WORLD_SIZE)
+and DataLoader workers (get_worker_info). Every rank gets the same number
+of samples; with drop_last=False the short ranks repeat a few samples.
+``batch_size`` must be the DataLoader's: workers take whole batches in
+turn, which is the order the DataLoader returns them, so a count of
+consumed samples is an exact resume point.
+
+Samples are ``transform(path, memoryview)`` when a transform is given
+(called in the worker, on the prefetcher's buffer: no copy), else
+``{"path": path, "data": bytes}``.
+"""
+import multiprocessing
+import os
+
+import torch.utils.data
+
+from ._sluice import Prefetcher
+
+
+def _rank_and_world():
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class Dataset(torch.utils.data.IterableDataset):
+    def __init__(self, ref, *, cluster="", files=None, prefix="", seed=0, shuffle=True,
+                 shuffle_block=1, drop_last=False, batch_size=1, rank=None, world_size=None,
+                 cache_dir="", cache_size=10 << 30, lookahead=256 << 20, fetch_threads=16,
+                 eviction="planned", transform=None):
+        super().__init__()
+        dataset, _, version = ref.partition("@")
+        if not dataset:
+            raise ValueError(f"dataset reference {ref!r}: expected DATASET[@VERSION]")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        r, w = _rank_and_world()
+        self.dataset, self.version = dataset, version or "latest"
+        self.rank = r if rank is None else rank
+        self.world_size = w if world_size is None else world_size
+        self.options = dict(cluster=cluster, files=list(files or []), prefix=prefix, seed=seed,
+                            shuffle=shuffle, shuffle_block=shuffle_block, drop_last=drop_last,
+                            cache_dir=cache_dir, cache_size=cache_size, lookahead=lookahead,
+                            fetch_threads=fetch_threads, eviction=eviction)
+        self.batch_size = batch_size
+        self.transform = transform
+        # Shared with (persistent) worker processes, which copy the dataset
+        # once: set_epoch and load_state_dict in the main process reach them.
+        self._epoch = multiprocessing.Value("q", 0)
+        self._start = multiprocessing.Value("q", 0)
+        self._length = None
+
+    def set_epoch(self, epoch):
+        """Starts `epoch` (from its beginning) at the next iteration."""
+        with self._epoch.get_lock():
+            self._epoch.value = int(epoch)
+            self._start.value = 0
+
+    def state_dict(self, num_samples):
+        """A resume point: `num_samples` of this rank consumed in the current epoch."""
+        return {"epoch": self._epoch.value, "position": int(num_samples), "seed": self.options["seed"],
+                "world_size": self.world_size, "rank": self.rank}
+
+    def load_state_dict(self, state):
+        if state["seed"] != self.options["seed"] or state["world_size"] != self.world_size:
+            raise ValueError(f"state saved with seed {state['seed']} and world_size {state['world_size']}; "
+                             f"this dataset has seed {self.options['seed']} and world_size {self.world_size}")
+        with self._epoch.get_lock():
+            self._epoch.value = int(state["epoch"])
+            self._start.value = int(state["position"])
+
+    def _prefetcher(self, worker, num_workers):
+        p = Prefetcher(self.dataset, self.version, rank=self.rank, world_size=self.world_size,
+                       epoch=self._epoch.value, num_workers=num_workers, worker=worker,
+                       worker_batch=self.batch_size, **self.options)
+        if self._start.value:
+            p.resume({"epoch": self._epoch.value, "position": self._start.value,
+                      "seed": self.options["seed"], "world_size": self.world_size, "rank": self.rank})
+        return p
+
+    def __len__(self):
+        """Samples this rank yields per epoch."""
+        if self._length is None:
+            self._length = self._prefetcher(0, 1).rank_length
+        return self._length
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        p = self._prefetcher(worker, num_workers)
+        for path, data in p:
+            if self.transform is not None:
+                yield self.transform(path, data)
+            else:
+                yield {"path": path, "data": bytes(data)}
