@@ -315,11 +315,14 @@ Result<bool> LocalCache::put(const RecordHash& record, std::span<const uint8_t> 
     EntryValue e{need, rank, static_cast<uint32_t>(raw.size()), impl_->pid, kWriting};
     int rc = impl_->putEntry(txn.txn, record, e);
     if (rc == 0) rc = impl_->putCounter(txn.txn, "used", used + need);
+    // Victims leave the disk before their bytes are handed to this record,
+    // so the files never add up to more than the budget. Should the commit
+    // fail, their entries point at missing files: reads drop them.
+    for (const auto& victim : evicted) ::unlink(recordPath(victim).c_str());
     if (rc == 0) rc = txn.commit();
     if (rc != 0) return lmdbError(rc, "reserve");
   }
   evictions_ += evicted.size();
-  for (const auto& victim : evicted) ::unlink(recordPath(victim).c_str());
 
   // Write to tmp/, then rename into place: a reader never sees a partial file.
   std::string hex = record.toHex();
