@@ -118,29 +118,27 @@ Node SluiceFs::controlNode(NodeKind kind) const {
   return n;
 }
 
-Node SluiceFs::datasetNode(const std::string& name, int64_t created_ms) const {
+// A read-only directory of the mount's upper levels.
+Node SluiceFs::directoryNode(NodeKind kind, const std::string& dataset, uint32_t version,
+                             int64_t mtime_ns) const {
   Node n;
-  n.kind = NodeKind::kDataset;
-  n.dataset = name;
-  n.attr.st_mode = S_IFDIR | 0555;
-  n.attr.st_nlink = 2;
-  n.attr.st_uid = uid_;
-  n.attr.st_gid = gid_;
-  setTimes(n.attr, created_ms * 1000000);
-  return n;
-}
-
-Node SluiceFs::versionNode(const std::string& dataset, uint32_t version, int64_t committed_ms) const {
-  Node n;
-  n.kind = NodeKind::kVersion;
+  n.kind = kind;
   n.dataset = dataset;
   n.version = version;
   n.attr.st_mode = S_IFDIR | 0555;
   n.attr.st_nlink = 2;
   n.attr.st_uid = uid_;
   n.attr.st_gid = gid_;
-  setTimes(n.attr, committed_ms * 1000000);
+  setTimes(n.attr, mtime_ns);
   return n;
+}
+
+Node SluiceFs::datasetNode(const std::string& name, int64_t created_ms) const {
+  return directoryNode(NodeKind::kDataset, name, 0, created_ms * 1000000);
+}
+
+Node SluiceFs::versionNode(const std::string& dataset, uint32_t version, int64_t committed_ms) const {
+  return directoryNode(NodeKind::kVersion, dataset, version, committed_ms * 1000000);
 }
 
 Node SluiceFs::tagNode(const std::string& dataset, const std::string& tag, uint32_t version) const {

@@ -103,6 +103,8 @@ class SluiceFs {
   Result<std::shared_ptr<client::DatasetReader>> readerFor(const std::string& dataset,
                                                            uint32_t version);
   Result<std::shared_ptr<const DirListing>> listingOf(const Node& dir);
+  Node directoryNode(NodeKind kind, const std::string& dataset, uint32_t version,
+                     int64_t mtime_ns) const;
   Node datasetNode(const std::string& name, int64_t created_ms) const;
   Node versionNode(const std::string& dataset, uint32_t version, int64_t committed_ms) const;
   Node tagNode(const std::string& dataset, const std::string& tag, uint32_t version) const;

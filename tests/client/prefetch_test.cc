@@ -130,6 +130,15 @@ TEST(LocalCacheTest, BudgetHoldsAndPlannedEntriesAreNotEvictedByLaterOnes) {
   EXPECT_EQ(std::string(out.begin(), out.end()), urgent);
 }
 
+// Bytes of the cache's record files, in 4 KiB blocks as the budget counts.
+uint64_t recordBytesOnDisk(const std::string& cache) {
+  uint64_t total = 0;
+  for (auto& e : fs::recursive_directory_iterator(cache + "/records")) {
+    if (e.is_regular_file()) total += (e.file_size() + 4095) / 4096 * 4096;
+  }
+  return total;
+}
+
 class PrefetchE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -265,10 +274,7 @@ TEST_F(PrefetchE2E, SharedCacheServesASecondConsumerAndDropsCorruptEntries) {
   ASSERT_TRUE(p.isOk());
   drain(**p);  // checks every byte
   EXPECT_EQ((*p)->stats().cache_misses, 3u);
-  uint64_t on_disk = 0;
-  for (auto& e : fs::recursive_directory_iterator(cache + "/records")) {
-    if (e.is_regular_file()) on_disk += (e.file_size() + 4095) / 4096 * 4096;
-  }
+  uint64_t on_disk = recordBytesOnDisk(cache);
   EXPECT_LE(on_disk, 64ull << 20);
 }
 
@@ -281,10 +287,7 @@ TEST_F(PrefetchE2E, SmallCacheNeverExceedsItsBudget) {
   ASSERT_TRUE(p.isOk());
   auto got = drain(**p);
   EXPECT_EQ(got.size(), 241u);
-  uint64_t on_disk = 0;
-  for (auto& e : fs::recursive_directory_iterator(cache + "/records")) {
-    if (e.is_regular_file()) on_disk += (e.file_size() + 4095) / 4096 * 4096;
-  }
+  uint64_t on_disk = recordBytesOnDisk(cache);
   EXPECT_LE(on_disk, 2ull << 20);
   EXPECT_GT(on_disk, 0u);
 }
