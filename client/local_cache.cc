@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "client/uring_write.h"
+
 namespace sluice::client {
 namespace {
 
@@ -332,14 +334,8 @@ Result<bool> LocalCache::put(const RecordHash& record, std::span<const uint8_t> 
   bool written = false;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd >= 0) {
-    size_t done = 0;
-    while (done < raw.size()) {
-      ssize_t n = ::pwrite(fd, raw.data() + done, raw.size() - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    written = ::close(fd) == 0 && done == raw.size();
+    written = writeAll(fd, raw, tmp).isOk();
+    written = ::close(fd) == 0 && written;
   }
   if (written) {
     ::mkdir((dir_ + "/records/" + hex.substr(0, 2)).c_str(), 0755);

@@ -6,7 +6,7 @@
 //   index/            LMDB: record -> {bytes, rank, state, owner pid}, an
 //                     eviction order by rank, and the bytes in use
 //   records/<hh>/<h>  one file per record, its raw bytes
-//   tmp/              records being written (<h>.<pid>.<n>)
+//   tmp/              records being written (<h>.<pid>.<n>), through io_uring
 //
 // Contracts:
 // - The byte budget holds across processes: an insert reserves its bytes (in
