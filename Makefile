@@ -7,7 +7,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DSLUICE_WERROR=ON
 endif
 
-.PHONY: all deps build test demo bench asan clean
+.PHONY: all deps build test demo bench asan install clean
 
 all: build
 
@@ -33,6 +33,14 @@ asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 	@cd build-asan && ctest --output-on-failure --timeout 900 -j$(JOBS)
+
+# The daemons, the CLI and the mount helper on the system PATH (mount(8)
+# runs `sluice` for a fuse.sluice fstab entry from there).
+PREFIX ?= /usr/local
+install: build
+	@install -d $(PREFIX)/bin
+	@install -m 755 $(BUILD_DIR)/tools/sluice $(BUILD_DIR)/fuse/sluice-fuse $(BUILD_DIR)/metadata/sluice-meta $(BUILD_DIR)/storage_node/sluice-storage $(PREFIX)/bin/
+	@echo "installed sluice, sluice-fuse, sluice-meta, sluice-storage into $(PREFIX)/bin"
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan
