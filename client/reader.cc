@@ -5,6 +5,7 @@
 
 #include "client/chunk_rpc.h"
 #include "common/codec/codec_limits.h"
+#include "common/core/metrics.h"
 
 namespace sluice::client {
 namespace {
@@ -12,6 +13,19 @@ namespace {
 namespace meta = wire::meta;
 
 std::string versionRef(uint32_t v) { return "v" + std::to_string(v); }
+
+// The same figures as ReaderStats, summed over the process's readers, for
+// the /metrics endpoint of whatever embeds the client (the FUSE mount).
+struct ReaderMetrics {
+  Counter& records = MetricsRegistry::global().counter("sluice_client_records_fetched_total", "records fetched from storage nodes");
+  Counter& bytes = MetricsRegistry::global().counter("sluice_client_fetched_bytes_total", "stored bytes fetched from storage nodes");
+  Counter& cache_hits = MetricsRegistry::global().counter("sluice_client_cache_hits_total", "records served by a record cache");
+  Counter& failovers = MetricsRegistry::global().counter("sluice_client_failovers_total", "records served by another replica after a failure");
+};
+ReaderMetrics& readerMetrics() {
+  static ReaderMetrics m;
+  return m;
+}
 
 // Replicas of a chunk with nodes the map calls down, or that just failed us,
 // moved last: they may be back, but a healthy replica is the better first try.
@@ -190,6 +204,13 @@ Result<std::vector<uint8_t>> DatasetReader::readAll(const FileInfo& file) {
   return out;
 }
 
+void DatasetReader::countFetch(uint64_t stored_bytes) {
+  stats_.records_fetched++;
+  stats_.bytes_fetched += stored_bytes;
+  readerMetrics().records.inc();
+  readerMetrics().bytes.inc(stored_bytes);
+}
+
 Status DatasetReader::decodeExtent(const FileExtent& e, std::span<const uint8_t> stored,
                                    uint64_t offset, std::span<uint8_t> out,
                                    const std::string& name) {
@@ -240,8 +261,7 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
                        p.extent->chunk.toHex() + ")";
     if (s.isOk()) {
       const uint8_t* data = p.large ? p.large->data() : p.slot.data();
-      stats_.records_fetched++;
-      stats_.bytes_fetched += p.extent->stored_length;
+      countFetch(p.extent->stored_length);
       s = decodeExtent(*p.extent, {data, p.extent->stored_length}, offset, dest, name);
     }
     p.slot.release();
@@ -268,6 +288,7 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
       if (cache_->read(it->record, it->raw_length, begin - it->file_offset,
                        dest.subspan(begin - offset, stop - begin))) {
         stats_.cache_hits++;
+        readerMetrics().cache_hits.inc();
         continue;
       }
     }
@@ -335,8 +356,8 @@ Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint
     if (s.isOk()) {
       if (cache_ != nullptr) cache_->insert(extent.record, out);
       stats_.failovers++;
-      stats_.records_fetched++;
-      stats_.bytes_fetched += extent.stored_length;
+      readerMetrics().failovers.inc();
+      countFetch(extent.stored_length);
       return s;
     }
     errors += "; node " + std::to_string(replicas[r]) + ": " + s.toString();

@@ -71,6 +71,7 @@ class DatasetReader {
   Status decodeExtent(const FileExtent& e, std::span<const uint8_t> stored, uint64_t offset,
                       std::span<uint8_t> out, const std::string& name);
   Status completeExtents(FileInfo& file);
+  void countFetch(uint64_t stored_bytes);
   // Fetches and decodes one extent into `out` (exactly raw_length bytes)
   // from the replicas other than `failed`, which already answered
   // `first_error`, in turn.
