@@ -56,7 +56,7 @@ void declare(ConfigSchema& s, MountOptions& o) {
       .addString("cache_dir", &o.cache_dir, "", "node-local disk cache directory, shared with the prefetch library (empty: none)")
       .addSize("cache_size", &o.cache_size, 10ull << 30, "bytes the disk cache may hold")
       .addSize("memory_cache", &o.memory_cache, 256ull << 20, "bytes of records kept in memory")
-      .addSize("readahead", &o.readahead, 16ull << 20, "bytes fetched ahead of a sequential reader (0: off)")
+      .addSize("readahead", &o.readahead, 32ull << 20, "bytes fetched ahead of a sequential reader (0: off)")
       .addDuration("timeout", &o.timeout, std::chrono::seconds(5), "how long one storage node may take before a replica is asked (then EIO)")
       .addBool("foreground", &o.foreground, false, "stay in the foreground (-f)")
       .addBool("allow_other", &o.allow_other, false, "let users other than the mounter read the mount")

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <deque>
 
 #include "common/core/metrics.h"
 
@@ -60,9 +61,12 @@ class OpenFile {
   std::mutex mu;
   uint64_t last_end = 0;       // GUARDED_BY(mu): where the previous read ended
   int sequential_streak = 0;   // GUARDED_BY(mu)
-  uint64_t ra_begin = 0;       // GUARDED_BY(mu): the last readahead's range
-  uint64_t ra_end = 0;         // GUARDED_BY(mu)
-  std::shared_future<void> ra; // GUARDED_BY(mu)
+  struct Readahead {
+    uint64_t begin = 0, end = 0;
+    std::shared_future<void> done;
+  };
+  std::deque<Readahead> readaheads;  // GUARDED_BY(mu): in flight, in file order
+  uint64_t ra_end = 0;               // GUARDED_BY(mu): where readahead has reached
 };
 
 SluiceFs::SluiceFs(client::Cluster& cluster, FsOptions options)
@@ -415,11 +419,11 @@ void SluiceFs::release(OpenFile* file) { delete file; }
 bool SluiceFs::isGenerated(const OpenFile* file) { return file->is_stats; }
 
 void SluiceFs::startReadahead(OpenFile* f, uint64_t begin, uint64_t end) {
-  f->ra_begin = begin;
   f->ra_end = end;
   auto reader = f->reader;
   auto info = f->info;
-  f->ra = std::async(std::launch::async, [this, reader, info, begin, end] {
+  f->readaheads.push_back({begin, end, {}});
+  f->readaheads.back().done = std::async(std::launch::async, [this, reader, info, begin, end] {
             std::vector<uint8_t> scratch(end - begin);
             auto got = reader->read(*info, begin, scratch);
             if (got.isOk()) {
@@ -440,7 +444,7 @@ Result<size_t> SluiceFs::read(OpenFile* f, uint64_t offset, std::span<uint8_t> o
   metrics().reads.inc();
   const uint64_t size = f->info->size;
   const uint64_t end = std::min<uint64_t>(size, offset + out.size());
-  std::shared_future<void> wait_for;
+  std::vector<std::shared_future<void>> wait_for;
   if (options_.readahead_bytes > 0 && end < size) {
     std::lock_guard lock(f->mu);
     // The kernel's own readahead arrives out of order from several threads,
@@ -449,18 +453,30 @@ Result<size_t> SluiceFs::read(OpenFile* f, uint64_t offset, std::span<uint8_t> o
     bool near = offset + slack >= f->last_end && offset <= f->last_end + slack;
     f->sequential_streak = near ? f->sequential_streak + 1 : 0;
     f->last_end = std::max(near ? f->last_end : 0, end);
-    auto running = [&] {
-      return f->ra.valid() && f->ra.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+    auto finished = [](const OpenFile::Readahead& r) {
+      return r.done.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
     };
-    if (running() && offset < f->ra_end && end > f->ra_begin) wait_for = f->ra;
-    if (f->sequential_streak >= 2 && !running() && f->ra_end < end + options_.readahead_bytes / 2) {
-      uint64_t begin = std::max(f->ra_end, end);
-      uint64_t stop = std::min<uint64_t>(size, begin + options_.readahead_bytes);
-      if (begin < stop) startReadahead(f, begin, stop);
+    while (!f->readaheads.empty() && finished(f->readaheads.front())) f->readaheads.pop_front();
+    for (const auto& r : f->readaheads) {
+      if (offset < r.end && end > r.begin) wait_for.push_back(r.done);
+    }
+    // Keep the window ahead of the reader full with steps of a few records,
+    // each fetched in parallel, several steps in flight: the pipeline never
+    // drains the way one large readahead at a time would.
+    if (f->sequential_streak >= 2) {
+      const uint64_t step = std::min<uint64_t>(kReadaheadStep, options_.readahead_bytes);
+      const size_t max_jobs = std::max<uint64_t>(options_.readahead_bytes / step, 1);
+      uint64_t from = std::max(f->ra_end, end);
+      const uint64_t want = std::min<uint64_t>(size, end + options_.readahead_bytes);
+      while (from < want && f->readaheads.size() < max_jobs) {
+        uint64_t stop = std::min(want, from + step);
+        startReadahead(f, from, stop);
+        from = stop;
+      }
     }
   }
   // A readahead already fetching this range finishes sooner than a second fetch.
-  if (wait_for.valid()) wait_for.wait();
+  for (auto& w : wait_for) w.wait();
   auto got = f->reader->read(*f->info, offset, out);
   if (!got.isOk()) {
     metrics().read_errors.inc();

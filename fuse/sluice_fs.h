@@ -131,6 +131,7 @@ class SluiceFs {
   mutable std::mutex readers_mu_;
   std::map<std::pair<std::string, uint32_t>, std::shared_ptr<client::DatasetReader>> readers_;
 
+  static constexpr uint64_t kReadaheadStep = 4ull << 20;
   static constexpr size_t kFileInfoBatch = 256;
   static constexpr size_t kMaxCachedFileInfos = 1u << 20;
   std::mutex files_mu_;

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/bench_util.h"
 #include "tests/lib/test_cluster.h"
 #include "tests/lib/test_mount.h"
 
@@ -34,7 +35,7 @@ namespace sluice::bench {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using Clock = BenchClock;
 using testing::MountGuard;
 using testing::TestCluster;
 
@@ -46,32 +47,6 @@ struct Args {
   size_t random_reads = 4000;
   int replication = 2;
 };
-
-double since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-void dropCaches() {
-  ::sync();
-  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY);
-  if (fd >= 0) {
-    if (::write(fd, "3", 1) != 1) std::fprintf(stderr, "bench_fuse: cannot drop caches\n");
-    ::close(fd);
-  }
-}
-
-void writeRandomFile(const std::string& path, uint64_t size, std::mt19937_64& rng) {
-  fs::create_directories(fs::path(path).parent_path());
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<uint64_t> buf(1 << 17);
-  for (uint64_t done = 0; done < size;) {
-    for (auto& v : buf) v = rng();
-    size_t n = static_cast<size_t>(std::min<uint64_t>(size - done, buf.size() * 8));
-    if (::write(fd, buf.data(), n) != static_cast<ssize_t>(n)) break;
-    done += n;
-  }
-  ::close(fd);
-}
 
 // Bytes read from `path` sequentially in 1 MiB reads.
 uint64_t readSequential(const std::string& path) {
@@ -185,14 +160,14 @@ int run(int argc, char** argv) {
               static_cast<unsigned long long>(a.large_mib), a.files, a.file_kib, a.replication);
   std::mt19937_64 rng(42);
   auto t0 = Clock::now();
-  writeRandomFile(local + "/large.bin", large_bytes, rng);
+  writeDataFile(local + "/large.bin", large_bytes, rng);
   std::vector<std::string> smalls;
   for (size_t i = 0; i < a.files; ++i) {
     char name[64];
     std::snprintf(name, sizeof name, "small/d%03zu/f%06zu.bin", i % 100, i);
     // ±25% around the mean, like JPEGs of one dataset.
     uint64_t size = a.file_kib * 1024 * (75 + rng() % 51) / 100;
-    writeRandomFile(local + "/" + name, size, rng);
+    writeDataFile(local + "/" + name, size, rng);
     smalls.push_back(name);
   }
   std::printf("generated the local copy in %.1f s\n", since(t0));

@@ -115,7 +115,7 @@ void addMountCommands(CLI::App& app, Context& ctx, Action& action) {
   mount_cmd->add_option("--cache-dir", a->cache_dir, "node-local disk cache, shared with the prefetch library");
   mount_cmd->add_option("--cache-size", a->cache_size, "bytes the disk cache may hold (e.g. 200G; default 10G)");
   mount_cmd->add_option("--memory-cache", a->memory_cache, "bytes of records kept in memory (default 256M)");
-  mount_cmd->add_option("--readahead", a->readahead, "bytes fetched ahead of sequential readers (default 16M)");
+  mount_cmd->add_option("--readahead", a->readahead, "bytes fetched ahead of sequential readers (default 32M)");
   mount_cmd->add_option("--log-file", a->log_file, "where the mount logs (default /tmp/sluice-fuse-<uid>.log)");
   mount_cmd->add_flag("--allow-other", a->allow_other, "let other users read the mount");
   mount_cmd->add_flag("-f,--foreground", a->foreground, "serve in the foreground until unmounted");

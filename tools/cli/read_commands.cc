@@ -334,14 +334,16 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
   }
   std::optional<ProgressMeter> progress;
   if (!ctx.quiet && !ctx.json) progress.emplace("get", paths.size(), total);
-  constexpr size_t kBatch = 256;
+  constexpr size_t kBatch = 1024;
+  constexpr size_t kGetThreads = 16;
   Status status;
   for (size_t start = 0; start < paths.size() && status.isOk(); start += kBatch) {
     std::vector<std::string> batch(paths.begin() + static_cast<ptrdiff_t>(start),
                                    paths.begin() + static_cast<ptrdiff_t>(std::min(paths.size(), start + kBatch)));
     auto files = (*reader)->statMany(batch);
     if (!files.isOk()) return reportError(files.status());
-    status = client::parallelFor(files->size(), 4, [&](size_t i) {
+    // Small files cost one record each: many in flight hide the round trips.
+    status = client::parallelFor(files->size(), kGetThreads, [&](size_t i) {
       const auto& f = (*files)[i];
       std::string rel = prefix.empty() ? f.path : f.path.substr(prefix.size() + 1);
       return writeLocal(**reader, f, fs::path(dest) / rel, progress ? &*progress : nullptr);
