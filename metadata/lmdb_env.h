@@ -47,6 +47,8 @@ enum class Db : int {
   kVersionChunks, // (dataset id, version, chunk id) -> ""
   kChunkUsers,    // (chunk id, dataset id, version) -> ""
   kGarbage,       // chunk id -> time it lost its last user (ms)
+  kMoves,         // stripe -> the pending move of one of its replicas (repair)
+  kCleanups,      // (node id, stripe) -> "": chunks the node may no longer need there
   kCount,
 };
 

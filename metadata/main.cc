@@ -39,6 +39,8 @@ struct Flags {
   int64_t default_replication = 0;
   std::chrono::microseconds heartbeat_timeout{};
   std::chrono::microseconds draft_grace{};
+  std::chrono::microseconds repair_grace{};
+  uint64_t repair_rate = 0;
   std::string metrics_listen;
   std::string ready_file;
   sluice::LogOptions log;
@@ -63,6 +65,10 @@ int run(int argc, char** argv) {
                    "silence after which a node is marked down")
       .addDuration("draft_grace", &f.draft_grace, std::chrono::hours(24),
                    "gc keeps chunks of drafts modified within this period")
+      .addDuration("repair_grace", &f.repair_grace, std::chrono::minutes(10),
+                   "a node down this long has its stripes copied to other nodes ('sluice repair': at once)")
+      .addSize("repair_rate", &f.repair_rate, 0,
+               "bytes/s of each repair copy (0: the storage nodes' repair.rate)")
       .addString("metrics.listen", &f.metrics_listen, "",
                  "host:port of the Prometheus /metrics endpoint (empty: off)")
       .addString("ready_file", &f.ready_file, "", "write the endpoint address here once serving");
@@ -117,7 +123,11 @@ int run(int argc, char** argv) {
     sluice::flushLogs();
     return 1;
   }
-  sluice::meta::MetaService service(store->get());
+  sluice::meta::MoverOptions mo;
+  mo.repair_grace = std::chrono::duration_cast<std::chrono::milliseconds>(f.repair_grace);
+  mo.rate_bytes_per_sec = f.repair_rate;
+  sluice::meta::StripeMover mover(**store, **ep, mo);
+  sluice::meta::MetaService service(store->get(), &mover);
   service.registerHandlers(**ep);
   if (sluice::Status s = (*ep)->start(); !s.isOk()) {
     spdlog::critical("starting endpoint on {}: {}", eo.listen, s.toString());
@@ -141,6 +151,7 @@ int run(int argc, char** argv) {
   }
   std::string address = (*ep)->address();
   spdlog::info("serving on {}", address);
+  mover.start();
   if (!f.ready_file.empty()) {
     std::string tmp = f.ready_file + ".tmp";
     {
@@ -178,6 +189,7 @@ int run(int argc, char** argv) {
   }
   cv.notify_all();
   sweeper.join();
+  mover.stop();
   (*ep)->shutdown();
   if (metrics) metrics->stop();
   sluice::flushLogs();

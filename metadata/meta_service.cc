@@ -416,6 +416,30 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     fbb.Finish(w::CreateListGarbageResponse(fbb, fbb.CreateVector(items), fbb.CreateString(p.next_cursor)));
     return Status::ok();
   });
+
+  // ---- repair
+  StripeMover* mover = mover_;
+  auto moveInfos = [](fb::FlatBufferBuilder& fbb, const std::vector<StripeMove>& moves) {
+    std::vector<fb::Offset<w::StripeMoveInfo>> items;
+    for (const auto& m : moves) {
+      items.push_back(w::CreateStripeMoveInfo(fbb, m.stripe, m.from, m.to, m.source, m.created_ms));
+    }
+    return fbb.CreateVector(items);
+  };
+  serve<w::RepairRequest>(ep, MetaMethod::Repair, [mover, moveInfos](const auto&, auto& fbb) {
+    if (mover == nullptr) return failedPrecondition("this sluice-meta runs no repair loop");
+    SLUICE_ASSIGN_OR_RETURN(auto planned, mover->repairNow());
+    fbb.Finish(w::CreateRepairResponse(fbb, moveInfos(fbb, planned)));
+    return Status::ok();
+  });
+  serve<w::ListMovesRequest>(ep, MetaMethod::ListMoves, [st, mover, moveInfos](const auto&, auto& fbb) {
+    SLUICE_ASSIGN_OR_RETURN(auto moves, st->listMoves());
+    SLUICE_ASSIGN_OR_RETURN(auto cleanups, st->listCleanups());
+    MoverProgress p = mover ? mover->progress() : MoverProgress{};
+    fbb.Finish(w::CreateListMovesResponse(fbb, moveInfos(fbb, moves), cleanups.size(), p.moves_done,
+                                          p.chunks_copied, p.bytes_copied, p.chunks_deleted));
+    return Status::ok();
+  });
 }
 
 }  // namespace sluice::meta

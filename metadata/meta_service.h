@@ -14,6 +14,7 @@
 #include "common/net/endpoint.h"
 #include "common/wire/meta_generated.h"
 #include "metadata/meta_store.h"
+#include "metadata/stripe_mover.h"
 
 namespace sluice::meta {
 
@@ -25,12 +26,13 @@ constexpr uint16_t metaOpcode(wire::meta::MetaMethod m) {
 
 class MetaService {
  public:
-  explicit MetaService(MetaStore* store) : store_(store) {}
+  explicit MetaService(MetaStore* store, StripeMover* mover = nullptr) : store_(store), mover_(mover) {}
   // Registers every MetaMethod handler; call before endpoint.start().
   void registerHandlers(net::Endpoint& endpoint);
 
  private:
   MetaStore* store_;
+  StripeMover* mover_;  // null: Repair and ListMoves answer without one
 };
 
 }  // namespace sluice::meta

@@ -45,11 +45,22 @@ Hash128 randomClusterId() {
   return id;
 }
 
-std::string encodeMap(const std::vector<uint64_t>& replicas) {
+Status checkClusterId(const Hash128& given, const Hash128& ours) {
+  if (given != ours) {
+    return failedPrecondition("node belongs to cluster " + given.toHex() +
+                              " but this metadata server serves cluster " + ours.toHex() +
+                              "; point the node at its own cluster or wipe its data dir");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+std::string internal::encodeMap(const std::vector<uint64_t>& replicas) {
   return std::string(reinterpret_cast<const char*>(replicas.data()), replicas.size() * 8);
 }
 
-Result<std::vector<uint64_t>> loadMap(const Txn& txn, const ClusterParams& p) {
+Result<std::vector<uint64_t>> internal::loadMap(const Txn& txn, const ClusterParams& p) {
   SLUICE_ASSIGN_OR_RETURN(std::string_view v, txn.get(Db::kMeta, kKeyStripeMap));
   size_t slots = size_t{p.stripe_count} * p.max_replicas;
   if (v.size() != slots * 8) return corruption("stripe map: bad size");
@@ -58,7 +69,7 @@ Result<std::vector<uint64_t>> loadMap(const Txn& txn, const ClusterParams& p) {
   return out;
 }
 
-Result<std::vector<NodeRecord>> loadNodes(const Txn& txn) {
+Result<std::vector<NodeRecord>> internal::loadNodes(const Txn& txn) {
   std::vector<NodeRecord> out;
   SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kNodes));
   SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
@@ -71,16 +82,6 @@ Result<std::vector<NodeRecord>> loadNodes(const Txn& txn) {
   return out;
 }
 
-Status checkClusterId(const Hash128& given, const Hash128& ours) {
-  if (given != ours) {
-    return failedPrecondition("node belongs to cluster " + given.toHex() +
-                              " but this metadata server serves cluster " + ours.toHex() +
-                              "; point the node at its own cluster or wipe its data dir");
-  }
-  return Status::ok();
-}
-
-}  // namespace
 
 MetaStore::MetaStore(MetaStoreOptions options, std::unique_ptr<LmdbEnv> env)
     : options_(std::move(options)), env_(std::move(env)) {

@@ -96,6 +96,26 @@ class MetaStore {
   // down; returns their ids. The daemon calls this periodically.
   Result<std::vector<uint64_t>> markStaleNodesDown();
 
+  // ---- repair (see store_repair.cc)
+  // Plans a move for every stripe that lists one of `nodes` (down past the
+  // grace period) and has no pending move: a live node outside the stripe
+  // takes its place, else a live node further down the list swaps with it;
+  // the chunks come from a live replica. Persists and returns the new moves.
+  Result<std::vector<StripeMove>> planRepairs(const std::vector<uint64_t>& nodes);
+  Result<std::vector<StripeMove>> listMoves() const;
+  // The copy of `move` is verified on `to`: switch the map (new epoch), drop
+  // the move, and queue a cleanup of the stripe on `from`.
+  Status completeMove(const StripeMove& move);
+  // Forgets a move that cannot proceed (its nodes changed); planned anew.
+  Status dropMove(uint32_t stripe);
+  Result<std::vector<StripeCleanup>> listCleanups() const;
+  Status finishCleanup(const StripeCleanup& cleanup);
+  // Of `chunks` (stored on `node` in `stripe`), which the node must keep:
+  // those some dataset using them replicates onto the node's slot, and those
+  // no version uses yet (an upload in flight) or any more (gc decides).
+  Result<std::vector<bool>> chunksToKeep(uint64_t node, uint32_t stripe,
+                                         const std::vector<Hash128>& chunks) const;
+
   // ---- datasets
   Result<DatasetInfo> createDataset(std::string_view name, const DatasetOptions& options);
   Result<Page<DatasetInfo>> listDatasets(std::string_view cursor, uint32_t limit) const;

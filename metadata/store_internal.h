@@ -10,6 +10,10 @@
 #include "metadata/lmdb_env.h"
 #include "metadata/types.h"
 
+namespace sluice::meta {
+struct ClusterParams;
+}  // namespace sluice::meta
+
 namespace sluice::meta::internal {
 
 // Keys of the meta database.
@@ -24,6 +28,11 @@ inline constexpr std::string_view kKeyStripeMap = "stripe_map";
 inline constexpr std::string_view kKeyFormat = "format";
 
 Result<uint64_t> getU64(const Txn& txn, std::string_view key);
+
+// The stripe map (stripe_count * max_replicas node ids) and the nodes.
+std::string encodeMap(const std::vector<uint64_t>& replicas);
+Result<std::vector<uint64_t>> loadMap(const Txn& txn, const ClusterParams& p);
+Result<std::vector<NodeRecord>> loadNodes(const Txn& txn);
 Status putU64(Txn& txn, std::string_view key, uint64_t v);
 
 struct DatasetHandle {

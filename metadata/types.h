@@ -31,6 +31,23 @@ struct NodeUsage {
   uint64_t error_count = 0;
 };
 
+// A replica of one stripe changing nodes: `to` receives the stripe's chunks
+// from `source` (a live replica), then takes `from`'s place in the map.
+struct StripeMove {
+  uint32_t stripe = 0;
+  uint64_t from = 0;
+  uint64_t to = 0;
+  uint64_t source = 0;
+  int64_t created_ms = 0;
+};
+
+// A node that may hold chunks of a stripe it no longer needs (it was moved
+// off or down the stripe's list).
+struct StripeCleanup {
+  uint64_t node = 0;
+  uint32_t stripe = 0;
+};
+
 struct ClusterMap {
   Hash128 cluster_id;
   uint64_t epoch = 0;

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <thread>
 
 #include "client/progress.h"
 #include "common/wire/meta_generated.h"
@@ -40,21 +41,36 @@ int status(Context& ctx, bool nodes_only) {
       meta::MetaMethod::GetClusterMap, req, "GetClusterMap");
   if (!map.isOk()) return reportError(map.status());
   const auto& m = **map;
-  // Stripes per node, and stripes with fewer replicas than the map allows.
+  // Stripes per node, and stripes that list a node that is down (their
+  // chunks have a copy fewer until repair moves them).
   std::map<uint64_t, uint64_t> primary, replicas;
   uint64_t under = 0;
   std::map<uint64_t, meta::NodeState> state;
   for (const auto& n : m.nodes) state[n->id] = n->state;
+  // Only the first R slots hold data, R the largest replication of any dataset.
+  uint32_t data_slots = 0;
+  {
+    std::string cursor;
+    do {
+      meta::ListDatasetsRequestT dreq;
+      dreq.cursor = cursor;
+      auto ds = (*cluster)->meta<meta::ListDatasetsRequest, meta::ListDatasetsResponse>(
+          meta::MetaMethod::ListDatasets, dreq, "ListDatasets");
+      if (!ds.isOk()) return reportError(ds.status());
+      for (const auto& d : (*ds)->datasets) data_slots = std::max<uint32_t>(data_slots, d->replication);
+      cursor = (*ds)->datasets.empty() ? "" : (*ds)->next_cursor;
+    } while (!cursor.empty());
+  }
   for (uint32_t s = 0; s < m.stripe_count; ++s) {
-    uint32_t live = 0;
+    uint32_t live = 0;  // UINT32_MAX: the stripe lists a down node
     for (uint32_t i = 0; i < m.max_replicas; ++i) {
       uint64_t id = m.replicas[static_cast<size_t>(s) * m.max_replicas + i];
       if (id == 0) continue;
       replicas[id]++;
       if (i == 0) primary[id]++;
-      if (state[id] == meta::NodeState::Up || state[id] == meta::NodeState::Draining) live++;
+      if (state[id] == meta::NodeState::Down && i < data_slots) live = UINT32_MAX;
     }
-    if (live < m.max_replicas) under++;
+    if (live == UINT32_MAX) under++;
   }
   uint64_t capacity = 0, used = 0, chunks = 0, up = 0;
   for (const auto& n : m.nodes) {
@@ -102,8 +118,17 @@ int status(Context& ctx, bool nodes_only) {
                 ProgressMeter::formatBytes(used).c_str(), ProgressMeter::formatBytes(capacity).c_str(),
                 ProgressMeter::formatCount(chunks).c_str());
     if (under > 0) {
-      std::printf("warning: %s stripes have fewer than %u live replicas\n",
-                  ProgressMeter::formatCount(under).c_str(), m.max_replicas);
+      std::printf("warning: %s stripes list a down node: their chunks have a copy fewer until repaired "
+                  "(automatic after sluice-meta's repair_grace; now: 'sluice repair')\n",
+                  ProgressMeter::formatCount(under).c_str());
+    }
+    meta::ListMovesRequestT mreq;
+    auto moves = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(
+        meta::MetaMethod::ListMoves, mreq, "ListMoves");
+    if (moves.isOk() && (!(*moves)->moves.empty() || (*moves)->cleanups > 0)) {
+      std::printf("repair  %zu stripe moves pending, %llu cleanups pending, %s copied since sluice-meta started\n",
+                  (*moves)->moves.size(), static_cast<unsigned long long>((*moves)->cleanups),
+                  ProgressMeter::formatBytes((*moves)->bytes_copied).c_str());
     }
     std::printf("\n");
   }
@@ -160,6 +185,74 @@ int gc(Context& ctx, uint64_t grace_seconds) {
   return kExitOk;
 }
 
+// Repairs now (unless only asked for status), then reports pending moves
+// until none are left (with --wait) or once.
+int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  Json j;
+  j.beginObject();
+  if (!status_only) {
+    meta::RepairRequestT req;
+    auto planned = (*cluster)->meta<meta::RepairRequest, meta::RepairResponse>(meta::MetaMethod::Repair, req, "Repair");
+    if (!planned.isOk()) return reportError(planned.status());
+    const auto& moves = (*planned)->planned;
+    if (ctx.json) {
+      j.beginArray("planned");
+      for (const auto& m : moves) {
+        j.beginObject().field("stripe", m->stripe).field("from", m->from).field("to", m->to).field("source", m->source).endObject();
+      }
+      j.endArray();
+    } else if (moves.empty()) {
+      std::printf("no new repairs: no stripe lists a down node without a move already pending "
+                  "(or no live node can take one)\n");
+    } else {
+      std::printf("planned %zu stripe moves away from down nodes:\n", moves.size());
+      for (size_t i = 0; i < moves.size() && i < 8; ++i) {
+        std::printf("  stripe %u: node %llu -> node %llu (copied from node %llu)\n", moves[i]->stripe,
+                    static_cast<unsigned long long>(moves[i]->from), static_cast<unsigned long long>(moves[i]->to),
+                    static_cast<unsigned long long>(moves[i]->source));
+      }
+      if (moves.size() > 8) std::printf("  ... and %zu more\n", moves.size() - 8);
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  for (;;) {
+    meta::ListMovesRequestT req;
+    auto st = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, req, "ListMoves");
+    if (!st.isOk()) return reportError(st.status());
+    const auto& r = **st;
+    // Cleanups wait for their nodes to come back; the copies are the repair.
+    bool done = r.moves.empty();
+    if (!wait || done || std::chrono::steady_clock::now() > deadline) {
+      if (ctx.json) {
+        j.field("pending_moves", uint64_t{r.moves.size()}).field("pending_cleanups", r.cleanups)
+            .field("moves_done", r.moves_done).field("bytes_copied", r.bytes_copied)
+            .field("chunks_deleted", r.chunks_deleted).endObject();
+        std::printf("%s\n", j.str().c_str());
+      } else {
+        if (!ctx.quiet && wait) std::fprintf(stderr, "\n");
+        std::printf("repair: %zu moves pending, %llu cleanups pending (nodes that left stripes, done once "
+                    "they are up); since sluice-meta started: %llu moves done, %s copied, %llu chunks "
+                    "deleted\n", r.moves.size(),
+                    static_cast<unsigned long long>(r.cleanups), static_cast<unsigned long long>(r.moves_done),
+                    ProgressMeter::formatBytes(r.bytes_copied).c_str(),
+                    static_cast<unsigned long long>(r.chunks_deleted));
+      }
+      if (wait && !done) {
+        return reportError(Status(StatusCode::kTimeout, "repair still running after " + std::to_string(timeout_s) +
+                                                            " s; follow it with 'sluice repair --status'"));
+      }
+      return kExitOk;
+    }
+    if (!ctx.quiet && !ctx.json) {
+      std::fprintf(stderr, "\rrepair: %zu moves left, %s copied ", r.moves.size(),
+                   ProgressMeter::formatBytes(r.bytes_copied).c_str());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+}
+
 }  // namespace
 
 void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
@@ -170,6 +263,20 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   node->require_subcommand(1);
   auto* nl = node->add_subcommand("list", "list storage nodes");
   nl->callback([&ctx, &action] { action = [&ctx] { return status(ctx, true); }; });
+
+  struct RepairArgs {
+    bool status = false;
+    bool no_wait = false;
+    uint64_t timeout = 3600;
+  };
+  auto ra = std::make_shared<RepairArgs>();
+  auto* r = app.add_subcommand("repair", "copy the stripes of down nodes to live nodes now, and wait until done");
+  r->add_flag("--status", ra->status, "only report pending moves and what was copied");
+  r->add_flag("--no-wait", ra->no_wait, "plan and return; the repair continues in sluice-meta");
+  r->add_option("--timeout", ra->timeout, "seconds to wait for the repair (default 3600)");
+  r->callback([&ctx, &action, ra] {
+    action = [&ctx, ra] { return repair(ctx, ra->status, !ra->status && !ra->no_wait, ra->timeout); };
+  });
 
   auto grace = std::make_shared<uint64_t>(3600);
   auto* g = app.add_subcommand("gc", "list chunks that no version or recent draft references (deletion: see docs/architecture.md)");

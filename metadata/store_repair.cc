@@ -1,0 +1,237 @@
+// Repair bookkeeping of MetaStore: planned stripe moves, the map switch when
+// a copy is done, and the cleanups owed by nodes that left a stripe.
+//
+// Layouts: kMoves   stripe (BE32) -> from, to, source (BE64 each), created_ms (BE64)
+//          kCleanups node (BE64) + stripe (BE32) -> ""
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "metadata/meta_store.h"
+#include "metadata/store_internal.h"
+
+namespace sluice::meta {
+
+using namespace internal;
+
+namespace {
+
+std::string moveKey(uint32_t stripe) {
+  std::string k;
+  putBe32(k, stripe);
+  return k;
+}
+
+std::string encodeMove(const StripeMove& m) {
+  std::string v;
+  putBe64(v, m.from);
+  putBe64(v, m.to);
+  putBe64(v, m.source);
+  putBe64(v, static_cast<uint64_t>(m.created_ms));
+  return v;
+}
+
+Result<StripeMove> decodeMove(std::string_view key, std::string_view v) {
+  if (key.size() != 4 || v.size() != 32) return corruption("stripe move record: bad size");
+  StripeMove m;
+  m.stripe = getBe32(key.data());
+  m.from = getBe64(v.data());
+  m.to = getBe64(v.data() + 8);
+  m.source = getBe64(v.data() + 16);
+  m.created_ms = static_cast<int64_t>(getBe64(v.data() + 24));
+  return m;
+}
+
+std::string cleanupKey(uint64_t node, uint32_t stripe) {
+  std::string k;
+  putBe64(k, node);
+  putBe32(k, stripe);
+  return k;
+}
+
+// The slots of one stripe in the flat map.
+std::span<uint64_t> slotsOf(std::vector<uint64_t>& map, uint32_t stripe, uint32_t width) {
+  return std::span<uint64_t>(map.data() + size_t{stripe} * width, width);
+}
+
+// Applies a move to one stripe's slots: `to` takes `from`'s slot; if `to`
+// was further down the list, `from` takes its slot (a swap). False if the
+// stripe no longer matches the move.
+bool applyMove(std::span<uint64_t> slots, const StripeMove& m) {
+  auto f = std::find(slots.begin(), slots.end(), m.from);
+  if (f == slots.end()) return false;
+  auto t = std::find(slots.begin(), slots.end(), m.to);
+  if (t != slots.end()) {
+    if (t < f) return false;
+    std::swap(*f, *t);
+  } else {
+    *f = m.to;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::vector<StripeMove>> MetaStore::planRepairs(const std::vector<uint64_t>& nodes) {
+  std::vector<StripeMove> planned;
+  if (nodes.empty()) return planned;
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  SLUICE_ASSIGN_OR_RETURN(std::vector<uint64_t> map, loadMap(txn, params_));
+  SLUICE_ASSIGN_OR_RETURN(std::vector<NodeRecord> records, loadNodes(txn));
+  std::set<uint64_t> up;
+  std::map<uint64_t, uint64_t> load;  // slots held, to spread new homes
+  for (const auto& n : records) {
+    if (n.state == NodeState::kUp) up.insert(n.id);
+  }
+  for (uint64_t id : map) {
+    if (id != 0) load[id]++;
+  }
+  const std::set<uint64_t> leaving(nodes.begin(), nodes.end());
+  const uint32_t width = params_.max_replicas;
+  for (uint32_t s = 0; s < params_.stripe_count; ++s) {
+    SLUICE_ASSIGN_OR_RETURN(auto pending, txn.find(Db::kMoves, moveKey(s)));
+    if (pending) continue;
+    auto slots = slotsOf(map, s, width);
+    auto f = std::find_if(slots.begin(), slots.end(), [&](uint64_t id) { return leaving.count(id) != 0; });
+    if (f == slots.end()) continue;
+    StripeMove m;
+    m.stripe = s;
+    m.from = *f;
+    // A live node outside the stripe, least loaded; else a live node further
+    // down this stripe's list.
+    uint64_t best = 0;
+    for (uint64_t id : up) {
+      if (std::find(slots.begin(), slots.end(), id) != slots.end()) continue;
+      if (best == 0 || load[id] < load[best]) best = id;
+    }
+    if (best == 0) {
+      for (auto t = f + 1; t != slots.end(); ++t) {
+        if (*t != 0 && up.count(*t) != 0) {
+          best = *t;
+          break;
+        }
+      }
+    }
+    if (best == 0) continue;  // no node can take it: wait for one
+    m.to = best;
+    // The source: the first live replica other than the two (it holds the
+    // most: slot i holds the chunks of every dataset replicated i+1 times or more).
+    for (uint64_t id : slots) {
+      if (id != 0 && id != m.from && id != m.to && up.count(id) != 0) {
+        m.source = id;
+        break;
+      }
+    }
+    if (m.source == 0) continue;  // no live copy to copy from
+    m.created_ms = nowMs();
+    SLUICE_RETURN_IF_ERROR(txn.put(Db::kMoves, moveKey(s), encodeMove(m)));
+    load[m.to]++;
+    planned.push_back(m);
+  }
+  SLUICE_RETURN_IF_ERROR(txn.commit());
+  return planned;
+}
+
+Result<std::vector<StripeMove>> MetaStore::listMoves() const {
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
+  std::vector<StripeMove> out;
+  SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kMoves));
+  SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+  while (ok) {
+    SLUICE_ASSIGN_OR_RETURN(StripeMove m, decodeMove(c.key(), c.value()));
+    out.push_back(m);
+    SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+  }
+  return out;
+}
+
+Status MetaStore::completeMove(const StripeMove& move) {
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  SLUICE_ASSIGN_OR_RETURN(auto pending, txn.find(Db::kMoves, moveKey(move.stripe)));
+  if (!pending) return notFound("no pending move for stripe " + std::to_string(move.stripe));
+  SLUICE_ASSIGN_OR_RETURN(StripeMove m, decodeMove(moveKey(move.stripe), *pending));
+  if (m.from != move.from || m.to != move.to) {
+    return Status(StatusCode::kConflict, "stripe " + std::to_string(move.stripe) + ": the pending move changed");
+  }
+  SLUICE_ASSIGN_OR_RETURN(std::vector<uint64_t> map, loadMap(txn, params_));
+  if (!applyMove(slotsOf(map, m.stripe, params_.max_replicas), m)) {
+    SLUICE_RETURN_IF_ERROR(txn.del(Db::kMoves, moveKey(m.stripe)));
+    SLUICE_RETURN_IF_ERROR(txn.commit());
+    return Status(StatusCode::kConflict, "stripe " + std::to_string(m.stripe) +
+                                             ": the map changed under the move; it is planned anew");
+  }
+  SLUICE_RETURN_IF_ERROR(txn.put(Db::kMeta, kKeyStripeMap, encodeMap(map)));
+  SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64(txn, kKeyEpoch));
+  SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyEpoch, epoch + 1));
+  SLUICE_RETURN_IF_ERROR(txn.del(Db::kMoves, moveKey(m.stripe)));
+  SLUICE_RETURN_IF_ERROR(txn.put(Db::kCleanups, cleanupKey(m.from, m.stripe), ""));
+  return txn.commit();
+}
+
+Status MetaStore::dropMove(uint32_t stripe) {
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  SLUICE_RETURN_IF_ERROR(txn.del(Db::kMoves, moveKey(stripe)));
+  return txn.commit();
+}
+
+Result<std::vector<StripeCleanup>> MetaStore::listCleanups() const {
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
+  std::vector<StripeCleanup> out;
+  SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kCleanups));
+  SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+  while (ok) {
+    if (c.key().size() != 12) return corruption("cleanup key: bad size");
+    out.push_back({getBe64(c.key().data()), getBe32(c.key().data() + 8)});
+    SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+  }
+  return out;
+}
+
+Status MetaStore::finishCleanup(const StripeCleanup& cleanup) {
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  SLUICE_RETURN_IF_ERROR(txn.del(Db::kCleanups, cleanupKey(cleanup.node, cleanup.stripe)));
+  return txn.commit();
+}
+
+Result<std::vector<bool>> MetaStore::chunksToKeep(uint64_t node, uint32_t stripe,
+                                                  const std::vector<Hash128>& chunks) const {
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
+  SLUICE_ASSIGN_OR_RETURN(std::vector<uint64_t> map, loadMap(txn, params_));
+  if (stripe >= params_.stripe_count) return invalidArgument("stripe out of range");
+  auto slots = slotsOf(map, stripe, params_.max_replicas);
+  auto at = std::find(slots.begin(), slots.end(), node);
+  // Not in the stripe's list at all: nothing there is the node's to keep,
+  // except chunks no version uses (an upload in flight, or gc's business).
+  const uint32_t slot = at == slots.end() ? UINT32_MAX : static_cast<uint32_t>(at - slots.begin());
+  // Replication of every dataset, by id.
+  std::map<uint64_t, uint32_t> replication;
+  {
+    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kDatasets));
+    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+    while (ok) {
+      SLUICE_ASSIGN_OR_RETURN(DatasetRecord d, decodeDataset(c.value()));
+      replication[d.id] = d.replication;
+      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+    }
+  }
+  std::vector<bool> keep(chunks.size(), false);
+  SLUICE_ASSIGN_OR_RETURN(Cursor users, Cursor::open(txn, Db::kChunkUsers));
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    std::string prefix = chunkKey(chunks[i]);
+    SLUICE_ASSIGN_OR_RETURN(bool ok, users.seek(prefix));
+    bool any_user = false;
+    uint32_t needed = 0;
+    while (ok && users.key().substr(0, prefix.size()) == prefix) {
+      any_user = true;
+      if (users.key().size() >= prefix.size() + 8) {
+        auto it = replication.find(getBe64(users.key().data() + prefix.size()));
+        if (it != replication.end()) needed = std::max(needed, it->second);
+      }
+      SLUICE_ASSIGN_OR_RETURN(ok, users.next());
+    }
+    keep[i] = !any_user || (slot != UINT32_MAX && slot < needed);
+  }
+  return keep;
+}
+
+}  // namespace sluice::meta

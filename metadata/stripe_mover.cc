@@ -1,0 +1,211 @@
+#include "metadata/stripe_mover.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/core/metrics.h"
+#include "common/wire/storage_generated.h"
+#include "common/wire/typed_call.h"
+
+namespace sluice::meta {
+namespace {
+
+namespace storage = wire::storage;
+
+uint16_t storageOp(storage::StorageMethod m) {
+  return net::makeOpcode(net::ServiceId::kStorage, static_cast<uint8_t>(m));
+}
+
+storage::Hash toWire(const Hash128& h) { return storage::Hash(h.hi, h.lo); }
+
+}  // namespace
+
+StripeMover::StripeMover(MetaStore& store, net::Endpoint& endpoint, MoverOptions options)
+    : store_(store), endpoint_(endpoint), options_(options) {}
+
+StripeMover::~StripeMover() { stop(); }
+
+void StripeMover::start() { thread_ = std::thread([this] { loop(); }); }
+
+void StripeMover::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::vector<StripeMove>> StripeMover::repairNow() {
+  SLUICE_ASSIGN_OR_RETURN(ClusterMap map, store_.clusterMap());
+  std::vector<uint64_t> down;
+  for (const auto& n : map.nodes) {
+    if (n.state == NodeState::kDown) down.push_back(n.id);
+  }
+  SLUICE_ASSIGN_OR_RETURN(auto planned, store_.planRepairs(down));
+  {
+    std::lock_guard lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+  return planned;
+}
+
+MoverProgress StripeMover::progress() const {
+  return {moves_done_, chunks_copied_, bytes_copied_, cleanups_done_, chunks_deleted_};
+}
+
+void StripeMover::loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, options_.tick, [&] { return stopping_ || wake_; });
+    if (stopping_) break;
+    wake_ = false;
+    lock.unlock();
+    tick();
+    lock.lock();
+  }
+}
+
+Result<net::PeerId> StripeMover::peerOf(uint64_t node, const ClusterMap& map) {
+  for (const auto& n : map.nodes) {
+    if (n.id == node) return endpoint_.connect(n.address);
+  }
+  return notFound("node " + std::to_string(node) + " is not in the map");
+}
+
+void StripeMover::tick() {
+  auto map = store_.clusterMap();
+  if (!map.isOk()) {
+    spdlog::warn("mover: {}", map.status().toString());
+    return;
+  }
+  // 1. Nodes down past the grace period get their stripes planned away.
+  auto now = std::chrono::steady_clock::now();
+  std::vector<uint64_t> overdue;
+  std::map<uint64_t, NodeState> state;
+  for (const auto& n : map->nodes) {
+    state[n.id] = n.state;
+    if (n.state != NodeState::kDown) {
+      down_since_.erase(n.id);
+      continue;
+    }
+    auto [it, inserted] = down_since_.emplace(n.id, now);
+    if (now - it->second >= options_.repair_grace) overdue.push_back(n.id);
+  }
+  if (!overdue.empty()) {
+    auto planned = store_.planRepairs(overdue);
+    if (!planned.isOk()) {
+      spdlog::warn("mover: planning repairs: {}", planned.status().toString());
+    } else if (!planned->empty()) {
+      spdlog::info("mover: planned {} stripe moves away from down nodes", planned->size());
+    }
+  }
+  // 2. Pending moves, one after another (each copy is throttled by the
+  // nodes), each against the map as it is now. A node that does not answer
+  // ends the round: the next one starts from a fresh map and node states.
+  auto moves = store_.listMoves();
+  if (moves.isOk()) {
+    for (const auto& m : *moves) {
+      {
+        std::lock_guard lock(mu_);
+        if (stopping_) return;
+      }
+      auto current = store_.clusterMap();
+      if (!current.isOk()) return;
+      std::map<uint64_t, NodeState> now_state;
+      for (const auto& n : current->nodes) now_state[n.id] = n.state;
+      if (now_state[m.to] != NodeState::kUp || now_state[m.source] != NodeState::kUp) {
+        // A node of the move went away: plan it again with the nodes there are.
+        (void)store_.dropMove(m.stripe);
+        continue;
+      }
+      Status s = execute(m, *current);
+      if (!s.isOk()) {
+        spdlog::warn("mover: stripe {} ({} -> {}): {}", m.stripe, m.from, m.to, s.toString());
+        if (s.code() == StatusCode::kTimeout || s.code() == StatusCode::kUnavailable) break;
+      }
+    }
+  }
+  // 3. Cleanups on nodes that are up.
+  auto cleanups = store_.listCleanups();
+  if (cleanups.isOk()) {
+    for (const auto& c : *cleanups) {
+      if (state.count(c.node) == 0 || state[c.node] == NodeState::kRemoved) {
+        (void)store_.finishCleanup(c);
+        continue;
+      }
+      if (state[c.node] != NodeState::kUp) continue;
+      Status s = cleanup(c, *map);
+      if (!s.isOk()) spdlog::warn("mover: cleanup of stripe {} on node {}: {}", c.stripe, c.node, s.toString());
+    }
+  }
+}
+
+Status StripeMover::execute(const StripeMove& m, const ClusterMap& map) {
+  static Counter& moves = MetricsRegistry::global().counter("sluice_meta_stripe_moves_total", "stripe replicas moved (repair)");
+  static Counter& bytes = MetricsRegistry::global().counter("sluice_meta_moved_bytes_total", "chunk bytes copied by stripe moves");
+  SLUICE_ASSIGN_OR_RETURN(net::PeerId target, peerOf(m.to, map));
+  std::string source_address;
+  for (const auto& n : map.nodes) {
+    if (n.id == m.source) source_address = n.address;
+  }
+  storage::FetchChunksRequestT req;
+  req.stripe = m.stripe;
+  req.source = source_address;
+  req.rate_bytes_per_sec = options_.rate_bytes_per_sec;
+  SLUICE_ASSIGN_OR_RETURN(auto reply, (wire::typedCall<storage::FetchChunksRequest, storage::FetchChunksResponse>(
+                                          endpoint_, target, storageOp(storage::StorageMethod::FetchChunks),
+                                          req, "FetchChunks", options_.transfer_timeout)));
+  if (!reply->result) return Status(StatusCode::kProtocolError, "FetchChunks: no result");
+  const auto* resp = reply->result.get();
+  // Switch only when every chunk the source listed is on the new home.
+  if (resp->failed > 0) {
+    return Status(StatusCode::kIoError, std::to_string(resp->failed) + " chunks could not be copied (" +
+                                            resp->first_error + "); retried next round");
+  }
+  SLUICE_RETURN_IF_ERROR(store_.completeMove(m));
+  moves_done_++;
+  chunks_copied_ += resp->copied;
+  bytes_copied_ += resp->bytes;
+  moves.inc();
+  bytes.inc(resp->bytes);
+  spdlog::info("mover: stripe {}: node {} replaces node {} ({} chunks, {} bytes copied from node {})",
+               m.stripe, m.to, m.from, resp->copied, resp->bytes, m.source);
+  return Status::ok();
+}
+
+Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {
+  SLUICE_ASSIGN_OR_RETURN(net::PeerId peer, peerOf(c.node, map));
+  std::vector<Hash128> held;
+  storage::ListStripeRequestT list;
+  list.stripe = c.stripe;
+  for (;;) {
+    SLUICE_ASSIGN_OR_RETURN(auto page, (wire::typedCall<storage::ListStripeRequest, storage::ListStripeResponse>(
+                                           endpoint_, peer, storageOp(storage::StorageMethod::ListStripe),
+                                           list, "ListStripe", options_.call_timeout)));
+    for (const auto& id : page->ids) held.push_back(Hash128{id.hi(), id.lo()});
+    if (!page->more || page->ids.empty()) break;
+    list.has_after = true;
+    list.after = std::make_unique<storage::Hash>(toWire(held.back()));
+  }
+  SLUICE_ASSIGN_OR_RETURN(std::vector<bool> keep, store_.chunksToKeep(c.node, c.stripe, held));
+  storage::DeleteChunksRequestT del;
+  for (size_t i = 0; i < held.size(); ++i) {
+    if (!keep[i]) del.ids.push_back(toWire(held[i]));
+  }
+  uint64_t deleted = 0;
+  if (!del.ids.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(auto resp, (wire::typedCall<storage::DeleteChunksRequest, storage::DeleteChunksResponse>(
+                                           endpoint_, peer, storageOp(storage::StorageMethod::DeleteChunks),
+                                           del, "DeleteChunks", options_.call_timeout)));
+    deleted = resp->deleted_count;
+  }
+  SLUICE_RETURN_IF_ERROR(store_.finishCleanup(c));
+  cleanups_done_++;
+  chunks_deleted_ += deleted;
+  spdlog::info("mover: node {} stripe {}: {} of {} chunks deleted (no longer its to hold)", c.node, c.stripe,
+               deleted, held.size());
+  return Status::ok();
+}
+
+}  // namespace sluice::meta

@@ -1,0 +1,175 @@
+// Repair end to end, with real daemons: a storage node killed during a read
+// loop (replication 2 on 3 nodes) costs no read errors; after the grace
+// period sluice-meta copies its stripes node to node, so every chunk has two
+// live copies again; when the node comes back, the copies it no longer
+// needs are deleted, so no chunk is left with three.
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "client/reader.h"
+#include "client/uploader.h"
+#include "common/wire/meta_generated.h"
+#include "tests/client/tree_util.h"
+#include "tests/lib/test_cluster.h"
+
+namespace sluice::testing {
+namespace {
+
+namespace fs = std::filesystem;
+namespace meta = wire::meta;
+
+// chunk id (file name) -> the storage nodes (1-based) holding it.
+std::map<std::string, std::set<int>> chunkCopies(const TestCluster& c, int nodes) {
+  std::map<std::string, std::set<int>> out;
+  for (int i = 1; i <= nodes; ++i) {
+    for (const auto& f : c.chunkFiles(i)) out[fs::path(f).filename().string()].insert(i);
+  }
+  return out;
+}
+
+std::unique_ptr<meta::ListMovesResponseT> listMoves(client::Cluster& c) {
+  meta::ListMovesRequestT req;
+  auto r = c.meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, req, "ListMoves");
+  EXPECT_TRUE(r.isOk()) << r.status().toString();
+  return r.isOk() ? std::move(*r) : nullptr;
+}
+
+TEST(Repair, DeadNodeIsRepairedAfterTheGracePeriodAndCleanedWhenItReturns) {
+  TestCluster::Options o;
+  o.nodes = 3;
+  o.replication = 2;
+  o.extra_meta_args = {"--heartbeat_timeout", "2s", "--repair_grace", "3s"};
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk());
+  client::Cluster& c = **conn;
+
+  std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 60; ++i) {
+    writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(50000 + static_cast<size_t>(i) * 7919, i + 1));
+  }
+  writeFile(fs::path(src) / "large.bin", makeContent(size_t{12} << 20, 99));
+  meta::CreateDatasetRequestT create;
+  create.name = "rep";
+  create.replication = 2;
+  ASSERT_TRUE((c.meta<meta::CreateDatasetRequest, meta::CreateDatasetResponse>(
+                   meta::MetaMethod::CreateDataset, create, "CreateDataset"))
+                  .isOk());
+  ASSERT_TRUE(client::uploadDirectory(c, src, "rep", client::UploadOptions{}).isOk());
+  auto before = chunkCopies(tc, 3);
+  ASSERT_GT(before.size(), 5u);
+  for (const auto& [chunk, nodes] : before) ASSERT_EQ(nodes.size(), 2u) << chunk;
+
+  // Readers loop over every file while node 2 dies and its stripes move.
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0}, mismatches{0}, rounds{0};
+  std::thread reader([&] {
+    auto rc = tc.connect();
+    if (!rc.isOk()) {
+      errors++;
+      return;
+    }
+    auto r = client::DatasetReader::open(**rc, "rep", "v1");
+    if (!r.isOk()) {
+      errors++;
+      return;
+    }
+    auto files = listFiles(src);
+    while (!stop) {
+      for (const auto& f : files) {
+        auto info = (*r)->stat(f);
+        auto data = info.isOk() ? (*r)->readAll(*info) : Result<std::vector<uint8_t>>(info.status());
+        if (!data.isOk()) {
+          errors++;
+          continue;
+        }
+        std::string expected = readFile(fs::path(src) / f);
+        if (std::string(data->begin(), data->end()) != expected) mismatches++;
+      }
+      rounds++;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(tc.kill("node2").isOk());
+
+  // Down after 2 s of silence, repaired 3 s later: wait for the moves.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  uint64_t done = 0;
+  for (;;) {
+    auto m = listMoves(c);
+    ASSERT_NE(m, nullptr);
+    done = m->moves_done;
+    if (done > 0 && m->moves.empty()) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "repair did not finish";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  int seen = rounds.load();
+  while (rounds.load() < seen + 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  stop = true;
+  reader.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_GE(rounds.load(), 2);
+
+  // Every chunk has two copies on the live nodes.
+  auto repaired = chunkCopies(tc, 3);
+  for (const auto& [chunk, nodes] : before) {
+    std::set<int> live = repaired[chunk];
+    live.erase(2);
+    EXPECT_EQ(live.size(), 2u) << chunk;
+  }
+  // And the map agrees: node 2 holds no stripe's first two slots.
+  ASSERT_TRUE(c.refreshMap().isOk());
+  auto map = c.map();
+  for (const auto& [chunk, nodes] : before) {
+    auto id = Hash128::fromHex(chunk);
+    ASSERT_TRUE(id.has_value());
+    auto replicas = map->replicasOf(*id, 2);
+    EXPECT_EQ(std::count(replicas.begin(), replicas.end(), client::NodeId{2}), 0) << chunk;
+  }
+  auto status = tc.runCli({"repair", "--status"});
+  ASSERT_TRUE(status.isOk());
+  EXPECT_EQ(status->exit_code, 0) << status->err;
+  EXPECT_NE(status->out.find("0 moves pending"), std::string::npos) << status->out;
+
+  // Node 2 returns: what it no longer needs is deleted; nothing has three copies.
+  ASSERT_TRUE(tc.restart("node2").isOk());
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    auto m = listMoves(c);
+    ASSERT_NE(m, nullptr);
+    if (m->cleanups == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "cleanups did not finish";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (const auto& [chunk, nodes] : chunkCopies(tc, 3)) EXPECT_EQ(nodes.size(), 2u) << chunk;
+  // Everything still reads back.
+  auto r = client::DatasetReader::open(c, "rep", "v1");
+  ASSERT_TRUE(r.isOk());
+  for (const auto& f : listFiles(src)) {
+    auto info = (*r)->stat(f);
+    ASSERT_TRUE(info.isOk());
+    auto data = (*r)->readAll(*info);
+    ASSERT_TRUE(data.isOk()) << f << ": " << data.status().toString();
+    EXPECT_EQ(std::string(data->begin(), data->end()), readFile(fs::path(src) / f));
+  }
+}
+
+TEST(Repair, RepairCommandWithNothingDownSaysSo) {
+  auto cluster = TestCluster::start();
+  ASSERT_TRUE(cluster.isOk());
+  auto r = (*cluster)->runCli({"repair", "--timeout", "5"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_NE(r->out.find("no new repairs"), std::string::npos) << r->out;
+}
+
+}  // namespace
+}  // namespace sluice::testing
