@@ -99,7 +99,7 @@ class MetaStore {
   // ---- repair (see store_repair.cc)
   // Plans a move for every stripe that lists one of `nodes` (down past the
   // grace period) and has no pending move: a live node outside the stripe
-  // takes its place, else a live node further down the list swaps with it;
+  // takes its place, else the last live node of the list swaps with it;
   // the chunks come from a live replica. Persists and returns the new moves.
   Result<std::vector<StripeMove>> planRepairs(const std::vector<uint64_t>& nodes);
   Result<std::vector<StripeMove>> listMoves() const;

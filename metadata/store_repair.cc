@@ -105,7 +105,10 @@ Result<std::vector<StripeMove>> MetaStore::planRepairs(const std::vector<uint64_
       if (best == 0 || load[id] < load[best]) best = id;
     }
     if (best == 0) {
-      for (auto t = f + 1; t != slots.end(); ++t) {
+      // The last live node of the list: the down node goes to the end, past
+      // the slots that hold data of the less replicated datasets.
+      for (auto t = slots.end(); t != f + 1;) {
+        --t;
         if (*t != 0 && up.count(*t) != 0) {
           best = *t;
           break;
