@@ -312,14 +312,21 @@ Result<NodeRecord> MetaStore::setNodeState(uint64_t node_id, NodeState state) {
     return failedPrecondition("node " + std::to_string(node_id) + " was removed");
   }
   if (state == NodeState::kRemoved) {
-    SLUICE_ASSIGN_OR_RETURN(uint64_t users, txn.count(Db::kChunkUsers));
-    SLUICE_ASSIGN_OR_RETURN(uint64_t garbage, txn.count(Db::kGarbage));
+    // Refused while the node sits in a slot that holds data (the first R of
+    // a stripe, R the largest replication of any dataset): it may hold the
+    // only live copy of something.
+    SLUICE_ASSIGN_OR_RETURN(uint32_t data_slots, dataSlots(txn));
     SLUICE_ASSIGN_OR_RETURN(std::vector<uint64_t> map, loadMap(txn, params_));
-    bool holds = false;
-    for (uint64_t id : map) holds |= id == node_id;
-    if (holds && (users != 0 || garbage != 0)) {
-      return failedPrecondition("node " + std::to_string(node_id) +
-                                " still holds stripes with data; drain and rebalance it first");
+    uint64_t holding = 0;
+    for (uint32_t s = 0; s < params_.stripe_count; ++s) {
+      for (uint32_t i = 0; i < std::min(data_slots, params_.max_replicas); ++i) {
+        holding += map[size_t{s} * params_.max_replicas + i] == node_id ? 1 : 0;
+      }
+    }
+    if (holding > 0) {
+      return failedPrecondition("node " + std::to_string(node_id) + " still holds data of " +
+                                std::to_string(holding) + " stripes; move it off first: 'sluice node drain " +
+                                std::to_string(node_id) + "' (or 'sluice repair' if the node is down)");
     }
   }
   if (state == NodeState::kUp && rec.state == NodeState::kDown) {

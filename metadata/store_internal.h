@@ -33,6 +33,9 @@ Result<uint64_t> getU64(const Txn& txn, std::string_view key);
 std::string encodeMap(const std::vector<uint64_t>& replicas);
 Result<std::vector<uint64_t>> loadMap(const Txn& txn, const ClusterParams& p);
 Result<std::vector<NodeRecord>> loadNodes(const Txn& txn);
+// How many leading slots of a stripe hold data: the largest replication of
+// any dataset.
+Result<uint32_t> dataSlots(const Txn& txn);
 Status putU64(Txn& txn, std::string_view key, uint64_t v);
 
 struct DatasetHandle {

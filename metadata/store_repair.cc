@@ -72,16 +72,29 @@ bool applyMove(std::span<uint64_t> slots, const StripeMove& m) {
 
 }  // namespace
 
+Result<uint32_t> internal::dataSlots(const Txn& txn) {
+  uint32_t slots = 0;
+  SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kDatasets));
+  SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+  while (ok) {
+    SLUICE_ASSIGN_OR_RETURN(DatasetRecord d, decodeDataset(c.value()));
+    slots = std::max<uint32_t>(slots, d.replication);
+    SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+  }
+  return slots;
+}
+
 Result<std::vector<StripeMove>> MetaStore::planRepairs(const std::vector<uint64_t>& nodes) {
   std::vector<StripeMove> planned;
   if (nodes.empty()) return planned;
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
   SLUICE_ASSIGN_OR_RETURN(std::vector<uint64_t> map, loadMap(txn, params_));
   SLUICE_ASSIGN_OR_RETURN(std::vector<NodeRecord> records, loadNodes(txn));
-  std::set<uint64_t> up;
+  std::set<uint64_t> up, draining;
   std::map<uint64_t, uint64_t> load;  // slots held, to spread new homes
   for (const auto& n : records) {
     if (n.state == NodeState::kUp) up.insert(n.id);
+    if (n.state == NodeState::kDraining) draining.insert(n.id);
   }
   for (uint64_t id : map) {
     if (id != 0) load[id]++;
@@ -117,13 +130,13 @@ Result<std::vector<StripeMove>> MetaStore::planRepairs(const std::vector<uint64_
     }
     if (best == 0) continue;  // no node can take it: wait for one
     m.to = best;
-    // The source: the first live replica other than the two (it holds the
-    // most: slot i holds the chunks of every dataset replicated i+1 times or more).
+    // The source: a draining node copies its own stripes; otherwise the
+    // first live replica other than the two (it holds the most: slot i holds
+    // the chunks of every dataset replicated i+1 times or more).
+    if (draining.count(m.from) != 0) m.source = m.from;
     for (uint64_t id : slots) {
-      if (id != 0 && id != m.from && id != m.to && up.count(id) != 0) {
-        m.source = id;
-        break;
-      }
+      if (m.source != 0) break;
+      if (id != 0 && id != m.from && id != m.to && up.count(id) != 0) m.source = id;
     }
     if (m.source == 0) continue;  // no live copy to copy from
     m.created_ms = nowMs();

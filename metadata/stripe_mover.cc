@@ -79,12 +79,14 @@ void StripeMover::tick() {
     spdlog::warn("mover: {}", map.status().toString());
     return;
   }
-  // 1. Nodes down past the grace period get their stripes planned away.
+  // 1. Nodes down past the grace period, and draining nodes, get their
+  // stripes planned away.
   auto now = std::chrono::steady_clock::now();
   std::vector<uint64_t> overdue;
   std::map<uint64_t, NodeState> state;
   for (const auto& n : map->nodes) {
     state[n.id] = n.state;
+    if (n.state == NodeState::kDraining) overdue.push_back(n.id);
     if (n.state != NodeState::kDown) {
       down_since_.erase(n.id);
       continue;
@@ -97,7 +99,7 @@ void StripeMover::tick() {
     if (!planned.isOk()) {
       spdlog::warn("mover: planning repairs: {}", planned.status().toString());
     } else if (!planned->empty()) {
-      spdlog::info("mover: planned {} stripe moves away from down nodes", planned->size());
+      spdlog::info("mover: planned {} stripe moves away from down or draining nodes", planned->size());
     }
   }
   // 2. Pending moves, one after another (each copy is throttled by the
@@ -114,7 +116,8 @@ void StripeMover::tick() {
       if (!current.isOk()) return;
       std::map<uint64_t, NodeState> now_state;
       for (const auto& n : current->nodes) now_state[n.id] = n.state;
-      if (now_state[m.to] != NodeState::kUp || now_state[m.source] != NodeState::kUp) {
+      bool source_alive = now_state[m.source] == NodeState::kUp || now_state[m.source] == NodeState::kDraining;
+      if (now_state[m.to] != NodeState::kUp || !source_alive) {
         // A node of the move went away: plan it again with the nodes there are.
         (void)store_.dropMove(m.stripe);
         continue;
@@ -134,7 +137,7 @@ void StripeMover::tick() {
         (void)store_.finishCleanup(c);
         continue;
       }
-      if (state[c.node] != NodeState::kUp) continue;
+      if (state[c.node] != NodeState::kUp && state[c.node] != NodeState::kDraining) continue;
       Status s = cleanup(c, *map);
       if (!s.isOk()) spdlog::warn("mover: cleanup of stripe {} on node {}: {}", c.stripe, c.node, s.toString());
     }

@@ -162,6 +162,67 @@ TEST(Repair, DeadNodeIsRepairedAfterTheGracePeriodAndCleanedWhenItReturns) {
   }
 }
 
+TEST(Repair, DrainMovesEveryStripeOffANodeThenRemoveIsAllowed) {
+  TestCluster::Options o;
+  o.nodes = 4;
+  o.replication = 2;
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 40; ++i) {
+    writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(80000 + static_cast<size_t>(i) * 4099, i + 7));
+  }
+  writeFile(fs::path(src) / "large.bin", makeContent(size_t{9} << 20, 5));
+  auto r = tc.runCli({"dataset", "create", "dr", "--replication", "2"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  r = tc.runCli({"put", src, "dr", "-q"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  ASSERT_FALSE(tc.chunkFiles(4).empty());
+
+  // Removing a node that holds data is refused, saying what to do.
+  r = tc.runCli({"node", "remove", "4"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->exit_code, 0);
+  EXPECT_NE(r->err.find("sluice node drain 4"), std::string::npos) << r->err;
+
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk());
+  auto reader = client::DatasetReader::open(**conn, "dr", "v1");
+  ASSERT_TRUE(reader.isOk());
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::thread loop([&] {
+    auto files = listFiles(src);
+    while (!stop) {
+      for (const auto& f : files) {
+        auto info = (*reader)->stat(f);
+        auto data = info.isOk() ? (*reader)->readAll(*info) : Result<std::vector<uint8_t>>(info.status());
+        if (!data.isOk() || std::string(data->begin(), data->end()) != readFile(fs::path(src) / f)) errors++;
+      }
+    }
+  });
+  r = tc.runCli({"node", "drain", "4", "--timeout", "120", "-q"});
+  stop = true;
+  loop.join();
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
+  EXPECT_EQ(errors.load(), 0);
+  // Node 4 left every stripe, so its copies were deleted; the others hold two of each.
+  EXPECT_TRUE(tc.chunkFiles(4).empty()) << tc.chunkFiles(4).size() << " chunks left on node 4";
+  for (const auto& [chunk, nodes] : chunkCopies(tc, 4)) {
+    EXPECT_EQ(nodes.size(), 2u) << chunk;
+    EXPECT_EQ(nodes.count(4), 0u) << chunk;
+  }
+  r = tc.runCli({"node", "remove", "4"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  r = tc.runCli({"get", "dr@v1", tc.dir() + "/back", "-q"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  for (const auto& f : listFiles(src)) EXPECT_EQ(readFile(tc.dir() + "/back/" + f), readFile(fs::path(src) / f)) << f;
+}
+
 TEST(Repair, RepairCommandWithNothingDownSaysSo) {
   auto cluster = TestCluster::start();
   ASSERT_TRUE(cluster.isOk());

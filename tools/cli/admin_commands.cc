@@ -33,6 +33,22 @@ std::string ago(int64_t ms) {
   return ProgressMeter::formatDuration(static_cast<double>(std::max<int64_t>(0, now - ms)) / 1000) + " ago";
 }
 
+// Only the first R slots of a stripe hold data, R the largest replication
+// of any dataset.
+Result<uint32_t> dataSlots(client::Cluster& cluster) {
+  uint32_t slots = 0;
+  std::string cursor;
+  do {
+    meta::ListDatasetsRequestT req;
+    req.cursor = cursor;
+    SLUICE_ASSIGN_OR_RETURN(auto ds, (cluster.meta<meta::ListDatasetsRequest, meta::ListDatasetsResponse>(
+                                         meta::MetaMethod::ListDatasets, req, "ListDatasets")));
+    for (const auto& d : ds->datasets) slots = std::max<uint32_t>(slots, d->replication);
+    cursor = ds->datasets.empty() ? "" : ds->next_cursor;
+  } while (!cursor.empty());
+  return slots;
+}
+
 int status(Context& ctx, bool nodes_only) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -47,20 +63,9 @@ int status(Context& ctx, bool nodes_only) {
   uint64_t under = 0;
   std::map<uint64_t, meta::NodeState> state;
   for (const auto& n : m.nodes) state[n->id] = n->state;
-  // Only the first R slots hold data, R the largest replication of any dataset.
-  uint32_t data_slots = 0;
-  {
-    std::string cursor;
-    do {
-      meta::ListDatasetsRequestT dreq;
-      dreq.cursor = cursor;
-      auto ds = (*cluster)->meta<meta::ListDatasetsRequest, meta::ListDatasetsResponse>(
-          meta::MetaMethod::ListDatasets, dreq, "ListDatasets");
-      if (!ds.isOk()) return reportError(ds.status());
-      for (const auto& d : (*ds)->datasets) data_slots = std::max<uint32_t>(data_slots, d->replication);
-      cursor = (*ds)->datasets.empty() ? "" : (*ds)->next_cursor;
-    } while (!cursor.empty());
-  }
+  auto slots = dataSlots(**cluster);
+  if (!slots.isOk()) return reportError(slots.status());
+  const uint32_t data_slots = *slots;
   for (uint32_t s = 0; s < m.stripe_count; ++s) {
     uint32_t live = 0;  // UINT32_MAX: the stripe lists a down node
     for (uint32_t i = 0; i < m.max_replicas; ++i) {
@@ -253,6 +258,83 @@ int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
   }
 }
 
+Result<std::unique_ptr<meta::SetNodeStateResponseT>> setNodeState(client::Cluster& cluster, uint64_t node,
+                                                                   meta::NodeState state) {
+  meta::SetNodeStateRequestT req;
+  req.node_id = node;
+  req.state = state;
+  return cluster.meta<meta::SetNodeStateRequest, meta::SetNodeStateResponse>(meta::MetaMethod::SetNodeState, req,
+                                                                             "SetNodeState node " + std::to_string(node));
+}
+
+// Stripes whose data slots still list `node`.
+Result<uint64_t> stripesHolding(client::Cluster& cluster, uint64_t node) {
+  SLUICE_ASSIGN_OR_RETURN(uint32_t slots, dataSlots(cluster));
+  meta::GetClusterMapRequestT req;
+  SLUICE_ASSIGN_OR_RETURN(auto m, (cluster.meta<meta::GetClusterMapRequest, meta::GetClusterMapResponse>(
+                                      meta::MetaMethod::GetClusterMap, req, "GetClusterMap")));
+  uint64_t holding = 0;
+  for (uint32_t s = 0; s < m->stripe_count; ++s) {
+    for (uint32_t i = 0; i < std::min(slots, m->max_replicas); ++i) {
+      holding += m->replicas[static_cast<size_t>(s) * m->max_replicas + i] == node ? 1 : 0;
+    }
+  }
+  return holding;
+}
+
+int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  auto r = setNodeState(**cluster, node, meta::NodeState::Draining);
+  if (!r.isOk()) return reportError(r.status());
+  if (!ctx.json) std::printf("node %llu is draining: its stripes move to other nodes\n", static_cast<unsigned long long>(node));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  for (;;) {
+    auto holding = stripesHolding(**cluster, node);
+    if (!holding.isOk()) return reportError(holding.status());
+    meta::ListMovesRequestT mreq;
+    auto moves = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, mreq, "ListMoves");
+    if (!moves.isOk()) return reportError(moves.status());
+    bool done = *holding == 0 && (*moves)->moves.empty() && (*moves)->cleanups == 0;
+    if (done || !wait) {
+      if (ctx.json) {
+        Json j;
+        j.beginObject().field("node", node).field("stripes_holding_data", *holding).field("done", done).endObject();
+        std::printf("%s\n", j.str().c_str());
+      } else if (done) {
+        if (!ctx.quiet) std::fprintf(stderr, "\n");
+        std::printf("node %llu holds no data any more; remove it with 'sluice node remove %llu'\n",
+                    static_cast<unsigned long long>(node), static_cast<unsigned long long>(node));
+      } else {
+        std::printf("node %llu still holds data of %llu stripes; follow with 'sluice repair --status'\n",
+                    static_cast<unsigned long long>(node), static_cast<unsigned long long>(*holding));
+      }
+      return kExitOk;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return reportError(Status(StatusCode::kTimeout, "node " + std::to_string(node) + " still holds data of " +
+                                                          std::to_string(*holding) + " stripes after " +
+                                                          std::to_string(timeout_s) + " s; the drain continues"));
+    }
+    if (!ctx.quiet && !ctx.json) {
+      std::fprintf(stderr, "\rdrain: node %llu holds data of %llu stripes, %zu moves pending ",
+                   static_cast<unsigned long long>(node), static_cast<unsigned long long>(*holding),
+                   (*moves)->moves.size());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+}
+
+int removeNode(Context& ctx, uint64_t node) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  auto r = setNodeState(**cluster, node, meta::NodeState::Removed);
+  if (!r.isOk()) return reportError(r.status());
+  std::printf("node %llu removed from the cluster (map epoch %llu)\n", static_cast<unsigned long long>(node),
+              static_cast<unsigned long long>((*r)->map_epoch));
+  return kExitOk;
+}
+
 }  // namespace
 
 void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
@@ -263,6 +345,20 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   node->require_subcommand(1);
   auto* nl = node->add_subcommand("list", "list storage nodes");
   nl->callback([&ctx, &action] { action = [&ctx] { return status(ctx, true); }; });
+  struct NodeArgs {
+    uint64_t id = 0;
+    bool no_wait = false;
+    uint64_t timeout = 3600;
+  };
+  auto na = std::make_shared<NodeArgs>();
+  auto* nd = node->add_subcommand("drain", "move every stripe off a node (same copies as repair), then wait");
+  nd->add_option("id", na->id, "the node id (see 'sluice node list')")->required();
+  nd->add_flag("--no-wait", na->no_wait, "start the drain and return");
+  nd->add_option("--timeout", na->timeout, "seconds to wait (default 3600)");
+  nd->callback([&ctx, &action, na] { action = [&ctx, na] { return drain(ctx, na->id, !na->no_wait, na->timeout); }; });
+  auto* nr = node->add_subcommand("remove", "remove a node that holds no data (drain it first)");
+  nr->add_option("id", na->id, "the node id")->required();
+  nr->callback([&ctx, &action, na] { action = [&ctx, na] { return removeNode(ctx, na->id); }; });
 
   struct RepairArgs {
     bool status = false;
