@@ -432,6 +432,16 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     fbb.Finish(w::CreateRepairResponse(fbb, moveInfos(fbb, planned)));
     return Status::ok();
   });
+  serve<w::RebalanceRequest>(ep, MetaMethod::Rebalance, [st, moveInfos](const auto& r, auto& fbb) {
+    SLUICE_ASSIGN_OR_RETURN(RebalancePlan plan, st->planRebalance(r.apply(), r.rate_bytes_per_sec()));
+    std::vector<fb::Offset<w::RebalanceNodeInfo>> nodes;
+    for (const auto& n : plan.nodes) {
+      nodes.push_back(w::CreateRebalanceNodeInfo(fbb, n.id, n.capacity_bytes, n.used_bytes, n.slots_before, n.slots_after));
+    }
+    auto moves = moveInfos(fbb, plan.moves);
+    fbb.Finish(w::CreateRebalanceResponse(fbb, moves, fbb.CreateVector(nodes), plan.bytes_to_copy));
+    return Status::ok();
+  });
   serve<w::ListMovesRequest>(ep, MetaMethod::ListMoves, [st, mover, moveInfos](const auto&, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(auto moves, st->listMoves());
     SLUICE_ASSIGN_OR_RETURN(auto cleanups, st->listCleanups());

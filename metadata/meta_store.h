@@ -103,6 +103,11 @@ class MetaStore {
   // the chunks come from a live replica. Persists and returns the new moves.
   Result<std::vector<StripeMove>> planRepairs(const std::vector<uint64_t>& nodes);
   Result<std::vector<StripeMove>> listMoves() const;
+  // Moves that even out the data slots (the first R of each stripe, R the
+  // largest replication) over the up nodes in proportion to capacity,
+  // moving as few as possible. Persisted when `apply`; stripes with a
+  // pending move are left alone.
+  Result<RebalancePlan> planRebalance(bool apply, uint64_t rate_bytes_per_sec);
   // The copy of `move` is verified on `to`: switch the map (new epoch), drop
   // the move, and queue a cleanup of the stripe on `from`.
   Status completeMove(const StripeMove& move);
@@ -110,11 +115,9 @@ class MetaStore {
   Status dropMove(uint32_t stripe);
   Result<std::vector<StripeCleanup>> listCleanups() const;
   Status finishCleanup(const StripeCleanup& cleanup);
-  // Of `chunks` (stored on `node` in `stripe`), which the node must keep:
-  // those some dataset using them replicates onto the node's slot, and those
-  // no version uses yet (an upload in flight) or any more (gc decides).
-  Result<std::vector<bool>> chunksToKeep(uint64_t node, uint32_t stripe,
-                                         const std::vector<Hash128>& chunks) const;
+  // For each chunk, the largest replication of the datasets using it (0: no
+  // version uses it, e.g. an upload in flight or garbage).
+  Result<std::vector<uint32_t>> chunkReplication(const std::vector<Hash128>& chunks) const;
 
   // ---- datasets
   Result<DatasetInfo> createDataset(std::string_view name, const DatasetOptions& options);

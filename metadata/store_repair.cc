@@ -28,17 +28,19 @@ std::string encodeMove(const StripeMove& m) {
   putBe64(v, m.to);
   putBe64(v, m.source);
   putBe64(v, static_cast<uint64_t>(m.created_ms));
+  putBe64(v, m.rate_bytes_per_sec);
   return v;
 }
 
 Result<StripeMove> decodeMove(std::string_view key, std::string_view v) {
-  if (key.size() != 4 || v.size() != 32) return corruption("stripe move record: bad size");
+  if (key.size() != 4 || (v.size() != 32 && v.size() != 40)) return corruption("stripe move record: bad size");
   StripeMove m;
   m.stripe = getBe32(key.data());
   m.from = getBe64(v.data());
   m.to = getBe64(v.data() + 8);
   m.source = getBe64(v.data() + 16);
   m.created_ms = static_cast<int64_t>(getBe64(v.data() + 24));
+  if (v.size() == 40) m.rate_bytes_per_sec = getBe64(v.data() + 32);
   return m;
 }
 
@@ -148,6 +150,84 @@ Result<std::vector<StripeMove>> MetaStore::planRepairs(const std::vector<uint64_
   return planned;
 }
 
+Result<RebalancePlan> MetaStore::planRebalance(bool apply, uint64_t rate_bytes_per_sec) {
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  SLUICE_ASSIGN_OR_RETURN(std::vector<uint64_t> map, loadMap(txn, params_));
+  SLUICE_ASSIGN_OR_RETURN(std::vector<NodeRecord> records, loadNodes(txn));
+  SLUICE_ASSIGN_OR_RETURN(uint32_t data_slots, dataSlots(txn));
+  const uint32_t width = params_.max_replicas;
+  data_slots = std::min(data_slots, width);
+  RebalancePlan plan;
+  std::map<uint64_t, RebalanceNode*> by_id;
+  plan.nodes.reserve(records.size());
+  uint64_t total_capacity = 0;
+  for (const auto& n : records) {
+    if (n.state != NodeState::kUp) continue;
+    plan.nodes.push_back({n.id, n.capacity_bytes, n.used_bytes, 0, 0});
+    total_capacity += n.capacity_bytes;
+  }
+  for (auto& n : plan.nodes) by_id[n.id] = &n;
+  if (plan.nodes.empty() || data_slots == 0 || total_capacity == 0) return plan;
+  for (uint32_t s = 0; s < params_.stripe_count; ++s) {
+    for (uint32_t i = 0; i < data_slots; ++i) {
+      auto it = by_id.find(map[size_t{s} * width + i]);
+      if (it != by_id.end()) it->second->slots_before++;
+    }
+  }
+  // Each up node's fair share of the data slots, by capacity.
+  uint64_t total_slots = uint64_t{params_.stripe_count} * data_slots;
+  std::map<uint64_t, double> target;
+  for (const auto& n : plan.nodes) {
+    target[n.id] = static_cast<double>(total_slots) * static_cast<double>(n.capacity_bytes) /
+                   static_cast<double>(total_capacity);
+  }
+  std::map<uint64_t, uint64_t> held;
+  for (const auto& n : plan.nodes) held[n.id] = n.slots_before;
+  // Greedy, stripe by stripe: a slot of a node above its share goes to the
+  // node furthest below its share that the stripe does not list yet.
+  for (uint32_t s = 0; s < params_.stripe_count; ++s) {
+    SLUICE_ASSIGN_OR_RETURN(auto pending, txn.find(Db::kMoves, moveKey(s)));
+    if (pending) continue;
+    auto slots = slotsOf(map, s, width);
+    for (uint32_t i = 0; i < data_slots; ++i) {
+      uint64_t from = slots[i];
+      if (by_id.count(from) == 0) continue;  // down or draining: repair's and drain's business
+      if (static_cast<double>(held[from]) <= target[from] + 0.5) continue;
+      uint64_t best = 0;
+      double best_gap = 0.5;
+      for (const auto& n : plan.nodes) {
+        if (std::find(slots.begin(), slots.end(), n.id) != slots.end()) continue;
+        double gap = target[n.id] - static_cast<double>(held[n.id]);
+        if (gap > best_gap) {
+          best_gap = gap;
+          best = n.id;
+        }
+      }
+      if (best == 0) continue;
+      StripeMove m;
+      m.stripe = s;
+      m.from = from;
+      m.to = best;
+      m.source = from;  // up: it copies its own chunks
+      m.created_ms = nowMs();
+      m.rate_bytes_per_sec = rate_bytes_per_sec;
+      const RebalanceNode* src = by_id[from];
+      if (src->slots_before > 0) plan.bytes_to_copy += src->used_bytes / src->slots_before;
+      held[from]--;
+      held[best]++;
+      slots[i] = best;  // at most one move per stripe
+      plan.moves.push_back(m);
+      break;
+    }
+  }
+  for (auto& n : plan.nodes) n.slots_after = held[n.id];
+  if (apply) {
+    for (const auto& m : plan.moves) SLUICE_RETURN_IF_ERROR(txn.put(Db::kMoves, moveKey(m.stripe), encodeMove(m)));
+    SLUICE_RETURN_IF_ERROR(txn.commit());
+  }
+  return plan;
+}
+
 Result<std::vector<StripeMove>> MetaStore::listMoves() const {
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
   std::vector<StripeMove> out;
@@ -209,18 +289,9 @@ Status MetaStore::finishCleanup(const StripeCleanup& cleanup) {
   return txn.commit();
 }
 
-Result<std::vector<bool>> MetaStore::chunksToKeep(uint64_t node, uint32_t stripe,
-                                                  const std::vector<Hash128>& chunks) const {
+Result<std::vector<uint32_t>> MetaStore::chunkReplication(const std::vector<Hash128>& chunks) const {
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
-  SLUICE_ASSIGN_OR_RETURN(std::vector<uint64_t> map, loadMap(txn, params_));
-  if (stripe >= params_.stripe_count) return invalidArgument("stripe out of range");
-  auto slots = slotsOf(map, stripe, params_.max_replicas);
-  auto at = std::find(slots.begin(), slots.end(), node);
-  // Not in the stripe's list at all: nothing there is the node's to keep,
-  // except chunks no version uses (an upload in flight, or gc's business).
-  const uint32_t slot = at == slots.end() ? UINT32_MAX : static_cast<uint32_t>(at - slots.begin());
-  // Replication of every dataset, by id.
-  std::map<uint64_t, uint32_t> replication;
+  std::map<uint64_t, uint32_t> replication;  // dataset id -> replication
   {
     SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kDatasets));
     SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
@@ -230,24 +301,21 @@ Result<std::vector<bool>> MetaStore::chunksToKeep(uint64_t node, uint32_t stripe
       SLUICE_ASSIGN_OR_RETURN(ok, c.next());
     }
   }
-  std::vector<bool> keep(chunks.size(), false);
+  std::vector<uint32_t> out(chunks.size(), 0);
   SLUICE_ASSIGN_OR_RETURN(Cursor users, Cursor::open(txn, Db::kChunkUsers));
   for (size_t i = 0; i < chunks.size(); ++i) {
     std::string prefix = chunkKey(chunks[i]);
     SLUICE_ASSIGN_OR_RETURN(bool ok, users.seek(prefix));
-    bool any_user = false;
-    uint32_t needed = 0;
     while (ok && users.key().substr(0, prefix.size()) == prefix) {
-      any_user = true;
       if (users.key().size() >= prefix.size() + 8) {
         auto it = replication.find(getBe64(users.key().data() + prefix.size()));
-        if (it != replication.end()) needed = std::max(needed, it->second);
+        // A user whose dataset is gone still counts: keep its chunk.
+        out[i] = std::max<uint32_t>(out[i], it != replication.end() ? it->second : params_.max_replicas);
       }
       SLUICE_ASSIGN_OR_RETURN(ok, users.next());
     }
-    keep[i] = !any_user || (slot != UINT32_MAX && slot < needed);
   }
-  return keep;
+  return out;
 }
 
 }  // namespace sluice::meta

@@ -138,7 +138,10 @@ void StripeMover::tick() {
         continue;
       }
       if (state[c.node] != NodeState::kUp && state[c.node] != NodeState::kDraining) continue;
-      Status s = cleanup(c, *map);
+      // The map as it is now: moves of this round switched stripes.
+      auto current = store_.clusterMap();
+      if (!current.isOk()) return;
+      Status s = cleanup(c, *current);
       if (!s.isOk()) spdlog::warn("mover: cleanup of stripe {} on node {}: {}", c.stripe, c.node, s.toString());
     }
   }
@@ -155,7 +158,7 @@ Status StripeMover::execute(const StripeMove& m, const ClusterMap& map) {
   storage::FetchChunksRequestT req;
   req.stripe = m.stripe;
   req.source = source_address;
-  req.rate_bytes_per_sec = options_.rate_bytes_per_sec;
+  req.rate_bytes_per_sec = m.rate_bytes_per_sec != 0 ? m.rate_bytes_per_sec : options_.rate_bytes_per_sec;
   SLUICE_ASSIGN_OR_RETURN(auto reply, (wire::typedCall<storage::FetchChunksRequest, storage::FetchChunksResponse>(
                                           endpoint_, target, storageOp(storage::StorageMethod::FetchChunks),
                                           req, "FetchChunks", options_.transfer_timeout)));
@@ -191,10 +194,64 @@ Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {
     list.has_after = true;
     list.after = std::make_unique<storage::Hash>(toWire(held.back()));
   }
-  SLUICE_ASSIGN_OR_RETURN(std::vector<bool> keep, store_.chunksToKeep(c.node, c.stripe, held));
+  SLUICE_ASSIGN_OR_RETURN(std::vector<uint32_t> needed, store_.chunkReplication(held));
+  const uint32_t width = map.max_replicas;
+  std::span<const uint64_t> slots(map.replicas.data() + size_t{c.stripe} * width, width);
+  auto at = std::find(slots.begin(), slots.end(), c.node);
+  const uint32_t my_slot = at == slots.end() ? UINT32_MAX : static_cast<uint32_t>(at - slots.begin());
+
+  // A chunk leaves this node only once every node the map gives it holds it
+  // (an upload that wrote here with the old map, after the copy, is copied
+  // over first): a cleanup never lowers the number of copies.
+  std::map<uint64_t, std::vector<size_t>> check;  // holder node -> candidate indices
+  std::vector<bool> candidate(held.size(), false);
+  for (size_t i = 0; i < held.size(); ++i) {
+    if (needed[i] == 0 || (my_slot != UINT32_MAX && my_slot < needed[i])) continue;
+    candidate[i] = true;
+    for (uint32_t j = 0; j < std::min(needed[i], width); ++j) {
+      if (slots[j] != 0 && slots[j] != c.node) check[slots[j]].push_back(i);
+    }
+  }
+  std::map<uint64_t, NodeState> state;
+  std::map<uint64_t, std::string> address;
+  for (const auto& n : map.nodes) {
+    state[n.id] = n.state;
+    address[n.id] = n.address;
+  }
+  bool held_back = false;
+  for (const auto& [holder, indices] : check) {
+    if (state[holder] != NodeState::kUp && state[holder] != NodeState::kDraining) {
+      for (size_t i : indices) candidate[i] = false;
+      held_back = true;
+      continue;
+    }
+    SLUICE_ASSIGN_OR_RETURN(net::PeerId hp, peerOf(holder, map));
+    storage::HasChunksRequestT has;
+    for (size_t i : indices) has.ids.push_back(toWire(held[i]));
+    SLUICE_ASSIGN_OR_RETURN(auto lengths, (wire::typedCall<storage::HasChunksRequest, storage::HasChunksResponse>(
+                                              endpoint_, hp, storageOp(storage::StorageMethod::HasChunks), has,
+                                              "HasChunks", options_.call_timeout)));
+    if (lengths->lengths.size() != indices.size()) return Status(StatusCode::kProtocolError, "HasChunks: wrong count");
+    storage::FetchChunksRequestT fetch;
+    fetch.stripe = c.stripe;
+    fetch.source = address[c.node];
+    for (size_t k = 0; k < indices.size(); ++k) {
+      if (lengths->lengths[k] == 0) fetch.ids.push_back(toWire(held[indices[k]]));
+    }
+    if (fetch.ids.empty()) continue;
+    auto copied = wire::typedCall<storage::FetchChunksRequest, storage::FetchChunksResponse>(
+        endpoint_, hp, storageOp(storage::StorageMethod::FetchChunks), fetch, "FetchChunks", options_.transfer_timeout);
+    if (!copied.isOk() || !(*copied)->result || (*copied)->result->failed > 0) {
+      for (size_t i : indices) candidate[i] = false;
+      held_back = true;
+      continue;
+    }
+    spdlog::info("mover: stripe {}: {} chunks only node {} had were copied to node {} before its cleanup",
+                 c.stripe, fetch.ids.size(), c.node, holder);
+  }
   storage::DeleteChunksRequestT del;
   for (size_t i = 0; i < held.size(); ++i) {
-    if (!keep[i]) del.ids.push_back(toWire(held[i]));
+    if (candidate[i]) del.ids.push_back(toWire(held[i]));
   }
   uint64_t deleted = 0;
   if (!del.ids.empty()) {
@@ -203,9 +260,10 @@ Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {
                                            del, "DeleteChunks", options_.call_timeout)));
     deleted = resp->deleted_count;
   }
+  chunks_deleted_ += deleted;
+  if (held_back) return unavailable("some copies could not be checked; the cleanup is retried");
   SLUICE_RETURN_IF_ERROR(store_.finishCleanup(c));
   cleanups_done_++;
-  chunks_deleted_ += deleted;
   spdlog::info("mover: node {} stripe {}: {} of {} chunks deleted (no longer its to hold)", c.node, c.stripe,
                deleted, held.size());
   return Status::ok();

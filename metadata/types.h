@@ -39,6 +39,21 @@ struct StripeMove {
   uint64_t to = 0;
   uint64_t source = 0;
   int64_t created_ms = 0;
+  uint64_t rate_bytes_per_sec = 0;  // 0: the mover's default
+};
+
+struct RebalanceNode {
+  uint64_t id = 0;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t slots_before = 0;  // data slots held
+  uint64_t slots_after = 0;
+};
+
+struct RebalancePlan {
+  std::vector<StripeMove> moves;
+  std::vector<RebalanceNode> nodes;
+  uint64_t bytes_to_copy = 0;  // estimated: the source's bytes per data slot
 };
 
 // A node that may hold chunks of a stripe it no longer needs (it was moved

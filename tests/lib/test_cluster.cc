@@ -83,6 +83,17 @@ Status TestCluster::kill(const std::string& name) {
   return Status();
 }
 
+Result<std::string> TestCluster::addNode() {
+  tools::DevClusterOptions o;
+  o.dir = dir_;
+  o.stripes = options_.stripes;
+  o.replication = options_.replication;
+  o.die_with_parent = true;
+  o.extra_node_args = options_.extra_node_args;
+  SLUICE_ASSIGN_OR_RETURN(tools::DevDaemon d, tools::devAddNode(dir_, o));
+  return d.name;
+}
+
 Status TestCluster::restart(const std::string& name) {
   return tools::devRestart(dir_, name, /*die_with_parent=*/true);
 }

@@ -40,6 +40,9 @@ class TestCluster {
   std::string nodeDataDir(int index) const;
   std::vector<std::string> chunkFiles(int index) const;
 
+  // Starts one more storage node ("node<N+1>"); returns its name.
+  Result<std::string> addNode();
+
   // kill -9 a daemon ("meta", "node2"); restart it with its original arguments.
   Status kill(const std::string& name);
   Status restart(const std::string& name);

@@ -223,6 +223,75 @@ TEST(Repair, DrainMovesEveryStripeOffANodeThenRemoveIsAllowed) {
   for (const auto& f : listFiles(src)) EXPECT_EQ(readFile(tc.dir() + "/back/" + f), readFile(fs::path(src) / f)) << f;
 }
 
+TEST(Repair, AddedNodeIsRebalancedWhileAReaderLoops) {
+  TestCluster::Options o;
+  o.nodes = 3;
+  o.replication = 2;
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 60; ++i) {
+    writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(70000 + static_cast<size_t>(i) * 5003, i + 3));
+  }
+  writeFile(fs::path(src) / "large.bin", makeContent(size_t{10} << 20, 17));
+  auto r = tc.runCli({"dataset", "create", "rb", "--replication", "2"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  r = tc.runCli({"put", src, "rb", "-q"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+
+  auto added = tc.addNode();
+  ASSERT_TRUE(added.isOk()) << added.status().toString();
+  r = tc.runCli({"rebalance", "plan"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_NE(r->out.find("plan:"), std::string::npos) << r->out;
+  EXPECT_EQ(r->out.find("plan: 0 stripe moves"), std::string::npos) << r->out;
+  std::printf("%s", r->out.c_str());  // the before/after report
+
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk());
+  auto reader = client::DatasetReader::open(**conn, "rb", "v1");
+  ASSERT_TRUE(reader.isOk());
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0}, rounds{0};
+  std::thread loop([&] {
+    auto files = listFiles(src);
+    while (!stop) {
+      for (const auto& f : files) {
+        auto info = (*reader)->stat(f);
+        auto data = info.isOk() ? (*reader)->readAll(*info) : Result<std::vector<uint8_t>>(info.status());
+        if (!data.isOk() || std::string(data->begin(), data->end()) != readFile(fs::path(src) / f)) errors++;
+      }
+      rounds++;
+    }
+  });
+  r = tc.runCli({"rebalance", "apply", "--timeout", "120", "-q"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
+  // The old copies go once the map has switched.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    auto m = listMoves(**conn);
+    ASSERT_NE(m, nullptr);
+    if (m->moves.empty() && m->cleanups == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "cleanups did not finish";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  int seen = rounds.load();
+  while (rounds.load() < seen + 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  stop = true;
+  loop.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_FALSE(tc.chunkFiles(4).empty());
+  for (const auto& [chunk, nodes] : chunkCopies(tc, 4)) EXPECT_EQ(nodes.size(), 2u) << chunk;
+  // Evened out: a new plan has (almost) nothing left to move.
+  r = tc.runCli({"--json", "rebalance", "plan"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->out.find("\"moves\":0"), std::string::npos) << r->out;
+  std::printf("after: %s", r->out.c_str());
+}
+
 TEST(Repair, RepairCommandWithNothingDownSaysSo) {
   auto cluster = TestCluster::start();
   ASSERT_TRUE(cluster.isOk());

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "client/progress.h"
+#include "common/core/units.h"
 #include "common/wire/meta_generated.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/output.h"
@@ -325,6 +326,52 @@ int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
   }
 }
 
+// plan: what would move, bytes, usage before/after. apply: persist the moves
+// and (unless no_wait) follow them like `repair` does.
+int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeout_s) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  meta::RebalanceRequestT req;
+  req.apply = apply;
+  req.rate_bytes_per_sec = rate;
+  auto r = (*cluster)->meta<meta::RebalanceRequest, meta::RebalanceResponse>(meta::MetaMethod::Rebalance, req, "Rebalance");
+  if (!r.isOk()) return reportError(r.status());
+  const auto& p = **r;
+  if (ctx.json && !(apply && wait)) {
+    Json j;
+    j.beginObject().field("applied", apply).field("moves", uint64_t{p.moves.size()}).field("bytes_to_copy", p.bytes_to_copy);
+    j.beginArray("nodes");
+    for (const auto& n : p.nodes) {
+      j.beginObject().field("id", n->id).field("slots_before", n->slots_before).field("slots_after", n->slots_after)
+          .field("used_bytes", n->used_bytes).endObject();
+    }
+    j.endArray().endObject();
+    std::printf("%s\n", j.str().c_str());
+    return kExitOk;
+  }
+  if (!ctx.json) {
+    std::printf("%s %zu stripe moves, about %s to copy node to node\n", apply ? "applying" : "plan:", p.moves.size(),
+                ProgressMeter::formatBytes(p.bytes_to_copy).c_str());
+    Table t({"NODE", "CAPACITY", "USED NOW", "DATA SLOTS NOW", "AFTER", "USED AFTER (est.)"},
+            {true, true, true, true, true, true});
+    for (const auto& n : p.nodes) {
+      uint64_t per_slot = n->slots_before ? n->used_bytes / n->slots_before : 0;
+      t.addRow({std::to_string(n->id), ProgressMeter::formatBytes(n->capacity_bytes),
+                ProgressMeter::formatBytes(n->used_bytes), std::to_string(n->slots_before),
+                std::to_string(n->slots_after), ProgressMeter::formatBytes(per_slot * n->slots_after)});
+    }
+    std::fputs(t.render().c_str(), stdout);
+    for (size_t i = 0; i < p.moves.size() && i < 8 && !apply; ++i) {
+      std::printf("  stripe %u: node %llu -> node %llu\n", p.moves[i]->stripe,
+                  static_cast<unsigned long long>(p.moves[i]->from), static_cast<unsigned long long>(p.moves[i]->to));
+    }
+    if (!apply && p.moves.size() > 8) std::printf("  ... and %zu more\n", p.moves.size() - 8);
+    if (!apply && !p.moves.empty()) std::printf("apply with 'sluice rebalance apply [--rate BYTES/S]'\n");
+  }
+  if (!apply || !wait) return kExitOk;
+  return repair(ctx, /*status_only=*/true, /*wait=*/true, timeout_s);
+}
+
 int removeNode(Context& ctx, uint64_t node) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -373,6 +420,34 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   r->callback([&ctx, &action, ra] {
     action = [&ctx, ra] { return repair(ctx, ra->status, !ra->status && !ra->no_wait, ra->timeout); };
   });
+
+  struct RebalanceArgs {
+    std::string rate;
+    bool no_wait = false;
+    uint64_t timeout = 3600;
+  };
+  auto rb = std::make_shared<RebalanceArgs>();
+  auto* reb = app.add_subcommand("rebalance", "even out stripes over the nodes (after adding one)");
+  reb->require_subcommand(1);
+  auto* rp = reb->add_subcommand("plan", "show which stripes would move where, the bytes, and each node's usage");
+  rp->callback([&ctx, &action] { action = [&ctx] { return rebalance(ctx, false, 0, false, 0); }; });
+  auto* rapply = reb->add_subcommand("apply", "move the stripes node to node, verified, then switch the map");
+  rapply->add_option("--rate", rb->rate, "bytes/s per copy (e.g. 200M; default: the nodes' repair.rate)");
+  rapply->add_flag("--no-wait", rb->no_wait, "start and return; follow with 'sluice rebalance status'");
+  rapply->add_option("--timeout", rb->timeout, "seconds to wait (default 3600)");
+  rapply->callback([&ctx, &action, rb] {
+    action = [&ctx, rb] {
+      uint64_t rate = 0;
+      if (!rb->rate.empty()) {
+        auto parsed = parseSize(rb->rate);
+        if (!parsed.isOk()) return reportError(invalidArgument("--rate: " + parsed.status().message()));
+        rate = *parsed;
+      }
+      return rebalance(ctx, true, rate, !rb->no_wait, rb->timeout);
+    };
+  });
+  auto* rs = reb->add_subcommand("status", "pending moves and what was copied");
+  rs->callback([&ctx, &action] { action = [&ctx] { return repair(ctx, true, false, 0); }; });
 
   auto grace = std::make_shared<uint64_t>(3600);
   auto* g = app.add_subcommand("gc", "list chunks that no version or recent draft references (deletion: see docs/architecture.md)");
