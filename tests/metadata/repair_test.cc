@@ -292,6 +292,62 @@ TEST(Repair, AddedNodeIsRebalancedWhileAReaderLoops) {
   std::printf("after: %s", r->out.c_str());
 }
 
+TEST(Repair, MetaKilledMidRebalanceFinishesOnRestart) {
+  TestCluster::Options o;
+  o.nodes = 3;
+  o.replication = 2;
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 30; ++i) {
+    writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(90000 + static_cast<size_t>(i) * 3001, i + 11));
+  }
+  writeFile(fs::path(src) / "large.bin", makeContent(size_t{14} << 20, 23));
+  auto r = tc.runCli({"dataset", "create", "mk", "--replication", "2"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  r = tc.runCli({"put", src, "mk", "-q"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  ASSERT_TRUE(tc.addNode().isOk());
+  // Slow copies, so sluice-meta dies with moves done and moves pending.
+  r = tc.runCli({"rebalance", "apply", "--rate", "2M", "--no-wait"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_TRUE(tc.kill("meta").isOk());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(tc.restart("meta").isOk());
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk()) << conn.status().toString();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    auto m = listMoves(**conn);
+    ASSERT_NE(m, nullptr);
+    if (m->moves.empty() && m->cleanups == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the rebalance did not finish after the restart";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  // Every chunk has exactly its two copies, where the map says, and reads back.
+  ASSERT_TRUE((*conn)->refreshMap().isOk());
+  auto map = (*conn)->map();
+  for (const auto& [chunk, nodes] : chunkCopies(tc, 4)) {
+    EXPECT_EQ(nodes.size(), 2u) << chunk;
+    auto id = Hash128::fromHex(chunk);
+    ASSERT_TRUE(id.has_value());
+    for (client::NodeId n : map->replicasOf(*id, 2)) EXPECT_EQ(nodes.count(static_cast<int>(n)), 1u) << chunk;
+  }
+  EXPECT_FALSE(tc.chunkFiles(4).empty());
+  auto reader = client::DatasetReader::open(**conn, "mk", "v1");
+  ASSERT_TRUE(reader.isOk());
+  for (const auto& f : listFiles(src)) {
+    auto info = (*reader)->stat(f);
+    ASSERT_TRUE(info.isOk());
+    auto data = (*reader)->readAll(*info);
+    ASSERT_TRUE(data.isOk()) << f << ": " << data.status().toString();
+    EXPECT_EQ(std::string(data->begin(), data->end()), readFile(fs::path(src) / f));
+  }
+}
+
 TEST(Repair, RepairCommandWithNothingDownSaysSo) {
   auto cluster = TestCluster::start();
   ASSERT_TRUE(cluster.isOk());
