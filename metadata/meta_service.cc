@@ -447,7 +447,7 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     SLUICE_ASSIGN_OR_RETURN(auto cleanups, st->listCleanups());
     MoverProgress p = mover ? mover->progress() : MoverProgress{};
     fbb.Finish(w::CreateListMovesResponse(fbb, moveInfos(fbb, moves), cleanups.size(), p.moves_done,
-                                          p.chunks_copied, p.bytes_copied, p.chunks_deleted));
+                                          p.chunks_copied, p.bytes_copied, p.chunks_deleted, p.corrupt_repaired));
     return Status::ok();
   });
 }

@@ -51,7 +51,7 @@ Result<std::vector<StripeMove>> StripeMover::repairNow() {
 }
 
 MoverProgress StripeMover::progress() const {
-  return {moves_done_, chunks_copied_, bytes_copied_, cleanups_done_, chunks_deleted_};
+  return {moves_done_, chunks_copied_, bytes_copied_, cleanups_done_, chunks_deleted_, corrupt_repaired_};
 }
 
 void StripeMover::loop() {
@@ -129,6 +129,9 @@ void StripeMover::tick() {
       }
     }
   }
+  // 4. Corrupt chunks found by scrubbers, every fifth round.
+  if (ticks_++ % 5 == 0) repairCorrupt(*map);
+
   // 3. Cleanups on nodes that are up.
   auto cleanups = store_.listCleanups();
   if (cleanups.isOk()) {
@@ -178,6 +181,55 @@ Status StripeMover::execute(const StripeMove& m, const ClusterMap& map) {
   spdlog::info("mover: stripe {}: node {} replaces node {} ({} chunks, {} bytes copied from node {})",
                m.stripe, m.to, m.from, resp->copied, resp->bytes, m.source);
   return Status::ok();
+}
+
+void StripeMover::repairCorrupt(const ClusterMap& map) {
+  static Counter& repaired = MetricsRegistry::global().counter(
+      "sluice_meta_corrupt_chunks_repaired_total", "quarantined chunks fetched again from a replica");
+  for (const auto& n : map.nodes) {
+    if (n.state != NodeState::kUp && n.state != NodeState::kDraining) continue;
+    auto peer = endpoint_.connect(n.address);
+    if (!peer.isOk()) continue;
+    storage::NodeStatsRequestT req;
+    auto st = wire::typedCall<storage::NodeStatsRequest, storage::NodeStatsResponse>(
+        endpoint_, *peer, storageOp(storage::StorageMethod::NodeStats), req, "NodeStats", options_.call_timeout);
+    if (!st.isOk() || (*st)->recent_corrupt.empty()) continue;
+    for (const auto& bad : (*st)->recent_corrupt) {
+      if (!bad || !bad->id || bad->stripe >= map.stripe_count) continue;
+      storage::HasChunksRequestT has;
+      has.ids.push_back(*bad->id);
+      auto here = wire::typedCall<storage::HasChunksRequest, storage::HasChunksResponse>(
+          endpoint_, *peer, storageOp(storage::StorageMethod::HasChunks), has, "HasChunks", options_.call_timeout);
+      if (!here.isOk() || here->get()->lengths.size() != 1 || here->get()->lengths[0] != 0) continue;
+      // Another node of the stripe that still has a good copy.
+      const size_t width = map.max_replicas;
+      for (size_t i = 0; i < width; ++i) {
+        uint64_t other = map.replicas[size_t{bad->stripe} * width + i];
+        if (other == 0 || other == n.id) continue;
+        auto op = peerOf(other, map);
+        if (!op.isOk()) continue;
+        auto there = wire::typedCall<storage::HasChunksRequest, storage::HasChunksResponse>(
+            endpoint_, *op, storageOp(storage::StorageMethod::HasChunks), has, "HasChunks", options_.call_timeout);
+        if (!there.isOk() || there->get()->lengths.size() != 1 || there->get()->lengths[0] == 0) continue;
+        storage::FetchChunksRequestT fetch;
+        fetch.stripe = bad->stripe;
+        for (const auto& m : map.nodes) {
+          if (m.id == other) fetch.source = m.address;
+        }
+        fetch.ids.push_back(*bad->id);
+        auto got = wire::typedCall<storage::FetchChunksRequest, storage::FetchChunksResponse>(
+            endpoint_, *peer, storageOp(storage::StorageMethod::FetchChunks), fetch, "FetchChunks",
+            options_.transfer_timeout);
+        if (got.isOk() && (*got)->result && (*got)->result->copied == 1) {
+          corrupt_repaired_++;
+          repaired.inc();
+          spdlog::warn("mover: node {} chunk {} (stripe {}) was corrupt; fetched again from node {}", n.id,
+                       Hash128{bad->id->hi(), bad->id->lo()}.toHex(), bad->stripe, other);
+          break;
+        }
+      }
+    }
+  }
 }
 
 Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {

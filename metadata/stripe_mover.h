@@ -6,7 +6,8 @@
 // (FetchChunks, verified on arrival, node to node), then the map switches to
 // a new epoch (MetaStore::completeMove), and (3) carries out cleanups: a node
 // that is up again and left a stripe deletes the chunks it no longer needs
-// (ListStripe, MetaStore::chunksToKeep, DeleteChunks).
+// (ListStripe, MetaStore::chunkReplication, DeleteChunks), and (4) every few
+// ticks re-fetches chunks the nodes' scrubbers quarantined from a replica.
 //
 // Moves and cleanups are persisted before any work, so a meta killed at any
 // point resumes them on restart; FetchChunks skips what the target already
@@ -44,6 +45,7 @@ struct MoverProgress {
   uint64_t bytes_copied = 0;
   uint64_t cleanups_done = 0;
   uint64_t chunks_deleted = 0;
+  uint64_t corrupt_repaired = 0;
 };
 
 class StripeMover {
@@ -62,6 +64,9 @@ class StripeMover {
   void tick();
   Status execute(const StripeMove& move, const ClusterMap& map);
   Status cleanup(const StripeCleanup& cleanup, const ClusterMap& map);
+  // Chunks a node's scrub found corrupt (and quarantined) are fetched again
+  // from a replica that has them.
+  void repairCorrupt(const ClusterMap& map);
   Result<net::PeerId> peerOf(uint64_t node, const ClusterMap& map);
 
   MetaStore& store_;
@@ -77,6 +82,8 @@ class StripeMover {
 
   std::atomic<uint64_t> moves_done_{0}, chunks_copied_{0}, bytes_copied_{0};
   std::atomic<uint64_t> cleanups_done_{0}, chunks_deleted_{0};
+  std::atomic<uint64_t> corrupt_repaired_{0};
+  uint64_t ticks_ = 0;  // loop thread only
 };
 
 }  // namespace sluice::meta

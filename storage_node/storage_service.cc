@@ -132,6 +132,7 @@ void StorageService::registerHandlers() {
       {ws::StorageMethod::NodeStats, &StorageService::nodeStats},
       {ws::StorageMethod::PushStripe, &StorageService::pushStripe},
       {ws::StorageMethod::FetchChunks, &StorageService::fetchChunks},
+      {ws::StorageMethod::Scrub, &StorageService::scrub},
   };
   auto& reg = MetricsRegistry::global();
   for (const Entry& e : entries) {
@@ -351,6 +352,14 @@ Result<StorageService::Body> StorageService::nodeStats(net::IncomingCall& call) 
   }
   flatbuffers::FlatBufferBuilder fbb(1024);
   return finish(fbb, ws::NodeStatsResponse::Pack(fbb, &r));
+}
+
+Result<StorageService::Body> StorageService::scrub(net::IncomingCall& call) {
+  SLUICE_RETURN_IF_ERROR(decode<ws::ScrubRequest>(call, "Scrub").status());
+  if (scrubber_) scrubber_->kick();
+  ScrubStats sc = scrubber_ ? scrubber_->stats() : ScrubStats{};
+  flatbuffers::FlatBufferBuilder fbb(64);
+  return finish(fbb, ws::CreateScrubResponse(fbb, sc.passes, sc.bytes, scrubber_ != nullptr));
 }
 
 namespace {

@@ -78,6 +78,7 @@ class StorageService {
   Result<Body> listStripe(net::IncomingCall& call);
   Result<Body> stripeStats(net::IncomingCall& call);
   Result<Body> nodeStats(net::IncomingCall& call);
+  Result<Body> scrub(net::IncomingCall& call);
   Result<Body> pushStripe(net::IncomingCall& call);
   Result<Body> fetchChunks(net::IncomingCall& call);
   Status checkStripe(uint32_t stripe, const char* what) const;

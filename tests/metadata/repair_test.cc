@@ -5,6 +5,7 @@
 // needs are deleted, so no chunk is left with three.
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -346,6 +347,54 @@ TEST(Repair, MetaKilledMidRebalanceFinishesOnRestart) {
     ASSERT_TRUE(data.isOk()) << f << ": " << data.status().toString();
     EXPECT_EQ(std::string(data->begin(), data->end()), readFile(fs::path(src) / f));
   }
+}
+
+TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
+  auto cluster = TestCluster::start();
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 20; ++i) writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(200000, i + 31));
+  auto r = tc.runCli({"dataset", "create", "sc", "--replication", "2"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  r = tc.runCli({"put", src, "sc", "-q"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  // A chunk with two copies: one is damaged, the other stays good.
+  std::string victim, good_copy;
+  int victim_node = 0;
+  for (const auto& [id, nodes] : chunkCopies(tc, 3)) {
+    if (nodes.size() != 2) continue;
+    victim_node = *nodes.begin();
+    int other = *nodes.rbegin();
+    for (const auto& f : tc.chunkFiles(victim_node)) {
+      if (fs::path(f).filename() == id) victim = f;
+    }
+    for (const auto& g : tc.chunkFiles(other)) {
+      if (fs::path(g).filename() == id) good_copy = g;
+    }
+    break;
+  }
+  ASSERT_FALSE(victim.empty());
+  const std::string good = readFile(good_copy);
+  {
+    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(good.size() / 2));
+    f.put(static_cast<char>(good[good.size() / 2] ^ 0x01));
+  }
+  ASSERT_NE(readFile(victim), good);
+  r = tc.runCli({"scrub", "--timeout", "90", "-q"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
+  EXPECT_NE(r->out.find("fetched again from a good replica"), std::string::npos) << r->out;
+  // The chunk is back on its node, byte for byte the replica's.
+  bool back = false;
+  for (const auto& f : tc.chunkFiles(victim_node)) {
+    if (fs::path(f).filename() == fs::path(victim).filename()) {
+      back = true;
+      EXPECT_EQ(readFile(f), good);
+    }
+  }
+  EXPECT_TRUE(back);
 }
 
 TEST(Repair, RepairCommandWithNothingDownSaysSo) {

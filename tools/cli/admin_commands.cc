@@ -7,6 +7,7 @@
 #include "client/progress.h"
 #include "common/core/units.h"
 #include "common/wire/meta_generated.h"
+#include "common/wire/storage_generated.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/output.h"
 
@@ -14,6 +15,19 @@ namespace sluice::cli {
 namespace {
 
 namespace meta = wire::meta;
+namespace storage = wire::storage;
+
+// One storage-node RPC from the CLI.
+template <typename Req, typename Resp>
+Result<std::unique_ptr<typename Resp::NativeTableType>> storageCall(client::Cluster& c, client::NodeId node,
+                                                                    storage::StorageMethod method,
+                                                                    const typename Req::NativeTableType& req,
+                                                                    const std::string& what) {
+  SLUICE_ASSIGN_OR_RETURN(net::PeerId peer, c.nodePeer(node));
+  return wire::typedCall<Req, Resp>(c.endpoint(), peer,
+                                    net::makeOpcode(net::ServiceId::kStorage, static_cast<uint8_t>(method)), req,
+                                    what + " node " + std::to_string(node), c.timeout());
+}
 using client::ProgressMeter;
 
 std::string stateName(meta::NodeState s) {
@@ -372,6 +386,81 @@ int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeo
   return repair(ctx, /*status_only=*/true, /*wait=*/true, timeout_s);
 }
 
+// Kicks a scrub pass on the nodes, waits for it, then for sluice-meta to
+// fetch every corrupt chunk found again from a replica.
+int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  client::Cluster& c = **cluster;
+  if (Status s = c.refreshMap(); !s.isOk()) return reportError(s);
+  auto map = c.map();
+  std::vector<client::NodeId> nodes;
+  for (const auto& n : map->nodes()) {
+    if (only_node != 0 && n.id != only_node) continue;
+    if (n.state == meta::NodeState::Up || n.state == meta::NodeState::Draining) nodes.push_back(n.id);
+  }
+  if (nodes.empty()) {
+    return reportError(notFound(only_node ? "node " + std::to_string(only_node) + " is not an up storage node"
+                                          : std::string("no storage node is up")));
+  }
+  std::map<client::NodeId, uint64_t> passes_before;
+  for (auto id : nodes) {
+    storage::ScrubRequestT req;
+    auto r = storageCall<storage::ScrubRequest, storage::ScrubResponse>(c, id, storage::StorageMethod::Scrub, req, "Scrub");
+    if (!r.isOk()) return reportError(r.status());
+    passes_before[id] = (*r)->passes;
+  }
+  if (!ctx.json && !ctx.quiet) std::fprintf(stderr, "scrub started on %zu nodes\n", nodes.size());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  std::map<client::NodeId, std::unique_ptr<storage::NodeStatsResponseT>> stats;
+  for (bool pending = true; pending;) {
+    pending = false;
+    for (auto id : nodes) {
+      storage::NodeStatsRequestT req;
+      auto r = storageCall<storage::NodeStatsRequest, storage::NodeStatsResponse>(c, id, storage::StorageMethod::NodeStats,
+                                                                                  req, "NodeStats");
+      if (!r.isOk()) return reportError(r.status());
+      bool scrubbed = (*r)->scrub_passes > passes_before[id];
+      // Repaired: every chunk it quarantined is back (fetched from a replica).
+      uint64_t missing = 0;
+      if (scrubbed && !(*r)->recent_corrupt.empty()) {
+        storage::HasChunksRequestT has;
+        for (const auto& bad : (*r)->recent_corrupt) has.ids.push_back(*bad->id);
+        auto h = storageCall<storage::HasChunksRequest, storage::HasChunksResponse>(c, id, storage::StorageMethod::HasChunks,
+                                                                                    has, "HasChunks");
+        if (!h.isOk()) return reportError(h.status());
+        for (uint64_t len : (*h)->lengths) missing += len == 0 ? 1 : 0;
+      }
+      pending |= wait && (!scrubbed || missing > 0);
+      stats[id] = std::move(*r);
+    }
+    if (!pending) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      return reportError(Status(StatusCode::kTimeout, "scrub or repair still running after " +
+                                                          std::to_string(timeout_s) + " s; run 'sluice scrub --no-wait' to see where it is"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  Table t({"NODE", "PASSES", "VERIFIED", "CORRUPT FOUND", "QUARANTINED", "RECENT CORRUPT"}, {true, true, true, true, true, true});
+  Json j;
+  j.beginObject().beginArray("nodes");
+  for (auto id : nodes) {
+    const auto& st = *stats[id];
+    t.addRow({std::to_string(id), std::to_string(st.scrub_passes), ProgressMeter::formatBytes(st.scrub_bytes),
+              std::to_string(st.corrupt_found), std::to_string(st.quarantined), std::to_string(st.recent_corrupt.size())});
+    j.beginObject().field("node", uint64_t{id}).field("passes", st.scrub_passes).field("verified_bytes", st.scrub_bytes)
+        .field("corrupt_found", st.corrupt_found).field("quarantined", st.quarantined).endObject();
+  }
+  j.endArray().endObject();
+  if (ctx.json) {
+    std::printf("%s\n", j.str().c_str());
+  } else {
+    std::fputs(t.render().c_str(), stdout);
+    if (wait) std::printf("every corrupt chunk found has been fetched again from a good replica\n");
+  }
+  return kExitOk;
+}
+
 int removeNode(Context& ctx, uint64_t node) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -448,6 +537,18 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   });
   auto* rs = reb->add_subcommand("status", "pending moves and what was copied");
   rs->callback([&ctx, &action] { action = [&ctx] { return repair(ctx, true, false, 0); }; });
+
+  struct ScrubArgs {
+    uint64_t node = 0;
+    bool no_wait = false;
+    uint64_t timeout = 3600;
+  };
+  auto sa = std::make_shared<ScrubArgs>();
+  auto* sc = app.add_subcommand("scrub", "verify every chunk on the nodes now; corrupt ones are fetched again from a replica");
+  sc->add_option("--node", sa->node, "only this node");
+  sc->add_flag("--no-wait", sa->no_wait, "start, print where the nodes are, return");
+  sc->add_option("--timeout", sa->timeout, "seconds to wait (default 3600)");
+  sc->callback([&ctx, &action, sa] { action = [&ctx, sa] { return scrub(ctx, sa->node, !sa->no_wait, sa->timeout); }; });
 
   auto grace = std::make_shared<uint64_t>(3600);
   auto* g = app.add_subcommand("gc", "list chunks that no version or recent draft references (deletion: see docs/architecture.md)");
