@@ -40,7 +40,7 @@ Status lmdbStatus(int rc, std::string_view what) {
 namespace {
 constexpr const char* kDbNames[] = {"meta",     "nodes",          "datasets",    "versions",
                                     "tags",     "dirents",        "records",     "version_chunks",
-                                    "chunk_users", "garbage", "moves", "cleanups"};
+                                    "chunk_users", "garbage", "moves", "cleanups", "tombstones"};
 static_assert(std::size(kDbNames) == static_cast<size_t>(Db::kCount));
 }  // namespace
 

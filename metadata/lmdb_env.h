@@ -49,6 +49,7 @@ enum class Db : int {
   kGarbage,       // chunk id -> time it lost its last user (ms)
   kMoves,         // stripe -> the pending move of one of its replicas (repair)
   kCleanups,      // (node id, stripe) -> "": chunks the node may no longer need there
+  kTombstones,    // chunk id -> time gc collected it (ms): never referenced again
   kCount,
 };
 

@@ -417,6 +417,17 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     return Status::ok();
   });
 
+  serve<w::CollectGarbageRequest>(ep, MetaMethod::CollectGarbage, [st](const auto& r, auto& fbb) {
+    SLUICE_ASSIGN_OR_RETURN(std::vector<GarbageChunk> taken, st->collectGarbage(r.limit()));
+    std::vector<fb::Offset<w::GarbageChunk>> items;
+    for (const auto& g : taken) {
+      w::Hash chunk = toWire(g.chunk);
+      items.push_back(w::CreateGarbageChunk(fbb, &chunk, g.stripe));
+    }
+    fbb.Finish(w::CreateCollectGarbageResponse(fbb, fbb.CreateVector(items)));
+    return Status::ok();
+  });
+
   // ---- repair
   StripeMover* mover = mover_;
   auto moveInfos = [](fb::FlatBufferBuilder& fbb, const std::vector<StripeMove>& moves) {

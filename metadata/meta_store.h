@@ -198,6 +198,12 @@ class MetaStore {
   // (0: options().draft_grace_ms) references. Cursor: last chunk id in hex.
   Result<Page<GarbageChunk>> listGarbage(int64_t grace_ms, std::string_view cursor,
                                          uint32_t limit) const;
+  // Takes up to `limit` chunks that no version references any more out of
+  // the garbage list and tombstones them, in one transaction: from then on
+  // an upload that names one (it looked it up before) is refused, so the
+  // caller may delete them from the nodes. (Chunks held only by stale
+  // drafts are collected once those drafts are removed.)
+  Result<std::vector<GarbageChunk>> collectGarbage(uint32_t limit);
 
  private:
   MetaStore(MetaStoreOptions options, std::unique_ptr<LmdbEnv> env);

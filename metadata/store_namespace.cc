@@ -255,6 +255,31 @@ Result<std::vector<RecordLocation>> MetaStore::lookupRecords(
   return out;
 }
 
+Result<std::vector<GarbageChunk>> MetaStore::collectGarbage(uint32_t limit) {
+  limit = clampLimit(limit);
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  std::vector<GarbageChunk> out;
+  {
+    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kGarbage));
+    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+    while (ok && out.size() < limit) {
+      if (c.key().size() == 16) {
+        Hash128 chunk = getBeHash(c.key().data());
+        out.push_back(GarbageChunk{chunk, stripeOf(chunk, params_.stripe_count)});
+      }
+      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+    }
+  }
+  std::string stamp;
+  putBe64(stamp, static_cast<uint64_t>(nowMs()));
+  for (const auto& g : out) {
+    SLUICE_RETURN_IF_ERROR(txn.del(Db::kGarbage, chunkKey(g.chunk)));
+    SLUICE_RETURN_IF_ERROR(txn.put(Db::kTombstones, chunkKey(g.chunk), stamp));
+  }
+  SLUICE_RETURN_IF_ERROR(txn.commit());
+  return out;
+}
+
 Result<Page<GarbageChunk>> MetaStore::listGarbage(int64_t grace_ms, std::string_view cursor,
                                                   uint32_t limit) const {
   if (grace_ms < 0) return invalidArgument("grace_ms: must not be negative");

@@ -286,6 +286,12 @@ class Adder {
                                          versionChunkKey(ds_.rec.id, version_, e.chunk), "",
                                          &inserted));
       if (inserted) {
+        SLUICE_ASSIGN_OR_RETURN(auto dead, txn_.find(Db::kTombstones, chunkKey(e.chunk)));
+        if (dead) {
+          return Status(StatusCode::kConflict,
+                        "chunk " + e.chunk.toHex() + " was garbage collected while this upload ran; "
+                        "run the upload again (it stores the data anew)");
+        }
         SLUICE_RETURN_IF_ERROR(
             txn_.put(Db::kChunkUsers, chunkUserKey(e.chunk, ds_.rec.id, version_), ""));
         SLUICE_RETURN_IF_ERROR(txn_.del(Db::kGarbage, chunkKey(e.chunk)));

@@ -397,6 +397,63 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
   EXPECT_TRUE(back);
 }
 
+TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {
+  auto cluster = TestCluster::start();
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  std::string v1 = tc.dir() + "/v1", v2 = tc.dir() + "/v2";
+  for (int i = 0; i < 10; ++i) {
+    std::string only_v1 = makeContent(1500000, 100 + i);
+    std::string shared = makeContent(900000, 200 + i);
+    writeFile(fs::path(v1) / "a" / ("old" + std::to_string(i)), only_v1);
+    writeFile(fs::path(v1) / "s" / ("shared" + std::to_string(i)), shared);
+    writeFile(fs::path(v2) / "s" / ("shared" + std::to_string(i)), shared);
+    writeFile(fs::path(v2) / "b" / ("new" + std::to_string(i)), makeContent(700000, 300 + i));
+  }
+  auto r = tc.runCli({"dataset", "create", "gcds", "--replication", "2"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  r = tc.runCli({"put", v1, "gcds", "-q"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  r = tc.runCli({"put", v2, "gcds", "-q"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  r = tc.runCli({"version", "rm", "gcds@v1"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+
+  // What only v1 used, as meta lists it.
+  r = tc.runCli({"--json", "gc", "--dry-run"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  std::set<std::string> garbage;
+  for (size_t at = 0; (at = r->out.find("\"chunk\":\"", at)) != std::string::npos; at += 10) {
+    garbage.insert(r->out.substr(at + 9, 32));
+  }
+  ASSERT_FALSE(garbage.empty()) << r->out;
+  auto before = chunkCopies(tc, 3);
+  for (const auto& g : garbage) EXPECT_EQ(before[g].size(), 2u) << g;
+
+  r = tc.runCli({"gc"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_NE(r->out.find(std::to_string(garbage.size()) + " chunks collected"), std::string::npos) << r->out;
+  auto after = chunkCopies(tc, 3);
+  for (const auto& [chunk, nodes] : before) {
+    if (garbage.count(chunk)) {
+      EXPECT_EQ(after.count(chunk), 0u) << chunk << " only v1 used, still on disk";
+    } else {
+      EXPECT_EQ(after[chunk], nodes) << chunk << " is still used, and must stay";
+    }
+  }
+  // v2 reads back whole; a second gc finds nothing.
+  r = tc.runCli({"get", "gcds@v2", tc.dir() + "/back", "-q"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  for (const auto& f : listFiles(v2)) EXPECT_EQ(readFile(tc.dir() + "/back/" + f), readFile(fs::path(v2) / f)) << f;
+  r = tc.runCli({"gc"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->out.find("gc: 0 chunks collected"), std::string::npos) << r->out;
+}
+
 TEST(Repair, RepairCommandWithNothingDownSaysSo) {
   auto cluster = TestCluster::start();
   ASSERT_TRUE(cluster.isOk());

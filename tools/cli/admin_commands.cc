@@ -171,6 +171,72 @@ int status(Context& ctx, bool nodes_only) {
   return kExitOk;
 }
 
+// Deletes what no version references: meta tombstones a batch (no upload
+// can reference those chunks again), then every node listing their stripes
+// deletes its copies. Reports the bytes freed.
+int collect(Context& ctx) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  client::Cluster& c = **cluster;
+  if (Status s = c.refreshMap(); !s.isOk()) return reportError(s);
+  auto map = c.map();
+  uint64_t chunks = 0, copies = 0, bytes = 0, unreachable = 0;
+  for (;;) {
+    meta::CollectGarbageRequestT req;
+    req.limit = 1000;
+    auto taken = c.meta<meta::CollectGarbageRequest, meta::CollectGarbageResponse>(meta::MetaMethod::CollectGarbage,
+                                                                                   req, "CollectGarbage");
+    if (!taken.isOk()) return reportError(taken.status());
+    if ((*taken)->chunks.empty()) break;
+    chunks += (*taken)->chunks.size();
+    // Per node: the collected chunks of the stripes it is listed for.
+    std::map<client::NodeId, std::vector<storage::Hash>> per_node;
+    for (const auto& g : (*taken)->chunks) {
+      for (client::NodeId n : map->stripeNodes(g->stripe, map->maxReplicas())) {
+        per_node[n].push_back(storage::Hash(g->chunk->hi(), g->chunk->lo()));
+      }
+    }
+    for (const auto& [node, ids] : per_node) {
+      const client::NodeEntry* entry = map->node(node);
+      if (entry == nullptr || (entry->state != meta::NodeState::Up && entry->state != meta::NodeState::Draining)) {
+        unreachable += ids.size();
+        continue;
+      }
+      storage::HasChunksRequestT has;
+      has.ids = ids;
+      auto lengths = storageCall<storage::HasChunksRequest, storage::HasChunksResponse>(
+          c, node, storage::StorageMethod::HasChunks, has, "HasChunks");
+      if (!lengths.isOk()) return reportError(lengths.status());
+      storage::DeleteChunksRequestT del;
+      for (size_t i = 0; i < ids.size() && i < (*lengths)->lengths.size(); ++i) {
+        if ((*lengths)->lengths[i] == 0) continue;
+        del.ids.push_back(ids[i]);
+        bytes += (*lengths)->lengths[i];
+      }
+      if (del.ids.empty()) continue;
+      auto gone = storageCall<storage::DeleteChunksRequest, storage::DeleteChunksResponse>(
+          c, node, storage::StorageMethod::DeleteChunks, del, "DeleteChunks");
+      if (!gone.isOk()) return reportError(gone.status());
+      copies += (*gone)->deleted_count;
+    }
+  }
+  if (ctx.json) {
+    Json j;
+    j.beginObject().field("chunks_collected", chunks).field("copies_deleted", copies).field("bytes_freed", bytes)
+        .field("copies_on_unreachable_nodes", unreachable).endObject();
+    std::printf("%s\n", j.str().c_str());
+  } else {
+    std::printf("gc: %s chunks collected, %s copies deleted, %s freed\n", ProgressMeter::formatCount(chunks).c_str(),
+                ProgressMeter::formatCount(copies).c_str(), ProgressMeter::formatBytes(bytes).c_str());
+    if (unreachable > 0) {
+      std::printf("gc: %s copies sit on nodes that are down and stay there until those nodes are "
+                  "removed and their data directories wiped\n",
+                  ProgressMeter::formatCount(unreachable).c_str());
+    }
+  }
+  return kExitOk;
+}
+
 int gc(Context& ctx, uint64_t grace_seconds) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -550,10 +616,17 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   sc->add_option("--timeout", sa->timeout, "seconds to wait (default 3600)");
   sc->callback([&ctx, &action, sa] { action = [&ctx, sa] { return scrub(ctx, sa->node, !sa->no_wait, sa->timeout); }; });
 
-  auto grace = std::make_shared<uint64_t>(3600);
-  auto* g = app.add_subcommand("gc", "list chunks that no version or recent draft references (deletion: see docs/architecture.md)");
-  g->add_option("--grace", *grace, "seconds a draft protects its chunks (default 3600)");
-  g->callback([&ctx, &action, grace] { action = [&ctx, grace] { return gc(ctx, *grace); }; });
+  struct GcArgs {
+    uint64_t grace = 3600;
+    bool dry_run = false;
+  };
+  auto ga = std::make_shared<GcArgs>();
+  auto* g = app.add_subcommand("gc", "delete chunks that no version references any more, and report the bytes freed");
+  g->add_flag("--dry-run", ga->dry_run, "only list what is unreferenced (also by drafts idle longer than --grace)");
+  g->add_option("--grace", ga->grace, "with --dry-run: seconds a draft protects its chunks (default 3600)");
+  g->callback([&ctx, &action, ga] {
+    action = [&ctx, ga] { return ga->dry_run ? gc(ctx, ga->grace) : collect(ctx); };
+  });
 }
 
 }  // namespace sluice::cli
