@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,7 +11,10 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "tools/process.h"
 
 namespace sluice::bench {
 
@@ -83,6 +87,30 @@ inline double fioBandwidth(const std::string& file, const std::string& rw, const
   at = out.find("\"bw_bytes\"", at);
   if (at == std::string::npos) return 0;
   return std::strtod(out.c_str() + out.find(':', at) + 1, nullptr);
+}
+
+// One iperf3 stream over loopback, in MB/s (0 if iperf3 is missing).
+inline double iperf3Loopback() {
+  auto exe = sluice::tools::findExecutable("iperf3");
+  if (!exe.isOk()) return 0;
+  const std::string port = "5399";
+  pid_t server = ::fork();
+  if (server == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execl(exe->c_str(), "iperf3", "-s", "-1", "-p", port.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string out = capture(*exe + " -c 127.0.0.1 -p " + port + " -t 3 -J");
+  ::kill(server, SIGTERM);
+  sluice::tools::reapIfChild(server);
+  size_t at = out.find("\"sum_received\"");
+  if (at == std::string::npos) return 0;
+  at = out.find("\"bits_per_second\"", at);
+  if (at == std::string::npos) return 0;
+  return std::strtod(out.c_str() + out.find(':', at) + 1, nullptr) / 8 / 1e6;
 }
 
 }  // namespace sluice::bench
