@@ -1116,5 +1116,38 @@ TEST(NamesTest, VersionNumbers) {
   EXPECT_EQ(parseVersionNumber("v"), 0u);
 }
 
+// gc's race with an upload: a chunk collected (tombstoned) after an upload
+// looked it up must not be referenced by that upload's AddFiles, or the new
+// version would point at deleted data.
+TEST_F(MetaStoreTest, CollectedChunksCannotBeReferencedAgain) {
+  createDataset("imgs");
+  uint32_t v1 = draft("imgs");
+  add("imgs", v1, {makeFile("a", 1), makeFile("b", 2)});
+  commit("imgs", v1);
+  uint32_t v2 = draft("imgs");
+  add("imgs", v2, {makeFile("b", 2)});
+  commit("imgs", v2);
+  ASSERT_TRUE(store_->deleteVersion("imgs", v1, /*force=*/true).isOk());
+  // Only file a's chunk lost its last user.
+  auto taken = store_->collectGarbage(100);
+  ASSERT_TRUE(taken.isOk()) << taken.status().toString();
+  ASSERT_EQ(taken->size(), 1u);
+  const Hash128 a_chunk = makeFile("a", 1).extents[0].chunk;
+  EXPECT_EQ((*taken)[0].chunk, a_chunk);
+  // Collected once: a second collect finds nothing.
+  auto again = store_->collectGarbage(100);
+  ASSERT_TRUE(again.isOk());
+  EXPECT_TRUE(again->empty());
+  // An upload that still names the collected chunk is refused, and says what to do.
+  uint32_t v3 = draft("imgs");
+  auto r = store_->addFiles("imgs", v3, std::vector<FileSpec>{makeFile("a", 1)});
+  ASSERT_EQ(r.status().code(), StatusCode::kConflict);
+  EXPECT_NE(r.status().message().find("run the upload again"), std::string::npos);
+  // The dedup index no longer offers records of that chunk.
+  auto loc = store_->lookupRecords("imgs", std::vector<Hash128>{makeFile("a", 1).extents[0].record});
+  ASSERT_TRUE(loc.isOk());
+  EXPECT_FALSE((*loc)[0].found);
+}
+
 }  // namespace
 }  // namespace sluice::meta
