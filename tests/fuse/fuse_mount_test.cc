@@ -385,9 +385,11 @@ TEST_F(FuseMount, DiskCacheServesASecondMountWithoutTheCluster) {
     size_t at = stats.find("\"" + key + "\": ");
     return at == std::string::npos ? -1 : std::stoll(stats.substr(at + key.size() + 4));
   };
-  // Everything came from the disk cache but the one corrupt record.
+  // Everything came from the disk cache but the one corrupt record (which
+  // a readahead and the read itself may both fetch, having both missed).
   EXPECT_EQ(value("disk_cache_dropped_corrupt"), 1) << stats;
-  EXPECT_EQ(value("records_fetched"), 1) << stats;
+  EXPECT_GE(value("records_fetched"), 1) << stats;
+  EXPECT_LE(value("records_fetched"), 2) << stats;
   EXPECT_LE(value("disk_cache_used_bytes"), 256ll << 20) << stats;
 }
 

@@ -17,6 +17,7 @@
 #include "common/wire/meta_generated.h"
 #include "tests/client/tree_util.h"
 #include "tests/lib/test_cluster.h"
+#include "tools/process.h"
 
 namespace sluice::testing {
 namespace {
@@ -385,6 +386,13 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
   r = tc.runCli({"scrub", "--timeout", "90", "-q"});
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
+  if (r->exit_code != 0) {
+    // Where it stuck: the nodes' scrub state and what the mover did.
+    auto where = tc.runCli({"scrub", "--no-wait"});
+    if (where.isOk()) std::printf("%s%s\n", where->out.c_str(), where->err.c_str());
+    auto logs = tools::runProcess("/bin/sh", {"-c", "grep -h -E 'mover|scrub|quarantin' " + tc.dir() + "/*.log | tail -40"});
+    if (logs.isOk()) std::printf("%s\n", logs->out.c_str());
+  }
   EXPECT_NE(r->out.find("fetched again from a good replica"), std::string::npos) << r->out;
   // The chunk is back on its node, byte for byte the replica's.
   bool back = false;
