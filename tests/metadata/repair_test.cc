@@ -383,7 +383,7 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
     f.put(static_cast<char>(good[good.size() / 2] ^ 0x01));
   }
   ASSERT_NE(readFile(victim), good);
-  r = tc.runCli({"scrub", "--timeout", "90", "-q"});
+  r = tc.runCli({"scrub", "--node", std::to_string(victim_node), "--timeout", "90", "-q"});
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
   if (r->exit_code != 0) {
