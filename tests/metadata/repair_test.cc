@@ -41,6 +41,19 @@ std::unique_ptr<meta::ListMovesResponseT> listMoves(client::Cluster& c) {
   return r.isOk() ? std::move(*r) : nullptr;
 }
 
+// Every file of `src` reads back byte-identical from dataset@v1.
+void expectReadsBack(client::Cluster& c, const std::string& dataset, const std::string& src) {
+  auto r = client::DatasetReader::open(c, dataset, "v1");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  for (const auto& f : listFiles(src)) {
+    auto info = (*r)->stat(f);
+    ASSERT_TRUE(info.isOk()) << f << ": " << info.status().toString();
+    auto data = (*r)->readAll(*info);
+    ASSERT_TRUE(data.isOk()) << f << ": " << data.status().toString();
+    EXPECT_EQ(std::string(data->begin(), data->end()), readFile(fs::path(src) / f)) << f;
+  }
+}
+
 TEST(Repair, DeadNodeIsRepairedAfterTheGracePeriodAndCleanedWhenItReturns) {
   TestCluster::Options o;
   o.nodes = 3;
@@ -153,15 +166,7 @@ TEST(Repair, DeadNodeIsRepairedAfterTheGracePeriodAndCleanedWhenItReturns) {
   }
   for (const auto& [chunk, nodes] : chunkCopies(tc, 3)) EXPECT_EQ(nodes.size(), 2u) << chunk;
   // Everything still reads back.
-  auto r = client::DatasetReader::open(c, "rep", "v1");
-  ASSERT_TRUE(r.isOk());
-  for (const auto& f : listFiles(src)) {
-    auto info = (*r)->stat(f);
-    ASSERT_TRUE(info.isOk());
-    auto data = (*r)->readAll(*info);
-    ASSERT_TRUE(data.isOk()) << f << ": " << data.status().toString();
-    EXPECT_EQ(std::string(data->begin(), data->end()), readFile(fs::path(src) / f));
-  }
+  expectReadsBack(c, "rep", src);
 }
 
 TEST(Repair, DrainMovesEveryStripeOffANodeThenRemoveIsAllowed) {
@@ -339,15 +344,7 @@ TEST(Repair, MetaKilledMidRebalanceFinishesOnRestart) {
     for (client::NodeId n : map->replicasOf(*id, 2)) EXPECT_EQ(nodes.count(static_cast<int>(n)), 1u) << chunk;
   }
   EXPECT_FALSE(tc.chunkFiles(4).empty());
-  auto reader = client::DatasetReader::open(**conn, "mk", "v1");
-  ASSERT_TRUE(reader.isOk());
-  for (const auto& f : listFiles(src)) {
-    auto info = (*reader)->stat(f);
-    ASSERT_TRUE(info.isOk());
-    auto data = (*reader)->readAll(*info);
-    ASSERT_TRUE(data.isOk()) << f << ": " << data.status().toString();
-    EXPECT_EQ(std::string(data->begin(), data->end()), readFile(fs::path(src) / f));
-  }
+  expectReadsBack(**conn, "mk", src);
 }
 
 TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
