@@ -27,12 +27,17 @@ void Scrubber::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Scrubber::kick() {
+uint64_t Scrubber::kick() {
+  uint64_t done_at;
   {
     std::lock_guard lock(mu_);
     kicked_ = true;
+    // A running pass may already have passed chunks damaged before the kick,
+    // so only the pass after it counts.
+    done_at = passes_.load() + (in_pass_ ? 2 : 1);
   }
   cv_.notify_all();
+  return done_at;
 }
 
 ScrubStats Scrubber::stats() const {
@@ -54,6 +59,7 @@ void Scrubber::run() {
       std::lock_guard lock(mu_);
       if (stopping_) return;
       kicked_ = false;
+      in_pass_ = true;
     }
     for (const ChunkId& id : store_.allIds()) {
       auto info = store_.find(id);
@@ -76,7 +82,11 @@ void Scrubber::run() {
         spdlog::warn("scrub: chunk {}: {}", id.toHex(), s.toString());
       }
     }
-    ++passes_;
+    {
+      std::lock_guard lock(mu_);
+      in_pass_ = false;
+      ++passes_;
+    }
     if (!waitFor(options_.interval)) return;
   }
 }

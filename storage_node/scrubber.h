@@ -38,9 +38,14 @@ class Scrubber {
 
   Status start();
   void stop();
-  // Starts the next pass now instead of after the interval.
-  void kick();
+  // Starts the next pass now instead of after the interval. Returns the pass
+  // count at which a pass that began after this call has completed: callers
+  // wait for stats().passes >= it. (Reading stats() after kick() instead is
+  // racy: on a small store the kicked pass can finish in between.)
+  uint64_t kick();
   ScrubStats stats() const;
+  // False when scrub.rate is 0: no thread runs and kick() starts nothing.
+  bool enabled() const { return options_.bytes_per_sec != 0; }
 
  private:
   void run();
@@ -56,7 +61,8 @@ class Scrubber {
   std::condition_variable cv_;
   bool stopping_ = false;  // GUARDED_BY(mu_)
   bool kicked_ = false;    // GUARDED_BY(mu_)
-  std::atomic<uint64_t> passes_{0};
+  bool in_pass_ = false;   // GUARDED_BY(mu_)
+  std::atomic<uint64_t> passes_{0};  // written under mu_
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> chunks_{0};
   std::atomic<uint64_t> corrupt_{0};

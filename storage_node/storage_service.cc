@@ -356,10 +356,11 @@ Result<StorageService::Body> StorageService::nodeStats(net::IncomingCall& call) 
 
 Result<StorageService::Body> StorageService::scrub(net::IncomingCall& call) {
   SLUICE_RETURN_IF_ERROR(decode<ws::ScrubRequest>(call, "Scrub").status());
-  if (scrubber_) scrubber_->kick();
+  const bool scrubbing = scrubber_ && scrubber_->enabled();
+  uint64_t done_at = scrubbing ? scrubber_->kick() : 0;
   ScrubStats sc = scrubber_ ? scrubber_->stats() : ScrubStats{};
   flatbuffers::FlatBufferBuilder fbb(64);
-  return finish(fbb, ws::CreateScrubResponse(fbb, sc.passes, sc.bytes, scrubber_ != nullptr));
+  return finish(fbb, ws::CreateScrubResponse(fbb, sc.passes, sc.bytes, scrubbing, done_at));
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "storage_node/chunk_file.h"
+#include "storage_node/scrubber.h"
 #include "tests/storage_node/faulty_file_io.h"
 #include "tests/storage_node/test_util.h"
 
@@ -391,6 +392,44 @@ INSTANTIATE_TEST_SUITE_P(DirectAndBuffered, ChunkStoreTest, ::testing::Values(tr
 
 // 100k small chunks: populate without fsyncs (durability is not under test
 // here), then time the reopen, which is what a restarted daemon does.
+// kick() names the pass count that proves a pass began after it: one more
+// when idle, two more while a pass (which may already be past the damaged
+// chunk) is running. Reading stats() after kick() would race the pass.
+TEST_P(ChunkStoreTest, ScrubKickNamesThePassThatCoversIt) {
+  auto store = open(options());
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  std::vector<ChunkId> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(put(*store, **ctx, randomBytes(64 * 1024, 100 + i)));
+  // 256 KiB at 256 KiB/s: a pass takes about 0.75 s (a chunk per 250 ms).
+  Scrubber scrubber(*store, ScrubOptions{256 * 1024, std::chrono::hours(24)});
+  ASSERT_TRUE(scrubber.start().isOk());
+  auto waitPasses = [&](uint64_t n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (scrubber.stats().passes < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return scrubber.stats().passes >= n;
+  };
+  // The first pass starts at once; a kick during it waits for the next.
+  while (scrubber.stats().chunks == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(scrubber.kick(), 2u);
+  ASSERT_TRUE(waitPasses(2));
+  // Damage a chunk while idle: the kicked pass finds it.
+  {
+    std::fstream f(chunkPath(ids[2]), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-100, std::ios::end);
+    f.put('\x5a');
+  }
+  uint64_t done_at = scrubber.kick();
+  EXPECT_EQ(done_at, 3u);
+  ASSERT_TRUE(waitPasses(done_at));
+  EXPECT_EQ(scrubber.stats().corrupt, 1u);
+  EXPECT_FALSE(store->find(ids[2]).has_value());
+  EXPECT_TRUE(store->find(ids[1]).has_value());
+}
+
 TEST(ChunkStoreInventory, RebuildsOneHundredThousandChunks) {
   TempDir dir;
   ChunkStoreOptions o;

@@ -469,12 +469,17 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
     return reportError(notFound(only_node ? "node " + std::to_string(only_node) + " is not an up storage node"
                                           : std::string("no storage node is up")));
   }
-  std::map<client::NodeId, uint64_t> passes_before;
+  std::map<client::NodeId, uint64_t> done_at_passes;
   for (auto id : nodes) {
     storage::ScrubRequestT req;
     auto r = storageCall<storage::ScrubRequest, storage::ScrubResponse>(c, id, storage::StorageMethod::Scrub, req, "Scrub");
     if (!r.isOk()) return reportError(r.status());
-    passes_before[id] = (*r)->passes;
+    if (!(*r)->scrubbing) {
+      return reportError(Status(StatusCode::kFailedPrecondition,
+                                "node " + std::to_string(id) + " runs without a scrubber (scrub.rate = 0); restart it with "
+                                "--scrub.rate=BYTES/S to scrub it"));
+    }
+    done_at_passes[id] = (*r)->done_at_passes;
   }
   if (!ctx.json && !ctx.quiet) std::fprintf(stderr, "scrub started on %zu nodes\n", nodes.size());
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
@@ -486,7 +491,7 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
       auto r = storageCall<storage::NodeStatsRequest, storage::NodeStatsResponse>(c, id, storage::StorageMethod::NodeStats,
                                                                                   req, "NodeStats");
       if (!r.isOk()) return reportError(r.status());
-      bool scrubbed = (*r)->scrub_passes > passes_before[id];
+      bool scrubbed = (*r)->scrub_passes >= done_at_passes[id];
       // Repaired: every chunk it quarantined is back (fetched from a replica).
       uint64_t missing = 0;
       if (scrubbed && !(*r)->recent_corrupt.empty()) {
