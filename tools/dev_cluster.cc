@@ -103,12 +103,58 @@ Result<std::string> waitReady(const DevDaemon& d, const std::string& ready_file,
   return timeoutError(d.name + " did not become ready within 20 s; see " + log);
 }
 
+std::string netnsPath(const std::string& dir, const std::string& name) {
+  return dir + "/" + name + ".netns";
+}
+
+// The network namespace a daemon runs in ("": this process's).
+std::string readNetns(const std::string& dir, const std::string& name) {
+  std::ifstream in(netnsPath(dir, name));
+  std::string netns;
+  std::getline(in, netns);
+  return netns;
+}
+
+// `ip` lives in sbin, which a test's PATH may lack.
+Result<std::string> ipExecutable() {
+  for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
+    if (access(p, X_OK) == 0) return std::string(p);
+  }
+  return findExecutable("ip");
+}
+
+Status checkNetnsName(const std::string& netns) {
+  if (netns.empty() || netns.size() > 64 ||
+      netns.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+          std::string::npos ||
+      netns[0] == '.') {
+    return invalidArgument("network namespace name '" + netns +
+                           "': use 1 to 64 letters, digits, '_', '.' or '-', not starting with '.'");
+  }
+  return Status();
+}
+
+// `netns` non-empty: the daemon runs in that network namespace, started
+// through `ip netns exec`, which execs in place, so the PID and
+// /proc/<pid>/exe are the daemon's own once it is ready.
 Result<Recorded> startDaemon(const std::string& dir, const std::string& name,
                              const std::string& executable, std::vector<std::string> args,
-                             bool die_with_parent) {
+                             bool die_with_parent, const std::string& netns = "") {
   std::string ready = dir + "/" + name + ".address";
   std::string log = dir + "/" + name + ".log";
   fs::remove(ready);
+  ProcessSpec spec{executable, {}, log, true, die_with_parent};
+  std::error_code ec;
+  if (netns.empty()) {
+    fs::remove(netnsPath(dir, name), ec);
+  } else {
+    SLUICE_RETURN_IF_ERROR(checkNetnsName(netns));
+    SLUICE_ASSIGN_OR_RETURN(spec.executable, ipExecutable());
+    spec.args = {"netns", "exec", netns, executable};
+    std::ofstream out(netnsPath(dir, name), std::ios::trunc);
+    out << netns << '\n';
+    if (!out.flush()) return ioError("writing '" + netnsPath(dir, name) + "'");
+  }
   // Both daemons write their bound address to this file once they serve.
   args.push_back("--ready_file");
   args.push_back(ready);
@@ -118,7 +164,8 @@ Result<Recorded> startDaemon(const std::string& dir, const std::string& name,
   r.args = args;
   // The recorded arguments exclude the ready file flag pair: restart adds it.
   r.args.resize(r.args.size() - 2);
-  SLUICE_ASSIGN_OR_RETURN(r.daemon.pid, spawnProcess(ProcessSpec{executable, args, log, true, die_with_parent}));
+  spec.args.insert(spec.args.end(), args.begin(), args.end());
+  SLUICE_ASSIGN_OR_RETURN(r.daemon.pid, spawnProcess(spec));
   auto addr = waitReady(r.daemon, ready, log);
   if (!addr.isOk()) {
     stopProcess(r.daemon.pid, executable).ignore();  // it failed to start; its log says why
@@ -137,7 +184,9 @@ std::vector<std::string> nodeArgs(const std::string& dir, int index, const std::
                                   const DevClusterOptions& o) {
   std::string data = dir + "/node" + std::to_string(index) + "/data";
   fs::create_directories(data);
-  std::vector<std::string> args = {"--data_dir", data, "--listen", "127.0.0.1:0",
+  auto net = o.node_networks.find(index);
+  std::string host = net == o.node_networks.end() ? o.listen_host : net->second.listen_host;
+  std::vector<std::string> args = {"--data_dir", data, "--listen", host + ":0",
                                    "--meta", meta_addr, "--provider", o.provider};
   if (o.node_capacity) {
     args.push_back("--capacity");
@@ -167,6 +216,32 @@ Status waitForNodes(const std::string& dir, size_t expected) {
                       " storage nodes registered within 20 s; see the node logs in " + dir);
 }
 
+// Where nodes listen ends up in the state file and in --listen host:port.
+Status checkNetworks(const DevClusterOptions& o) {
+  auto bad_host = [](const std::string& h) {
+    return h.empty() || h.find_first_of("\t\n :[]") != std::string::npos;
+  };
+  if (bad_host(o.listen_host)) {
+    return invalidArgument("listen host '" + o.listen_host + "': give an IPv4 address or host name");
+  }
+  for (const auto& [index, net] : o.node_networks) {
+    std::string what = "node" + std::to_string(index);
+    if (index < 1) return invalidArgument(what + ": node indexes start at 1");
+    SLUICE_RETURN_IF_ERROR(checkNetnsName(net.netns).withContext(what));
+    if (bad_host(net.listen_host)) {
+      return invalidArgument(what + ": listen host '" + net.listen_host +
+                             "': give the IPv4 address it has inside " + net.netns);
+    }
+  }
+  return Status();
+}
+
+// The namespace node `index` runs in under these options ("": ours).
+std::string nodeNetns(const DevClusterOptions& o, int index) {
+  auto net = o.node_networks.find(index);
+  return net == o.node_networks.end() ? "" : net->second.netns;
+}
+
 }  // namespace
 
 Result<DevClusterState> devUp(const DevClusterOptions& o) {
@@ -175,6 +250,7 @@ Result<DevClusterState> devUp(const DevClusterOptions& o) {
     return invalidArgument("--dir: tabs and newlines are not allowed in the path");
   }
   if (o.nodes < 1 || o.nodes > 64) return invalidArgument("--nodes: 1 to 64");
+  SLUICE_RETURN_IF_ERROR(checkNetworks(o));
   if (auto existing = devStatus(o.dir); existing.isOk() && existing->meta.running) {
     return alreadyExists("a dev cluster is already running in '" + o.dir +
                          "' (stop it with 'sluice dev down')");
@@ -196,7 +272,7 @@ Result<DevClusterState> devUp(const DevClusterOptions& o) {
     return s;
   };
 
-  std::vector<std::string> meta_args = {"--data_dir", dir + "/meta", "--listen", "127.0.0.1:0",
+  std::vector<std::string> meta_args = {"--data_dir", dir + "/meta", "--listen", o.listen_host + ":0",
                                         "--provider", o.provider,
                                         "--stripe_count", std::to_string(o.stripes),
                                         "--default_replication", std::to_string(o.replication)};
@@ -216,7 +292,8 @@ Result<DevClusterState> devUp(const DevClusterOptions& o) {
 
   for (int i = 1; i <= o.nodes; ++i) {
     auto node = startDaemon(dir, "node" + std::to_string(i), node_exe,
-                            nodeArgs(dir, i, meta->daemon.address, o), o.die_with_parent);
+                            nodeArgs(dir, i, meta->daemon.address, o), o.die_with_parent,
+                            nodeNetns(o, i));
     if (!node.isOk()) return fail(node.status());
     started.push_back(*node);
     s = writeState(dir, started);
@@ -265,11 +342,12 @@ Result<DevDaemon> devAddNode(const std::string& dir, const DevClusterOptions& o)
   SLUICE_ASSIGN_OR_RETURN(auto daemons, readState(dir));
   SLUICE_ASSIGN_OR_RETURN(auto state, devStatus(dir));
   if (!state.meta.running) return unavailable("the dev cluster's meta is not running");
+  SLUICE_RETURN_IF_ERROR(checkNetworks(o));
   SLUICE_ASSIGN_OR_RETURN(std::string node_exe, findExecutable("sluice-storage"));
   int index = static_cast<int>(state.nodes.size()) + 1;
   SLUICE_ASSIGN_OR_RETURN(auto node, startDaemon(dir, "node" + std::to_string(index), node_exe,
                                                  nodeArgs(dir, index, state.meta.address, o),
-                                                 o.die_with_parent));
+                                                 o.die_with_parent, nodeNetns(o, index)));
   daemons.push_back(node);
   SLUICE_RETURN_IF_ERROR(writeState(dir, daemons));
   SLUICE_RETURN_IF_ERROR(waitForNodes(dir, state.nodes.size() + 1));
@@ -283,8 +361,8 @@ Status devRestart(const std::string& dir, const std::string& name, bool die_with
     if (isRunning(r.daemon.pid, r.daemon.executable)) {
       return alreadyExists(name + " is still running (pid " + std::to_string(r.daemon.pid) + ")");
     }
-    SLUICE_ASSIGN_OR_RETURN(auto fresh,
-                            startDaemon(dir, name, r.daemon.executable, r.args, die_with_parent));
+    SLUICE_ASSIGN_OR_RETURN(auto fresh, startDaemon(dir, name, r.daemon.executable, r.args,
+                                                    die_with_parent, readNetns(dir, name)));
     r = fresh;
     return writeState(dir, daemons);
   }

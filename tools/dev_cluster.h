@@ -7,19 +7,30 @@
 //   node<i>/data/     chunk store of node i node<i>.log, node<i>.address
 //   client.toml       what clients read (see client/cluster_config.h)
 //   cluster.state     PIDs of the daemons this cluster started
+//   node<i>.netns     the network namespace node i runs in, if not ours
 //
 // Daemons listen on 127.0.0.1 with ports the kernel picks, so several dev
-// clusters (parallel tests) never collide.
+// clusters (parallel tests) never collide. Tests that cut a node off the
+// network run it in another network namespace (DevClusterOptions::
+// node_networks); everything else then listens on an address that namespace
+// can route to (listen_host), since 127.0.0.1 there is its own loopback.
 #pragma once
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "common/core/result.h"
 
 namespace sluice::tools {
+
+// A storage node that runs in its own network namespace.
+struct NodeNetwork {
+  std::string netns;        // started as `ip netns exec <netns> sluice-storage ...` (needs root)
+  std::string listen_host;  // the address it binds and so advertises to meta and peers
+};
 
 struct DevClusterOptions {
   std::string dir;                // required
@@ -31,6 +42,11 @@ struct DevClusterOptions {
   bool die_with_parent = false;   // tests: daemons die with the test process
   std::vector<std::string> extra_meta_args;
   std::vector<std::string> extra_node_args;
+  // The address meta and the storage nodes bind (port chosen by the kernel).
+  // Every node, wherever it runs, and every client must be able to reach it.
+  std::string listen_host = "127.0.0.1";
+  // Node index (1-based) -> where it runs instead; restarts keep it there.
+  std::map<int, NodeNetwork> node_networks;
 };
 
 struct DevDaemon {

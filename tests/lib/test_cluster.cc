@@ -25,24 +25,42 @@ TempDir::~TempDir() {
   if (!path_.empty()) fs::remove_all(path_, ec);
 }
 
-Result<std::unique_ptr<TestCluster>> TestCluster::start(const Options& options) {
-  std::string tmpl = "/tmp/sluice-test-" + std::to_string(getpid()) + "-XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) return errnoStatus(errno, "mkdtemp");
+tools::DevClusterOptions TestCluster::devOptions(const std::string& dir, const Options& options,
+                                                 const VethNamespace* netns) {
   tools::DevClusterOptions o;
-  o.dir = tmpl;
+  o.dir = dir;
   o.nodes = options.nodes;
   o.stripes = options.stripes;
   o.replication = options.replication;
   o.die_with_parent = true;
   o.extra_meta_args = options.extra_meta_args;
   o.extra_node_args = options.extra_node_args;
-  auto state = tools::devUp(o);
+  if (netns != nullptr) {
+    // 127.0.0.1 inside the namespace is its own loopback: everyone meets on the veth.
+    o.listen_host = netns->hostAddress();
+    o.node_networks[options.isolated_node] = tools::NodeNetwork{netns->name(), netns->innerAddress()};
+  }
+  return o;
+}
+
+Result<std::unique_ptr<TestCluster>> TestCluster::start(const Options& options) {
+  std::unique_ptr<VethNamespace> netns;
+  if (options.isolated_node != 0) {
+    if (options.isolated_node < 1 || options.isolated_node > options.nodes) {
+      return invalidArgument("isolated_node " + std::to_string(options.isolated_node) + ": give 1 to " +
+                             std::to_string(options.nodes));
+    }
+    SLUICE_ASSIGN_OR_RETURN(netns, VethNamespace::create());
+  }
+  std::string tmpl = "/tmp/sluice-test-" + std::to_string(getpid()) + "-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) return errnoStatus(errno, "mkdtemp");
+  auto state = tools::devUp(devOptions(tmpl, options, netns.get()));
   if (!state.isOk()) {
     std::error_code ec;
     fs::remove_all(tmpl, ec);
     return state.status();
   }
-  return std::unique_ptr<TestCluster>(new TestCluster(state->dir, *state, options));
+  return std::unique_ptr<TestCluster>(new TestCluster(state->dir, *state, options, std::move(netns)));
 }
 
 TestCluster::~TestCluster() {
@@ -84,13 +102,7 @@ Status TestCluster::kill(const std::string& name) {
 }
 
 Result<std::string> TestCluster::addNode() {
-  tools::DevClusterOptions o;
-  o.dir = dir_;
-  o.stripes = options_.stripes;
-  o.replication = options_.replication;
-  o.die_with_parent = true;
-  o.extra_node_args = options_.extra_node_args;
-  SLUICE_ASSIGN_OR_RETURN(tools::DevDaemon d, tools::devAddNode(dir_, o));
+  SLUICE_ASSIGN_OR_RETURN(tools::DevDaemon d, tools::devAddNode(dir_, devOptions(dir_, options_, netns_.get())));
   return d.name;
 }
 

@@ -2,6 +2,11 @@
 // on loopback) in a temporary directory, for integration tests and
 // benchmarks. Daemons are tied to the test process (they die with it), and
 // the destructor stops them and removes the directory.
+//
+// With Options::isolated_node one storage node runs in its own network
+// namespace behind a veth pair (tests/lib/veth_namespace.h), so a test can
+// cut it off and heal it; meta, the other nodes and clients then listen on
+// this side's veth address instead of 127.0.0.1.
 #pragma once
 
 #include <memory>
@@ -10,6 +15,7 @@
 #include "client/cluster.h"
 #include "common/core/result.h"
 #include "tools/dev_cluster.h"
+#include "tests/lib/veth_namespace.h"
 #include "tools/process.h"
 
 namespace sluice::testing {
@@ -22,6 +28,10 @@ class TestCluster {
     int replication = 2;
     std::vector<std::string> extra_meta_args;
     std::vector<std::string> extra_node_args;
+    // 1-based index of the storage node to run in its own network namespace
+    // (root and `ip netns` needed: start() fails with kUnavailable, saying
+    // why, where they are missing); 0: every daemon on 127.0.0.1.
+    int isolated_node = 0;
   };
 
   // Starts the cluster; the directory is /tmp/sluice-test-<pid>-XXXXXX.
@@ -47,12 +57,23 @@ class TestCluster {
   Status kill(const std::string& name);
   Status restart(const std::string& name);
 
+  // The isolated node's namespace (Options::isolated_node), else null:
+  // isolation()->setLinkUp(false) cuts that node off, true heals it.
+  VethNamespace* isolation() const { return netns_.get(); }
+
   // Runs the `sluice` CLI against this cluster (--cluster added).
   Result<tools::RunOutput> runCli(const std::vector<std::string>& args) const;
 
  private:
-  TestCluster(std::string dir, tools::DevClusterState state, Options options)
-      : dir_(std::move(dir)), state_(std::move(state)), options_(std::move(options)) {}
+  TestCluster(std::string dir, tools::DevClusterState state, Options options,
+              std::unique_ptr<VethNamespace> netns)
+      : netns_(std::move(netns)), dir_(std::move(dir)), state_(std::move(state)), options_(std::move(options)) {}
+  // The daemon options that start() and addNode() share.
+  static tools::DevClusterOptions devOptions(const std::string& dir, const Options& options,
+                                             const VethNamespace* netns);
+  // Declared first so it is destroyed last, after the destructor stopped
+  // the daemons that use it.
+  std::unique_ptr<VethNamespace> netns_;
   std::string dir_;
   tools::DevClusterState state_;
   Options options_;
