@@ -298,23 +298,119 @@ class Upload {
 
   struct PendingChunk {
     ChunkId id;
+    uint32_t salt = 0;
+    std::vector<size_t> members;  // unique indices of the records it holds
+    std::vector<NodeId> nodes;
     BufferSlot slot;
     std::unique_ptr<net::MemoryRegion> large;
+    std::span<uint8_t> bytes;  // in slot or large: registered, read by the nodes
     std::vector<std::future<Status>> puts;
+    int attempts = 1;
   };
+
+  // A chunk whose put fails on a node (dead, unreachable, full) is given
+  // another salt and so another stripe, up to this many times in all.
+  static constexpr int kMaxPutAttempts = 4;
+  // Salts tried to find a stripe whose replicas are all usable.
+  static constexpr uint32_t kMaxSalts = 1024;
+
+  static bool nodeFailure(const Status& s) {
+    return s.code() == StatusCode::kTimeout || s.code() == StatusCode::kUnavailable ||
+           s.code() == StatusCode::kFabricError || s.code() == StatusCode::kNoSpace;
+  }
+
+  bool usable(const ClusterMap& map, NodeId id) const {
+    const NodeEntry* n = map.node(id);
+    return n && n->state == meta::NodeState::Up && !cluster_.isSuspect(id);
+  }
+
+  // Places the chunk on a stripe whose replicas are all up and answering.
+  // A stripe is a function of the ChunkId, so when a replica of the natural
+  // stripe is down, unreachable or full, the chunk takes the next salt (a new
+  // id) until one is found: uploads keep working while nodes fail, are
+  // drained or repaired. Updates p.id, p.salt, p.nodes and the records' ids.
+  Status place(PendingChunk& p, Batch& batch, bool resalt_first) {
+    auto map = cluster_.map();
+    std::vector<NodeId> unusable;
+    for (uint32_t tries = 0; tries < kMaxSalts; ++tries) {
+      if (resalt_first || tries > 0) p.id = resaltChunk(p.bytes, ++p.salt);
+      std::vector<NodeId> nodes = map->replicasOf(p.id, replication_);
+      if (nodes.size() < replication_) {
+        return unavailable("stripe " + std::to_string(stripeOf(p.id, map->stripeCount())) + " has " +
+                           std::to_string(nodes.size()) + " storage nodes but dataset '" + dataset_ +
+                           "' needs " + std::to_string(replication_) +
+                           " replicas: add storage nodes or lower the replication factor");
+      }
+      bool ok = true;
+      for (NodeId n : nodes) {
+        if (usable(*map, n)) continue;
+        ok = false;
+        if (std::find(unusable.begin(), unusable.end(), n) == unusable.end()) unusable.push_back(n);
+      }
+      if (!ok) continue;
+      p.nodes = std::move(nodes);
+      for (size_t u : p.members) batch.unique[u].chunk = p.id;
+      if (p.salt != 0) report_.replaced_chunks++;
+      return Status();
+    }
+    std::string names;
+    for (NodeId n : unusable) names += (names.empty() ? "" : ", ") + std::to_string(n);
+    return unavailable("no stripe with " + std::to_string(replication_) +
+                       " usable replicas for a chunk of dataset '" + dataset_ + "' (down, draining or not answering: node " +
+                       names + "); wait for the nodes to return, or run 'sluice repair' to move their stripes");
+  }
+
+  void startPuts(PendingChunk& p) {
+    auto map = cluster_.map();
+    const uint32_t stripe = stripeOf(p.id, map->stripeCount());
+    net::RemoteBuffer source = p.large ? p.large->remote(0, p.bytes.size()) : p.slot.remote(p.bytes.size());
+    p.puts.clear();
+    for (NodeId node : p.nodes) {
+      p.puts.push_back(putChunk(cluster_, node, p.id, stripe, p.bytes.size(), source));
+    }
+    report_.bytes_sent += p.bytes.size() * p.nodes.size();
+  }
+
+  // Waits for every replica's put; on node failures re-places the chunk on
+  // another stripe and puts it again. The copies that did land under the old
+  // id are referenced by nothing, so gc collects them.
+  Status finishPuts(PendingChunk& p, Batch& batch) {
+    for (;;) {
+      Status first_failure;
+      bool all_node_failures = true;
+      for (size_t i = 0; i < p.puts.size(); ++i) {
+        Status s = p.puts[i].get();
+        if (s.isOk()) continue;
+        if (first_failure.isOk()) first_failure = s;
+        if (nodeFailure(s)) {
+          cluster_.markSuspect(p.nodes[i]);
+        } else {
+          all_node_failures = false;
+        }
+      }
+      if (first_failure.isOk()) return Status();
+      if (!all_node_failures || p.attempts >= kMaxPutAttempts) return first_failure;
+      ++p.attempts;
+      // The node may be down for good: the map says so once meta notices.
+      (void)cluster_.refreshMap();
+      if (Status s = place(p, batch, /*resalt_first=*/true); !s.isOk()) {
+        return Status(s.code(), s.message() + " (after: " + first_failure.message() + ")");
+      }
+      startPuts(p);
+    }
+  }
 
   Status packAndPut(Batch& batch, const std::vector<size_t>& fresh) {
     ChunkBuilder builder(chunk_size_);
     std::vector<size_t> members;  // unique indices in the current builder
     std::deque<PendingChunk> pending;
     Status failure;
+    // Node states (down, draining) as meta sees them now.
+    (void)cluster_.refreshMap();
 
     auto waitOne = [&]() {
-      PendingChunk& p = pending.front();
-      for (auto& f : p.puts) {
-        Status s = f.get();
-        if (!s.isOk() && failure.isOk()) failure = s;
-      }
+      Status s = finishPuts(pending.front(), batch);
+      if (!s.isOk() && failure.isOk()) failure = s;
       pending.pop_front();
     };
 
@@ -330,8 +426,9 @@ class Upload {
         report_.new_stored_bytes += u.location.stored_size;
         u.encoded.reset();
       }
+      Status s = submit(chunk, std::move(members), batch, pending, waitOne);
       members.clear();
-      SLUICE_RETURN_IF_ERROR(submit(chunk, pending, waitOne));
+      SLUICE_RETURN_IF_ERROR(s);
       return failure;
     };
 
@@ -348,24 +445,15 @@ class Upload {
   }
 
   template <typename WaitOne>
-  Status submit(const BuiltChunk& chunk, std::deque<PendingChunk>& pending, WaitOne&& waitOne) {
-    auto map = cluster_.map();
-    uint32_t stripe = stripeOf(chunk.id, map->stripeCount());
-    std::vector<NodeId> nodes = map->stripeNodes(stripe, replication_);
-    if (nodes.size() < replication_) {
-      return unavailable("stripe " + std::to_string(stripe) + " has " +
-                         std::to_string(nodes.size()) + " storage nodes but dataset '" + dataset_ +
-                         "' needs " + std::to_string(replication_) +
-                         " replicas: add storage nodes or lower the replication factor");
-    }
+  Status submit(const BuiltChunk& chunk, std::vector<size_t> members, Batch& batch,
+                std::deque<PendingChunk>& pending, WaitOne&& waitOne) {
     PendingChunk p;
     p.id = chunk.id;
-    net::RemoteBuffer source;
+    p.members = std::move(members);
     if (chunk.bytes.size() > pool_->slotSize()) {
       SLUICE_ASSIGN_OR_RETURN(p.large, cluster_.endpoint().allocateMemory(chunk.bytes.size(),
                                                                           net::Access::kRemoteRead));
-      std::memcpy(p.large->data(), chunk.bytes.data(), chunk.bytes.size());
-      source = p.large->remote(0, chunk.bytes.size());
+      p.bytes = std::span<uint8_t>(p.large->data(), chunk.bytes.size());
     } else {
       std::optional<BufferSlot> slot = pool_->tryAcquire();
       while (!slot && !pending.empty()) {
@@ -373,14 +461,12 @@ class Upload {
         slot = pool_->tryAcquire();
       }
       p.slot = slot ? std::move(*slot) : pool_->acquire();
-      std::memcpy(p.slot.data(), chunk.bytes.data(), chunk.bytes.size());
-      source = p.slot.remote(chunk.bytes.size());
+      p.bytes = std::span<uint8_t>(p.slot.data(), chunk.bytes.size());
     }
-    for (NodeId node : nodes) {
-      p.puts.push_back(putChunk(cluster_, node, chunk.id, stripe, chunk.bytes.size(), source));
-    }
+    std::memcpy(p.bytes.data(), chunk.bytes.data(), chunk.bytes.size());
+    SLUICE_RETURN_IF_ERROR(place(p, batch, /*resalt_first=*/false));
+    startPuts(p);
     report_.chunks++;
-    report_.bytes_sent += chunk.bytes.size() * nodes.size();
     pending.push_back(std::move(p));
     return Status();
   }

@@ -51,6 +51,7 @@ struct UploadReport {
   uint64_t new_raw_bytes = 0;   // raw bytes of records stored anew
   uint64_t new_stored_bytes = 0;  // their stored (compressed) bytes
   uint64_t chunks = 0;          // chunks written
+  uint64_t replaced_chunks = 0;  // placed off their natural stripe (a replica was down or failed)
   uint64_t bytes_sent = 0;      // chunk bytes times replicas
   double seconds = 0;
   std::vector<std::string> warnings;

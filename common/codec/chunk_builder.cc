@@ -75,7 +75,7 @@ Result<BuiltChunk> ChunkBuilder::finish() {
   cf::store16(p + cf::kVersionAt, cf::kVersion);
   cf::store16(p + cf::kFlagsAt, 0);
   cf::store32(p + cf::kCountAt, static_cast<uint32_t>(records_.size()));
-  cf::store32(p + cf::kReservedAt, 0);
+  cf::store32(p + cf::kSaltAt, 0);
   cf::store64(p + cf::kChunkSizeAt, out.bytes.size());
   out.records = std::move(records_);
   for (size_t i = 0; i < out.records.size(); ++i) {
@@ -96,6 +96,14 @@ Result<BuiltChunk> ChunkBuilder::finish() {
   records_ = {};
   data_ = {};
   return out;
+}
+
+ChunkId resaltChunk(std::span<uint8_t> chunk, uint32_t salt) {
+  uint8_t* p = chunk.data();
+  cf::store32(p + cf::kSaltAt, salt);
+  const size_t table_end = cf::kHeaderSize + size_t{cf::load32(p + cf::kCountAt)} * cf::kEntrySize;
+  cf::store64(p + cf::kTableChecksumAt, cf::tableChecksum(chunk.first(table_end)));
+  return Hash128::of(chunk);
 }
 
 }  // namespace sluice

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/codec/codec_limits.h"
@@ -59,5 +60,11 @@ class ChunkBuilder {
   std::vector<RecordLocation> records_;  // offsets relative to data_ until finish()
   std::vector<uint8_t> data_;
 };
+
+// Gives a finished chunk another salt (see chunk_format.h) and returns its new
+// ChunkId. Record offsets and contents are unchanged, so locations taken from
+// BuiltChunk::records stay valid with the new id. `chunk` must be the bytes
+// of a BuiltChunk.
+ChunkId resaltChunk(std::span<uint8_t> chunk, uint32_t salt);
 
 }  // namespace sluice

@@ -11,7 +11,9 @@
 //     4  u16 version         kVersion
 //     6  u16 flags           0; version 1 defines no flag, any set bit is refused
 //     8  u32 record_count    [1, kMaxRecordsPerChunk]
-//    12  u32 reserved        0
+//    12  u32 salt            any value; only varies the ChunkId, so an
+//                            uploader can move a chunk to another stripe
+//                            (stripe = f(ChunkId)) when one is unavailable
 //    16  u64 chunk_size      total bytes of the chunk, header included
 //    24  u64 table_checksum  tableChecksum(): XXH3-64 of the record table,
 //                            seeded with XXH3-64 of header bytes [0, 24)
@@ -47,7 +49,7 @@ inline constexpr size_t kMagicAt = 0;
 inline constexpr size_t kVersionAt = 4;
 inline constexpr size_t kFlagsAt = 6;
 inline constexpr size_t kCountAt = 8;
-inline constexpr size_t kReservedAt = 12;
+inline constexpr size_t kSaltAt = 12;
 inline constexpr size_t kChunkSizeAt = 16;
 inline constexpr size_t kTableChecksumAt = 24;
 

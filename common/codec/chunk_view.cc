@@ -89,9 +89,6 @@ Result<ChunkView> ChunkView::parse(std::span<const uint8_t> bytes, std::optional
     return failedPrecondition(chunk + ": unknown header flags " + std::to_string(flags) +
                               "; written by a newer Sluice?");
   }
-  if (cf::load32(p + cf::kReservedAt) != 0) {
-    return corruption(chunk + ": reserved header field is not zero");
-  }
   uint64_t declared = cf::load64(p + cf::kChunkSizeAt);
   if (declared != size) {
     return corruption(chunk + ": header declares " + std::to_string(declared) + " bytes but " +

@@ -41,9 +41,10 @@ std::unique_ptr<meta::ListMovesResponseT> listMoves(client::Cluster& c) {
   return r.isOk() ? std::move(*r) : nullptr;
 }
 
-// Every file of `src` reads back byte-identical from dataset@v1.
-void expectReadsBack(client::Cluster& c, const std::string& dataset, const std::string& src) {
-  auto r = client::DatasetReader::open(c, dataset, "v1");
+// Every file of `src` reads back byte-identical from dataset@version.
+void expectReadsBack(client::Cluster& c, const std::string& dataset, const std::string& src,
+                     const std::string& version = "v1") {
+  auto r = client::DatasetReader::open(c, dataset, version);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   for (const auto& f : listFiles(src)) {
     auto info = (*r)->stat(f);
@@ -51,6 +52,92 @@ void expectReadsBack(client::Cluster& c, const std::string& dataset, const std::
     auto data = (*r)->readAll(*info);
     ASSERT_TRUE(data.isOk()) << f << ": " << data.status().toString();
     EXPECT_EQ(std::string(data->begin(), data->end()), readFile(fs::path(src) / f)) << f;
+  }
+}
+
+// The chunks dataset@version's files are stored in.
+std::set<std::string> versionChunks(client::Cluster& c, const std::string& dataset, const std::string& version,
+                                    const std::string& src) {
+  std::set<std::string> out;
+  auto r = client::DatasetReader::open(c, dataset, version);
+  EXPECT_TRUE(r.isOk()) << r.status().toString();
+  if (!r.isOk()) return out;
+  for (const auto& f : listFiles(src)) {
+    auto info = (*r)->stat(f);
+    EXPECT_TRUE(info.isOk()) << f;
+    if (!info.isOk()) continue;
+    for (const auto& e : info->extents) out.insert(e.chunk.toHex());
+  }
+  return out;
+}
+
+void createDataset(client::Cluster& c, const std::string& name, uint32_t replication) {
+  meta::CreateDatasetRequestT create;
+  create.name = name;
+  create.replication = replication;
+  auto r = c.meta<meta::CreateDatasetRequest, meta::CreateDatasetResponse>(meta::MetaMethod::CreateDataset, create,
+                                                                           "CreateDataset");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+}
+
+// A chunk's stripe follows from its id, so with a node down most stripes
+// have a dead replica; the uploader salts such chunks onto stripes whose
+// replicas all answer. Before meta notices the death (puts fail and are
+// placed again) and after (the map says down), every new chunk gets both
+// copies on live nodes, and gc later drops the copies of failed attempts.
+TEST(Repair, UploadsKeepWorkingWhileANodeIsDown) {
+  TestCluster::Options o;
+  o.nodes = 3;
+  o.replication = 2;
+  o.extra_meta_args = {"--heartbeat_timeout", "2s"};
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk());
+  client::Cluster& c = **conn;
+  createDataset(c, "up", 2);
+  auto writeTree = [&](const std::string& dir, int seed) {
+    for (int i = 0; i < 40; ++i) {
+      writeFile(fs::path(dir) / ("f" + std::to_string(i)), makeContent(30000 + static_cast<size_t>(i) * 4099, seed * 100 + i));
+    }
+    writeFile(fs::path(dir) / "large.bin", makeContent(size_t{6} << 20, seed * 100 + 99));
+  };
+  const std::string src1 = tc.dir() + "/src1", src2 = tc.dir() + "/src2", src3 = tc.dir() + "/src3";
+  writeTree(src1, 1);
+  writeTree(src2, 2);
+  writeTree(src3, 3);
+  ASSERT_TRUE(client::uploadDirectory(c, src1, "up", client::UploadOptions{}).isOk());
+
+  // Killed, and meta does not know yet: puts to node 2 fail and move.
+  ASSERT_TRUE(tc.kill("node2").isOk());
+  auto v2 = client::uploadDirectory(c, src2, "up", client::UploadOptions{});
+  ASSERT_TRUE(v2.isOk()) << v2.status().toString();
+  EXPECT_GT(v2->replaced_chunks, 0u);
+
+  // Once meta marks it down, placement avoids it without trying.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (bool down = false; !down;) {
+    ASSERT_TRUE(c.refreshMap().isOk());
+    for (const auto& n : c.map()->nodes()) down |= n.state == meta::NodeState::Down;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "node 2 never marked down";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  auto v3 = client::uploadDirectory(c, src3, "up", client::UploadOptions{});
+  ASSERT_TRUE(v3.isOk()) << v3.status().toString();
+  EXPECT_GT(v3->replaced_chunks, 0u);
+
+  expectReadsBack(c, "up", src1, "v1");
+  expectReadsBack(c, "up", src2, "v2");
+  expectReadsBack(c, "up", src3, "v3");
+  // Every chunk of v2 and v3 has its two copies on the live nodes 1 and 3.
+  auto copies = chunkCopies(tc, 3);
+  for (const auto& [version, src] : {std::pair{"v2", src2}, std::pair{"v3", src3}}) {
+    auto chunks = versionChunks(c, "up", version, src);
+    ASSERT_FALSE(chunks.empty());
+    for (const auto& id : chunks) {
+      EXPECT_EQ(copies[id], (std::set<int>{1, 3})) << version << " chunk " << id;
+    }
   }
 }
 

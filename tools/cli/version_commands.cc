@@ -58,6 +58,7 @@ int put(Context& ctx, const PutArgs& a) {
         .field("new_raw_bytes", r.new_raw_bytes)
         .field("new_stored_bytes", r.new_stored_bytes)
         .field("chunks", r.chunks)
+        .field("replaced_chunks", r.replaced_chunks)
         .field("bytes_sent", r.bytes_sent)
         .field("dedup_ratio", dedup)
         .field("compression_ratio", compression)
@@ -81,6 +82,10 @@ int put(Context& ctx, const PutArgs& a) {
               ProgressMeter::formatBytes(r.bytes_sent).c_str(),
               ProgressMeter::formatDuration(r.seconds).c_str(),
               ProgressMeter::formatBytes(r.seconds > 0 ? static_cast<uint64_t>(r.logical_bytes / r.seconds) : 0).c_str());
+  if (r.replaced_chunks > 0) {
+    std::printf("  placement  %s chunks went to another stripe: a replica of theirs was down or failed "
+                "(see 'sluice status')\n", ProgressMeter::formatCount(r.replaced_chunks).c_str());
+  }
   if (!a.tag.empty()) std::printf("  tagged     %s\n", a.tag.c_str());
   return kExitOk;
 }

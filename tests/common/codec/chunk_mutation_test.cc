@@ -94,7 +94,7 @@ void overwriteField(std::vector<uint8_t>& b, std::mt19937_64& rng) {
   };
   std::vector<Field> fields = {
       {cf::kMagicAt, 4},    {cf::kVersionAt, 2},   {cf::kFlagsAt, 2},        {cf::kCountAt, 4},
-      {cf::kReservedAt, 4}, {cf::kChunkSizeAt, 8}, {cf::kTableChecksumAt, 8}};
+      {cf::kSaltAt, 4}, {cf::kChunkSizeAt, 8}, {cf::kTableChecksumAt, 8}};
   uint32_t count = cf::load32(b.data() + cf::kCountAt);
   size_t entry = cf::kHeaderSize + (rng() % count) * cf::kEntrySize;
   for (Field f : {Field{cf::kOffsetAt, 4}, Field{cf::kStoredSizeAt, 4}, Field{cf::kRawSizeAt, 4},

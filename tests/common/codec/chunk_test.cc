@@ -146,6 +146,26 @@ Status parseStatus(const std::vector<uint8_t>& bytes) {
   return ChunkView::parse(bytes, Hash128{1, 1}).status();
 }
 
+TEST(Chunk, ResaltGivesANewIdAndKeepsEveryRecord) {
+  BuiltChunk c = sampleChunk();
+  std::vector<uint8_t> b = c.bytes;
+  ChunkId salted = resaltChunk(b, 7);
+  EXPECT_NE(salted, c.id);
+  EXPECT_EQ(salted, Hash128::of(b));
+  auto view = ChunkView::parse(b, salted);
+  ASSERT_TRUE(view.isOk()) << view.status().toString();
+  ASSERT_EQ(view->recordCount(), c.records.size());
+  for (uint32_t i = 0; i < view->recordCount(); ++i) {
+    EXPECT_EQ(view->record(i).offset, c.records[i].offset);
+    auto raw = view->readRecord(i);
+    ASSERT_TRUE(raw.isOk()) << raw.status().toString();
+    EXPECT_EQ(Hash128::of(*raw), c.records[i].hash);
+  }
+  // Salt 0 is the builder's own: the original bytes and id come back.
+  EXPECT_EQ(resaltChunk(b, 0), c.id);
+  EXPECT_EQ(b, c.bytes);
+}
+
 TEST(Chunk, ParseRejectsDamagedHeaders) {
   BuiltChunk c = sampleChunk();
   ASSERT_TRUE(parseStatus(c.bytes).isOk());
