@@ -27,6 +27,55 @@ Result<HostPort> parseHostPort(const std::string& host_port) {
   return hp;
 }
 
+bool isFabricName(std::string_view address) {
+  return address.find("://") != std::string_view::npos;
+}
+
+Status checkFabricName(std::string_view address) {
+  auto bad = [&](const std::string& why) {
+    return invalidArgument("address \"" + std::string(address) + "\" is not a libfabric name " +
+                           "<prefix>://<name> (e.g. fi_ns://meta): " + why);
+  };
+  size_t sep = address.find("://");
+  if (sep == std::string_view::npos) return bad("no \"://\"");
+  std::string_view prefix = address.substr(0, sep);
+  std::string_view name = address.substr(sep + 3);
+  if (prefix.empty() || prefix.size() > 16 ||
+      prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string_view::npos) {
+    return bad("the prefix must be 1 to 16 of a-z, 0-9, _");
+  }
+  if (name.empty() || name.size() > kMaxFabricNameLength) {
+    return bad("the name must be 1 to " + std::to_string(kMaxFabricNameLength) + " characters");
+  }
+  if (name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@+-") !=
+      std::string_view::npos) {
+    return bad("the name may hold only letters, digits and . _ : @ + -");
+  }
+  return Status::ok();
+}
+
+Status checkAddress(const std::string& address) {
+  if (isFabricName(address)) return checkFabricName(address);
+  auto hp = parseHostPort(address);
+  if (!hp.isOk()) return hp.status();
+  if (hp->host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") !=
+      std::string::npos) {
+    return invalidArgument("address \"" + address + "\": host \"" + hp->host +
+                           "\" may hold only letters, digits and . _ : -");
+  }
+  return Status::ok();
+}
+
+std::string displayFabricName(std::string_view name) {
+  constexpr std::string_view kNs = "fi_ns://";
+  if (name.substr(0, kNs.size()) != kNs) return std::string(name);
+  std::string rest(name.substr(kNs.size()));
+  if (!checkAddress(rest).isOk()) return std::string(name);
+  auto hp = parseHostPort(rest);
+  if (hp->host.find(':') != std::string::npos) return "[" + hp->host + "]:" + hp->port;
+  return hp->host + ":" + hp->port;
+}
+
 std::string formatSockaddr(std::span<const uint8_t> raw) {
   char text[INET6_ADDRSTRLEN] = {};
   if (raw.size() >= sizeof(sockaddr_in)) {

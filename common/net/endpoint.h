@@ -3,8 +3,17 @@
 // One Endpoint is one libfabric RDM endpoint (FI_EP_RDM, FI_MSG | FI_RMA) on a
 // provider chosen by configuration ("tcp;ofi_rxm" by default; "verbs;ofi_rxm"
 // and "shm" unchanged). An Endpoint can serve (handlers registered before
-// start()) and call (connect() to a peer's "host:port", then call()) at once:
+// start()) and call (connect() to a peer's address, then call()) at once:
 // storage nodes serve clients and call the metadata server and each other.
+// Addresses are "host:port" strings with every provider (with shm they name
+// a same-host endpoint, not an IP one) or, for shm, libfabric names such as
+// "fi_ns://meta": see common/net/address.h.
+//
+// shm (libfabric 1.17) differs in three ways callers can see: frame bodies
+// are capped at 4 MiB whatever max_body says (bulk data goes by RMA anyway);
+// the provider does not check RMA keys on its process_vm_readv/writev path,
+// so any same-user process holding a RemoteBuffer can reach the memory; and a
+// closed endpoint's name stays taken until the process exits.
 //
 // Frames: every message is a FrameHeader (common/net/frame.h) followed by a
 // body of at most EndpointOptions::max_body bytes. Bodies are opaque here;
@@ -50,6 +59,8 @@ constexpr uint16_t kOpPing = makeOpcode(ServiceId::kTransport, 1);  // echoes it
 struct EndpointOptions {
   std::string provider = "tcp;ofi_rxm";  // libfabric provider string
   // "host:port" to bind; port 0 picks a free one (address() reports it).
+  // shm: "host:port" names the endpoint (port 0: a free name), a libfabric
+  // name ("fi_ns://meta") is used as is, empty takes the provider's default.
   // Requests carry the sender's address so the peer can reply. Empty, or a
   // wildcard host (0.0.0.0, ::): bind all interfaces on an ephemeral (or the
   // given) port, and name to each peer the local address that routes to it
@@ -141,11 +152,14 @@ class Endpoint {
   // Idempotent; also run by the destructor.
   virtual void shutdown() = 0;
 
-  // The "host:port" peers use to reach this endpoint (valid after start()).
+  // The address peers use to reach this endpoint (valid after start()):
+  // "host:port", or for shm possibly a libfabric name (common/net/address.h).
   virtual std::string address() const = 0;
   virtual const std::string& provider() const = 0;
 
-  // Resolve and remember a peer. Cheap to call again for the same address.
+  // Resolve and remember a peer ("host:port", or a libfabric name for shm;
+  // malformed addresses are kInvalidArgument). Cheap to call again for the
+  // same address. Does not contact the peer: a dead one fails the calls.
   virtual Result<PeerId> connect(const std::string& host_port) = 0;
 
   // Asynchronous call: `done` runs exactly once, on a transport thread, with

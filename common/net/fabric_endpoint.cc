@@ -9,6 +9,7 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -44,6 +46,18 @@ constexpr int kMaxIdleWaitMs = 50;
 // RMA pieces are capped even where the provider allows more, so one huge
 // transfer cannot monopolise a connection for seconds.
 constexpr size_t kMaxRmaPiece = size_t{64} << 20;
+// libfabric 1.17's shm provider deadlocks its progress (fi_cq_read never
+// returns) when a message beyond its 4 KiB inject size meets a smaller posted
+// receive, where other providers report FI_ETRUNC. So over shm every frame
+// body is bounded by this transport-wide constant, which every shm endpoint
+// posts receives for, whatever max_body says; the receiver's own max_body is
+// then enforced by parsing, never by truncation.
+constexpr size_t kShmMaxBody = size_t{4} << 20;
+// shm's blocking CQ read spins in sched_yield (one busy core per endpoint),
+// so shm endpoints poll and back off from kIdlePollMinUs to kIdlePollMaxUs
+// while idle; posting work resets the back-off.
+constexpr int64_t kIdlePollMinUs = 20;
+constexpr int64_t kIdlePollMaxUs = 1000;
 
 std::string fiErrorText(ssize_t rc) {
   return std::string(fi_strerror(static_cast<int>(rc < 0 ? -rc : rc)));
@@ -222,6 +236,14 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   void releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<SendOp>>& out);
   Peer* peerLocked(PeerId id);
   Result<PeerId> peerForAddressLocked(const std::string& raw);
+  // fi_endpoint + binds + fi_enable on `info`; on failure ep_ stays null and
+  // the libfabric code is returned (-FI_EBUSY: an shm name held by a live
+  // process).
+  int openEndpoint(fi_info* info);
+  // shm, listen "host:0": the endpoint is named "host:<n>" for the first
+  // random n in the ephemeral range that no live endpoint holds; the
+  // provider creates the name exclusively, so two processes never share one.
+  Status openNamedEndpointOnFreePort(const fi_info* hints, const std::string& host);
   std::string advertisedAddressFor(const std::string& peer_raw) const;
 
   const EndpointOptions options_;
@@ -229,8 +251,11 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   std::string address_;
   std::string self_raw_;
   bool self_wildcard_ = false;  // bound to 0.0.0.0 / ::, so requests name a routed address
+  // FI_ADDR_STR provider (shm): addresses are NUL-terminated names, not sockaddrs.
+  bool string_names_ = false;
 
   fi_info* info_ = nullptr;
+  fi_info* ep_info_ = nullptr;  // the endpoint's own info where it differs from info_ (shm port 0)
   fid_fabric* fabric_ = nullptr;
   fid_domain* domain_ = nullptr;
   fid_av* av_ = nullptr;
@@ -239,6 +264,25 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   uint64_t mr_mode_ = 0;
   size_t rma_piece_ = kMaxRmaPiece;
   bool cq_can_wait_ = true;
+  bool shm_ = false;           // provider shm: kShmMaxBody frames, polled CQ
+  int64_t idle_poll_us_ = 0;   // progress thread only: current back-off
+  std::mutex kick_mu_;
+  std::condition_variable kick_cv_;
+  bool kicked_ = false;  // GUARDED_BY(kick_mu_): work was posted, poll at once
+  // Ends the progress thread's idle back-off (shm); no-op elsewhere.
+  void kick() {
+    if (!shm_) return;
+    {
+      std::lock_guard<std::mutex> lock(kick_mu_);
+      kicked_ = true;
+    }
+    kick_cv_.notify_one();
+  }
+  void idleBackoff(int wait_ms);
+  // Largest body this endpoint sends: max_body, and kShmMaxBody over shm.
+  size_t sendBodyLimit() const {
+    return shm_ ? std::min(options_.max_body, kShmMaxBody) : options_.max_body;
+  }
   std::atomic<uint64_t> next_key_{1};
   std::atomic<uint64_t> next_request_id_{1};
 
@@ -379,6 +423,21 @@ Status fabricError(const std::string& what, ssize_t rc) {
   return Status(StatusCode::kFabricError, what + ": " + fiErrorText(rc));
 }
 
+// An FI_ADDR_STR provider's address as fi_getname gives it and frames carry
+// it: a valid name (common/net/address.h) and exactly one terminating NUL.
+Status checkRawName(const std::string& raw) {
+  if (raw.size() < 2 || raw.back() != '\0') {
+    return protocolError("sender address is not a NUL-terminated libfabric name");
+  }
+  std::string_view text(raw.data(), raw.size() - 1);
+  if (text.find('\0') != std::string_view::npos) {
+    return protocolError("sender address holds a NUL inside the name");
+  }
+  Status s = checkFabricName(text);
+  if (!s.isOk()) return protocolError("sender " + s.message());
+  return Status::ok();
+}
+
 Status FabricCore::open() {
   fi_info* hints = fi_allocinfo();
   if (hints == nullptr) return internalError("fi_allocinfo failed");
@@ -389,9 +448,19 @@ Status FabricCore::open() {
       FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
   hints->domain_attr->threading = FI_THREAD_SAFE;
   hints->fabric_attr->prov_name = strdup(options_.provider.c_str());
+  std::unique_ptr<fi_info, void (*)(fi_info*)> hints_owner(hints, fi_freeinfo);
 
+  // Socket-addressed providers (tcp, verbs) take the first two branches
+  // exactly as before; string-named ones (shm) are sorted out below.
+  const bool listen_named = isFabricName(options_.listen);
+  HostPort listen_hp;
   int rc;
-  if (options_.listen.empty()) {
+  if (listen_named) {
+    if (Status s = checkFabricName(options_.listen); !s.isOk()) {
+      return s.withContext("endpoint listen option");
+    }
+    rc = fi_getinfo(kFiVersion, options_.listen.c_str(), nullptr, FI_SOURCE, hints, &info_);
+  } else if (options_.listen.empty()) {
     // Bind every interface; each request then names the local address that
     // routes to its peer (see advertisedAddressFor), so replies come back on
     // loopback to loopback peers and on the right NIC to remote ones.
@@ -400,12 +469,18 @@ Status FabricCore::open() {
   } else {
     auto hp = parseHostPort(options_.listen);
     if (!hp.isOk()) {
-      fi_freeinfo(hints);
       return hp.status().withContext("endpoint listen option");
     }
+    listen_hp = *hp;
     rc = fi_getinfo(kFiVersion, hp->host.c_str(), hp->port.c_str(), FI_SOURCE, hints, &info_);
   }
-  fi_freeinfo(hints);
+  if ((rc != 0 || info_ == nullptr) && listen_named) {
+    return invalidArgument("endpoint listen option \"" + options_.listen +
+                           "\" is a libfabric name, which provider \"" + options_.provider +
+                           "\" does not take (" + fiErrorText(rc) +
+                           "); socket providers (tcp, verbs) listen on host:port, names are for "
+                           "FI_ADDR_STR providers such as shm");
+  }
   if (rc != 0 || info_ == nullptr) {
     return fabricError("no libfabric provider \"" + options_.provider +
                            "\" offers RDM endpoints with FI_MSG|FI_RMA for listen address \"" +
@@ -413,6 +488,39 @@ Status FabricCore::open() {
                        rc);
   }
   provider_ = info_->fabric_attr->prov_name ? info_->fabric_attr->prov_name : options_.provider;
+  string_names_ = info_->addr_format == FI_ADDR_STR;
+  shm_ = provider_ == "shm";
+  if (listen_named && !string_names_) {
+    return invalidArgument("endpoint listen option \"" + options_.listen +
+                           "\" is a libfabric name, but provider " + provider_ +
+                           " addresses endpoints by host:port (e.g. 127.0.0.1:0)");
+  }
+  // A string-named provider (shm) makes the endpoint name from node and
+  // service: "0.0.0.0:0" or "host:0" would give every endpoint the same
+  // name, so those get one of their own.
+  bool pick_name_port = false;
+  if (string_names_ && !listen_named) {
+    fi_freeinfo(info_);
+    info_ = nullptr;
+    if (options_.listen.empty()) {
+      rc = fi_getinfo(kFiVersion, nullptr, nullptr, 0, hints, &info_);  // "fi_shm://<pid>:..."
+    } else {
+      if (listen_hp.host == "0.0.0.0" || listen_hp.host == "::") {
+        listen_hp.host = "127.0.0.1";  // one host: "every interface" is reached as loopback
+      }
+      pick_name_port = listen_hp.port == "0";
+      if (Status s = checkAddress(listen_hp.host + ":1"); !s.isOk()) {
+        return s.withContext("endpoint listen option for provider " + provider_);
+      }
+      rc = fi_getinfo(kFiVersion, listen_hp.host.c_str(), listen_hp.port.c_str(), FI_SOURCE, hints,
+                      &info_);
+    }
+    if (rc != 0 || info_ == nullptr) {
+      return fabricError("provider " + provider_ + " refused listen address \"" +
+                             options_.listen + "\"",
+                         rc);
+    }
+  }
   mr_mode_ = info_->domain_attr->mr_mode;
   size_t max_msg = info_->ep_attr->max_msg_size;
   rma_piece_ = std::min(max_msg == 0 ? kMaxRmaPiece : max_msg, kMaxRmaPiece);
@@ -433,21 +541,32 @@ Status FabricCore::open() {
 
   fi_cq_attr cq_attr{};
   cq_attr.format = FI_CQ_FORMAT_MSG;
-  cq_attr.wait_obj = FI_WAIT_UNSPEC;
+  cq_attr.wait_obj = shm_ ? FI_WAIT_NONE : FI_WAIT_UNSPEC;
   cq_attr.size = 0;
-  if (fi_cq_open(domain_, &cq_attr, &cq_, nullptr) != 0) {
+  if (shm_) {
+    cq_can_wait_ = false;
+    if ((rc = fi_cq_open(domain_, &cq_attr, &cq_, nullptr)) != 0)
+      return fabricError("fi_cq_open", rc);
+  } else if (fi_cq_open(domain_, &cq_attr, &cq_, nullptr) != 0) {
     cq_attr.wait_obj = FI_WAIT_NONE;
     cq_can_wait_ = false;
     if ((rc = fi_cq_open(domain_, &cq_attr, &cq_, nullptr)) != 0)
       return fabricError("fi_cq_open", rc);
   }
 
-  if ((rc = fi_endpoint(domain_, info_, &ep_, nullptr)) != 0) return fabricError("fi_endpoint", rc);
-  if ((rc = fi_ep_bind(ep_, &av_->fid, 0)) != 0) return fabricError("fi_ep_bind(av)", rc);
-  if ((rc = fi_ep_bind(ep_, &cq_->fid, FI_TRANSMIT | FI_RECV)) != 0) {
-    return fabricError("fi_ep_bind(cq)", rc);
+  if (pick_name_port) {
+    SLUICE_RETURN_IF_ERROR(openNamedEndpointOnFreePort(hints, listen_hp.host));
+  } else {
+    rc = openEndpoint(info_);
+    if (rc == -FI_EBUSY && string_names_) {
+      return Status(StatusCode::kUnavailable,
+                    "provider " + provider_ + ": endpoint name for listen address \"" +
+                        options_.listen +
+                        "\" is held by a live process, or by an endpoint this process closed "
+                        "(pick another name or port, or port 0)");
+    }
+    if (rc != 0) return fabricError("opening the endpoint (" + provider_ + ")", rc);
   }
-  if ((rc = fi_enable(ep_)) != 0) return fabricError("fi_enable", rc);
 
   std::vector<uint8_t> name(256);
   size_t len = name.size();
@@ -457,7 +576,13 @@ Status FabricCore::open() {
                          " bytes exceeds the frame limit " + std::to_string(kMaxAddressLength));
   }
   self_raw_.assign(reinterpret_cast<const char*>(name.data()), len);
-  {
+  if (string_names_) {
+    // FI_ADDR_STR: the name and its terminating NUL, checked like any
+    // peer's, so every peer accepts it.
+    Status s = checkRawName(self_raw_);
+    if (!s.isOk()) return s.withContext("provider " + provider_ + " named this endpoint");
+    address_ = displayFabricName(std::string_view(self_raw_.data(), self_raw_.size() - 1));
+  } else {
     sockaddr_storage ss{};
     std::memcpy(&ss, name.data(), std::min(len, sizeof(ss)));
     if (ss.ss_family == AF_INET && len >= sizeof(sockaddr_in)) {
@@ -466,8 +591,8 @@ Status FabricCore::open() {
       self_wildcard_ =
           IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr);
     }
+    address_ = formatSockaddr(std::span<const uint8_t>(name.data(), len));
   }
-  address_ = formatSockaddr(std::span<const uint8_t>(name.data(), len));
   if (address_.empty()) {
     char text[256] = {};
     size_t text_len = sizeof(text);
@@ -478,7 +603,7 @@ Status FabricCore::open() {
   size_t count = std::max<size_t>(options_.receive_buffers, 1);
   for (size_t i = 0; i < count; ++i) {
     auto buf = std::make_unique<RecvBuffer>();
-    buf->size = maxFrameSize(options_.max_body);
+    buf->size = maxFrameSize(shm_ ? std::max(options_.max_body, kShmMaxBody) : options_.max_body);
     buf->data = allocatePageAligned(buf->size);
     if (!buf->data)
       return Status(StatusCode::kResourceExhausted, "cannot allocate receive buffers");
@@ -500,8 +625,102 @@ Status FabricCore::open() {
   return Status::ok();
 }
 
+int FabricCore::openEndpoint(fi_info* info) {
+  int rc = fi_endpoint(domain_, info, &ep_, nullptr);
+  if (rc != 0) {
+    ep_ = nullptr;
+    return rc;
+  }
+  if ((rc = fi_ep_bind(ep_, &av_->fid, 0)) == 0 &&
+      (rc = fi_ep_bind(ep_, &cq_->fid, FI_TRANSMIT | FI_RECV)) == 0 && (rc = fi_enable(ep_)) == 0) {
+    return 0;
+  }
+  fi_close(&ep_->fid);
+  ep_ = nullptr;
+  return rc;
+}
+
+Status FabricCore::openNamedEndpointOnFreePort(const fi_info* hints, const std::string& host) {
+  std::mt19937 rng(static_cast<uint32_t>(getpid()) ^
+                   static_cast<uint32_t>(Clock::now().time_since_epoch().count()) ^
+                   static_cast<uint32_t>(reinterpret_cast<uintptr_t>(this)));
+  std::uniform_int_distribution<int> port(32768, 60999);
+  constexpr int kAttempts = 64;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    std::string service = std::to_string(port(rng));
+    fi_info* candidate = nullptr;
+    int rc = fi_getinfo(kFiVersion, host.c_str(), service.c_str(), FI_SOURCE, hints, &candidate);
+    if (rc != 0 || candidate == nullptr) {
+      return fabricError("provider " + provider_ + " refused name " + host + ":" + service, rc);
+    }
+    rc = openEndpoint(candidate);
+    if (rc == 0) {
+      ep_info_ = candidate;
+      return Status::ok();
+    }
+    fi_freeinfo(candidate);
+    if (rc != -FI_EBUSY) {
+      return fabricError("opening " + provider_ + " endpoint " + host + ":" + service, rc);
+    }
+  }
+  return Status(StatusCode::kResourceExhausted,
+                "provider " + provider_ + ": " + std::to_string(kAttempts) +
+                    " random names " + host + ":<port> were all held by live endpoints");
+}
+
+// What a closed shm endpoint leaves behind, kept until the process exits.
+// libfabric 1.17's shm keeps a process-wide list of its endpoints' names and
+// region pointers and does not drop an entry when the endpoint closes: a later
+// fi_av_insert of that name in the same process, or a send from a peer that
+// had it in its address vector, dereferences the unmapped region (SIGSEGV,
+// reproduced with plain libfabric calls). So an shm endpoint is stopped but
+// never closed: its name stays taken in this process, sends to it go
+// unanswered and time out like sends to any dead peer. The provider does not
+// remove the endpoint's /dev/shm region at exit, so an atexit hook does.
+struct ParkedShmEndpoint {
+  std::string region;  // /dev/shm/<region>: the name without its "<prefix>://"
+  fid_fabric* fabric;
+  fid_domain* domain;
+  fid_av* av;
+  fid_cq* cq;
+  fid_ep* ep;
+  fi_info* info;
+  fi_info* ep_info;
+  std::vector<std::unique_ptr<RecvBuffer>> recv_buffers;  // still posted
+  std::vector<OpContext*> ops;                            // still owned by the provider
+};
+std::mutex g_parked_mu;
+std::vector<std::unique_ptr<ParkedShmEndpoint>>* g_parked = nullptr;  // GUARDED_BY(g_parked_mu)
+
+void unlinkParkedShmRegions() {
+  std::lock_guard<std::mutex> lock(g_parked_mu);
+  if (g_parked == nullptr) return;
+  for (auto& p : *g_parked) {
+    if (!p->region.empty()) ::shm_unlink(p->region.c_str());
+  }
+}
+
 FabricCore::~FabricCore() {
   // Threads are stopped by shutdown(), which the owning FabricEndpoint runs.
+  if (shm_ && ep_ != nullptr) {
+    std::string region;
+    if (size_t sep = self_raw_.find("://"); sep != std::string::npos) {
+      region = self_raw_.substr(sep + 3);
+      while (!region.empty() && region.back() == '\0') region.pop_back();
+    }
+    auto parked = std::make_unique<ParkedShmEndpoint>();
+    *parked = ParkedShmEndpoint{region,   fabric_,  domain_,
+                                av_,      cq_,      ep_,
+                                info_,    ep_info_, std::move(recv_buffers_),
+                                std::vector<OpContext*>(live_ops_.begin(), live_ops_.end())};
+    std::lock_guard<std::mutex> lock(g_parked_mu);
+    if (g_parked == nullptr) {
+      g_parked = new std::vector<std::unique_ptr<ParkedShmEndpoint>>();
+      std::atexit(unlinkParkedShmRegions);
+    }
+    g_parked->push_back(std::move(parked));
+    return;
+  }
   if (ep_ != nullptr) fi_close(&ep_->fid);
   for (OpContext* op : live_ops_) {
     if (op->kind == OpKind::kSend) {
@@ -520,6 +739,7 @@ FabricCore::~FabricCore() {
   if (cq_ != nullptr) fi_close(&cq_->fid);
   if (domain_ != nullptr) fi_close(&domain_->fid);
   if (fabric_ != nullptr) fi_close(&fabric_->fid);
+  if (ep_info_ != nullptr) fi_freeinfo(ep_info_);
   if (info_ != nullptr) fi_freeinfo(info_);
 }
 
@@ -570,12 +790,14 @@ void FabricCore::shutdown() {
       spdlog::warn("net {}: shutdown() called from an endpoint thread; threads detach", address_);
       progress_stop_ = true;
       if (cq_can_wait_) fi_cq_signal(cq_);
+      kick();
       if (progress_.joinable()) progress_.detach();
       return;
     }
     if (workers_) workers_->stop();
     progress_stop_ = true;
     if (cq_can_wait_) fi_cq_signal(cq_);
+    kick();
     if (progress_.joinable()) progress_.join();
   });
 }
@@ -590,7 +812,11 @@ Peer* FabricCore::peerLocked(PeerId id) {
 Result<PeerId> FabricCore::peerForAddressLocked(const std::string& raw) {
   auto it = peers_by_raw_.find(raw);
   if (it != peers_by_raw_.end()) return it->second;
-  if (raw.size() != self_raw_.size()) {
+  if (string_names_) {
+    // Names differ in length; the provider opens /dev/shm/<name>, so only
+    // well-formed names get near it.
+    SLUICE_RETURN_IF_ERROR(checkRawName(raw));
+  } else if (raw.size() != self_raw_.size()) {
     return protocolError("sender address of " + std::to_string(raw.size()) +
                          " bytes does not fit provider " + provider_ + " (expects " +
                          std::to_string(self_raw_.size()) + ")");
@@ -614,8 +840,10 @@ Result<PeerId> FabricCore::peerForAddressLocked(const std::string& raw) {
   auto peer = std::make_unique<Peer>();
   peer->raw = raw;
   peer->advertised = advertisedAddressFor(raw);
-  peer->name = formatSockaddr(
-      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
+  peer->name = string_names_
+                   ? displayFabricName(std::string_view(raw.data(), raw.size() - 1))
+                   : formatSockaddr(std::span<const uint8_t>(
+                         reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
   if (peer->name.empty()) {
     char text[256] = {};
     size_t text_len = sizeof(text);
@@ -680,7 +908,22 @@ Result<PeerId> FabricCore::connect(const std::string& host_port) {
     auto it = peers_by_name_.find(host_port);
     if (it != peers_by_name_.end()) return it->second;
   }
-  SLUICE_ASSIGN_OR_RETURN(HostPort hp, parseHostPort(host_port));
+  // The node and service handed to fi_getinfo: host and port, or for a
+  // string-named provider (shm) a whole "<prefix>://<name>" as the node.
+  std::string node, service;
+  if (isFabricName(host_port)) {
+    if (!string_names_) {
+      return invalidArgument("address \"" + host_port + "\" is a libfabric name, but provider " +
+                             provider_ + " addresses peers by host:port");
+    }
+    SLUICE_RETURN_IF_ERROR(checkFabricName(host_port));
+    node = host_port;
+  } else {
+    SLUICE_ASSIGN_OR_RETURN(HostPort hp, parseHostPort(host_port));
+    if (string_names_) SLUICE_RETURN_IF_ERROR(checkAddress(host_port));
+    node = hp.host;
+    service = hp.port;
+  }
   fi_info* hints = fi_dupinfo(info_);
   if (hints == nullptr) return internalError("fi_dupinfo failed");
   std::free(hints->src_addr);
@@ -690,7 +933,8 @@ Result<PeerId> FabricCore::connect(const std::string& host_port) {
   hints->dest_addr = nullptr;
   hints->dest_addrlen = 0;
   fi_info* found = nullptr;
-  int rc = fi_getinfo(kFiVersion, hp.host.c_str(), hp.port.c_str(), 0, hints, &found);
+  int rc = fi_getinfo(kFiVersion, node.c_str(), service.empty() ? nullptr : service.c_str(), 0,
+                      hints, &found);
   fi_freeinfo(hints);
   if (rc != 0 || found == nullptr || found->dest_addr == nullptr) {
     if (found) fi_freeinfo(found);
@@ -732,7 +976,10 @@ Status FabricCore::postSend(std::unique_ptr<SendOp> op) {
   track(raw);
   ssize_t rc = fi_send(ep_, raw->frame.data(), raw->frame.size(), raw->desc, raw->dest,
                        static_cast<OpContext*>(raw));
-  if (rc == 0) return Status::ok();
+  if (rc == 0) {
+    kick();
+    return Status::ok();
+  }
   untrack(raw);
   op.reset(raw);  // not posted: still ours
   if (rc == -FI_EAGAIN) {
@@ -743,6 +990,7 @@ Status FabricCore::postSend(std::unique_ptr<SendOp> op) {
       have_retries_ = true;
     }
     if (cq_can_wait_) fi_cq_signal(cq_);
+    kick();
     return Status::ok();
   }
   return Status(StatusCode::kUnavailable, "fi_send: " + fiErrorText(rc));
@@ -805,6 +1053,13 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
     done(Status(StatusCode::kTooLarge,
                 "request body of " + std::to_string(body.size()) + " bytes for opcode " +
                     hexOpcode(opcode) + " exceeds max_body " + std::to_string(options_.max_body)));
+    return;
+  }
+  if (body.size() > sendBodyLimit()) {
+    done(Status(StatusCode::kTooLarge,
+                "request body of " + std::to_string(body.size()) + " bytes for opcode " +
+                    hexOpcode(opcode) + " exceeds the " + std::to_string(kShmMaxBody) +
+                    "-byte frame limit of provider shm (move bulk data by RMA)"));
     return;
   }
   const std::string* advertised = nullptr;  // Peer objects live as long as the core
@@ -945,9 +1200,15 @@ void FabricCore::sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uin
                 "reply body of " + std::to_string(body.size()) + " bytes for opcode " +
                     hexOpcode(opcode) + " exceeds max_body " + std::to_string(options_.max_body));
   }
+  if (st.isOk() && body.size() > sendBodyLimit()) {
+    st = Status(StatusCode::kTooLarge,
+                "reply body of " + std::to_string(body.size()) + " bytes for opcode " +
+                    hexOpcode(opcode) + " exceeds the " + std::to_string(kShmMaxBody) +
+                    "-byte frame limit of provider shm");
+  }
   if (!st.isOk()) {
     message = st.message();
-    if (message.size() > options_.max_body) message.resize(options_.max_body);
+    if (message.size() > sendBodyLimit()) message.resize(sendBodyLimit());
     body =
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.data()), message.size());
   }
@@ -974,6 +1235,10 @@ void FabricCore::sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uin
 }
 
 Status FabricCore::sendRaw(PeerId peer, std::span<const uint8_t> bytes) {
+  if (shm_ && bytes.size() > maxFrameSize(kShmMaxBody)) {
+    return Status(StatusCode::kTooLarge, "raw message of " + std::to_string(bytes.size()) +
+                                             " bytes exceeds the frame limit of provider shm");
+  }
   auto op_or = makeSendOp(bytes.size());
   if (!op_or.isOk()) return op_or.status();
   std::unique_ptr<SendOp> op = std::move(op_or).value();
@@ -1044,7 +1309,10 @@ Status FabricCore::rma(bool read, PeerId peer, const MemoryRegion& local, size_t
       ssize_t rc =
           read ? fi_read(ep_, buf, n, desc, dest, addr, remote.key, static_cast<OpContext*>(raw))
                : fi_write(ep_, buf, n, desc, dest, addr, remote.key, static_cast<OpContext*>(raw));
-      if (rc == 0) break;
+      if (rc == 0) {
+        kick();
+        break;
+      }
       op.reset(raw);  // not posted: still ours
       if (rc != -FI_EAGAIN) {
         untrack(op.get());
@@ -1147,12 +1415,15 @@ void FabricCore::progressLoop() {
       n = fi_cq_read(cq_, entries, kCqBatch);
     }
     if (n > 0) {
+      idle_poll_us_ = 0;
       for (ssize_t i = 0; i < n; ++i) handleCompletion(entries[i]);
     } else if (n == -FI_EAVAIL) {
       handleCqError();
     } else if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT || n == -FI_EINTR || n == -FI_ECANCELED) {
       if (options_.busy_poll) {
         std::this_thread::yield();
+      } else if (shm_) {
+        idleBackoff(wait_ms);
       } else if (!cq_can_wait_ || have_retries_) {
         std::this_thread::sleep_for(std::chrono::microseconds(20));
       }
@@ -1167,6 +1438,20 @@ void FabricCore::progressLoop() {
       sweepDeadlines();
     }
   }
+}
+
+void FabricCore::idleBackoff(int wait_ms) {
+  if (have_retries_) {
+    idle_poll_us_ = kIdlePollMinUs;
+  } else {
+    idle_poll_us_ = std::min(idle_poll_us_ == 0 ? kIdlePollMinUs : idle_poll_us_ * 2, kIdlePollMaxUs);
+    idle_poll_us_ = std::min<int64_t>(idle_poll_us_, std::max(wait_ms, 1) * int64_t{1000});
+  }
+  std::unique_lock<std::mutex> lock(kick_mu_);
+  kick_cv_.wait_for(lock, std::chrono::microseconds(idle_poll_us_),
+                    [this] { return kicked_ || progress_stop_.load(); });
+  if (kicked_) idle_poll_us_ = 0;
+  kicked_ = false;
 }
 
 void FabricCore::handleCompletion(const fi_cq_msg_entry& entry) {

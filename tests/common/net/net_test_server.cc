@@ -1,7 +1,7 @@
 // A minimal Sluice endpoint for tests that need a peer in another process
 // (e.g. to kill it with SIGKILL while a call is pending).
 //
-// Usage: net_test_server <listen host:port>
+// Usage: net_test_server <listen address> [provider, default tcp;ofi_rxm]
 // Prints "ADDR <host:port>" on stdout once serving. Opcode kOpSlow (0x0010)
 // replies only after 60 s; kOpPing echoes. Runs until killed.
 #include <chrono>
@@ -12,12 +12,13 @@
 
 int main(int argc, char** argv) {
   using namespace sluice::net;
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s <listen host:port>\n", argv[0]);
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: %s <listen address> [provider]\n", argv[0]);
     return 2;
   }
   EndpointOptions options;
   options.listen = argv[1];
+  if (argc == 3) options.provider = argv[2];
   auto ep = Endpoint::create(options);
   if (!ep.isOk()) {
     std::fprintf(stderr, "net_test_server: %s\n", ep.status().toString().c_str());
