@@ -12,10 +12,15 @@
 //   idle_cpu        CPU used by an idle server + client pair over 2 s
 //   fi_pingpong     libfabric's own ping-pong, same provider, 64 KiB..16 MiB
 //   iperf3          kernel TCP over loopback
-// At the end, ratios: best RMA vs fi_pingpong's best, and vs iperf3.
+//   memcpy          one thread copying 16 MiB buffers: what a same-host copy
+//                   (shm's process_vm_readv/writev) cannot beat
+// At the end, ratios: best RMA vs fi_pingpong's best, and vs iperf3 (tcp
+// and verbs) or memcpy (shm).
 //
-// Everything runs on 127.0.0.1. Example:
+// Everything runs on 127.0.0.1 (shm: same host, endpoints named
+// "127.0.0.1:<n>"). Examples:
 //   build/bench/transport/bench_transport --seconds=2
+//   build/bench/transport/bench_transport --provider=shm
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -151,15 +156,16 @@ std::unique_ptr<Pair> makePair(const Flags& f, bool busy_poll, bool with_buffers
   o.max_inflight_per_peer = 64;
   o.default_timeout = Duration(60000);
   auto s = Endpoint::create(o);
-  if (!s.isOk()) {
-    std::fprintf(stderr, "server: %s\n", s.status().toString().c_str());
+  auto fail = [](const char* what, const Status& st) -> std::unique_ptr<Pair> {
+    std::fprintf(stderr, "bench_transport: %s: %s\n", what, st.toString().c_str());
     return nullptr;
-  }
+  };
+  if (!s.isOk()) return fail("server endpoint", s.status());
   p->server = std::move(s).value();
   if (with_buffers) {
     for (size_t i = 0; i < kMaxWindow; ++i) {
       auto r = p->server->allocateMemory(kMaxRma, Access::kLocalOnly);
-      if (!r.isOk()) return nullptr;
+      if (!r.isOk()) return fail("server buffer", r.status());
       std::memset((*r)->data(), static_cast<int>(i), kMaxRma);
       p->pool.push_back(r->get());
       p->server_buffers.push_back(std::move(r).value());
@@ -181,14 +187,14 @@ std::unique_ptr<Pair> makePair(const Flags& f, bool busy_poll, bool with_buffers
   };
   p->server->registerHandler(kOpPull, rma(true));
   p->server->registerHandler(kOpPush, rma(false));
-  if (!p->server->start().isOk()) return nullptr;
+  if (Status st = p->server->start(); !st.isOk()) return fail("server start", st);
   o.worker_threads = 2;
   auto c = Endpoint::create(o);
-  if (!c.isOk()) return nullptr;
+  if (!c.isOk()) return fail("client endpoint", c.status());
   p->client = std::move(c).value();
-  if (!p->client->start().isOk()) return nullptr;
+  if (Status st = p->client->start(); !st.isOk()) return fail("client start", st);
   auto peer = p->client->connect(p->server->address());
-  if (!peer.isOk()) return nullptr;
+  if (!peer.isOk()) return fail("connect", peer.status());
   p->peer = *peer;
   return p;
 }
@@ -246,14 +252,20 @@ struct Results {
   std::string best_rma_what;
   double pingpong_best_mbps = 0;
   double iperf3_mbps = 0;
+  double memcpy_mbps = 0;
 };
+
+bool isShm(const Flags& f) { return f.provider == "shm"; }
 
 void rpcLatency(const Flags& f, Results& res) {
   struct Mode {
     const char* name;
     bool busy;
   };
-  for (Mode m : {Mode{"cq_sread", false}, Mode{"busy-poll", true}}) {
+  // shm endpoints never sleep in fi_cq_sread (it spins there): they poll
+  // with a back-off instead (common/net/fabric_endpoint.cc).
+  const char* idle_mode = isShm(f) ? "poll back-off" : "cq_sread";
+  for (Mode m : {Mode{idle_mode, false}, Mode{"busy-poll", true}}) {
     auto p = makePair(f, m.busy, false);
     if (!p) return;
     uint64_t errors = 0;
@@ -326,7 +338,7 @@ void idleCpu(const Flags& f) {
              static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
     };
     std::printf("idle_cpu      2 endpoints idle, %-10s %10.1f %% of one core\n",
-                busy ? "busy-poll" : "cq_sread",
+                busy ? "busy-poll" : (isShm(f) ? "back-off" : "cq_sread"),
                 100.0 * (cpu(after) - cpu(before)) / elapsed(start));
   }
 }
@@ -391,6 +403,21 @@ void iperf3(const Flags& f, Results& res) {
   std::printf("iperf3        TCP 127.0.0.1, 1 stream             %10.1f MB/s\n", res.iperf3_mbps);
 }
 
+// Single-threaded memcpy of 16 MiB between two buffers, for --seconds.
+void memcpyLimit(const Flags& f, Results& res) {
+  std::vector<uint8_t> a(kMaxRma, 1), b(kMaxRma, 2);
+  std::memcpy(b.data(), a.data(), kMaxRma);  // fault the pages in first
+  uint64_t copies = 0;
+  auto start = Clock::now();
+  while (elapsed(start) < f.seconds) {
+    std::memcpy(copies % 2 ? a.data() : b.data(), copies % 2 ? b.data() : a.data(), kMaxRma);
+    ++copies;
+  }
+  res.memcpy_mbps = static_cast<double>(copies) * kMaxRma / 1e6 / elapsed(start);
+  std::printf("memcpy        16 MiB, 1 thread                   %10.1f MB/s  (check %u)\n",
+              res.memcpy_mbps, static_cast<unsigned>(a[kMaxRma / 2] + b[kMaxRma / 3]));
+}
+
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -403,6 +430,7 @@ std::vector<std::string> split(const std::string& s) {
 
 int main(int argc, char** argv) {
   Flags f;
+  bool workloads_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* name) -> const char* {
@@ -411,6 +439,7 @@ int main(int argc, char** argv) {
     };
     if (const char* v = value("--workloads=")) {
       f.workloads = split(v);
+      workloads_given = true;
     } else if (const char* v = value("--seconds=")) {
       f.seconds = std::stod(v);
     } else if (const char* v = value("--provider=")) {
@@ -426,11 +455,16 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--workloads=rpc_latency,rpc_inflight,rma_read,rma_write,idle_cpu,"
-                   "fi_pingpong,iperf3] [--seconds=1] [--provider=tcp;ofi_rxm] [--window=16] "
+                   "fi_pingpong,iperf3,memcpy] [--seconds=1] [--provider=tcp;ofi_rxm] [--window=16] "
                    "[--sizes_kib=64,256,1024,4096,16384] [--inflight=1,2,4,8]\n",
                    argv[0]);
       return 2;
     }
+  }
+  if (isShm(f) && !workloads_given) {
+    // Kernel TCP says nothing about a same-host shared-memory transport.
+    std::replace(f.workloads.begin(), f.workloads.end(), std::string("iperf3"),
+                 std::string("memcpy"));
   }
   std::printf("bench_transport: provider %s, %.1f s per point, 127.0.0.1\n", f.provider.c_str(),
               f.seconds);
@@ -450,6 +484,8 @@ int main(int argc, char** argv) {
       fiPingpong(f, res);
     else if (w == "iperf3")
       iperf3(f, res);
+    else if (w == "memcpy")
+      memcpyLimit(f, res);
     else
       std::fprintf(stderr, "unknown workload %s\n", w.c_str());
   }
@@ -467,6 +503,13 @@ int main(int argc, char** argv) {
   }
   if (res.pingpong_best_mbps > 0 && res.iperf3_mbps > 0) {
     std::printf("fi_pingpong / iperf3: %.2f\n", res.pingpong_best_mbps / res.iperf3_mbps);
+  }
+  if (res.best_rma_mbps > 0 && res.memcpy_mbps > 0) {
+    std::printf("RMA / memcpy (%.1f MB/s): %.2f\n", res.memcpy_mbps,
+                res.best_rma_mbps / res.memcpy_mbps);
+  }
+  if (res.pingpong_best_mbps > 0 && res.memcpy_mbps > 0) {
+    std::printf("fi_pingpong / memcpy: %.2f\n", res.pingpong_best_mbps / res.memcpy_mbps);
   }
   return 0;
 }
