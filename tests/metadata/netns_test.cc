@@ -27,6 +27,7 @@
 #include "common/wire/meta_generated.h"
 #include "tests/client/tree_util.h"
 #include "tests/lib/test_cluster.h"
+#include "tools/process.h"
 
 namespace sluice::testing {
 namespace {
@@ -76,13 +77,24 @@ std::string nodeState(const TestCluster& tc, const std::string& address) {
   return r->out.substr(s, r->out.find('"', s) - s);
 }
 
+// Prints how long a phase took, for the log (never asserted).
+void phase(const char* what, Clock::time_point since) {
+  std::printf("  %-44s %6lld ms\n", what,
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count()));
+  std::fflush(stdout);
+}
+
 // Polls `sluice status` until the node shows `want`; false after 60 s.
 bool waitForState(const TestCluster& tc, const std::string& address, const std::string& want) {
-  auto deadline = Clock::now() + std::chrono::seconds(60);
+  auto start = Clock::now();
+  auto deadline = start + std::chrono::seconds(60);
   std::string last;
   while (Clock::now() < deadline) {
     last = nodeState(tc, address);
-    if (last == want) return true;
+    if (last == want) {
+      phase(("sluice status shows the node " + want).c_str(), start);
+      return true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   ADD_FAILURE() << "node " << address << " still '" << last << "' after 60 s, expected '" << want << "'";
@@ -210,9 +222,21 @@ class ReaderLoop {
 
 class NetnsPartition : public ::testing::Test {
  protected:
+  // On failure, what the daemons said about the node and the moves (the
+  // directory goes with the cluster).
+  void TearDown() override {
+    if (!HasFailure() || tc_ == nullptr) return;
+    auto logs = tools::runProcess(
+        "/bin/sh", {"-c", "grep -h -E 'mover|heartbeat|marked|warn|error' " + tc_->dir() + "/meta.log | tail -40; echo ---- node" +
+                              std::to_string(kIsolated) + "; tail -20 " + tc_->dir() + "/node" +
+                              std::to_string(kIsolated) + ".log"});
+    if (logs.isOk()) std::printf("%s\n", logs->out.c_str());
+  }
+
   // Starts 3 nodes (node 3 behind the veth pair), uploads the dataset, and
   // checks every chunk has its two copies. Skips where namespaces are missing.
   void startCluster(const std::string& repair_grace) {
+    auto start = Clock::now();
     {
       auto probe = VethNamespace::create();
       if (!probe.isOk() && probe.status().code() == StatusCode::kUnavailable) {
@@ -248,6 +272,9 @@ class NetnsPartition : public ::testing::Test {
     }
     ASSERT_GT(on_isolated, 0u) << "no chunk on the node to cut off";
     ASSERT_EQ(nodeState(*tc_, isolated_address_), "up");
+    std::printf("%zu chunks, %zu with a copy on node %d (%s)\n", before_.size(), on_isolated, kIsolated,
+                isolated_address_.c_str());
+    phase("cluster up, dataset uploaded", start);
   }
 
   // Sets the link down, and waits until `sluice status` shows the node down
@@ -256,6 +283,7 @@ class NetnsPartition : public ::testing::Test {
     ASSERT_TRUE(reader.waitRounds(1)) << "reader made no progress: " << reader.firstError();
     Status s = tc_->isolation()->setLinkUp(false);
     ASSERT_TRUE(s.isOk()) << s.toString();
+    std::printf("link %s down\n", tc_->isolation()->hostLink().c_str());
     ASSERT_TRUE(waitForState(*tc_, isolated_address_, "down"));
     // The human form says it too, with the stripes it leaves short a copy.
     auto text = tc_->runCli({"status"});
@@ -271,12 +299,15 @@ class NetnsPartition : public ::testing::Test {
     }
     EXPECT_TRUE(row) << text->out;
     // Whole rounds over every file with the node unreachable.
+    auto start = Clock::now();
     ASSERT_TRUE(reader.waitRounds(2)) << "reader stuck with the node cut off: " << reader.firstError();
+    phase("2 reader rounds with the node cut off", start);
   }
 
   void heal() {
     Status s = tc_->isolation()->setLinkUp(true);
     ASSERT_TRUE(s.isOk()) << s.toString();
+    std::printf("link %s up\n", tc_->isolation()->hostLink().c_str());
     ASSERT_TRUE(waitForState(*tc_, isolated_address_, "up"));
   }
 
@@ -326,7 +357,8 @@ TEST_F(NetnsPartition, NodeCutOffPastRepairGraceIsRepairedAndCleanedWhenHealed) 
   if (HasFatalFailure()) return;
 
   // Past the grace period its stripes are copied to the other two nodes.
-  auto deadline = Clock::now() + std::chrono::seconds(90);
+  auto start = Clock::now();
+  auto deadline = start + std::chrono::seconds(90);
   for (;;) {
     auto m = listMoves(*conn_);
     ASSERT_NE(m, nullptr);
@@ -334,6 +366,7 @@ TEST_F(NetnsPartition, NodeCutOffPastRepairGraceIsRepairedAndCleanedWhenHealed) 
     ASSERT_LT(Clock::now(), deadline) << "repair did not finish: " << m->moves.size() << " moves pending";
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+  phase("repair done", start);
   // Two live copies of everything (the cut-off node still has its own on disk).
   auto repaired = chunkCopies(*tc_, 3);
   for (const auto& [chunk, nodes] : before_) {
@@ -353,7 +386,8 @@ TEST_F(NetnsPartition, NodeCutOffPastRepairGraceIsRepairedAndCleanedWhenHealed) 
   // Healed: the node is up again and deletes what it no longer holds.
   heal();
   if (HasFatalFailure()) return;
-  deadline = Clock::now() + std::chrono::seconds(90);
+  start = Clock::now();
+  deadline = start + std::chrono::seconds(90);
   for (;;) {
     auto m = listMoves(*conn_);
     ASSERT_NE(m, nullptr);
@@ -361,6 +395,7 @@ TEST_F(NetnsPartition, NodeCutOffPastRepairGraceIsRepairedAndCleanedWhenHealed) 
     ASSERT_LT(Clock::now(), deadline) << m->cleanups << " cleanups did not finish after the link came back";
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+  phase("cleanups done", start);
   ASSERT_TRUE(reader.waitRounds(2)) << reader.firstError();
   reader.stop();
   expectReaderClean(reader);
