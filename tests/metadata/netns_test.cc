@@ -6,7 +6,7 @@
 // timeout, and healing the link brings it back up. Healed before the repair
 // grace, nothing moves; healed after it, repair has copied its stripes
 // elsewhere and its leftover copies are deleted, so every chunk ends with
-// exactly two copies.
+// exactly two copies. A restarted node stays in its namespace.
 //
 // Needs root and `ip netns`; skipped, saying why, where they are missing.
 #include <algorithm>
@@ -347,6 +347,12 @@ TEST_F(NetnsPartition, NodeCutOffIsMarkedDownAndComesBackWhenHealedBeforeRepair)
   EXPECT_TRUE(m->moves.empty());
   EXPECT_EQ(chunkCopies(*tc_, 3), before_);
   ds_.expectReadsBack(*tc_);
+
+  // A restart keeps the node in its namespace (its address exists only there).
+  ASSERT_TRUE(tc_->kill("node" + std::to_string(kIsolated)).isOk());
+  Status s = tc_->restart("node" + std::to_string(kIsolated));
+  ASSERT_TRUE(s.isOk()) << s.toString();
+  ASSERT_TRUE(waitForState(*tc_, isolated_address_, "up"));
 }
 
 TEST_F(NetnsPartition, NodeCutOffPastRepairGraceIsRepairedAndCleanedWhenHealed) {
