@@ -125,11 +125,12 @@ Result<std::string> ipExecutable() {
 
 Status checkNetnsName(const std::string& netns) {
   if (netns.empty() || netns.size() > 64 ||
-      netns.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
-          std::string::npos ||
+      netns.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789_.-") != std::string::npos ||
       netns[0] == '.') {
-    return invalidArgument("network namespace name '" + netns +
-                           "': use 1 to 64 letters, digits, '_', '.' or '-', not starting with '.'");
+    return invalidArgument(
+        "network namespace name '" + netns +
+        "': use 1 to 64 letters, digits, '_', '.' or '-', not starting with '.'");
   }
   return Status();
 }
@@ -222,7 +223,8 @@ Status checkNetworks(const DevClusterOptions& o) {
     return h.empty() || h.find_first_of("\t\n :[]") != std::string::npos;
   };
   if (bad_host(o.listen_host)) {
-    return invalidArgument("listen host '" + o.listen_host + "': give an IPv4 address or host name");
+    return invalidArgument("listen host '" + o.listen_host +
+                           "': give an IPv4 address or host name");
   }
   for (const auto& [index, net] : o.node_networks) {
     std::string what = "node" + std::to_string(index);
@@ -272,7 +274,8 @@ Result<DevClusterState> devUp(const DevClusterOptions& o) {
     return s;
   };
 
-  std::vector<std::string> meta_args = {"--data_dir", dir + "/meta", "--listen", o.listen_host + ":0",
+  std::vector<std::string> meta_args = {"--data_dir", dir + "/meta",
+                                        "--listen", o.listen_host + ":0",
                                         "--provider", o.provider,
                                         "--stripe_count", std::to_string(o.stripes),
                                         "--default_replication", std::to_string(o.replication)};

@@ -38,7 +38,8 @@ tools::DevClusterOptions TestCluster::devOptions(const std::string& dir, const O
   if (netns != nullptr) {
     // 127.0.0.1 inside the namespace is its own loopback: everyone meets on the veth.
     o.listen_host = netns->hostAddress();
-    o.node_networks[options.isolated_node] = tools::NodeNetwork{netns->name(), netns->innerAddress()};
+    o.node_networks[options.isolated_node] =
+        tools::NodeNetwork{netns->name(), netns->innerAddress()};
   }
   return o;
 }
@@ -47,8 +48,8 @@ Result<std::unique_ptr<TestCluster>> TestCluster::start(const Options& options) 
   std::unique_ptr<VethNamespace> netns;
   if (options.isolated_node != 0) {
     if (options.isolated_node < 1 || options.isolated_node > options.nodes) {
-      return invalidArgument("isolated_node " + std::to_string(options.isolated_node) + ": give 1 to " +
-                             std::to_string(options.nodes));
+      return invalidArgument("isolated_node " + std::to_string(options.isolated_node) +
+                             ": give 1 to " + std::to_string(options.nodes));
     }
     SLUICE_ASSIGN_OR_RETURN(netns, VethNamespace::create());
   }
@@ -60,7 +61,8 @@ Result<std::unique_ptr<TestCluster>> TestCluster::start(const Options& options) 
     fs::remove_all(tmpl, ec);
     return state.status();
   }
-  return std::unique_ptr<TestCluster>(new TestCluster(state->dir, *state, options, std::move(netns)));
+  return std::unique_ptr<TestCluster>(
+      new TestCluster(state->dir, *state, options, std::move(netns)));
 }
 
 TestCluster::~TestCluster() {
@@ -102,7 +104,8 @@ Status TestCluster::kill(const std::string& name) {
 }
 
 Result<std::string> TestCluster::addNode() {
-  SLUICE_ASSIGN_OR_RETURN(tools::DevDaemon d, tools::devAddNode(dir_, devOptions(dir_, options_, netns_.get())));
+  SLUICE_ASSIGN_OR_RETURN(tools::DevDaemon d,
+                          tools::devAddNode(dir_, devOptions(dir_, options_, netns_.get())));
   return d.name;
 }
 

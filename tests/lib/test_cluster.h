@@ -67,7 +67,10 @@ class TestCluster {
  private:
   TestCluster(std::string dir, tools::DevClusterState state, Options options,
               std::unique_ptr<VethNamespace> netns)
-      : netns_(std::move(netns)), dir_(std::move(dir)), state_(std::move(state)), options_(std::move(options)) {}
+      : netns_(std::move(netns)),
+        dir_(std::move(dir)),
+        state_(std::move(state)),
+        options_(std::move(options)) {}
   // The daemon options that start() and addNode() share.
   static tools::DevClusterOptions devOptions(const std::string& dir, const Options& options,
                                              const VethNamespace* netns);

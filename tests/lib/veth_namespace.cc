@@ -16,7 +16,8 @@ Result<std::string> findIp() {
     if (access(p, X_OK) == 0) return std::string(p);
   }
   auto found = tools::findExecutable("ip");
-  if (!found.isOk()) return unavailable("iproute2's 'ip' is not installed (apt-get install iproute2)");
+  if (!found.isOk())
+    return unavailable("iproute2's 'ip' is not installed (apt-get install iproute2)");
   return found;
 }
 
@@ -27,17 +28,19 @@ Status runIp(const std::string& ip, const std::vector<std::string>& args) {
   for (const auto& a : args) cmd += " " + a;
   std::string err = r.err;
   while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
-  return Status(StatusCode::kInternal, "'" + cmd + "' exited with " + std::to_string(r.exit_code) + ": " + err);
+  return Status(StatusCode::kInternal,
+                "'" + cmd + "' exited with " + std::to_string(r.exit_code) + ": " + err);
 }
 
 std::string dotted(uint32_t a) {
-  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." + std::to_string((a >> 8) & 255) +
-         "." + std::to_string(a & 255);
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
+         std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255);
 }
 
 }  // namespace
 
-VethNamespace::VethNamespace(std::string ip, std::string name, std::string host_addr, std::string inner_addr)
+VethNamespace::VethNamespace(std::string ip, std::string name, std::string host_addr,
+                             std::string inner_addr)
     : ip_(std::move(ip)),
       name_(name),
       host_link_(name + "h"),
@@ -46,7 +49,9 @@ VethNamespace::VethNamespace(std::string ip, std::string name, std::string host_
       inner_addr_(std::move(inner_addr)) {}
 
 Result<std::unique_ptr<VethNamespace>> VethNamespace::create() {
-  if (geteuid() != 0) return unavailable("network namespaces need root (running as uid " + std::to_string(geteuid()) + ")");
+  if (geteuid() != 0)
+    return unavailable("network namespaces need root (running as uid " + std::to_string(geteuid()) +
+                       ")");
   SLUICE_ASSIGN_OR_RETURN(std::string ip, findIp());
   // PIDs are below 2^22 (pid_max's ceiling), and 10/8 holds 2^22 /30s.
   const uint32_t pid = static_cast<uint32_t>(getpid());
@@ -58,7 +63,8 @@ Result<std::unique_ptr<VethNamespace>> VethNamespace::create() {
   if (Status s = runIp(ip, {"netns", "add", name}); !s.isOk()) {
     return unavailable("cannot create a network namespace here: " + s.message());
   }
-  std::unique_ptr<VethNamespace> ns(new VethNamespace(ip, name, dotted(base + 1), dotted(base + 2)));
+  std::unique_ptr<VethNamespace> ns(
+      new VethNamespace(ip, name, dotted(base + 1), dotted(base + 2)));
   // From here on the destructor removes whatever was made.
   const std::vector<std::vector<std::string>> steps = {
       {"link", "add", ns->host_link_, "type", "veth", "peer", "name", ns->inner_link_},

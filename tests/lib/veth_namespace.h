@@ -31,8 +31,8 @@ class VethNamespace {
   VethNamespace(const VethNamespace&) = delete;
   VethNamespace& operator=(const VethNamespace&) = delete;
 
-  const std::string& name() const { return name_; }             // for `ip netns exec`
-  const std::string& hostLink() const { return host_link_; }    // this side's interface
+  const std::string& name() const { return name_; }                // for `ip netns exec`
+  const std::string& hostLink() const { return host_link_; }       // this side's interface
   const std::string& hostAddress() const { return host_addr_; }    // "10.a.b.c", this side
   const std::string& innerAddress() const { return inner_addr_; }  // inside the namespace
 

@@ -9,6 +9,8 @@
 // exactly two copies. A restarted node stays in its namespace.
 //
 // Needs root and `ip netns`; skipped, saying why, where they are missing.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,8 +20,6 @@
 #include <mutex>
 #include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "client/cluster_config.h"
 #include "client/reader.h"
@@ -57,7 +57,8 @@ Result<std::unique_ptr<client::Cluster>> connectWithTimeout(const TestCluster& t
 
 std::unique_ptr<meta::ListMovesResponseT> listMoves(client::Cluster& c) {
   meta::ListMovesRequestT req;
-  auto r = c.meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, req, "ListMoves");
+  auto r = c.meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, req,
+                                                                   "ListMoves");
   EXPECT_TRUE(r.isOk()) << r.status().toString();
   return r.isOk() ? std::move(*r) : nullptr;
 }
@@ -79,8 +80,10 @@ std::string nodeState(const TestCluster& tc, const std::string& address) {
 
 // Prints how long a phase took, for the log (never asserted).
 void phase(const char* what, Clock::time_point since) {
-  std::printf("  %-44s %6lld ms\n", what,
-              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count()));
+  std::printf(
+      "  %-44s %6lld ms\n", what,
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count()));
   std::fflush(stdout);
 }
 
@@ -97,7 +100,8 @@ bool waitForState(const TestCluster& tc, const std::string& address, const std::
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  ADD_FAILURE() << "node " << address << " still '" << last << "' after 60 s, expected '" << want << "'";
+  ADD_FAILURE() << "node " << address << " still '" << last << "' after 60 s, expected '" << want
+                << "'";
   return false;
 }
 
@@ -114,9 +118,11 @@ struct Dataset {
     src = tc.dir() + "/src";
     for (int i = 0; i < 300; ++i) {
       std::string path = "d" + std::to_string(i % 7) + "/f" + std::to_string(i);
-      files[path] = makeContent(3000 + static_cast<size_t>(i) * 61, static_cast<uint64_t>(i) + 1, i % 3 == 0);
+      files[path] =
+          makeContent(3000 + static_cast<size_t>(i) * 61, static_cast<uint64_t>(i) + 1, i % 3 == 0);
     }
-    for (int i = 0; i < 3; ++i) files["big" + std::to_string(i)] = makeContent(size_t{900} << 10, 1000 + i);
+    for (int i = 0; i < 3; ++i)
+      files["big" + std::to_string(i)] = makeContent(size_t{900} << 10, 1000 + i);
     for (const auto& [path, content] : files) writeFile(fs::path(src) / path, content);
     meta::CreateDatasetRequestT req;
     req.name = dataset;
@@ -149,7 +155,8 @@ struct Dataset {
 // joins it, so a failed ASSERT never leaves the thread running.
 class ReaderLoop {
  public:
-  ReaderLoop(const TestCluster& tc, const Dataset& ds) : thread_([this, &tc, &ds] { run(tc, ds); }) {}
+  ReaderLoop(const TestCluster& tc, const Dataset& ds)
+      : thread_([this, &tc, &ds] { run(tc, ds); }) {}
   ~ReaderLoop() { stop(); }
 
   void stop() {
@@ -196,8 +203,10 @@ class ReaderLoop {
         if (stop_) break;
         auto start = Clock::now();
         auto info = (*reader)->stat(path);
-        auto data = info.isOk() ? (*reader)->readAll(*info) : Result<std::vector<uint8_t>>(info.status());
-        int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+        auto data =
+            info.isOk() ? (*reader)->readAll(*info) : Result<std::vector<uint8_t>>(info.status());
+        int64_t ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
         if (ms > slowest_ms_.load()) slowest_ms_ = ms;
         reads_++;
         if (!data.isOk()) {
@@ -227,9 +236,10 @@ class NetnsPartition : public ::testing::Test {
   void TearDown() override {
     if (!HasFailure() || tc_ == nullptr) return;
     auto logs = tools::runProcess(
-        "/bin/sh", {"-c", "grep -h -E 'mover|heartbeat|marked|warn|error' " + tc_->dir() + "/meta.log | tail -40; echo ---- node" +
-                              std::to_string(kIsolated) + "; tail -20 " + tc_->dir() + "/node" +
-                              std::to_string(kIsolated) + ".log"});
+        "/bin/sh",
+        {"-c", "grep -h -E 'mover|heartbeat|marked|warn|error' " + tc_->dir() +
+                   "/meta.log | tail -40; echo ---- node" + std::to_string(kIsolated) +
+                   "; tail -20 " + tc_->dir() + "/node" + std::to_string(kIsolated) + ".log"});
     if (logs.isOk()) std::printf("%s\n", logs->out.c_str());
   }
 
@@ -255,7 +265,8 @@ class NetnsPartition : public ::testing::Test {
     ASSERT_NE(tc_->isolation(), nullptr);
     isolated_address_ = tc_->state().nodes.at(kIsolated - 1).address;
     // The layout this test is about: the node is inside, everyone else on the veth.
-    ASSERT_EQ(isolated_address_.rfind(tc_->isolation()->innerAddress() + ":", 0), 0u) << isolated_address_;
+    ASSERT_EQ(isolated_address_.rfind(tc_->isolation()->innerAddress() + ":", 0), 0u)
+        << isolated_address_;
     ASSERT_EQ(tc_->state().meta.address.rfind(tc_->isolation()->hostAddress() + ":", 0), 0u)
         << tc_->state().meta.address;
     auto conn = connectWithTimeout(*tc_);
@@ -272,8 +283,8 @@ class NetnsPartition : public ::testing::Test {
     }
     ASSERT_GT(on_isolated, 0u) << "no chunk on the node to cut off";
     ASSERT_EQ(nodeState(*tc_, isolated_address_), "up");
-    std::printf("%zu chunks, %zu with a copy on node %d (%s)\n", before_.size(), on_isolated, kIsolated,
-                isolated_address_.c_str());
+    std::printf("%zu chunks, %zu with a copy on node %d (%s)\n", before_.size(), on_isolated,
+                kIsolated, isolated_address_.c_str());
     phase("cluster up, dataset uploaded", start);
   }
 
@@ -295,12 +306,14 @@ class NetnsPartition : public ::testing::Test {
       end = text->out.find('\n', at);
       if (end == std::string::npos) end = text->out.size();
       std::string line = text->out.substr(at, end - at);
-      if (line.find(isolated_address_) != std::string::npos) row = line.find(" down ") != std::string::npos;
+      if (line.find(isolated_address_) != std::string::npos)
+        row = line.find(" down ") != std::string::npos;
     }
     EXPECT_TRUE(row) << text->out;
     // Whole rounds over every file with the node unreachable.
     auto start = Clock::now();
-    ASSERT_TRUE(reader.waitRounds(2)) << "reader stuck with the node cut off: " << reader.firstError();
+    ASSERT_TRUE(reader.waitRounds(2))
+        << "reader stuck with the node cut off: " << reader.firstError();
     phase("2 reader rounds with the node cut off", start);
   }
 
@@ -314,10 +327,13 @@ class NetnsPartition : public ::testing::Test {
   void expectReaderClean(const ReaderLoop& reader) {
     EXPECT_EQ(reader.errors(), 0) << "first: " << reader.firstError();
     EXPECT_EQ(reader.mismatches(), 0);
-    std::printf("reader: %d rounds, %llu reads, %llu failovers, slowest read %lld ms (client timeout %lld ms)\n",
-                reader.rounds(), static_cast<unsigned long long>(reader.reads()),
-                static_cast<unsigned long long>(reader.failovers()), static_cast<long long>(reader.slowestReadMs()),
-                static_cast<long long>(kClientTimeout.count()));
+    std::printf(
+        "reader: %d rounds, %llu reads, %llu failovers, slowest read %lld ms (client timeout %lld "
+        "ms)\n",
+        reader.rounds(), static_cast<unsigned long long>(reader.reads()),
+        static_cast<unsigned long long>(reader.failovers()),
+        static_cast<long long>(reader.slowestReadMs()),
+        static_cast<long long>(kClientTimeout.count()));
   }
 
   std::unique_ptr<TestCluster> tc_;
@@ -369,7 +385,8 @@ TEST_F(NetnsPartition, NodeCutOffPastRepairGraceIsRepairedAndCleanedWhenHealed) 
     auto m = listMoves(*conn_);
     ASSERT_NE(m, nullptr);
     if (m->moves_done > 0 && m->moves.empty()) break;
-    ASSERT_LT(Clock::now(), deadline) << "repair did not finish: " << m->moves.size() << " moves pending";
+    ASSERT_LT(Clock::now(), deadline)
+        << "repair did not finish: " << m->moves.size() << " moves pending";
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   phase("repair done", start);
@@ -385,7 +402,8 @@ TEST_F(NetnsPartition, NodeCutOffPastRepairGraceIsRepairedAndCleanedWhenHealed) 
   for (uint32_t s = 0; s < map->stripeCount(); ++s) {
     auto nodes = map->stripeNodes(s, 2);
     EXPECT_EQ(nodes.size(), 2u) << "stripe " << s;
-    EXPECT_EQ(std::count(nodes.begin(), nodes.end(), client::NodeId{kIsolated}), 0) << "stripe " << s;
+    EXPECT_EQ(std::count(nodes.begin(), nodes.end(), client::NodeId{kIsolated}), 0)
+        << "stripe " << s;
   }
   ASSERT_TRUE(reader.waitRounds(1)) << reader.firstError();
 
@@ -398,7 +416,8 @@ TEST_F(NetnsPartition, NodeCutOffPastRepairGraceIsRepairedAndCleanedWhenHealed) 
     auto m = listMoves(*conn_);
     ASSERT_NE(m, nullptr);
     if (m->cleanups == 0) break;
-    ASSERT_LT(Clock::now(), deadline) << m->cleanups << " cleanups did not finish after the link came back";
+    ASSERT_LT(Clock::now(), deadline)
+        << m->cleanups << " cleanups did not finish after the link came back";
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   phase("cleanups done", start);
