@@ -55,10 +55,10 @@ constexpr size_t kMaxRmaPiece = size_t{64} << 20;
 // then enforced by parsing, never by truncation.
 constexpr size_t kShmMaxBody = size_t{4} << 20;
 // shm's blocking CQ read spins in sched_yield (one busy core per endpoint),
-// so shm endpoints poll and back off from kIdlePollMinUs to kIdlePollMaxUs
-// while idle; posting work resets the back-off.
-// Right after a completion or a post the thread keeps polling (yielding the
-// core) for kHotPollUs first: a reply usually follows within that.
+// so shm endpoints poll instead: for kHotPoll after any completion or post
+// (yielding the core; a reply usually follows within that), then with timed
+// waits doubling from kIdlePollMinUs to kIdlePollMaxUs. Posting work ends
+// the wait at once.
 constexpr int64_t kIdlePollMinUs = 20;
 constexpr int64_t kIdlePollMaxUs = 1000;
 constexpr auto kHotPoll = std::chrono::microseconds(30);
@@ -691,8 +691,9 @@ struct ParkedShmEndpoint {
   fid_ep* ep;
   fi_info* info;
   fi_info* ep_info;
-  std::vector<std::unique_ptr<RecvBuffer>> recv_buffers;  // still posted
-  std::vector<OpContext*> ops;                            // still owned by the provider
+  // The receive buffers are freed: shm copies into a posted receive only
+  // during its own endpoint's progress, which a parked endpoint never makes.
+  std::vector<OpContext*> ops;  // still referenced by the provider
 };
 std::mutex g_parked_mu;
 std::vector<std::unique_ptr<ParkedShmEndpoint>>* g_parked = nullptr;  // GUARDED_BY(g_parked_mu)
@@ -714,9 +715,7 @@ FabricCore::~FabricCore() {
       while (!region.empty() && region.back() == '\0') region.pop_back();
     }
     auto parked = std::make_unique<ParkedShmEndpoint>();
-    *parked = ParkedShmEndpoint{region,   fabric_,  domain_,
-                                av_,      cq_,      ep_,
-                                info_,    ep_info_, std::move(recv_buffers_),
+    *parked = ParkedShmEndpoint{region, fabric_,  domain_, av_, cq_, ep_, info_, ep_info_,
                                 std::vector<OpContext*>(live_ops_.begin(), live_ops_.end())};
     std::lock_guard<std::mutex> lock(g_parked_mu);
     if (g_parked == nullptr) {
@@ -1508,7 +1507,10 @@ void FabricCore::handleCqError() {
       fiErrorText(err.err) + (prov_text && *prov_text ? std::string(" (") + prov_text + ")" : "");
   auto* ctx = static_cast<OpContext*>(err.op_context);
   if (ctx == nullptr) {
-    spdlog::warn("net {}: completion error without context: {}", address_, why);
+    // shm (1.17) reports a failed process_vm_readv/writev RMA this way: the
+    // operation cannot be told apart, so its waiter ends by its timeout.
+    spdlog::warn("net {}: completion error without context: {}{}", address_, why,
+                 shm_ ? " (a failed shm RMA: it will end by its timeout)" : "");
     return;
   }
   switch (ctx->kind) {

@@ -678,6 +678,17 @@ TEST(EndpointShmTest, MalformedNamesAreRefusedBeforeLibfabricSeesThem) {
   EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << refused.status().toString();
 }
 
+TEST(EndpointAddressTest, UnavailableProviderIsAnErrorNamingIt) {
+  // What verbs;ofi_rxm gives on a host without RDMA devices, with a name no
+  // host has.
+  EndpointOptions options = loopback("nosuchprovider;ofi_rxm");
+  auto refused = Endpoint::create(options);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFabricError);
+  EXPECT_NE(refused.status().message().find("nosuchprovider;ofi_rxm"), std::string::npos)
+      << refused.status().toString();
+}
+
 TEST(EndpointAddressTest, SocketProvidersRefuseLibfabricNames) {
   EndpointOptions options = loopback("tcp;ofi_rxm");
   options.listen = "fi_ns://meta";
