@@ -76,7 +76,7 @@ std::string ProgressMeter::line(bool final) const {
   out.resize(std::max<size_t>(out.size(), 5), ' ');
   out += "  " + formatCount(files);
   if (total_files_ > 0) out += "/" + formatCount(total_files_);
-  out += " files  " + formatBytes(bytes);
+  out += " " + unit_ + "  " + formatBytes(bytes);
   if (total_bytes_ > 0) out += "/" + formatBytes(total_bytes_);
   out += "  " + formatBytes(static_cast<uint64_t>(rate)) + "/s";
   if (final) {

@@ -27,6 +27,8 @@ class ProgressMeter {
   // Prints the final line (always), with the elapsed time and average rate.
   void finish();
   void setEnabled(bool enabled) { enabled_ = enabled; }
+  // What the counted items are called ("files" unless set; "moves" for repair).
+  void setUnit(std::string unit) { unit_ = std::move(unit); }
 
   uint64_t files() const { return files_.load(std::memory_order_relaxed); }
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
@@ -50,6 +52,7 @@ class ProgressMeter {
   const bool tty_;
   const std::chrono::steady_clock::time_point start_;
   bool enabled_ = true;
+  std::string unit_ = "files";
   bool finished_ = false;
   std::atomic<uint64_t> files_{0};
   std::atomic<uint64_t> bytes_{0};

@@ -9,6 +9,7 @@
 #include <deque>
 #include <future>
 #include <optional>
+#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -350,7 +351,7 @@ class Upload {
       if (!ok) continue;
       p.nodes = std::move(nodes);
       for (size_t u : p.members) batch.unique[u].chunk = p.id;
-      if (p.salt != 0) report_.replaced_chunks++;
+      if (resalt_first || tries > 0) report_.replaced_chunks++;
       return Status();
     }
     std::string names;
@@ -416,7 +417,8 @@ class Upload {
 
     auto flush = [&]() -> Status {
       if (builder.empty()) return Status();
-      SLUICE_ASSIGN_OR_RETURN(BuiltChunk chunk, builder.finish());
+      const uint32_t salt = static_cast<uint32_t>(salts_());
+      SLUICE_ASSIGN_OR_RETURN(BuiltChunk chunk, builder.finish(salt));
       for (size_t i = 0; i < members.size(); ++i) {
         UniqueRecord& u = batch.unique[members[i]];
         u.stored = true;
@@ -426,7 +428,7 @@ class Upload {
         report_.new_stored_bytes += u.location.stored_size;
         u.encoded.reset();
       }
-      Status s = submit(chunk, std::move(members), batch, pending, waitOne);
+      Status s = submit(chunk, salt, std::move(members), batch, pending, waitOne);
       members.clear();
       SLUICE_RETURN_IF_ERROR(s);
       return failure;
@@ -445,10 +447,11 @@ class Upload {
   }
 
   template <typename WaitOne>
-  Status submit(const BuiltChunk& chunk, std::vector<size_t> members, Batch& batch,
+  Status submit(const BuiltChunk& chunk, uint32_t salt, std::vector<size_t> members, Batch& batch,
                 std::deque<PendingChunk>& pending, WaitOne&& waitOne) {
     PendingChunk p;
     p.id = chunk.id;
+    p.salt = salt;
     p.members = std::move(members);
     if (chunk.bytes.size() > pool_->slotSize()) {
       SLUICE_ASSIGN_OR_RETURN(p.large, cluster_.endpoint().allocateMemory(chunk.bytes.size(),
@@ -570,6 +573,8 @@ class Upload {
   std::unique_ptr<BufferPool> pool_;
   std::optional<ProgressMeter> progress_;
   UploadReport report_;
+  // Chunk salts: random, so a chunk id never repeats one gc deleted.
+  std::mt19937 salts_{std::random_device{}()};
 };
 
 }  // namespace

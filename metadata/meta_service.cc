@@ -428,6 +428,21 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     return Status::ok();
   });
 
+  serve<w::ClaimOrphansRequest>(ep, MetaMethod::ClaimOrphans, [st](const auto& r, auto& fbb) {
+    std::vector<Hash128> chunks;
+    if (r.chunks() != nullptr) {
+      if (r.chunks()->size() > kMaxPageLimit) {
+        return invalidArgument("ClaimOrphans: more than " + std::to_string(kMaxPageLimit) + " chunks");
+      }
+      for (const w::Hash* h : *r.chunks()) chunks.push_back(fromWire(h));
+    }
+    SLUICE_ASSIGN_OR_RETURN(std::vector<Hash128> claimed, st->claimOrphans(chunks, r.dry_run()));
+    std::vector<w::Hash> out;
+    for (const auto& c : claimed) out.push_back(toWire(c));
+    fbb.Finish(w::CreateClaimOrphansResponseDirect(fbb, &out));
+    return Status::ok();
+  });
+
   // ---- repair
   StripeMover* mover = mover_;
   auto moveInfos = [](fb::FlatBufferBuilder& fbb, const std::vector<StripeMove>& moves) {

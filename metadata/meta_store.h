@@ -204,6 +204,12 @@ class MetaStore {
   // caller may delete them from the nodes. (Chunks held only by stale
   // drafts are collected once those drafts are removed.)
   Result<std::vector<GarbageChunk>> collectGarbage(uint32_t limit);
+  // Of `chunks` (found on storage nodes), tombstones and returns those no
+  // version or draft uses and the garbage list does not hold (already
+  // tombstoned ones are returned too), in one transaction: an upload that
+  // names one later is refused, so the caller may delete them. `dry_run`:
+  // which would be claimed, nothing written.
+  Result<std::vector<Hash128>> claimOrphans(std::span<const Hash128> chunks, bool dry_run = false);
 
  private:
   MetaStore(MetaStoreOptions options, std::unique_ptr<LmdbEnv> env);

@@ -280,6 +280,28 @@ Result<std::vector<GarbageChunk>> MetaStore::collectGarbage(uint32_t limit) {
   return out;
 }
 
+Result<std::vector<Hash128>> MetaStore::claimOrphans(std::span<const Hash128> chunks, bool dry_run) {
+  if (chunks.size() > kMaxPageLimit) {
+    return invalidArgument("chunks: at most " + std::to_string(kMaxPageLimit) + " per call");
+  }
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  std::string stamp;
+  putBe64(stamp, static_cast<uint64_t>(nowMs()));
+  std::vector<Hash128> claimed;
+  for (const Hash128& chunk : chunks) {
+    SLUICE_ASSIGN_OR_RETURN(bool live, chunkIsLive(txn, chunk));
+    if (live) continue;
+    SLUICE_ASSIGN_OR_RETURN(auto garbage, txn.find(Db::kGarbage, chunkKey(chunk)));
+    if (garbage) continue;  // collectGarbage's to take
+    SLUICE_ASSIGN_OR_RETURN(auto dead, txn.find(Db::kTombstones, chunkKey(chunk)));
+    if (!dead && !dry_run) SLUICE_RETURN_IF_ERROR(txn.put(Db::kTombstones, chunkKey(chunk), stamp));
+    claimed.push_back(chunk);
+  }
+  if (dry_run) return claimed;  // the transaction aborts unwritten
+  SLUICE_RETURN_IF_ERROR(txn.commit());
+  return claimed;
+}
+
 Result<Page<GarbageChunk>> MetaStore::listGarbage(int64_t grace_ms, std::string_view cursor,
                                                   uint32_t limit) const {
   if (grace_ms < 0) return invalidArgument("grace_ms: must not be negative");

@@ -244,8 +244,18 @@ Result<int> ChunkStore::stripeDir(uint32_t stripe, bool create) {
   return it->second;
 }
 
+namespace {
+int64_t steadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+uint64_t ageMs(int64_t stored_ms) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, steadyMs() - stored_ms));
+}
+}  // namespace
+
 void ChunkStore::insertLocked(const ChunkId& id, uint32_t stripe, uint64_t length) {
-  auto [it, inserted] = chunks_.emplace(id, Entry{stripe, length});
+  auto [it, inserted] = chunks_.emplace(id, Entry{stripe, length, steadyMs()});
   if (!inserted) return;
   StripeSet& s = stripes_[stripe];
   s.ids.insert(id);
@@ -551,7 +561,7 @@ std::optional<ChunkInfo> ChunkStore::find(const ChunkId& id) const {
   std::lock_guard lock(mu_);
   auto it = chunks_.find(id);
   if (it == chunks_.end()) return std::nullopt;
-  return ChunkInfo{id, it->second.stripe, it->second.length};
+  return ChunkInfo{id, it->second.stripe, it->second.length, ageMs(it->second.stored_ms)};
 }
 
 std::vector<ChunkInfo> ChunkStore::listStripe(uint32_t stripe, const std::optional<ChunkId>& after,
@@ -568,7 +578,8 @@ std::vector<ChunkInfo> ChunkStore::listStripe(uint32_t stripe, const std::option
       *more = true;
       break;
     }
-    out.push_back(ChunkInfo{*it, stripe, chunks_.at(*it).length});
+    const Entry& e = chunks_.at(*it);
+    out.push_back(ChunkInfo{*it, stripe, e.length, ageMs(e.stored_ms)});
   }
   return out;
 }

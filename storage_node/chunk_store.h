@@ -60,6 +60,10 @@ struct ChunkInfo {
   ChunkId id;
   uint32_t stripe = 0;
   uint64_t length = 0;
+  // At least this old: since its put, or since the store opened for chunks
+  // found on disk (gc spares young unreferenced chunks: an upload may not
+  // have told meta about them yet).
+  uint64_t age_ms = 0;
 };
 
 struct StripeStat {
@@ -171,6 +175,7 @@ class ChunkStore {
   struct Entry {
     uint32_t stripe;
     uint64_t length;
+    int64_t stored_ms = 0;  // steadyMs() when put or found at open
   };
   struct StripeSet {
     std::set<ChunkId> ids;

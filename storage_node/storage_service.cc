@@ -282,13 +282,14 @@ Result<StorageService::Body> StorageService::listStripe(net::IncomingCall& call)
   bool more = false;
   auto page = store_.listStripe(req->stripe(), after, limit, &more);
   std::vector<ws::Hash> ids;
-  std::vector<uint64_t> lengths;
+  std::vector<uint64_t> lengths, ages;
   for (const auto& c : page) {
     ids.push_back(storage::toWire(c.id));
     lengths.push_back(c.length);
+    ages.push_back(c.age_ms);
   }
-  flatbuffers::FlatBufferBuilder fbb(64 + page.size() * 24);
-  return finish(fbb, ws::CreateListStripeResponseDirect(fbb, &ids, &lengths, more));
+  flatbuffers::FlatBufferBuilder fbb(64 + page.size() * 32);
+  return finish(fbb, ws::CreateListStripeResponseDirect(fbb, &ids, &lengths, more, &ages));
 }
 
 Result<StorageService::Body> StorageService::stripeStats(net::IncomingCall& call) {

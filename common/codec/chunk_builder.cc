@@ -65,7 +65,7 @@ Result<uint32_t> ChunkBuilder::add(const EncodedRecord& record) {
   return static_cast<uint32_t>(records_.size() - 1);
 }
 
-Result<BuiltChunk> ChunkBuilder::finish() {
+Result<BuiltChunk> ChunkBuilder::finish(uint32_t salt) {
   if (records_.empty()) return failedPrecondition("cannot finish a chunk with no records");
   const size_t table_end = cf::kHeaderSize + records_.size() * cf::kEntrySize;
   BuiltChunk out;
@@ -75,7 +75,7 @@ Result<BuiltChunk> ChunkBuilder::finish() {
   cf::store16(p + cf::kVersionAt, cf::kVersion);
   cf::store16(p + cf::kFlagsAt, 0);
   cf::store32(p + cf::kCountAt, static_cast<uint32_t>(records_.size()));
-  cf::store32(p + cf::kSaltAt, 0);
+  cf::store32(p + cf::kSaltAt, salt);
   cf::store64(p + cf::kChunkSizeAt, out.bytes.size());
   out.records = std::move(records_);
   for (size_t i = 0; i < out.records.size(); ++i) {

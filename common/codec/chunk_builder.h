@@ -52,8 +52,10 @@ class ChunkBuilder {
   size_t size() const;
 
   // Lays out header, table and data, names the chunk and resets the builder
-  // for reuse. kFailedPrecondition if no record was added.
-  Result<BuiltChunk> finish();
+  // for reuse. kFailedPrecondition if no record was added. `salt`: see
+  // chunk_format.h (uploaders pick a random one so a chunk id never repeats
+  // one that gc deleted, even for the same records).
+  Result<BuiltChunk> finish(uint32_t salt = 0);
 
  private:
   size_t target_size_;

@@ -1149,5 +1149,43 @@ TEST_F(MetaStoreTest, CollectedChunksCannotBeReferencedAgain) {
   EXPECT_FALSE((*loc)[0].found);
 }
 
+// Chunks found on nodes: those a version or draft names, or that wait on the
+// garbage list, are not orphans; unknown ones are tombstoned, so a late
+// upload naming one is refused.
+TEST_F(MetaStoreTest, ClaimOrphansTakesOnlyChunksNothingNames) {
+  createDataset("imgs");
+  uint32_t v1 = draft("imgs");
+  add("imgs", v1, {makeFile("a", 1)});
+  commit("imgs", v1);
+  uint32_t v2 = draft("imgs");
+  add("imgs", v2, {makeFile("b", 2)});  // a draft's chunk
+  uint32_t v3 = draft("imgs");
+  add("imgs", v3, {makeFile("c", 3)});
+  commit("imgs", v3);
+  ASSERT_TRUE(store_->deleteVersion("imgs", v3, /*force=*/true).isOk());  // c: on the garbage list
+  const Hash128 a = makeFile("a", 1).extents[0].chunk, b = makeFile("b", 2).extents[0].chunk,
+                c = makeFile("c", 3).extents[0].chunk, orphan = makeFile("d", 4).extents[0].chunk;
+  const std::vector<Hash128> found = {a, b, c, orphan};
+  auto dry = store_->claimOrphans(found, /*dry_run=*/true);
+  ASSERT_TRUE(dry.isOk()) << dry.status().toString();
+  EXPECT_EQ(*dry, std::vector<Hash128>{orphan});
+  // A dry run wrote nothing: the orphan can still be named.
+  uint32_t v4 = draft("imgs");
+  ASSERT_TRUE(store_->addFiles("imgs", v4, std::vector<FileSpec>{makeFile("d", 4)}).isOk());
+  ASSERT_TRUE(store_->abortVersion("imgs", v4).isOk());
+  const Hash128 e = makeFile("e", 5).extents[0].chunk;
+  auto claimed = store_->claimOrphans(std::vector<Hash128>{a, e});
+  ASSERT_TRUE(claimed.isOk()) << claimed.status().toString();
+  EXPECT_EQ(*claimed, std::vector<Hash128>{e});
+  // Claimed again (another node's copy): still returned.
+  auto twice = store_->claimOrphans(std::vector<Hash128>{e});
+  ASSERT_TRUE(twice.isOk());
+  EXPECT_EQ(*twice, std::vector<Hash128>{e});
+  uint32_t v5 = draft("imgs");
+  auto r = store_->addFiles("imgs", v5, std::vector<FileSpec>{makeFile("e", 5)});
+  EXPECT_EQ(r.status().code(), StatusCode::kConflict);
+  EXPECT_EQ(store_->claimOrphans(std::vector<Hash128>(20000)).status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace sluice::meta

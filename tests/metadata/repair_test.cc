@@ -139,6 +139,34 @@ TEST(Repair, UploadsKeepWorkingWhileANodeIsDown) {
       EXPECT_EQ(copies[id], (std::set<int>{1, 3})) << version << " chunk " << id;
     }
   }
+
+  // The puts that landed before a failure left copies no version names; gc
+  // finds them on the nodes and deletes them, and nothing else.
+  ASSERT_TRUE(tc.restart("node2").isOk());
+  std::set<std::string> named;
+  for (const auto& [version, src] : {std::pair{"v1", src1}, std::pair{"v2", src2}, std::pair{"v3", src3}}) {
+    auto chunks = versionChunks(c, "up", version, src);
+    named.insert(chunks.begin(), chunks.end());
+  }
+  size_t orphans = 0;
+  for (const auto& [id, nodes] : chunkCopies(tc, 3)) orphans += named.count(id) ? 0 : nodes.size();
+  EXPECT_GT(orphans, 0u);
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (bool up = false; !up;) {
+    ASSERT_TRUE(c.refreshMap().isOk());
+    up = true;
+    for (const auto& n : c.map()->nodes()) up &= n.state == meta::NodeState::Up;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "node 2 never came back up";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  auto gc = tc.runCli({"gc", "--orphan-grace", "0"});
+  ASSERT_TRUE(gc.isOk());
+  EXPECT_EQ(gc->exit_code, 0) << gc->err;
+  EXPECT_NE(gc->out.find(std::to_string(orphans) + " orphan copies deleted"), std::string::npos) << gc->out;
+  for (const auto& [id, nodes] : chunkCopies(tc, 3)) EXPECT_TRUE(named.count(id)) << "orphan left: " << id;
+  expectReadsBack(c, "up", src1, "v1");
+  expectReadsBack(c, "up", src2, "v2");
+  expectReadsBack(c, "up", src3, "v3");
 }
 
 TEST(Repair, DeadNodeIsRepairedAfterTheGracePeriodAndCleanedWhenItReturns) {

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "client/progress.h"
@@ -174,7 +175,82 @@ int status(Context& ctx, bool nodes_only) {
 // Deletes what no version references: meta tombstones a batch (no upload
 // can reference those chunks again), then every node listing their stripes
 // deletes its copies. Reports the bytes freed.
-int collect(Context& ctx) {
+struct OrphanSweep {
+  uint64_t copies = 0;
+  uint64_t bytes = 0;
+};
+
+// Chunks on the nodes that meta knows nothing of — left by an upload that
+// died before telling meta, or by a put that failed on another replica — are
+// claimed from meta (tombstoned, so no late upload can name them) and
+// deleted. Only chunks older than the grace: a running upload tells meta
+// about its chunks within seconds of storing them.
+Result<OrphanSweep> sweepOrphans(client::Cluster& c, uint64_t grace_s, bool dry_run) {
+  OrphanSweep out;
+  auto map = c.map();
+  const uint64_t grace_ms = grace_s * 1000;
+  for (const auto& n : map->nodes()) {
+    if (n.state != meta::NodeState::Up && n.state != meta::NodeState::Draining) continue;
+    storage::StripeStatsRequestT stats_req;
+    SLUICE_ASSIGN_OR_RETURN(auto stats, (storageCall<storage::StripeStatsRequest, storage::StripeStatsResponse>(
+                                            c, n.id, storage::StorageMethod::StripeStats, stats_req, "StripeStats")));
+    std::vector<storage::Hash> candidates;
+    std::map<std::pair<uint64_t, uint64_t>, uint64_t> lengths;
+    auto claimAndDelete = [&]() -> Status {
+      if (candidates.empty()) return Status();
+      meta::ClaimOrphansRequestT claim;
+      for (const auto& h : candidates) claim.chunks.emplace_back(h.hi(), h.lo());
+      claim.dry_run = dry_run;
+      SLUICE_ASSIGN_OR_RETURN(auto claimed, (c.meta<meta::ClaimOrphansRequest, meta::ClaimOrphansResponse>(
+                                                meta::MetaMethod::ClaimOrphans, claim, "ClaimOrphans")));
+      candidates.clear();
+      storage::DeleteChunksRequestT del;
+      for (const auto& h : claimed->claimed) {
+        del.ids.emplace_back(h.hi(), h.lo());
+        out.bytes += lengths[{h.hi(), h.lo()}];
+      }
+      lengths.clear();
+      if (del.ids.empty()) return Status();
+      if (dry_run) {
+        out.copies += del.ids.size();
+        return Status();
+      }
+      SLUICE_ASSIGN_OR_RETURN(auto gone, (storageCall<storage::DeleteChunksRequest, storage::DeleteChunksResponse>(
+                                             c, n.id, storage::StorageMethod::DeleteChunks, del, "DeleteChunks")));
+      out.copies += gone->deleted_count;
+      return Status();
+    };
+    for (const auto& st : stats->stats) {
+      storage::ListStripeRequestT list;
+      list.stripe = st.stripe();
+      list.limit = 1000;
+      for (bool more = true; more;) {
+        SLUICE_ASSIGN_OR_RETURN(auto page, (storageCall<storage::ListStripeRequest, storage::ListStripeResponse>(
+                                               c, n.id, storage::StorageMethod::ListStripe, list, "ListStripe")));
+        if (page->ages_ms.size() != page->ids.size() || page->lengths.size() != page->ids.size()) {
+          return Status(StatusCode::kProtocolError, "ListStripe on node " + std::to_string(n.id) +
+                                                        ": ids, lengths and ages differ in count (an older node? "
+                                                        "upgrade it)");
+        }
+        for (size_t i = 0; i < page->ids.size(); ++i) {
+          if (page->ages_ms[i] < grace_ms) continue;
+          candidates.push_back(page->ids[i]);
+          lengths[{page->ids[i].hi(), page->ids[i].lo()}] = page->lengths[i];
+        }
+        if (candidates.size() >= 5000) SLUICE_RETURN_IF_ERROR(claimAndDelete());
+        more = page->more && !page->ids.empty();
+        if (more) {
+          list.after = std::make_unique<storage::Hash>(page->ids.back());
+          list.has_after = true;
+        }
+      }
+    }
+    SLUICE_RETURN_IF_ERROR(claimAndDelete());
+  }
+  return out;
+}
+
+int collect(Context& ctx, uint64_t orphan_grace_s) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
   client::Cluster& c = **cluster;
@@ -220,14 +296,23 @@ int collect(Context& ctx) {
       copies += (*gone)->deleted_count;
     }
   }
+  auto orphans = sweepOrphans(c, orphan_grace_s, /*dry_run=*/false);
+  if (!orphans.isOk()) return reportError(orphans.status());
   if (ctx.json) {
     Json j;
     j.beginObject().field("chunks_collected", chunks).field("copies_deleted", copies).field("bytes_freed", bytes)
-        .field("copies_on_unreachable_nodes", unreachable).endObject();
+        .field("copies_on_unreachable_nodes", unreachable).field("orphan_copies_deleted", orphans->copies)
+        .field("orphan_bytes_freed", orphans->bytes).endObject();
     std::printf("%s\n", j.str().c_str());
   } else {
     std::printf("gc: %s chunks collected, %s copies deleted, %s freed\n", ProgressMeter::formatCount(chunks).c_str(),
                 ProgressMeter::formatCount(copies).c_str(), ProgressMeter::formatBytes(bytes).c_str());
+    if (orphans->copies > 0) {
+      std::printf("gc: %s orphan copies deleted (chunks no version or draft names, older than %llu s: left by failed "
+                  "or interrupted uploads), %s freed\n",
+                  ProgressMeter::formatCount(orphans->copies).c_str(), static_cast<unsigned long long>(orphan_grace_s),
+                  ProgressMeter::formatBytes(orphans->bytes).c_str());
+    }
     if (unreachable > 0) {
       std::printf("gc: %s copies sit on nodes that are down and stay there until those nodes are "
                   "removed and their data directories wiped\n",
@@ -237,7 +322,7 @@ int collect(Context& ctx) {
   return kExitOk;
 }
 
-int gc(Context& ctx, uint64_t grace_seconds) {
+int gc(Context& ctx, uint64_t grace_seconds, uint64_t orphan_grace_s) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
   uint64_t count = 0;
@@ -261,14 +346,37 @@ int gc(Context& ctx, uint64_t grace_seconds) {
     }
     cursor = (*resp)->next_cursor;
   } while (!cursor.empty());
+  auto orphans = sweepOrphans(**cluster, orphan_grace_s, /*dry_run=*/true);
+  if (!orphans.isOk()) return reportError(orphans.status());
   if (ctx.json) {
-    j.endArray().field("unreferenced_chunks", count).endObject();
+    j.endArray().field("unreferenced_chunks", count).field("orphan_copies", orphans->copies)
+        .field("orphan_bytes", orphans->bytes).endObject();
     std::printf("%s\n", j.str().c_str());
   } else {
     std::printf("%s chunks are referenced by no version and no recent draft (in %zu stripes)\n",
                 ProgressMeter::formatCount(count).c_str(), per_stripe.size());
+    std::printf("%s orphan copies (%s) on the nodes are named by nothing in meta and older than %llu s\n",
+                ProgressMeter::formatCount(orphans->copies).c_str(), ProgressMeter::formatBytes(orphans->bytes).c_str(),
+                static_cast<unsigned long long>(orphan_grace_s));
   }
   return kExitOk;
+}
+
+// Bytes the pending moves still have to copy: each stripe's size on the
+// node it is copied from (a node that does not answer counts 0).
+uint64_t pendingMoveBytes(client::Cluster& c, const meta::ListMovesResponseT& moves) {
+  std::map<uint64_t, std::vector<uint32_t>> by_source;
+  for (const auto& m : moves.moves) by_source[m->source].push_back(m->stripe);
+  uint64_t bytes = 0;
+  for (const auto& [source, stripes] : by_source) {
+    storage::StripeStatsRequestT req;
+    req.stripes = stripes;
+    auto r = storageCall<storage::StripeStatsRequest, storage::StripeStatsResponse>(
+        c, source, storage::StorageMethod::StripeStats, req, "StripeStats");
+    if (!r.isOk()) continue;
+    for (const auto& st : (*r)->stats) bytes += st.bytes();
+  }
+  return bytes;
 }
 
 // Repairs now (unless only asked for status), then reports pending moves
@@ -303,6 +411,8 @@ int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
     }
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  std::optional<ProgressMeter> meter;
+  uint64_t moves_seen = 0, bytes_seen = 0;
   for (;;) {
     meta::ListMovesRequestT req;
     auto st = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, req, "ListMoves");
@@ -311,16 +421,20 @@ int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
     // Cleanups wait for their nodes to come back; the copies are the repair.
     bool done = r.moves.empty();
     if (!wait || done || std::chrono::steady_clock::now() > deadline) {
+      const uint64_t remaining = done ? 0 : pendingMoveBytes(**cluster, r);
+      if (meter) {
+        meter->add(r.moves_done - moves_seen, r.bytes_copied - bytes_seen);
+        meter->finish();
+      }
       if (ctx.json) {
         j.field("pending_moves", uint64_t{r.moves.size()}).field("pending_cleanups", r.cleanups)
-            .field("moves_done", r.moves_done).field("bytes_copied", r.bytes_copied)
+            .field("bytes_remaining", remaining).field("moves_done", r.moves_done).field("bytes_copied", r.bytes_copied)
             .field("chunks_deleted", r.chunks_deleted).endObject();
         std::printf("%s\n", j.str().c_str());
       } else {
-        if (!ctx.quiet && wait) std::fprintf(stderr, "\n");
-        std::printf("repair: %zu moves pending, %llu cleanups pending (nodes that left stripes, done once "
-                    "they are up); since sluice-meta started: %llu moves done, %s copied, %llu chunks "
-                    "deleted\n", r.moves.size(),
+        std::printf("repair: %zu moves pending (%s to copy), %llu cleanups pending (nodes that left stripes, done "
+                    "once they are up); since sluice-meta started: %llu moves done, %s copied, %llu chunks "
+                    "deleted\n", r.moves.size(), ProgressMeter::formatBytes(remaining).c_str(),
                     static_cast<unsigned long long>(r.cleanups), static_cast<unsigned long long>(r.moves_done),
                     ProgressMeter::formatBytes(r.bytes_copied).c_str(),
                     static_cast<unsigned long long>(r.chunks_deleted));
@@ -331,9 +445,17 @@ int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
       }
       return kExitOk;
     }
-    if (!ctx.quiet && !ctx.json) {
-      std::fprintf(stderr, "\rrepair: %zu moves left, %s copied ", r.moves.size(),
-                   ProgressMeter::formatBytes(r.bytes_copied).c_str());
+    if (!meter) {
+      // Totals from the first look: moves left and the bytes their stripes hold.
+      meter.emplace("repair", r.moves.size(), pendingMoveBytes(**cluster, r));
+      meter->setEnabled(!ctx.quiet && !ctx.json);
+      meter->setUnit("moves");
+      moves_seen = r.moves_done;
+      bytes_seen = r.bytes_copied;
+    } else {
+      meter->add(r.moves_done - moves_seen, r.bytes_copied - bytes_seen);
+      moves_seen = r.moves_done;
+      bytes_seen = r.bytes_copied;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
@@ -623,14 +745,17 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
 
   struct GcArgs {
     uint64_t grace = 3600;
+    uint64_t orphan_grace = 3600;
     bool dry_run = false;
   };
   auto ga = std::make_shared<GcArgs>();
   auto* g = app.add_subcommand("gc", "delete chunks that no version references any more, and report the bytes freed");
   g->add_flag("--dry-run", ga->dry_run, "only list what is unreferenced (also by drafts idle longer than --grace)");
   g->add_option("--grace", ga->grace, "with --dry-run: seconds a draft protects its chunks (default 3600)");
+  g->add_option("--orphan-grace", ga->orphan_grace,
+                "seconds before a chunk no version or draft names (left by a failed upload) is deleted (default 3600)");
   g->callback([&ctx, &action, ga] {
-    action = [&ctx, ga] { return ga->dry_run ? gc(ctx, ga->grace) : collect(ctx); };
+    action = [&ctx, ga] { return ga->dry_run ? gc(ctx, ga->grace, ga->orphan_grace) : collect(ctx, ga->orphan_grace); };
   });
 }
 
