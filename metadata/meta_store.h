@@ -112,6 +112,9 @@ class MetaStore {
   // the move, and queue a cleanup of the stripe on `from`.
   Status completeMove(const StripeMove& move);
   // Forgets a move that cannot proceed (its nodes changed); planned anew.
+  // Its target may hold part of the copy: a cleanup of the stripe on the
+  // target is queued in the same transaction (it deletes only what the map
+  // does not give the target, once the map's nodes hold it).
   Status dropMove(uint32_t stripe);
   Result<std::vector<StripeCleanup>> listCleanups() const;
   Status finishCleanup(const StripeCleanup& cleanup);

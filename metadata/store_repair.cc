@@ -266,7 +266,11 @@ Status MetaStore::completeMove(const StripeMove& move) {
 
 Status MetaStore::dropMove(uint32_t stripe) {
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  SLUICE_ASSIGN_OR_RETURN(auto pending, txn.find(Db::kMoves, moveKey(stripe)));
+  if (!pending) return Status::ok();
+  SLUICE_ASSIGN_OR_RETURN(StripeMove m, decodeMove(moveKey(stripe), *pending));
   SLUICE_RETURN_IF_ERROR(txn.del(Db::kMoves, moveKey(stripe)));
+  SLUICE_RETURN_IF_ERROR(txn.put(Db::kCleanups, cleanupKey(m.to, stripe), ""));
   return txn.commit();
 }
 

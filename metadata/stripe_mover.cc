@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "common/core/metrics.h"
 #include "common/wire/storage_generated.h"
 #include "common/wire/typed_call.h"
@@ -28,10 +30,10 @@ void StripeMover::start() { thread_ = std::thread([this] { loop(); }); }
 
 void StripeMover::stop() {
   {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
+    std::lock_guard lock(signal_->mu);
+    signal_->stopping = true;
   }
-  cv_.notify_all();
+  signal_->cv.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -42,11 +44,7 @@ Result<std::vector<StripeMove>> StripeMover::repairNow() {
     if (n.state == NodeState::kDown) down.push_back(n.id);
   }
   SLUICE_ASSIGN_OR_RETURN(auto planned, store_.planRepairs(down));
-  {
-    std::lock_guard lock(mu_);
-    wake_ = true;
-  }
-  cv_.notify_all();
+  signal_->notify();
   return planned;
 }
 
@@ -55,11 +53,12 @@ MoverProgress StripeMover::progress() const {
 }
 
 void StripeMover::loop() {
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    cv_.wait_for(lock, options_.tick, [&] { return stopping_ || wake_; });
-    if (stopping_) break;
-    wake_ = false;
+  Signal& sig = *signal_;
+  std::unique_lock lock(sig.mu);
+  while (!sig.stopping) {
+    sig.cv.wait_for(lock, options_.tick, [&] { return sig.stopping || sig.wake; });
+    if (sig.stopping) break;
+    sig.wake = false;
     lock.unlock();
     tick();
     lock.lock();
@@ -102,40 +101,25 @@ void StripeMover::tick() {
       spdlog::info("mover: planned {} stripe moves away from down or draining nodes", planned->size());
     }
   }
-  // 2. Pending moves, one after another (each copy is throttled by the
-  // nodes), each against the map as it is now. A node that does not answer
-  // ends the round: the next one starts from a fresh map and node states.
-  auto moves = store_.listMoves();
-  if (moves.isOk()) {
-    for (const auto& m : *moves) {
-      {
-        std::lock_guard lock(mu_);
-        if (stopping_) return;
-      }
-      auto current = store_.clusterMap();
-      if (!current.isOk()) return;
-      std::map<uint64_t, NodeState> now_state;
-      for (const auto& n : current->nodes) now_state[n.id] = n.state;
-      bool source_alive = now_state[m.source] == NodeState::kUp || now_state[m.source] == NodeState::kDraining;
-      if (now_state[m.to] != NodeState::kUp || !source_alive) {
-        // A node of the move went away: plan it again with the nodes there are.
-        (void)store_.dropMove(m.stripe);
-        continue;
-      }
-      Status s = execute(m, *current);
-      if (!s.isOk()) {
-        spdlog::warn("mover: stripe {} ({} -> {}): {}", m.stripe, m.from, m.to, s.toString());
-        if (s.code() == StatusCode::kTimeout || s.code() == StatusCode::kUnavailable) break;
-      }
-    }
+  // 2. Pending moves: copies in flight, finished, or to start.
+  runMoves();
+  // 4. Corrupt chunks found by scrubbers, every five seconds (ticks also
+  // come early, when copies finish).
+  if (now - last_corrupt_check_ >= std::chrono::seconds(5)) {
+    last_corrupt_check_ = now;
+    repairCorrupt(*map);
   }
-  // 4. Corrupt chunks found by scrubbers, every fifth round.
-  if (ticks_++ % 5 == 0) repairCorrupt(*map);
 
   // 3. Cleanups on nodes that are up.
   auto cleanups = store_.listCleanups();
-  if (cleanups.isOk()) {
+  auto pending_moves = store_.listMoves();
+  if (cleanups.isOk() && pending_moves.isOk()) {
+    // A node a pending move copies a stripe to keeps what it has of it: the
+    // copy resumes from there, and the switch needs all of it.
+    std::set<std::pair<uint64_t, uint32_t>> copying;
+    for (const auto& m : *pending_moves) copying.insert({m.to, m.stripe});
     for (const auto& c : *cleanups) {
+      if (copying.count({c.node, c.stripe})) continue;
       if (state.count(c.node) == 0 || state[c.node] == NodeState::kRemoved) {
         (void)store_.finishCleanup(c);
         continue;
@@ -150,9 +134,76 @@ void StripeMover::tick() {
   }
 }
 
-Status StripeMover::execute(const StripeMove& m, const ClusterMap& map) {
-  static Counter& moves = MetricsRegistry::global().counter("sluice_meta_stripe_moves_total", "stripe replicas moved (repair)");
-  static Counter& bytes = MetricsRegistry::global().counter("sluice_meta_moved_bytes_total", "chunk bytes copied by stripe moves");
+void StripeMover::runMoves() {
+  auto moves = store_.listMoves();
+  auto map = store_.clusterMap();
+  if (!moves.isOk() || !map.isOk()) return;
+  std::map<uint64_t, NodeState> state;
+  for (const auto& n : map->nodes) state[n.id] = n.state;
+  auto alive = [&](uint64_t id) {
+    auto it = state.find(id);
+    return it != state.end() && (it->second == NodeState::kUp || it->second == NodeState::kDraining);
+  };
+  std::map<uint32_t, StripeMove> pending;
+  for (const auto& m : *moves) pending[m.stripe] = m;
+
+  // Copies in flight: finished ones switch the map; ones whose nodes went
+  // away (or whose move is gone) are abandoned, their reply ignored.
+  for (auto it = copies_.begin(); it != copies_.end();) {
+    Copy& c = *it->second;
+    bool done;
+    {
+      std::lock_guard lock(c.mu);
+      done = c.done;
+    }
+    const StripeMove& m = c.move;
+    auto p = pending.find(m.stripe);
+    const bool current = p != pending.end() && p->second.from == m.from && p->second.to == m.to;
+    if (done) {
+      if (current) {
+        Status s = finishCopy(c);
+        if (!s.isOk()) spdlog::warn("mover: stripe {} ({} -> {}): {}", m.stripe, m.from, m.to, s.toString());
+      }
+      it = copies_.erase(it);
+      continue;
+    }
+    if (current && (state[m.to] != NodeState::kUp || !alive(m.source))) {
+      spdlog::warn("mover: stripe {}: copy to node {} from node {} abandoned (node {} is {}); planned anew",
+                   m.stripe, m.to, m.source, state[m.to] != NodeState::kUp ? m.to : m.source,
+                   state[m.to] != NodeState::kUp ? "no longer up" : "gone");
+      (void)store_.dropMove(m.stripe);
+      it = copies_.erase(it);
+      continue;
+    }
+    if (!current) {
+      it = copies_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+
+  // Pending moves on targets with no copy in flight.
+  std::set<uint64_t> busy;
+  for (const auto& [stripe, c] : copies_) busy.insert(c->move.to);
+  for (const auto& [stripe, m] : pending) {
+    if (copies_.size() >= options_.max_parallel_moves) break;
+    if (copies_.count(stripe) || busy.count(m.to)) continue;
+    if (stopping()) return;
+    if (state[m.to] != NodeState::kUp || !alive(m.source)) {
+      // A node of the move went away: plan it again with the nodes there are.
+      (void)store_.dropMove(m.stripe);
+      continue;
+    }
+    Status s = startCopy(m, *map);
+    if (!s.isOk()) {
+      spdlog::warn("mover: stripe {} ({} -> {}): {}", m.stripe, m.from, m.to, s.toString());
+      continue;
+    }
+    busy.insert(m.to);
+  }
+}
+
+Status StripeMover::startCopy(const StripeMove& m, const ClusterMap& map) {
   SLUICE_ASSIGN_OR_RETURN(net::PeerId target, peerOf(m.to, map));
   std::string source_address;
   for (const auto& n : map.nodes) {
@@ -162,9 +213,32 @@ Status StripeMover::execute(const StripeMove& m, const ClusterMap& map) {
   req.stripe = m.stripe;
   req.source = source_address;
   req.rate_bytes_per_sec = m.rate_bytes_per_sec != 0 ? m.rate_bytes_per_sec : options_.rate_bytes_per_sec;
-  SLUICE_ASSIGN_OR_RETURN(auto reply, (wire::typedCall<storage::FetchChunksRequest, storage::FetchChunksResponse>(
-                                          endpoint_, target, storageOp(storage::StorageMethod::FetchChunks),
-                                          req, "FetchChunks", options_.transfer_timeout)));
+  auto copy = std::make_shared<Copy>();
+  copy->move = m;
+  copies_[m.stripe] = copy;
+  std::vector<uint8_t> body = wire::packBody<storage::FetchChunksRequest>(req);
+  endpoint_.callAsync(target, storageOp(storage::StorageMethod::FetchChunks), body, options_.transfer_timeout,
+                      [copy, signal = signal_](Result<std::vector<uint8_t>> reply) {
+                        auto r = reply.isOk() ? wire::unpackBody<storage::FetchChunksResponse>(*reply, "FetchChunks")
+                                              : Result<std::unique_ptr<storage::FetchChunksResponseT>>(
+                                                    wire::withCallContext(reply.status(), "FetchChunks"));
+                        {
+                          std::lock_guard lock(copy->mu);
+                          copy->reply = std::move(r);
+                          copy->done = true;
+                        }
+                        signal->notify();
+                      });
+  return Status::ok();
+}
+
+Status StripeMover::finishCopy(Copy& c) {
+  static Counter& moves = MetricsRegistry::global().counter("sluice_meta_stripe_moves_total", "stripe replicas moved (repair)");
+  static Counter& bytes = MetricsRegistry::global().counter("sluice_meta_moved_bytes_total", "chunk bytes copied by stripe moves");
+  const StripeMove& m = c.move;
+  std::lock_guard lock(c.mu);
+  if (!c.reply.isOk()) return c.reply.status();
+  const auto& reply = *c.reply;
   if (!reply->result) return Status(StatusCode::kProtocolError, "FetchChunks: no result");
   const auto* resp = reply->result.get();
   // Switch only when every chunk the source listed is on the new home.

@@ -4,7 +4,11 @@
 // than the grace period (MetaStore::planRepairs), (2) carries out pending
 // moves: the new home fetches the stripe's chunks from a live replica
 // (FetchChunks, verified on arrival, node to node), then the map switches to
-// a new epoch (MetaStore::completeMove), and (3) carries out cleanups: a node
+// a new epoch (MetaStore::completeMove). Copies run asynchronously, one per
+// target node at a time and up to max_parallel_moves at once; a copy whose
+// target or source goes down or away is abandoned and its move planned anew
+// (a cut-off node must not hold repair up until its call times out). (3) It
+// carries out cleanups: a node
 // that is up again and left a stripe deletes the chunks it no longer needs
 // (ListStripe, MetaStore::chunkReplication, DeleteChunks), and (4) every few
 // ticks re-fetches chunks the nodes' scrubbers quarantined from a replica.
@@ -22,10 +26,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "common/net/endpoint.h"
+#include "common/wire/storage_generated.h"
 #include "metadata/meta_store.h"
 
 namespace sluice::meta {
@@ -36,6 +42,8 @@ struct MoverOptions {
   std::chrono::milliseconds tick{1000};
   uint64_t rate_bytes_per_sec = 0;  // per copy; 0: the storage node's default
   net::Duration transfer_timeout = std::chrono::minutes(30);
+  // Copies in flight at once (each to a different target node).
+  size_t max_parallel_moves = 4;
   net::Duration call_timeout = std::chrono::seconds(10);
 };
 
@@ -62,7 +70,21 @@ class StripeMover {
  private:
   void loop();
   void tick();
-  Status execute(const StripeMove& move, const ClusterMap& map);
+  // What one asynchronous copy reports; shared with its reply callback, which
+  // may run after the mover is gone.
+  struct Copy {
+    StripeMove move;
+    std::mutex mu;
+    bool done = false;  // GUARDED_BY(mu)
+    Result<std::unique_ptr<wire::storage::FetchChunksResponseT>> reply{Status(StatusCode::kInternal, "")};
+  };
+  // Starts the copy of `move` to its target.
+  Status startCopy(const StripeMove& move, const ClusterMap& map);
+  // Switches the map for a finished copy, or says why it did not.
+  Status finishCopy(Copy& copy);
+  // Drops copies whose nodes went away, finishes the ones that replied and
+  // starts pending moves on idle targets.
+  void runMoves();
   Status cleanup(const StripeCleanup& cleanup, const ClusterMap& map);
   // Chunks a node's scrub found corrupt (and quarantined) are fetched again
   // from a replica that has them.
@@ -74,16 +96,33 @@ class StripeMover {
   const MoverOptions options_;
   std::map<uint64_t, std::chrono::steady_clock::time_point> down_since_;  // loop thread only
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
-  bool wake_ = false;      // GUARDED_BY(mu_)
+  // Shared with copies' reply callbacks, which wake the loop when a copy
+  // finishes and may run after the mover is gone.
+  struct Signal {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stopping = false;  // GUARDED_BY(mu)
+    bool wake = false;      // GUARDED_BY(mu)
+    void notify() {
+      {
+        std::lock_guard lock(mu);
+        wake = true;
+      }
+      cv.notify_all();
+    }
+  };
+  std::shared_ptr<Signal> signal_ = std::make_shared<Signal>();
+  bool stopping() const {
+    std::lock_guard lock(signal_->mu);
+    return signal_->stopping;
+  }
   std::thread thread_;
 
   std::atomic<uint64_t> moves_done_{0}, chunks_copied_{0}, bytes_copied_{0};
   std::atomic<uint64_t> cleanups_done_{0}, chunks_deleted_{0};
   std::atomic<uint64_t> corrupt_repaired_{0};
-  uint64_t ticks_ = 0;  // loop thread only
+  std::chrono::steady_clock::time_point last_corrupt_check_{};  // loop thread only
+  std::map<uint32_t, std::shared_ptr<Copy>> copies_;  // by stripe; loop thread only
 };
 
 }  // namespace sluice::meta

@@ -3,6 +3,8 @@
 // period sluice-meta copies its stripes node to node, so every chunk has two
 // live copies again; when the node comes back, the copies it no longer
 // needs are deleted, so no chunk is left with three.
+#include <signal.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -167,6 +169,94 @@ TEST(Repair, UploadsKeepWorkingWhileANodeIsDown) {
   expectReadsBack(c, "up", src1, "v1");
   expectReadsBack(c, "up", src2, "v2");
   expectReadsBack(c, "up", src3, "v3");
+}
+
+// A copy target that hangs (SIGSTOP: its connections stay open, nothing
+// answers) must not hold up the rest of a repair until its call times out:
+// once meta sees it down, its copies are abandoned and planned anew, and the
+// moves to the other node finish meanwhile. When it resumes, everything ends
+// with two copies.
+TEST(Repair, RepairGoesOnWhileACopyTargetHangs) {
+  TestCluster::Options o;
+  o.nodes = 3;
+  o.replication = 2;
+  o.extra_meta_args = {"--heartbeat_timeout", "2s", "--repair_grace", "1s", "--repair_rate", "2M"};
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk());
+  client::Cluster& c = **conn;
+  createDataset(c, "hang", 2);
+  const std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 200; ++i) {
+    writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(60000 + static_cast<size_t>(i) * 977, i + 7));
+  }
+  ASSERT_TRUE(client::uploadDirectory(c, src, "hang", client::UploadOptions{}).isOk());
+  // Node ids by data directory: the map lists them, the test names them by index.
+  const pid_t node3 = tc.state().nodes[2].pid;
+  ASSERT_GT(node3, 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{node3};
+
+  ASSERT_TRUE(tc.kill("node1").isOk());
+  // Wait for copies to start, then freeze node 3.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    auto m = listMoves(c);
+    ASSERT_NE(m, nullptr);
+    if (!m->moves.empty() || m->moves_done > 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no repair was planned";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(::kill(node3, SIGSTOP), 0);
+  // The moves to the other live node finish while node 3 hangs (the copy
+  // timeout is 30 minutes: only abandoning the hung copies gets there).
+  uint64_t to_other = 0;
+  for (;;) {
+    auto m = listMoves(c);
+    ASSERT_NE(m, nullptr);
+    bool waiting = false;
+    for (const auto& mv : m->moves) {
+      const client::NodeEntry* target = nullptr;
+      ASSERT_TRUE(c.refreshMap().isOk());
+      target = c.map()->node(mv->to);
+      ASSERT_NE(target, nullptr);
+      // A move to a node that is up (not the frozen one) is still pending.
+      waiting |= target->state == meta::NodeState::Up;
+    }
+    if (!waiting) {
+      to_other = m->moves_done;
+      break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline + std::chrono::seconds(60))
+        << "moves to the live node stalled behind the hung one";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_GT(to_other, 0u);
+
+  ASSERT_EQ(::kill(node3, SIGCONT), 0);
+  ASSERT_TRUE(tc.runCli({"repair", "--timeout", "120", "-q"}).isOk());
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    auto m = listMoves(c);
+    ASSERT_NE(m, nullptr);
+    // (Cleanups of node 1 wait for it to return; the moves are the repair.)
+    if (m->moves.empty()) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "repair did not finish after node 3 resumed: " << m->moves.size() << " moves pending, first stripe "
+        << m->moves[0]->stripe << " " << m->moves[0]->from << " -> " << m->moves[0]->to;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  // Node 1 is gone: every chunk is on both live nodes, once each.
+  for (const auto& [chunk, nodes] : chunkCopies(tc, 3)) {
+    std::set<int> live = nodes;
+    live.erase(1);
+    EXPECT_EQ(live, (std::set<int>{2, 3})) << chunk;
+  }
+  expectReadsBack(c, "hang", src);
 }
 
 TEST(Repair, DeadNodeIsRepairedAfterTheGracePeriodAndCleanedWhenItReturns) {
