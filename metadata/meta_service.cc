@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <string_view>
 #include <vector>
 
@@ -97,6 +98,14 @@ void serve(net::Endpoint& ep, MetaMethod method, Body<Req> body) {
   });
 }
 
+// How often nodes should heartbeat: a quarter of the timeout, so a node
+// misses three in a row before it is marked down. Told in every
+// RegisterNode and Heartbeat answer, so nodes follow a restarted meta's new
+// --heartbeat_timeout without restarting themselves.
+uint32_t heartbeatIntervalMs(const MetaStoreOptions& o) {
+  return static_cast<uint32_t>(std::clamp<int64_t>(o.heartbeat_timeout_ms / 4, 50, 3'600'000));
+}
+
 Status checkEnum(bool ok, const char* field) {
   return ok ? Status::ok() : invalidArgument(std::string(field) + ": unknown enum value");
 }
@@ -114,8 +123,7 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
                          usageOf(r.capacity_bytes(), r.used_bytes(), r.chunk_count(), 0)));
     w::Hash cid = toWire(res.cluster_id);
     fbb.Finish(w::CreateRegisterNodeResponse(
-        fbb, &cid, res.node_id, res.map_epoch,
-        static_cast<uint32_t>(std::max<int64_t>(st->options().heartbeat_timeout_ms / 4, 100))));
+        fbb, &cid, res.node_id, res.map_epoch, heartbeatIntervalMs(st->options())));
     return Status::ok();
   });
   serve<w::HeartbeatRequest>(ep, MetaMethod::Heartbeat, [st](const auto& r, auto& fbb) {
@@ -123,7 +131,8 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
         HeartbeatResult res,
         st->heartbeat(fromWire(r.cluster_id()), r.node_id(),
                       usageOf(r.capacity_bytes(), r.used_bytes(), r.chunk_count(), r.error_count())));
-    fbb.Finish(w::CreateHeartbeatResponse(fbb, res.map_epoch, static_cast<w::NodeState>(res.state)));
+    fbb.Finish(w::CreateHeartbeatResponse(fbb, res.map_epoch, static_cast<w::NodeState>(res.state),
+                                          heartbeatIntervalMs(st->options())));
     return Status::ok();
   });
   serve<w::GetClusterMapRequest>(ep, MetaMethod::GetClusterMap, [st](const auto& r, auto& fbb) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "common/net/address.h"
 #include "metadata/encoding.h"
 #include "metadata/limits.h"
 #include "metadata/placement.h"
@@ -193,13 +194,31 @@ Status MetaStore::replaceMap(Txn& txn, bool node_states_changed) {
   return Status::ok();
 }
 
+namespace {
+
+// What a node may advertise: an address others can connect to. A wildcard
+// host or port 0 is what it listens on, not where to reach it.
+Status checkNodeAddress(const std::string& address) {
+  SLUICE_RETURN_IF_ERROR(net::checkAddress(address));
+  if (net::isFabricName(address)) return Status::ok();
+  SLUICE_ASSIGN_OR_RETURN(net::HostPort hp, net::parseHostPort(address));
+  if (hp.host.empty() || hp.host == "0.0.0.0" || hp.host == "::" || hp.port == "0") {
+    return invalidArgument("address \"" + address +
+                           "\": a wildcard host or port 0 is not an address peers can reach; "
+                           "start sluice-storage with --advertise host:port");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<RegisterResult> MetaStore::registerNode(const Hash128& cluster_id, uint64_t node_id,
                                                std::string_view address, const NodeUsage& usage) {
-  if (address.empty() || address.size() > kMaxAddressLength ||
-      address.find(':') == std::string_view::npos) {
+  if (address.empty() || address.size() > kMaxAddressLength) {
     return invalidArgument("address: expected host:port of at most " +
                            std::to_string(kMaxAddressLength) + " bytes");
   }
+  SLUICE_RETURN_IF_ERROR(checkNodeAddress(std::string(address)));
   if (node_id != 0 || !cluster_id.isZero()) {
     SLUICE_RETURN_IF_ERROR(checkClusterId(cluster_id, params_.cluster_id));
   }
@@ -237,11 +256,13 @@ Result<RegisterResult> MetaStore::registerNode(const Hash128& cluster_id, uint64
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kNodes, nodeKey(node_id), encodeNode(rec)));
   SLUICE_RETURN_IF_ERROR(replaceMap(txn, state_changed));
   SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64(txn, kKeyEpoch));
-  SLUICE_RETURN_IF_ERROR(txn.commit());
   {
+    // Before the commit: markStaleNodesDown() checks last_seen_ inside its own
+    // write transaction, so it either runs before this one or sees this time.
     std::lock_guard<std::mutex> lock(liveness_mu_);
     last_seen_[node_id] = steadyMs();
   }
+  SLUICE_RETURN_IF_ERROR(txn.commit());
   return RegisterResult{params_.cluster_id, node_id, epoch};
 }
 
@@ -267,11 +288,12 @@ Result<HeartbeatResult> MetaStore::heartbeat(const Hash128& cluster_id, uint64_t
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kNodes, nodeKey(node_id), encodeNode(rec)));
   if (came_back || capacity_changed) SLUICE_RETURN_IF_ERROR(replaceMap(txn, came_back));
   SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64(txn, kKeyEpoch));
-  SLUICE_RETURN_IF_ERROR(txn.commit());
   {
+    // Before the commit, as in registerNode().
     std::lock_guard<std::mutex> lock(liveness_mu_);
     last_seen_[node_id] = steadyMs();
   }
+  SLUICE_RETURN_IF_ERROR(txn.commit());
   return HeartbeatResult{epoch, rec.state};
 }
 

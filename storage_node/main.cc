@@ -1,6 +1,8 @@
 // sluice-storage: the storage node daemon.
 //
-//   sluice-storage --data_dir /var/lib/sluice/storage --listen 0.0.0.0:7100 --meta 10.0.0.1:7000
+//   sluice-storage --data_dir /var/lib/sluice/storage --listen 10.0.0.5:7100 --meta 10.0.0.1:7400
+//   sluice-storage --data_dir /var/lib/sluice/storage --listen 0.0.0.0:7100
+//       --advertise 10.0.0.5:7100 --meta 10.0.0.1:7400   (a wildcard listen needs --advertise)
 //   sluice-storage --data_dir /var/lib/sluice/storage --config /etc/sluice/storage.toml
 //   sluice-storage --standalone --data_dir /tmp/s1 --listen 127.0.0.1:0 --ready_file /tmp/s1.addr
 //
@@ -33,6 +35,7 @@ namespace {
 struct DaemonOptions {
   std::string data_dir;
   std::string listen;
+  std::string advertise;
   std::string provider;
   std::string meta;
   bool standalone = false;
@@ -54,6 +57,9 @@ struct DaemonOptions {
 void declare(ConfigSchema& s, DaemonOptions& o) {
   s.addString("data_dir", &o.data_dir, "", "directory holding chunks (required)")
       .addString("listen", &o.listen, "127.0.0.1:0", "fabric address to serve on (port 0: any)")
+      .addString("advertise", &o.advertise, "",
+                 "address clients and peers reach this node at, registered with sluice-meta "
+                 "(required when listen is a wildcard such as 0.0.0.0; port 0: the bound port)")
       .addString("provider", &o.provider, "tcp;ofi_rxm", "libfabric provider")
       .addString("meta", &o.meta, "", "sluice-meta address host:port (required unless --standalone)")
       .addBool("standalone", &o.standalone, false, "run without sluice-meta (tests, benches)")
@@ -135,6 +141,12 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "sluice-storage: give --meta host:port, or --standalone to run without sluice-meta\n");
     return 2;
   }
+  // Standalone nodes register nowhere: a wildcard listen needs no advertise address there.
+  if (Status s = checkAdvertise(o.listen, o.advertise);
+      !s.isOk() && (!o.standalone || !o.advertise.empty())) {
+    std::fprintf(stderr, "sluice-storage: %s\n", s.toString().c_str());
+    return 2;
+  }
   if (Status s = initLogging("sluice-storage", o.log); !s.isOk()) {
     std::fprintf(stderr, "sluice-storage: %s\n", s.toString().c_str());
     return 2;
@@ -192,7 +204,9 @@ int run(int argc, char** argv) {
   (*service)->setIdentity(identity, o.standalone);
   (*service)->registerHandlers();
   if (Status s = (*endpoint)->start(); !s.isOk()) return fail("starting the fabric endpoint", s);
-  const std::string address = (*endpoint)->address();
+  auto advertised = advertisedAddress(o.advertise, (*endpoint)->address());
+  if (!advertised.isOk()) return fail("advertise", advertised.status());
+  const std::string address = *advertised;
 
   std::unique_ptr<MetaReporter> reporter;
   if (!o.standalone) {
@@ -232,8 +246,9 @@ int run(int argc, char** argv) {
   if (!o.ready_file.empty()) {
     if (Status s = writeReadyFile(o.ready_file, address); !s.isOk()) return fail("ready file", s);
   }
-  spdlog::info("serving on {} ({}) as node {}{}", address, (*endpoint)->provider(), identity.node_id,
-               o.standalone ? " (standalone)" : "");
+  spdlog::info("serving on {}{} ({}) as node {}{}", (*endpoint)->address(),
+               address == (*endpoint)->address() ? "" : ", advertised as " + address,
+               (*endpoint)->provider(), identity.node_id, o.standalone ? " (standalone)" : "");
   std::printf("sluice-storage: serving on %s\n", address.c_str());
   std::fflush(stdout);
 

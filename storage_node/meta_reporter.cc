@@ -2,8 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <utility>
 
+#include "common/net/address.h"
 #include "common/wire/meta_generated.h"
 #include "common/wire/typed_call.h"
 
@@ -17,7 +20,53 @@ uint16_t metaOpcode(wm::MetaMethod m) {
   return net::makeOpcode(net::ServiceId::kMeta, static_cast<uint8_t>(m));
 }
 
+bool isWildcardHost(const std::string& host) {
+  return host.empty() || host == "0.0.0.0" || host == "::";
+}
+
 }  // namespace
+
+Status checkAdvertise(const std::string& listen, const std::string& advertise) {
+  if (advertise.empty()) {
+    if (net::isFabricName(listen)) return Status::ok();
+    bool wildcard = listen.empty();
+    if (!wildcard) {
+      auto hp = net::parseHostPort(listen);
+      if (!hp.isOk()) return hp.status().withContext("listen");
+      wildcard = isWildcardHost(hp->host);
+    }
+    if (wildcard) {
+      return invalidArgument("listen address '" + listen +
+                             "' binds every interface, so it is no address to give peers: pass "
+                             "--advertise host:port (the address clients and other nodes reach "
+                             "this node at; port 0: the port it binds)");
+    }
+    return Status::ok();
+  }
+  SLUICE_RETURN_IF_ERROR(net::checkAddress(advertise).withContext("advertise"));
+  if (net::isFabricName(advertise)) return Status::ok();
+  auto hp = net::parseHostPort(advertise);
+  if (!hp.isOk()) return hp.status().withContext("advertise");
+  if (isWildcardHost(hp->host)) {
+    return invalidArgument("advertise address '" + advertise +
+                           "': give the host peers connect to, not a wildcard");
+  }
+  return Status::ok();
+}
+
+Result<std::string> advertisedAddress(const std::string& advertise, const std::string& bound) {
+  if (advertise.empty()) return bound;
+  if (net::isFabricName(advertise)) return advertise;
+  SLUICE_ASSIGN_OR_RETURN(net::HostPort hp, net::parseHostPort(advertise));
+  if (hp.port != "0") return advertise;
+  auto bound_hp = net::parseHostPort(bound);
+  if (!bound_hp.isOk()) {
+    return invalidArgument("advertise address '" + advertise + "' has port 0, but the endpoint '" +
+                           bound + "' has no port to take: give the port");
+  }
+  std::string host = hp.host.find(':') != std::string::npos ? "[" + hp.host + "]" : hp.host;
+  return host + ":" + bound_hp->port;
+}
 
 MetaReporter::MetaReporter(net::Endpoint& endpoint, ChunkStore& store, MetaReporterOptions options)
     : endpoint_(endpoint), store_(store), options_(std::move(options)) {}
@@ -90,7 +139,12 @@ Result<uint32_t> MetaReporter::fetchStripeCount() {
   return (*resp)->stripe_count;
 }
 
-Status MetaReporter::heartbeatOnce() {
+net::Duration MetaReporter::heartbeatTimeout() const {
+  const net::Duration two_intervals{2 * int64_t{interval_ms_.load()}};
+  return std::min(options_.call_timeout, std::max(two_intervals, net::Duration{100}));
+}
+
+void MetaReporter::sendHeartbeat() {
   StoreStats st = store_.stats();
   wm::HeartbeatRequestT req;
   req.cluster_id = std::make_unique<wm::Hash>(identity_.cluster_id.hi, identity_.cluster_id.lo);
@@ -99,13 +153,58 @@ Status MetaReporter::heartbeatOnce() {
   req.used_bytes = st.used_bytes;
   req.chunk_count = st.chunks;
   req.error_count = st.io_errors + st.corrupt_found;
-  auto resp = wire::typedCall<wm::HeartbeatRequest, wm::HeartbeatResponse>(
-      endpoint_, peer_, metaOpcode(wm::MetaMethod::Heartbeat), req,
-      "Heartbeat to sluice-meta at " + options_.meta_address, options_.call_timeout);
-  if (!resp.isOk()) return resp.status();
-  map_epoch_ = (*resp)->map_epoch;
-  ++heartbeats_;
-  return Status::ok();
+  std::vector<uint8_t> body = wire::packBody<wm::HeartbeatRequest>(req);
+  {
+    std::lock_guard lock(mu_);
+    ++in_flight_;
+  }
+  // The callback may run inline (errors known at once): mu_ is not held here.
+  endpoint_.callAsync(peer_, metaOpcode(wm::MetaMethod::Heartbeat), body, heartbeatTimeout(),
+                      [this](Result<std::vector<uint8_t>> reply) {
+                        onHeartbeatReply(std::move(reply));
+                      });
+}
+
+// Runs on the transport's progress thread: short, never blocks on a call.
+void MetaReporter::onHeartbeatReply(Result<std::vector<uint8_t>> reply) {
+  const std::string what = "Heartbeat to sluice-meta at " + options_.meta_address;
+  Status s;
+  if (reply.isOk()) {
+    auto resp = wire::unpackBody<wm::HeartbeatResponse>(*reply, what);
+    if (resp.isOk()) {
+      map_epoch_ = (*resp)->map_epoch;
+      if ((*resp)->heartbeat_interval_ms != 0) interval_ms_ = (*resp)->heartbeat_interval_ms;
+      ++heartbeats_;
+    } else {
+      s = resp.status();
+    }
+  } else {
+    s = wire::withCallContext(reply.status(), what);
+  }
+  if (!s.isOk()) ++failures_;
+  uint64_t failed_before = 0;
+  bool first_failure = false;
+  {
+    std::lock_guard lock(mu_);
+    --in_flight_;
+    if (s.isOk()) {
+      failed_before = failing_since_;
+      failing_since_ = 0;
+    } else {
+      first_failure = failing_since_++ == 0;
+      // Meta lost track of this node (e.g. its database was restored): run() registers again.
+      if (s.code() == StatusCode::kNotFound) must_register_ = true;
+    }
+  }
+  cv_.notify_all();
+  if (failed_before > 0) {
+    spdlog::info("heartbeats to sluice-meta at {} answered again after {} failed",
+                 options_.meta_address, failed_before);
+  } else if (first_failure) {
+    spdlog::warn("{}; heartbeats go on every {} ms", s.toString(), interval_ms_.load());
+  } else if (!s.isOk()) {
+    spdlog::debug("{}", s.toString());
+  }
 }
 
 Status MetaReporter::start() {
@@ -124,23 +223,36 @@ void MetaReporter::stop() {
 }
 
 void MetaReporter::run() {
+  using Clock = std::chrono::steady_clock;
+  auto next = Clock::now();
   for (;;) {
+    const auto interval = std::chrono::milliseconds(interval_ms_.load());
+    next += interval;
+    // After a stall (a slow re-registration) resume the cadence from now
+    // rather than sending the missed ticks in a burst.
+    if (next + interval < Clock::now()) next = Clock::now();
+    bool must_register = false;
+    bool all_pending = false;
     {
       std::unique_lock lock(mu_);
-      if (cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [&] { return stopping_; })) {
-        return;
-      }
+      if (cv_.wait_until(lock, next, [&] { return stopping_; })) break;
+      must_register = std::exchange(must_register_, false);
+      all_pending = in_flight_ >= kMaxHeartbeatsInFlight;
     }
-    Status s = heartbeatOnce();
-    if (s.isOk()) continue;
-    ++failures_;
-    spdlog::warn("{}", s.toString());
-    if (s.code() == StatusCode::kNotFound) {
-      // Meta lost track of this node (e.g. its database was restored): register again.
+    if (must_register) {
       Status r = registerOnce();
-      if (!r.isOk()) spdlog::error("re-registering with sluice-meta: {}", r.toString());
+      if (!r.isOk()) {
+        spdlog::error("re-registering with sluice-meta: {}", r.toString());
+        std::lock_guard lock(mu_);
+        must_register_ = true;
+      }
+      continue;
     }
+    if (!all_pending) sendHeartbeat();
   }
+  // Every callback runs once, within its timeout or at endpoint shutdown.
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return in_flight_ == 0; });
 }
 
 }  // namespace sluice::storage

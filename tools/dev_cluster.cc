@@ -226,6 +226,12 @@ Status checkNetworks(const DevClusterOptions& o) {
     return invalidArgument("listen host '" + o.listen_host +
                            "': give an IPv4 address or host name");
   }
+  if (!o.node_networks.empty() && o.provider.find("shm") != std::string::npos) {
+    return invalidArgument(
+        "provider '" + o.provider + "' cannot run nodes in their own network namespaces: shm "
+        "goes through /dev/shm, which a network namespace does not isolate, so cutting the "
+        "link would not cut the node off; use the tcp;ofi_rxm provider with node networks");
+  }
   for (const auto& [index, net] : o.node_networks) {
     std::string what = "node" + std::to_string(index);
     if (index < 1) return invalidArgument(what + ": node indexes start at 1");

@@ -28,6 +28,7 @@ namespace sluice::tools {
 
 // A storage node that runs in its own network namespace.
 struct NodeNetwork {
+  // Needs a provider that goes over IP (tcp;ofi_rxm): shm ignores namespaces.
   std::string netns;        // started as `ip netns exec <netns> sluice-storage ...` (needs root)
   std::string listen_host;  // the address it binds and so advertises to meta and peers
 };

@@ -175,6 +175,55 @@ TEST_F(MetaRpcTest, HeartbeatTimeoutTurnsNodeDownAndBackUp) {
   auto hb = call<w::HeartbeatResponse>(MetaMethod::Heartbeat, fbb);
   ASSERT_TRUE(hb.isOk()) << hb.status().toString();
   EXPECT_EQ((*hb)->state(), w::NodeState::Up);
+  // The first heartbeat that arrives brings it back: the node list says so too.
+  EXPECT_EQ(stateOf(), w::NodeState::Up);
+}
+
+// Meta tells nodes how often to heartbeat, in both answers: a quarter of its
+// heartbeat timeout, so a node that follows it is never marked down while live.
+TEST_F(MetaRpcTest, RegisterAndHeartbeatAnswersCarryTheInterval) {
+  daemon_->kill(SIGTERM);
+  start({"--heartbeat_timeout=2s"});
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(w::CreateRegisterNodeRequestDirect(fbb, nullptr, 0, "127.0.0.1:5003", 1000, 0, 0));
+  auto reg = call<w::RegisterNodeResponse>(MetaMethod::RegisterNode, fbb);
+  ASSERT_TRUE(reg.isOk()) << reg.status().toString();
+  EXPECT_EQ((*reg)->heartbeat_interval_ms(), 500u);
+  w::Hash cid = *(*reg)->cluster_id();
+  fbb.Clear();
+  fbb.Finish(w::CreateHeartbeatRequest(fbb, &cid, (*reg)->node_id(), 1000, 0, 0, 0));
+  auto hb = call<w::HeartbeatResponse>(MetaMethod::Heartbeat, fbb);
+  ASSERT_TRUE(hb.isOk()) << hb.status().toString();
+  EXPECT_EQ((*hb)->heartbeat_interval_ms(), 500u);
+}
+
+// A node must register an address peers can connect to: malformed ones and
+// the wildcard a node listens on are refused, saying what to pass.
+TEST_F(MetaRpcTest, RegisterRefusesBadAndWildcardAddresses) {
+  struct Case {
+    const char* address;
+    const char* says;
+  };
+  for (const Case& c : {Case{"0.0.0.0:7100", "--advertise"}, Case{"[::]:7100", "--advertise"},
+                        Case{"127.0.0.1:0", "--advertise"}, Case{"nohostport", "address"},
+                        Case{"bad host:1", "address"}, Case{"10.0.0.1:99999", "address"},
+                        Case{"fi_ns://has/slash", "address"}}) {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(w::CreateRegisterNodeRequestDirect(fbb, nullptr, 0, c.address, 1000, 0, 0));
+    auto reg = call<w::RegisterNodeResponse>(MetaMethod::RegisterNode, fbb);
+    EXPECT_EQ(reg.status().code(), StatusCode::kInvalidArgument) << c.address;
+    EXPECT_NE(reg.status().message().find(c.says), std::string::npos)
+        << c.address << ": " << reg.status().toString();
+  }
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(w::CreateListNodesRequest(fbb));
+  auto nodes = call<w::ListNodesResponse>(MetaMethod::ListNodes, fbb);
+  ASSERT_TRUE(nodes.isOk());
+  EXPECT_EQ((*nodes)->nodes()->size(), 0u);
+  // A valid shm name is taken as it is.
+  fbb.Clear();
+  fbb.Finish(w::CreateRegisterNodeRequestDirect(fbb, nullptr, 0, "fi_ns://node-a", 1000, 0, 0));
+  EXPECT_TRUE(call<w::RegisterNodeResponse>(MetaMethod::RegisterNode, fbb).isOk());
 }
 
 TEST_F(MetaRpcTest, DatasetVersionTagNamespaceFlow) {

@@ -16,6 +16,7 @@
 #include "storage_node/node_identity.h"
 #include "storage_node/storage_client.h"
 #include "tests/storage_node/daemon.h"
+#include "tests/storage_node/fake_meta.h"
 #include "tests/storage_node/rpc_fixture.h"
 #include "tests/storage_node/test_util.h"
 
@@ -23,6 +24,7 @@ namespace sluice::storage {
 namespace {
 
 using testing::clientEndpoint;
+using testing::FakeMeta;
 using testing::listFiles;
 using testing::randomBytes;
 using testing::StorageDaemon;
@@ -267,57 +269,6 @@ TEST(StorageDaemonTest, FullDiskFailsThePutCleanlyAndReadsKeepWorking) {
   EXPECT_EQ(daemon.stop(), 0);
 }
 
-// A minimal metadata server: RegisterNode assigns cluster `cluster` and node
-// 7; Heartbeat records what it was told.
-class FakeMeta {
- public:
-  explicit FakeMeta(Hash128 cluster) : cluster_(cluster) {}
-  Status start() {
-    namespace wm = wire::meta;
-    net::EndpointOptions eo;
-    eo.listen = "127.0.0.1:0";
-    SLUICE_ASSIGN_OR_RETURN(ep_, net::Endpoint::create(eo));
-    ep_->registerHandler(net::makeOpcode(net::ServiceId::kMeta, uint8_t(wm::MetaMethod::RegisterNode)),
-                         [this](std::unique_ptr<net::IncomingCall> call) {
-                           auto req = wire::decodeBody<wm::RegisterNodeRequest>(call->body(), "RegisterNode");
-                           if (!req.isOk()) return call->reply(req.status());
-                           if ((*req)->cluster_id() != nullptr &&
-                               Hash128{(*req)->cluster_id()->hi(), (*req)->cluster_id()->lo()} != cluster_) {
-                             return call->reply(failedPrecondition("not this cluster"));
-                           }
-                           ++registrations_;
-                           flatbuffers::FlatBufferBuilder fbb;
-                           wm::Hash h(cluster_.hi, cluster_.lo);
-                           fbb.Finish(wm::CreateRegisterNodeResponse(fbb, &h, 7, 1, 100));
-                           call->reply(Status::ok(), wire::finishBody(fbb));
-                         });
-    ep_->registerHandler(net::makeOpcode(net::ServiceId::kMeta, uint8_t(wm::MetaMethod::Heartbeat)),
-                         [this](std::unique_ptr<net::IncomingCall> call) {
-                           auto req = wire::decodeBody<wm::HeartbeatRequest>(call->body(), "Heartbeat");
-                           if (!req.isOk()) return call->reply(req.status());
-                           last_chunks_ = (*req)->chunk_count();
-                           last_node_ = (*req)->node_id();
-                           ++heartbeats_;
-                           flatbuffers::FlatBufferBuilder fbb;
-                           fbb.Finish(wm::CreateHeartbeatResponse(fbb, 1, wm::NodeState::Up));
-                           call->reply(Status::ok(), wire::finishBody(fbb));
-                         });
-    return ep_->start();
-  }
-  ~FakeMeta() {
-    if (ep_) ep_->shutdown();
-  }
-  std::string address() const { return ep_->address(); }
-  std::atomic<int> registrations_{0};
-  std::atomic<int> heartbeats_{0};
-  std::atomic<uint64_t> last_chunks_{0};
-  std::atomic<uint64_t> last_node_{0};
-
- private:
-  Hash128 cluster_;
-  std::unique_ptr<net::Endpoint> ep_;
-};
-
 TEST(StorageDaemonTest, RegistersHeartbeatsAndRefusesAnotherClustersDataDir) {
   TempDir dir;
   const std::string data = dir.path() + "/data";
@@ -370,6 +321,54 @@ TEST(StorageDaemonTest, BadConfigurationExitsWithCodeTwo) {
   EXPECT_FALSE(daemon2.start(dir.path(), {"--standalone", "--data_dir=" + dir.path() + "/d",
                                           "--capacity=lots"}).isOk());
   EXPECT_EQ(daemon2.exitCode(), 2);
+}
+
+// A node listening on every interface must be told the address to register:
+// without --advertise it refuses to start and says what to pass; with it,
+// that address (port 0: the port it bound) is what meta is given.
+TEST(StorageDaemonTest, WildcardListenNeedsAdvertiseAndRegistersIt) {
+  TempDir dir;
+  FakeMeta meta(Hash128{0x1234, 0x5678});
+  ASSERT_TRUE(meta.start().isOk());
+  const std::string data = dir.path() + "/data";
+  {
+    StorageDaemon daemon;
+    EXPECT_FALSE(daemon.start(dir.path(), {"--data_dir=" + data, "--meta=" + meta.address(),
+                                           "--listen=0.0.0.0:0", "--scrub.rate=0"})
+                     .isOk());
+    EXPECT_EQ(daemon.exitCode(), 2);
+    std::string out = daemon.output(dir.path());
+    EXPECT_NE(out.find("--advertise host:port"), std::string::npos) << out;
+    EXPECT_EQ(meta.registrations_.load(), 0);
+  }
+  {
+    StorageDaemon daemon;
+    EXPECT_FALSE(daemon.start(dir.path(), {"--data_dir=" + data, "--meta=" + meta.address(),
+                                           "--listen=0.0.0.0:0", "--advertise=0.0.0.0:0",
+                                           "--scrub.rate=0"})
+                     .isOk());
+    EXPECT_EQ(daemon.exitCode(), 2);
+    EXPECT_NE(daemon.output(dir.path()).find("not a wildcard"), std::string::npos)
+        << daemon.output(dir.path());
+  }
+  StorageDaemon daemon;
+  ASSERT_TRUE(daemon.start(dir.path(), {"--data_dir=" + data, "--meta=" + meta.address(),
+                                        "--listen=0.0.0.0:0", "--advertise=127.0.0.1:0",
+                                        "--scrub.rate=0"})
+                  .isOk())
+      << daemon.output(dir.path());
+  // The ready file and meta both have the advertised host with the bound port.
+  const std::string advertised = daemon.address();
+  ASSERT_EQ(advertised.rfind("127.0.0.1:", 0), 0u) << advertised;
+  EXPECT_NE(advertised, "127.0.0.1:0");
+  EXPECT_EQ(meta.registeredAddress(), advertised);
+  // Clients reach the node there.
+  Client client;
+  client.connect(advertised);
+  ASSERT_TRUE(client.c);
+  auto id = client.put(randomBytes(5000, 2));
+  ASSERT_TRUE(id.isOk()) << id.status().toString();
+  EXPECT_EQ(daemon.stop(), 0);
 }
 
 }  // namespace
