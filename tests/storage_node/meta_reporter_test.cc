@@ -58,8 +58,8 @@ class MetaReporterTest : public ::testing::Test {
     reporter_ = std::make_unique<MetaReporter>(*ep_, *store_, mo);
   }
   void TearDown() override {
+    meta_.releaseHeld();  // first: stop() waits for every heartbeat's answer or timeout
     if (reporter_) reporter_->stop();
-    meta_.releaseHeld();
     if (ep_) ep_->shutdown();
   }
 
