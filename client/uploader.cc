@@ -301,7 +301,8 @@ class Upload {
     ChunkId id;
     uint32_t salt = 0;
     std::vector<size_t> members;  // unique indices of the records it holds
-    std::vector<NodeId> nodes;
+    std::vector<NodeId> nodes;      // every node it was put to
+    std::vector<NodeId> put_nodes;  // the node of each of `puts`
     BufferSlot slot;
     std::unique_ptr<net::MemoryRegion> large;
     std::span<uint8_t> bytes;  // in slot or large: registered, read by the nodes
@@ -366,6 +367,7 @@ class Upload {
     const uint32_t stripe = stripeOf(p.id, map->stripeCount());
     net::RemoteBuffer source = p.large ? p.large->remote(0, p.bytes.size()) : p.slot.remote(p.bytes.size());
     p.puts.clear();
+    p.put_nodes = p.nodes;
     for (NodeId node : p.nodes) {
       p.puts.push_back(putChunk(cluster_, node, p.id, stripe, p.bytes.size(), source));
     }
@@ -384,12 +386,22 @@ class Upload {
         if (s.isOk()) continue;
         if (first_failure.isOk()) first_failure = s;
         if (nodeFailure(s)) {
-          cluster_.markSuspect(p.nodes[i]);
+          cluster_.markSuspect(p.put_nodes[i]);
         } else {
           all_node_failures = false;
         }
       }
-      if (first_failure.isOk()) return Status();
+      if (first_failure.isOk()) {
+        // A stripe may have moved (repair, drain, rebalance) while the puts
+        // ran, and a move that listed its source before our put landed does
+        // not carry our chunk: the nodes the map names now must hold it
+        // before meta may reference it. Checked after the puts, so either
+        // the move's switch is seen here or its cleanup (which copies what
+        // only the old node has) runs after our put.
+        SLUICE_ASSIGN_OR_RETURN(bool moved, putToNewReplicas(p));
+        if (!moved) return Status();
+        continue;  // wait for the extra puts (and check again)
+      }
       if (!all_node_failures || p.attempts >= kMaxPutAttempts) return first_failure;
       ++p.attempts;
       // The node may be down for good: the map says so once meta notices.
@@ -399,6 +411,34 @@ class Upload {
       }
       startPuts(p);
     }
+  }
+
+  // After a successful round of puts: if the map now gives the chunk's
+  // stripe nodes it was not put to, starts puts to those and returns true.
+  Result<bool> putToNewReplicas(PendingChunk& p) {
+    const uint64_t seen = cluster_.map()->epoch();
+    SLUICE_RETURN_IF_ERROR(cluster_.refreshMap());
+    auto map = cluster_.map();
+    if (map->epoch() == seen) return false;
+    std::vector<NodeId> extra;
+    for (NodeId n : map->replicasOf(p.id, replication_)) {
+      if (std::find(p.nodes.begin(), p.nodes.end(), n) == p.nodes.end()) extra.push_back(n);
+    }
+    if (extra.empty()) return false;
+    if (++p.attempts > kMaxPutAttempts) {
+      return unavailable("chunk " + p.id.toHex() + " of dataset '" + dataset_ +
+                         "': its stripe kept moving while it was stored; run the upload again");
+    }
+    const uint32_t stripe = stripeOf(p.id, map->stripeCount());
+    net::RemoteBuffer source = p.large ? p.large->remote(0, p.bytes.size()) : p.slot.remote(p.bytes.size());
+    p.puts.clear();
+    p.put_nodes = extra;
+    for (NodeId node : extra) {
+      p.puts.push_back(putChunk(cluster_, node, p.id, stripe, p.bytes.size(), source));
+      p.nodes.push_back(node);
+    }
+    report_.bytes_sent += p.bytes.size() * extra.size();
+    return true;
   }
 
   Status packAndPut(Batch& batch, const std::vector<size_t>& fresh) {

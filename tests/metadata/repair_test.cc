@@ -435,7 +435,7 @@ TEST(Repair, DrainMovesEveryStripeOffANodeThenRemoveIsAllowed) {
   for (const auto& f : listFiles(src)) EXPECT_EQ(readFile(tc.dir() + "/back/" + f), readFile(fs::path(src) / f)) << f;
 }
 
-TEST(Repair, AddedNodeIsRebalancedWhileAReaderLoops) {
+TEST(Repair, AddedNodeIsRebalancedWhileAReaderLoopsAndUploadsGoOn) {
   TestCluster::Options o;
   o.nodes = 3;
   o.replication = 2;
@@ -478,9 +478,39 @@ TEST(Repair, AddedNodeIsRebalancedWhileAReaderLoops) {
       rounds++;
     }
   });
-  r = tc.runCli({"rebalance", "apply", "--timeout", "120", "-q"});
+  // Uploads go on meanwhile: each version's chunks must end on the nodes the
+  // map names, whichever epoch the uploader placed them with.
+  std::atomic<bool> stop_uploads{false};
+  std::atomic<int> upload_errors{0};
+  std::vector<std::string> upload_srcs;
+  std::thread uploads([&] {
+    auto uc = tc.connect();
+    if (!uc.isOk()) {
+      upload_errors++;
+      return;
+    }
+    for (int v = 0; !stop_uploads && v < 30; ++v) {
+      std::string dir = tc.dir() + "/up" + std::to_string(v);
+      for (int i = 0; i < 12; ++i) {
+        writeFile(fs::path(dir) / ("g" + std::to_string(i)), makeContent(90000 + static_cast<size_t>(i) * 331, 1000 * v + i));
+      }
+      auto u = client::uploadDirectory(**uc, dir, "rb", client::UploadOptions{});
+      if (!u.isOk()) {
+        std::printf("upload %d: %s\n", v, u.status().toString().c_str());
+        upload_errors++;
+        continue;
+      }
+      upload_srcs.push_back(dir);
+    }
+  });
+  r = tc.runCli({"rebalance", "apply", "--rate", "1M", "--timeout", "120", "-q"});
+  stop_uploads = true;
+  uploads.join();
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
+  EXPECT_EQ(upload_errors.load(), 0);
+  EXPECT_GE(upload_srcs.size(), 2u);
+  std::printf("%zu versions uploaded during the rebalance\n", upload_srcs.size());
   // The old copies go once the map has switched.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (;;) {
@@ -496,7 +526,24 @@ TEST(Repair, AddedNodeIsRebalancedWhileAReaderLoops) {
   loop.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_FALSE(tc.chunkFiles(4).empty());
-  for (const auto& [chunk, nodes] : chunkCopies(tc, 4)) EXPECT_EQ(nodes.size(), 2u) << chunk;
+  auto copies = chunkCopies(tc, 4);
+  std::set<std::string> v1_chunks = versionChunks(**conn, "rb", "v1", src);
+  for (const auto& id : v1_chunks) EXPECT_EQ(copies[id].size(), 2u) << id;
+  // Every uploaded version reads back, and each of its chunks is on every
+  // node the map gives its stripe.
+  ASSERT_TRUE((*conn)->refreshMap().isOk());
+  auto map = (*conn)->map();
+  for (size_t v = 0; v < upload_srcs.size(); ++v) {
+    const std::string version = "v" + std::to_string(v + 2);
+    expectReadsBack(**conn, "rb", upload_srcs[v], version);
+    for (const auto& id : versionChunks(**conn, "rb", version, upload_srcs[v])) {
+      auto chunk = Hash128::fromHex(id);
+      ASSERT_TRUE(chunk.has_value());
+      for (client::NodeId n : map->replicasOf(*chunk, 2)) {
+        EXPECT_TRUE(copies[id].count(static_cast<int>(n))) << version << " chunk " << id << " missing on node " << n;
+      }
+    }
+  }
   // Evened out: a new plan has (almost) nothing left to move.
   r = tc.runCli({"--json", "rebalance", "plan"});
   ASSERT_TRUE(r.isOk());
