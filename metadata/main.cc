@@ -6,6 +6,9 @@
 // libfabric endpoint, marks silent nodes down, and exposes /metrics. Stops
 // cleanly on SIGTERM/SIGINT. With --ready_file it writes the endpoint's
 // "host:port" there once serving (tests and `sluice dev up` read it).
+// Meta registers itself nowhere: nodes and clients are given its address
+// (--meta, client.toml), so a wildcard --listen needs no advertise address;
+// the ready file then holds the wildcard, which scripts must not dial.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 

@@ -68,6 +68,9 @@ class MetaReporter {
   // Heartbeats on a background thread at meta's requested interval;
   // re-registers if meta no longer knows the node.
   Status start();
+  // Stops heartbeating and waits for the heartbeats in flight to be answered
+  // or time out (at most two intervals, and never past call_timeout): their
+  // callbacks use this object.
   void stop();
 
   static constexpr int kMaxHeartbeatsInFlight = 4;
