@@ -31,6 +31,23 @@ Result<std::unique_ptr<typename Resp::NativeTableType>> storageCall(client::Clus
 }
 using client::ProgressMeter;
 
+// Bytes the pending moves still have to copy: each stripe's size on the
+// node it is copied from (a node that does not answer counts 0).
+uint64_t pendingMoveBytes(client::Cluster& c, const meta::ListMovesResponseT& moves) {
+  std::map<uint64_t, std::vector<uint32_t>> by_source;
+  for (const auto& m : moves.moves) by_source[m->source].push_back(m->stripe);
+  uint64_t bytes = 0;
+  for (const auto& [source, stripes] : by_source) {
+    storage::StripeStatsRequestT req;
+    req.stripes = stripes;
+    auto r = storageCall<storage::StripeStatsRequest, storage::StripeStatsResponse>(
+        c, source, storage::StorageMethod::StripeStats, req, "StripeStats");
+    if (!r.isOk()) continue;
+    for (const auto& st : (*r)->stats) bytes += st.bytes();
+  }
+  return bytes;
+}
+
 std::string stateName(meta::NodeState s) {
   switch (s) {
     case meta::NodeState::Up: return "up";
@@ -147,8 +164,10 @@ int status(Context& ctx, bool nodes_only) {
     auto moves = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(
         meta::MetaMethod::ListMoves, mreq, "ListMoves");
     if (moves.isOk() && (!(*moves)->moves.empty() || (*moves)->cleanups > 0)) {
-      std::printf("repair  %zu stripe moves pending, %llu cleanups pending, %s copied since sluice-meta started\n",
-                  (*moves)->moves.size(), static_cast<unsigned long long>((*moves)->cleanups),
+      std::printf("repair  %zu stripe moves pending (%s to copy), %llu cleanups pending, %s copied since "
+                  "sluice-meta started; follow with 'sluice repair --status'\n",
+                  (*moves)->moves.size(), ProgressMeter::formatBytes(pendingMoveBytes(**cluster, **moves)).c_str(),
+                  static_cast<unsigned long long>((*moves)->cleanups),
                   ProgressMeter::formatBytes((*moves)->bytes_copied).c_str());
     }
     std::printf("\n");
@@ -360,23 +379,6 @@ int gc(Context& ctx, uint64_t grace_seconds, uint64_t orphan_grace_s) {
                 static_cast<unsigned long long>(orphan_grace_s));
   }
   return kExitOk;
-}
-
-// Bytes the pending moves still have to copy: each stripe's size on the
-// node it is copied from (a node that does not answer counts 0).
-uint64_t pendingMoveBytes(client::Cluster& c, const meta::ListMovesResponseT& moves) {
-  std::map<uint64_t, std::vector<uint32_t>> by_source;
-  for (const auto& m : moves.moves) by_source[m->source].push_back(m->stripe);
-  uint64_t bytes = 0;
-  for (const auto& [source, stripes] : by_source) {
-    storage::StripeStatsRequestT req;
-    req.stripes = stripes;
-    auto r = storageCall<storage::StripeStatsRequest, storage::StripeStatsResponse>(
-        c, source, storage::StorageMethod::StripeStats, req, "StripeStats");
-    if (!r.isOk()) continue;
-    for (const auto& st : (*r)->stats) bytes += st.bytes();
-  }
-  return bytes;
 }
 
 // Repairs now (unless only asked for status), then reports pending moves
