@@ -183,11 +183,11 @@ void StripeMover::runMoves() {
   }
 
   // Pending moves on targets with no copy in flight.
-  std::set<uint64_t> busy;
-  for (const auto& [stripe, c] : copies_) busy.insert(c->move.to);
+  std::map<uint64_t, size_t> busy;  // copies in flight per target node
+  for (const auto& [stripe, c] : copies_) busy[c->move.to]++;
   for (const auto& [stripe, m] : pending) {
     if (copies_.size() >= options_.max_parallel_moves) break;
-    if (copies_.count(stripe) || busy.count(m.to)) continue;
+    if (copies_.count(stripe) || busy[m.to] >= options_.max_moves_per_target) continue;
     if (stopping()) return;
     if (state[m.to] != NodeState::kUp || !alive(m.source)) {
       // A node of the move went away: plan it again with the nodes there are.
@@ -199,7 +199,7 @@ void StripeMover::runMoves() {
       spdlog::warn("mover: stripe {} ({} -> {}): {}", m.stripe, m.from, m.to, s.toString());
       continue;
     }
-    busy.insert(m.to);
+    busy[m.to]++;
   }
 }
 

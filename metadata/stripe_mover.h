@@ -4,8 +4,8 @@
 // than the grace period (MetaStore::planRepairs), (2) carries out pending
 // moves: the new home fetches the stripe's chunks from a live replica
 // (FetchChunks, verified on arrival, node to node), then the map switches to
-// a new epoch (MetaStore::completeMove). Copies run asynchronously, one per
-// target node at a time and up to max_parallel_moves at once; a copy whose
+// a new epoch (MetaStore::completeMove). Copies run asynchronously, up to
+// max_moves_per_target per target node and max_parallel_moves in all; a copy whose
 // target or source goes down or away is abandoned and its move planned anew
 // (a cut-off node must not hold repair up until its call times out). (3) It
 // carries out cleanups: a node
@@ -42,8 +42,10 @@ struct MoverOptions {
   std::chrono::milliseconds tick{1000};
   uint64_t rate_bytes_per_sec = 0;  // per copy; 0: the storage node's default
   net::Duration transfer_timeout = std::chrono::minutes(30);
-  // Copies in flight at once (each to a different target node).
+  // Copies in flight at once, and at once to one target node (a rebalance
+  // onto a new node sends it every move).
   size_t max_parallel_moves = 4;
+  size_t max_moves_per_target = 2;
   net::Duration call_timeout = std::chrono::seconds(10);
 };
 

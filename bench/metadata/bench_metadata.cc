@@ -1,7 +1,7 @@
 // bench_metadata: the metadata server's throughput, with named workloads.
 //
 //   bench_metadata [--files N] [--batch B] [--seconds S] [--depth D]
-//                  [--no-write-map] [--dir D] [workloads...]
+//                  [--no-write-map] [--dir D] [--provider P] [workloads...]
 //
 // Workloads (default: all, in this order):
 //   store_add  N files into a draft straight into MetaStore (no RPC): the
@@ -43,6 +43,7 @@ namespace w = wire::meta;
 using Clock = std::chrono::steady_clock;
 
 struct Args {
+  std::string provider = "tcp;ofi_rxm";  // libfabric provider of server and clients
   uint32_t files = 1'000'000;
   uint32_t batch = 10'000;
   double seconds = 5;
@@ -101,6 +102,7 @@ class Bench {
     store_ = std::move(store).value();
     net::EndpointOptions so;
     so.listen = "127.0.0.1:0";
+    so.provider = args_.provider;
     so.worker_threads = 4;
     auto ep = net::Endpoint::create(so);
     if (!ep.isOk()) return fail("server endpoint", ep.status());
@@ -214,6 +216,7 @@ class Bench {
 
   int rpcAdd() {
     net::EndpointOptions co;
+    co.provider = args_.provider;
     auto ep = net::Endpoint::create(co);
     if (!ep.isOk() || !(*ep)->start().isOk()) return fail("client endpoint", ep.status());
     auto client = MetaClient::connect(ep->get(), server_->address());
@@ -312,6 +315,7 @@ class Bench {
     for (int t = 0; t < clients; ++t) {
       threads.emplace_back([&, t] {
         net::EndpointOptions co;
+        co.provider = args_.provider;
         co.max_inflight_per_peer = std::max<size_t>(64, depth);
         auto ep = net::Endpoint::create(co);
         if (!ep.isOk() || !(*ep)->start().isOk()) {
@@ -392,8 +396,9 @@ int main(int argc, char** argv) {
     else if (a == "--no-write-map") args.write_map = false;
     else if (a == "--depth") args.depth = static_cast<uint32_t>(std::stoul(value()));
     else if (a == "--dir") args.dir = value();
+    else if (a == "--provider") args.provider = value();
     else if (a == "-h" || a == "--help") {
-      std::printf("bench_metadata [--files N] [--batch B] [--seconds S] [--depth D] [--no-write-map] [--dir D] "
+      std::printf("bench_metadata [--files N] [--batch B] [--seconds S] [--depth D] [--no-write-map] [--dir D] [--provider P] "
                   "[store_add add ping stat lookup readdir]\n");
       return 0;
     } else args.workloads.insert(a);
