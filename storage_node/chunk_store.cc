@@ -537,6 +537,14 @@ Status ChunkStore::verify(IoContext& ctx, const ChunkId& id) {
   if (!info) return notFound("chunk " + id.toHex() + " is not on this node");
   auto r = readFile(ctx, id, Entry{info->stripe, info->length}, 0, info->length, true,
                     [](uint64_t, std::span<const uint8_t>) { return Status::ok(); });
+  if (r.status().code() == StatusCode::kNotFound && find(id)) {
+    // Still in the inventory (not deleted meanwhile) but gone from disk: lost,
+    // like a corrupt chunk, so it is reported and fetched again from a replica.
+    const std::string why = "chunk " + id.toHex() + " in stripe " + std::to_string(info->stripe) +
+                            " is missing from the disk; read another replica";
+    quarantine(id, info->stripe, why);
+    return corruption(why);
+  }
   return r.status();
 }
 

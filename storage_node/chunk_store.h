@@ -151,7 +151,9 @@ class ChunkStore {
                         const ChunkSink& sink);
 
   // Re-reads and verifies one chunk (scrub). A corrupt chunk is quarantined
-  // and kCorruption returned. kNotFound if it is gone (deleted meanwhile).
+  // and kCorruption returned, as is one whose file vanished from the disk
+  // (it leaves the inventory and is reported like a corrupt one). kNotFound
+  // if it was deleted meanwhile.
   Status verify(IoContext& ctx, const ChunkId& id);
 
   // Removes a chunk. Returns false if it was not present.

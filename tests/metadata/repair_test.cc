@@ -638,6 +638,20 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
     f.put(static_cast<char>(good[good.size() / 2] ^ 0x01));
   }
   ASSERT_NE(readFile(victim), good);
+  // Another chunk of that node loses its file altogether.
+  std::string lost;
+  for (const auto& [id, nodes] : chunkCopies(tc, 3)) {
+    if (nodes.size() != 2 || !nodes.count(victim_node) || id == fs::path(victim).filename().string()) continue;
+    for (const auto& f : tc.chunkFiles(victim_node)) {
+      if (fs::path(f).filename() == id) lost = f;
+    }
+    break;
+  }
+  std::string lost_content;
+  if (!lost.empty()) {
+    lost_content = readFile(lost);
+    ASSERT_TRUE(fs::remove(lost));
+  }
   r = tc.runCli({"scrub", "--node", std::to_string(victim_node), "--timeout", "90", "-q"});
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
@@ -658,6 +672,10 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
     }
   }
   EXPECT_TRUE(back);
+  if (!lost.empty()) {
+    ASSERT_TRUE(fs::exists(lost)) << "the chunk whose file was deleted was not fetched again: " << lost;
+    EXPECT_EQ(readFile(lost), lost_content);
+  }
 }
 
 TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {

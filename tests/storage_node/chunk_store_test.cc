@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -428,6 +429,16 @@ TEST_P(ChunkStoreTest, ScrubKickNamesThePassThatCoversIt) {
   EXPECT_EQ(scrubber.stats().corrupt, 1u);
   EXPECT_FALSE(store->find(ids[2]).has_value());
   EXPECT_TRUE(store->find(ids[1]).has_value());
+  // A chunk file removed behind the store's back is lost: reported too.
+  ASSERT_EQ(::unlink(chunkPath(ids[0]).c_str()), 0);
+  done_at = scrubber.kick();
+  ASSERT_TRUE(waitPasses(done_at));
+  EXPECT_EQ(scrubber.stats().corrupt, 2u);
+  EXPECT_FALSE(store->find(ids[0]).has_value());
+  auto recent = store->recentCorruptions();
+  ASSERT_EQ(recent.size(), 2u);
+  EXPECT_EQ(recent[1].id, ids[0]);
+  EXPECT_NE(recent[1].why.find("missing"), std::string::npos) << recent[1].why;
 }
 
 TEST(ChunkStoreInventory, RebuildsOneHundredThousandChunks) {
