@@ -151,6 +151,7 @@ std::string encodeNode(const NodeRecord& n) {
   w.u64(n.error_count);
   w.u8(static_cast<uint8_t>(n.state));
   w.i64(n.last_heartbeat_ms);
+  w.u8(n.drain_requested ? 1 : 0);
   return std::move(w.out());
 }
 
@@ -168,6 +169,10 @@ Result<NodeRecord> decodeNode(uint64_t id, std::string_view v) {
     return corruption("metadata node record: unknown state " + std::to_string(state));
   }
   n.state = static_cast<NodeState>(state);
+  // Records written before the field existed end here.
+  uint8_t drain = 0;
+  if (r.remaining() > 0 && !r.u8(&drain)) return r.error();
+  n.drain_requested = drain != 0;
   return n;
 }
 

@@ -243,7 +243,7 @@ Result<RegisterResult> MetaStore::registerNode(const Hash128& cluster_id, uint64
                                 " was removed from the cluster; wipe its data dir to join anew");
     }
     if (rec.state == NodeState::kDown) {
-      rec.state = NodeState::kUp;
+      rec.state = rec.drain_requested ? NodeState::kDraining : NodeState::kUp;
       state_changed = true;
     }
     state_changed |= rec.address != address || rec.capacity_bytes != usage.capacity_bytes;
@@ -279,7 +279,7 @@ Result<HeartbeatResult> MetaStore::heartbeat(const Hash128& cluster_id, uint64_t
   }
   bool came_back = rec.state == NodeState::kDown;
   bool capacity_changed = rec.capacity_bytes != usage.capacity_bytes;
-  if (came_back) rec.state = NodeState::kUp;
+  if (came_back) rec.state = rec.drain_requested ? NodeState::kDraining : NodeState::kUp;
   rec.capacity_bytes = usage.capacity_bytes;
   rec.used_bytes = usage.used_bytes;
   rec.chunk_count = usage.chunk_count;
@@ -357,6 +357,7 @@ Result<NodeRecord> MetaStore::setNodeState(uint64_t node_id, NodeState state) {
   }
   bool changed = rec.state != state;
   rec.state = state;
+  if (state != NodeState::kRemoved) rec.drain_requested = state == NodeState::kDraining;
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kNodes, nodeKey(node_id), encodeNode(rec)));
   SLUICE_RETURN_IF_ERROR(replaceMap(txn, changed));
   SLUICE_RETURN_IF_ERROR(txn.commit());

@@ -22,6 +22,9 @@ struct NodeRecord {
   uint64_t error_count = 0;
   NodeState state = NodeState::kUp;
   int64_t last_heartbeat_ms = 0;
+  // `sluice node drain` was asked and not undone: a draining node that goes
+  // down and returns is draining again, not up.
+  bool drain_requested = false;
 };
 
 struct NodeUsage {

@@ -163,6 +163,42 @@ TEST_F(MetaStoreTest, HeartbeatTimeoutMarksDownAndHeartbeatBringsBackUp) {
   EXPECT_EQ(hb->map_epoch, *store_->mapEpoch());
 }
 
+TEST_F(MetaStoreTest, ADrainingNodeThatWentDownReturnsDraining) {
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
+  auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  ASSERT_TRUE(store_->setNodeState(b->node_id, NodeState::kDraining).isOk());
+  clock_.advance(std::chrono::milliseconds(6000));
+  ASSERT_TRUE(store_->heartbeat(cid, a->node_id, {100, 0, 0, 0}).isOk());
+  auto down = store_->markStaleNodesDown();
+  ASSERT_TRUE(down.isOk());
+  ASSERT_EQ(*down, std::vector<uint64_t>{b->node_id});
+  // Back by heartbeat, and by registering again after a restart: still draining.
+  auto hb = store_->heartbeat(cid, b->node_id, {100, 0, 0, 0});
+  ASSERT_TRUE(hb.isOk());
+  EXPECT_EQ(hb->state, NodeState::kDraining);
+  clock_.advance(std::chrono::milliseconds(6000));
+  ASSERT_TRUE(store_->heartbeat(cid, a->node_id, {100, 0, 0, 0}).isOk());
+  ASSERT_TRUE(store_->markStaleNodesDown().isOk());
+  ASSERT_TRUE(store_->registerNode(cid, b->node_id, "127.0.0.1:2", {100, 0, 0, 0}).isOk());
+  auto nodes = store_->listNodes();
+  ASSERT_TRUE(nodes.isOk());
+  for (const NodeRecord& n : *nodes) {
+    if (n.id == b->node_id) {
+      EXPECT_EQ(n.state, NodeState::kDraining);
+    }
+  }
+  // Undone by setting it up: a later return is up.
+  ASSERT_TRUE(store_->setNodeState(b->node_id, NodeState::kUp).isOk());
+  clock_.advance(std::chrono::milliseconds(6000));
+  ASSERT_TRUE(store_->heartbeat(cid, a->node_id, {100, 0, 0, 0}).isOk());
+  ASSERT_TRUE(store_->markStaleNodesDown().isOk());
+  hb = store_->heartbeat(cid, b->node_id, {100, 0, 0, 0});
+  ASSERT_TRUE(hb.isOk());
+  EXPECT_EQ(hb->state, NodeState::kUp);
+}
+
 TEST_F(MetaStoreTest, DrainAndRemove) {
   Hash128 cid = store_->params().cluster_id;
   auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
