@@ -386,8 +386,10 @@ TEST_F(FuseMount, DiskCacheServesASecondMountWithoutTheCluster) {
     return at == std::string::npos ? -1 : std::stoll(stats.substr(at + key.size() + 4));
   };
   // Everything came from the disk cache but the one corrupt record (which
-  // a readahead and the read itself may both fetch, having both missed).
-  EXPECT_EQ(value("disk_cache_dropped_corrupt"), 1) << stats;
+  // a readahead and the read itself may both find corrupt and drop, and
+  // both fetch, having both missed).
+  EXPECT_GE(value("disk_cache_dropped_corrupt"), 1) << stats;
+  EXPECT_LE(value("disk_cache_dropped_corrupt"), 2) << stats;
   EXPECT_GE(value("records_fetched"), 1) << stats;
   EXPECT_LE(value("records_fetched"), 2) << stats;
   EXPECT_LE(value("disk_cache_used_bytes"), 256ll << 20) << stats;
