@@ -91,6 +91,11 @@ std::future<Status> putChunk(Cluster& cluster, NodeId node, const ChunkId& chunk
       [](const st::PutChunkResponse&, const std::string&) { return Status(); });
 }
 
+bool nodeFailure(const Status& s) {
+  return s.code() == StatusCode::kTimeout || s.code() == StatusCode::kUnavailable ||
+         s.code() == StatusCode::kFabricError;
+}
+
 Result<std::vector<uint64_t>> hasChunks(Cluster& cluster, NodeId node,
                                         const std::vector<ChunkId>& chunks) {
   SLUICE_ASSIGN_OR_RETURN(net::PeerId peer, cluster.nodePeer(node));

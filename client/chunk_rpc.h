@@ -23,6 +23,11 @@ std::future<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const
 std::future<Status> putChunk(Cluster& cluster, NodeId node, const ChunkId& chunk, uint32_t stripe,
                              uint64_t length, const net::RemoteBuffer& source);
 
+// True when `s` says the node itself failed us (dead, unreachable, hung),
+// not the request: another replica may serve it, and the caller marks the
+// node suspect so the next requests try it last.
+bool nodeFailure(const Status& s);
+
 // Lengths of `chunks` on `node` (0 where absent).
 Result<std::vector<uint64_t>> hasChunks(Cluster& cluster, NodeId node,
                                         const std::vector<ChunkId>& chunks);

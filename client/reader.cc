@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <deque>
+#include <set>
+#include <thread>
 
 #include "client/chunk_rpc.h"
 #include "common/codec/codec_limits.h"
@@ -39,9 +41,16 @@ std::vector<NodeId> readOrder(const Cluster& cluster, const ClusterMap& map, con
   return nodes;
 }
 
-bool nodeFailure(const Status& s) {
-  return s.code() == StatusCode::kTimeout || s.code() == StatusCode::kUnavailable ||
-         s.code() == StatusCode::kFabricError;
+// Rounds over a record's replicas before a read fails, and the pause before
+// the second (doubled before the third): together with the client timeout
+// they bound how long a read waits out a stalled node.
+constexpr int kFailoverRounds = 3;
+constexpr std::chrono::milliseconds kFailoverBackoff{100};
+
+// A failure another try may not repeat: the node stalled or was cut off,
+// or the chunk was not where a stale map said.
+bool mayPass(const Status& s) {
+  return nodeFailure(s) || s.code() == StatusCode::kNotFound;
 }
 
 Result<FileExtent> extentFromWire(const meta::Extent& e) {
@@ -336,31 +345,60 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
 
 Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint8_t> out,
                                         NodeId failed, Status first_error) {
-  auto map = cluster_.map();
-  std::vector<NodeId> replicas = readOrder(cluster_, *map, extent.chunk, replication_);
-  replicas.erase(std::remove(replicas.begin(), replicas.end(), failed), replicas.end());
+  const std::string name = "record " + extent.record.toHex() + " (chunk " + extent.chunk.toHex() + ")";
   std::string errors = "node " + std::to_string(failed) + ": " + first_error.toString();
-  std::string name = "record " + extent.record.toHex() + " (chunk " + extent.chunk.toHex() + ")";
-  for (size_t r = 0; r < replicas.size(); ++r) {
-    auto region = cluster_.endpoint().allocateMemory(extent.stored_length, net::Access::kRemoteWrite);
-    if (!region.isOk()) return region.status();
-    auto got = getChunkRange(cluster_, replicas[r], extent.chunk, extent.chunk_offset,
-                             extent.stored_length, (*region)->remote(0, extent.stored_length))
-                   .get();
-    Status s = got.status();
-    if (nodeFailure(s)) cluster_.markSuspect(replicas[r]);
-    if (s.isOk()) {
-      s = decodeRecordInto({(*region)->data(), extent.stored_length}, extent.codec,
-                           extent.raw_length, extent.record, out, name);
+  std::set<NodeId> bad_copy;  // answered with a corrupt or unreadable copy: never again
+  if (!mayPass(first_error)) bad_copy.insert(failed);
+  for (int round = 0; round < kFailoverRounds; ++round) {
+    auto map = cluster_.map();
+    if (round > 0) {
+      std::this_thread::sleep_for(kFailoverBackoff * round);
+      // A stripe that moved (repair, rebalance) is on other nodes now.
+      (void)cluster_.refreshMap(map->epoch());
+      map = cluster_.map();
     }
-    if (s.isOk()) {
-      if (cache_ != nullptr) cache_->insert(extent.record, out);
-      stats_.failovers++;
-      readerMetrics().failovers.inc();
-      countFetch(extent.stored_length);
-      return s;
+    std::vector<NodeId> replicas = readOrder(cluster_, *map, extent.chunk, replication_);
+    std::erase_if(replicas, [&](NodeId id) {
+      if (bad_copy.count(id) != 0 || (round == 0 && id == failed)) return true;
+      // After a first round, a node meta calls down is not waited for again
+      // while another replica may answer.
+      const NodeEntry* n = map->node(id);
+      return round > 0 && n != nullptr && n->state == meta::NodeState::Down;
+    });
+    if (round > 0 && replicas.empty()) {
+      replicas = readOrder(cluster_, *map, extent.chunk, replication_);
+      std::erase_if(replicas, [&](NodeId id) { return bad_copy.count(id) != 0; });
     }
-    errors += "; node " + std::to_string(replicas[r]) + ": " + s.toString();
+    // With one replica, the node that failed first is the only one to retry.
+    bool worth_another_round = round == 0 && mayPass(first_error);
+    for (NodeId node : replicas) {
+      auto region =
+          cluster_.endpoint().allocateMemory(extent.stored_length, net::Access::kRemoteWrite);
+      if (!region.isOk()) return region.status();
+      auto got = getChunkRange(cluster_, node, extent.chunk, extent.chunk_offset,
+                               extent.stored_length, (*region)->remote(0, extent.stored_length))
+                     .get();
+      Status s = got.status();
+      if (nodeFailure(s)) cluster_.markSuspect(node);
+      if (s.isOk()) {
+        s = decodeRecordInto({(*region)->data(), extent.stored_length}, extent.codec,
+                             extent.raw_length, extent.record, out, name);
+      }
+      if (s.isOk()) {
+        if (cache_ != nullptr) cache_->insert(extent.record, out);
+        stats_.failovers++;
+        readerMetrics().failovers.inc();
+        countFetch(extent.stored_length);
+        return s;
+      }
+      errors += "; node " + std::to_string(node) + ": " + s.toString();
+      if (mayPass(s)) {
+        worth_another_round = true;
+      } else {
+        bad_copy.insert(node);
+      }
+    }
+    if (!worth_another_round) break;
   }
   StatusCode code = first_error.code();
   if (code == StatusCode::kCorruption) code = StatusCode::kChecksumMismatch;

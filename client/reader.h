@@ -74,7 +74,11 @@ class DatasetReader {
   void countFetch(uint64_t stored_bytes);
   // Fetches and decodes one extent into `out` (exactly raw_length bytes)
   // from the replicas other than `failed`, which already answered
-  // `first_error`, in turn.
+  // `first_error`, in turn. When every replica failed in a way that may pass
+  // (a timeout, an unreachable node, a chunk no longer where the map said),
+  // reads the map again and makes another round, up to kFailoverRounds: a
+  // node stalled for a moment or a stripe that moved costs time, not an
+  // error to the training job.
   Status fetchWithFailover(const FileExtent& extent, std::span<uint8_t> out, NodeId failed,
                            Status first_error);
 

@@ -316,9 +316,9 @@ class Upload {
   // Salts tried to find a stripe whose replicas are all usable.
   static constexpr uint32_t kMaxSalts = 1024;
 
-  static bool nodeFailure(const Status& s) {
-    return s.code() == StatusCode::kTimeout || s.code() == StatusCode::kUnavailable ||
-           s.code() == StatusCode::kFabricError || s.code() == StatusCode::kNoSpace;
+  // A put also fails over from a full node: another stripe has room.
+  static bool putNodeFailure(const Status& s) {
+    return nodeFailure(s) || s.code() == StatusCode::kNoSpace;
   }
 
   bool usable(const ClusterMap& map, NodeId id) const {
@@ -385,7 +385,7 @@ class Upload {
         Status s = p.puts[i].get();
         if (s.isOk()) continue;
         if (first_failure.isOk()) first_failure = s;
-        if (nodeFailure(s)) {
+        if (putNodeFailure(s)) {
           cluster_.markSuspect(p.put_nodes[i]);
         } else {
           all_node_failures = false;

@@ -177,7 +177,10 @@ int run(int argc, char** argv) {
       if (!down.isOk()) {
         spdlog::error("liveness sweep: {}", down.status().toString());
       } else {
-        for (uint64_t id : *down) spdlog::warn("node {} missed heartbeats; marked down", id);
+        for (uint64_t id : *down) {
+          spdlog::warn("node {} missed heartbeats; marked down (last heard {} ms ago, timeout {} ms)",
+                       id, (*store)->silentForMs(id).value_or(-1), o.heartbeat_timeout_ms);
+        }
       }
       lock.lock();
     }

@@ -364,6 +364,13 @@ Result<NodeRecord> MetaStore::setNodeState(uint64_t node_id, NodeState state) {
   return rec;
 }
 
+std::optional<int64_t> MetaStore::silentForMs(uint64_t node_id) const {
+  std::lock_guard<std::mutex> lock(liveness_mu_);
+  auto it = last_seen_.find(node_id);
+  if (it == last_seen_.end()) return std::nullopt;
+  return steadyMs() - it->second;
+}
+
 Result<std::vector<uint64_t>> MetaStore::markStaleNodesDown() {
   std::vector<uint64_t> stale;
   int64_t now = steadyMs();

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -95,6 +96,9 @@ class MetaStore {
   // Marks up/draining nodes silent for longer than the heartbeat timeout
   // down; returns their ids. The daemon calls this periodically.
   Result<std::vector<uint64_t>> markStaleNodesDown();
+  // Milliseconds since this process last heard from `node_id` (heartbeat or
+  // registration); nullopt if never. For logs: why a node was marked down.
+  std::optional<int64_t> silentForMs(uint64_t node_id) const;
 
   // ---- repair (see store_repair.cc)
   // Plans a move for every stripe that lists one of `nodes` (down past the

@@ -249,6 +249,13 @@ void MetaReporter::run() {
       continue;
     }
     if (!all_pending) sendHeartbeat();
+    // A heartbeat that leaves late looks to meta like a dead node: say so
+    // here, or a node marked down would have nothing in its own log.
+    const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - next);
+    if (late > interval) {
+      spdlog::warn("heartbeat sent {} ms after its time (every {} ms); this thread was held up",
+                   late.count(), interval.count());
+    }
   }
   // Every callback runs once, within its timeout or at endpoint shutdown.
   std::unique_lock lock(mu_);

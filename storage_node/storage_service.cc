@@ -64,15 +64,21 @@ StorageService::StorageService(ChunkStore& store, net::Endpoint& endpoint, Scrub
   stripe_count_ = options.stripe_count;
 }
 
-StorageService::~StorageService() = default;
+// Copies still queued are dropped unanswered (their callers see an error);
+// running ones end soon once the endpoint is shut down.
+StorageService::~StorageService() {
+  if (transfers_) transfers_->stop();
+}
 
 Result<std::unique_ptr<StorageService>> StorageService::create(ChunkStore& store,
                                                                net::Endpoint& endpoint,
                                                                Scrubber* scrubber,
                                                                StorageServiceOptions options) {
   if (options.io_contexts == 0) options.io_contexts = 1;
+  if (options.transfer_threads == 0) options.transfer_threads = 1;
   std::unique_ptr<StorageService> s(new StorageService(store, endpoint, scrubber, options));
-  for (size_t i = 0; i < options.io_contexts; ++i) {
+  s->transfers_ = std::make_unique<net::WorkerPool>(options.transfer_threads, "transfer");
+  for (size_t i = 0; i < options.io_contexts + options.transfer_threads; ++i) {
     auto slot = std::make_unique<Slot>();
     SLUICE_ASSIGN_OR_RETURN(slot->ctx, store.newContext());
     SLUICE_ASSIGN_OR_RETURN(slot->mr, endpoint.registerMemory(slot->ctx->buffer(),
@@ -143,8 +149,7 @@ void StorageService::registerHandlers() {
     Histogram& latency =
         reg.histogram("sluice_storage_request_seconds", "Storage RPC handling time", labels);
     auto fn = e.fn;
-    endpoint_.registerHandler(storageOpcode(e.method), [this, fn, name, &errors,
-                                                        &latency](std::unique_ptr<net::IncomingCall> call) {
+    auto serve = [this, fn, name, &errors, &latency](std::unique_ptr<net::IncomingCall> call) {
       RequestIdScope scope(call->requestId());
       LatencyTimer timer(latency);
       Result<Body> r = (this->*fn)(*call);
@@ -161,6 +166,19 @@ void StorageService::registerHandlers() {
         spdlog::debug("{}: {}", name, s.toString());
       }
       call->reply(s);
+    };
+    const bool copy = e.method == ws::StorageMethod::PushStripe ||
+                      e.method == ws::StorageMethod::FetchChunks;
+    if (!copy) {
+      endpoint_.registerHandler(storageOpcode(e.method), serve);
+      continue;
+    }
+    endpoint_.registerHandler(storageOpcode(e.method), [this, serve, name](std::unique_ptr<net::IncomingCall> call) {
+      // std::function needs a copyable task; the call is handed over whole.
+      auto shared = std::make_shared<std::unique_ptr<net::IncomingCall>>(std::move(call));
+      if (!transfers_->post([serve, shared] { serve(std::move(*shared)); })) {
+        (*shared)->reply(Status(StatusCode::kShutdown, name + ": the storage node is shutting down"));
+      }
     });
   }
 }

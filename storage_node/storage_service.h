@@ -7,9 +7,14 @@
 // with the fabric, so a put or get makes no extra copy.
 //
 // IoContexts are pooled: one per endpoint worker thread, so each handler
-// thread effectively owns a ring and its registered buffer. The buffers are
-// registered for remote write because FetchChunks has the source node write
-// into them.
+// thread effectively owns a ring and its registered buffer, plus one per
+// transfer thread. The buffers are registered for remote write because
+// FetchChunks has the source node write into them.
+//
+// Node-to-node copies (PushStripe, FetchChunks) run on their own transfer
+// threads, not the endpoint's workers: a copy waits on another node for a
+// whole stripe, and two nodes copying from each other must never hold the
+// workers (and buffers) each needs to serve the other, or the clients.
 //
 // Thread safety: handlers run concurrently on the endpoint's workers; all
 // state is internally synchronised. The store, endpoint and scrubber must
@@ -26,6 +31,7 @@
 
 #include "common/core/result.h"
 #include "common/net/endpoint.h"
+#include "common/net/worker_pool.h"
 #include "storage_node/chunk_store.h"
 #include "storage_node/node_identity.h"
 #include "storage_node/scrubber.h"
@@ -34,6 +40,7 @@ namespace sluice::storage {
 
 struct StorageServiceOptions {
   size_t io_contexts = 4;  // match EndpointOptions::worker_threads
+  size_t transfer_threads = 2;  // copies to or from other nodes run at once; more queue
   // The cluster's stripe count S when known (0: not known, e.g. standalone):
   // puts must then name stripe == stripeOf(id, S).
   uint32_t stripe_count = 0;
@@ -85,6 +92,7 @@ class StorageService {
 
   ChunkStore& store_;
   net::Endpoint& endpoint_;
+  std::unique_ptr<net::WorkerPool> transfers_;
   Scrubber* scrubber_;
   StorageServiceOptions options_;
 

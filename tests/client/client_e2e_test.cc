@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "client/cluster_config.h"
 #include "client/reader.h"
 #include "client/uploader.h"
 #include "common/wire/meta_generated.h"
@@ -251,6 +252,45 @@ TEST_F(ClientE2E, CorruptReplicaFailsOverOrFailsClearly) {
           << data.status().toString();
     }
   }
+}
+
+// A read outlasts a node that stalls for longer than the client's timeout
+// (a long GC pause, a saturated disk): with one copy there is no other
+// replica, and the reader tries the node again after reading the map.
+TEST_F(ClientE2E, ReadOutlastsAStorageNodeStallLongerThanTheTimeout) {
+  TempDir src;
+  const std::string content = makeContent(1u << 20, 4242);
+  writeFile(fs::path(src.path()) / "stall.bin", content);
+  createDataset("stall", 1);
+  upload(src.path(), "stall");
+  auto config = client::readClusterConfig(cluster_->clientConfigPath());
+  ASSERT_TRUE(config.isOk()) << config.status().toString();
+  config->timeout = std::chrono::milliseconds(1000);
+  auto conn = client::Cluster::connect(*config);
+  ASSERT_TRUE(conn.isOk()) << conn.status().toString();
+  auto reader = client::DatasetReader::open(**conn, "stall", "v1");
+  ASSERT_TRUE(reader.isOk()) << reader.status().toString();
+  auto info = (*reader)->stat("stall.bin");
+  ASSERT_TRUE(info.isOk()) << info.status().toString();
+
+  std::vector<pid_t> nodes;
+  for (const auto& n : cluster_->state().nodes) nodes.push_back(n.pid);
+  struct Resume {
+    std::vector<pid_t> pids;
+    ~Resume() {
+      for (pid_t p : pids) ::kill(p, SIGCONT);
+    }
+  } resume{nodes};
+  for (pid_t p : nodes) ASSERT_EQ(::kill(p, SIGSTOP), 0);
+  std::thread wake([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    for (pid_t p : nodes) ::kill(p, SIGCONT);
+  });
+  auto data = (*reader)->readAll(*info);
+  wake.join();
+  ASSERT_TRUE(data.isOk()) << data.status().toString();
+  EXPECT_TRUE(std::equal(data->begin(), data->end(), content.begin(), content.end(),
+                         [](uint8_t a, char b) { return a == static_cast<uint8_t>(b); }));
 }
 
 TEST_F(ClientE2E, KilledUploadResumesSendingOnlyWhatIsMissing) {

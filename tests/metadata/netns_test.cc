@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -89,12 +90,25 @@ int countLines(const std::string& path, const std::string& needle) {
   return n;
 }
 
+// "2026-11-28T11:10:31.722Z", as the daemons' logs write it.
+std::string utcNow() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  return std::string(buf) + "." + std::to_string(1000 + ms % 1000).substr(1) + "Z";
+}
+
 // Prints how long a phase took, for the log (never asserted).
 void phase(const char* what, Clock::time_point since) {
   std::printf(
-      "  %-44s %6lld ms\n", what,
+      "  %-44s %6lld ms  (%s)\n", what,
       static_cast<long long>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count()));
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count()),
+      utcNow().c_str());
   std::fflush(stdout);
 }
 
@@ -198,10 +212,11 @@ class ReaderLoop {
   }
 
  private:
+  // Errors carry the wall-clock time, to line them up with the daemons' logs.
   void fail(const std::string& what) {
     errors_++;
     std::lock_guard lock(mu_);
-    if (first_error_.empty()) first_error_ = what;
+    if (first_error_.empty()) first_error_ = utcNow() + " " + what;
   }
 
   void run(const TestCluster& tc, const Dataset& ds) {
@@ -249,8 +264,9 @@ class NetnsPartition : public ::testing::Test {
     auto logs = tools::runProcess(
         "/bin/sh",
         {"-c", "grep -h -E 'mover|heartbeat|marked|warn|error' " + tc_->dir() +
-                   "/meta.log | tail -40; echo ---- node" + std::to_string(kIsolated) +
-                   "; tail -20 " + tc_->dir() + "/node" + std::to_string(kIsolated) + ".log"});
+                   "/meta.log | grep -v 'chunks deleted' | tail -40; for n in 1 2 3; do echo "
+                   "---- node$n; grep -E 'warn|error' " + tc_->dir() +
+                   "/node$n.log | tail -20; done"});
     if (logs.isOk()) std::printf("%s\n", logs->out.c_str());
   }
 

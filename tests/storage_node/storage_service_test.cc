@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <mutex>
+#include <future>
+#include <condition_variable>
 #include <thread>
 
 #include "common/wire/body.h"
@@ -303,6 +306,90 @@ TEST(StorageRepairTest, FetchAndPushCopyVerifiedStripesBetweenNodes) {
   EXPECT_EQ(fetched->failed, 1u);
   EXPECT_NE(fetched->first_error.find("not on"), std::string::npos);
   ep->shutdown();
+}
+
+// Copies wait on another node for as long as it takes to answer; they run on
+// their own threads, so a node copying from a hung source still serves reads
+// at once, however many copies it was asked for.
+TEST(StorageRepairTest, CopiesFromAHungSourceDoNotHoldUpReads) {
+  LocalNode a;
+  ASSERT_TRUE(a.start().isOk());
+  // The "source": answers ListStripe only when the test lets it.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  int listing = 0;
+  net::EndpointOptions eo;
+  eo.listen = "127.0.0.1:0";
+  eo.worker_threads = 16;
+  auto hung = net::Endpoint::create(eo);
+  ASSERT_TRUE(hung.isOk());
+  (*hung)->registerHandler(storageOpcode(ws::StorageMethod::ListStripe),
+                           [&](std::unique_ptr<net::IncomingCall> call) {
+                             std::unique_lock lock(mu);
+                             ++listing;
+                             cv.notify_all();
+                             cv.wait(lock, [&] { return release; });
+                             call->reply(unavailable("the test's hung source"));
+                           });
+  ASSERT_TRUE((*hung)->start().isOk());
+
+  auto ep = clientEndpoint();
+  ASSERT_TRUE(ep);
+  auto ca = StorageClient::connect(*ep, a.endpoint->address());
+  ASSERT_TRUE(ca.isOk());
+  auto src = ep->allocateMemory(1u << 20, net::Access::kRemoteRead);
+  ASSERT_TRUE(src.isOk());
+  auto bytes = randomBytes(200000, 77);
+  std::memcpy((*src)->data(), bytes.data(), bytes.size());
+  ChunkId id = Hash128::of(bytes);
+  ASSERT_TRUE(ca->putChunk(id, 3, **src, 0, bytes.size()).isOk());
+
+  // More copies than the node has RPC workers.
+  constexpr int kCopies = 6;
+  std::vector<std::future<Result<TransferResult>>> copies;
+  for (int i = 0; i < kCopies; ++i) {
+    copies.push_back(std::async(std::launch::async, [&, i] {
+      return ca->fetchChunks(10 + static_cast<uint32_t>(i), (*hung)->address(), {}, 0,
+                             net::Duration(60000));
+    }));
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return listing >= 2; }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the other copies arrive
+  // Reads go on meanwhile, each answered within a short timeout (the copies'
+  // listings wait 10 s, the node's call timeout).
+  net::EndpointOptions ro;
+  ro.listen = "127.0.0.1:0";
+  ro.default_timeout = net::Duration(2000);
+  auto reader_ep = net::Endpoint::create(ro);
+  ASSERT_TRUE(reader_ep.isOk());
+  ASSERT_TRUE((*reader_ep)->start().isOk());
+  auto reader = StorageClient::connect(**reader_ep, a.endpoint->address());
+  ASSERT_TRUE(reader.isOk());
+  auto rdst = (*reader_ep)->allocateMemory(1u << 20, net::Access::kRemoteWrite);
+  ASSERT_TRUE(rdst.isOk());
+  for (int i = 0; i < 20; ++i) {
+    auto g = reader->getChunk(id, 0, 0, **rdst, 0);
+    ASSERT_TRUE(g.isOk()) << "read " << i << " while copies wait on a hung source: "
+                          << g.status().toString();
+    EXPECT_EQ(std::memcmp((*rdst)->data(), bytes.data(), bytes.size()), 0);
+  }
+  {
+    std::lock_guard lock(mu);
+    EXPECT_LE(listing, 2) << "more copies ran at once than the node's transfer threads";
+    release = true;
+  }
+  cv.notify_all();
+  for (auto& c : copies) {
+    auto r = c.get();
+    EXPECT_FALSE(r.isOk());  // the source answered every listing with an error
+  }
+  (*reader_ep)->shutdown();
+  ep->shutdown();
+  (*hung)->shutdown();
 }
 
 }  // namespace

@@ -259,6 +259,51 @@ TEST_P(EndpointTest, ThousandConcurrentCallsFromFourClients) {
   EXPECT_EQ(good.load(), kThreads * kPerThread);
 }
 
+// Two servers that first reach each other at the same instant (as two
+// storage nodes do when repair has each copy from the other): both
+// connections come up and every call is answered, round after round.
+TEST_P(EndpointTest, TwoEndpointsCallingEachOtherAtOnceAreBothAnswered) {
+  constexpr int kRounds = 30, kCalls = 8;
+  int failed = 0;
+  std::string first_failure;
+  for (int round = 0; round < kRounds; ++round) {
+    auto options = loopback();
+    options.default_timeout = Duration(3000);
+    auto a = makeClient(options);
+    auto b = makeClient(options);
+    ASSERT_TRUE(a && b);
+    auto a_to_b = a->connect(b->address());
+    auto b_to_a = b->connect(a->address());
+    ASSERT_TRUE(a_to_b.isOk() && b_to_a.isOk());
+    std::atomic<int> ready{0};
+    auto callAll = [&](Endpoint& from, PeerId to) {
+      ++ready;
+      while (ready.load() < 2) {
+      }
+      std::vector<std::future<Result<std::vector<uint8_t>>>> futures;
+      for (int i = 0; i < kCalls; ++i) {
+        auto p = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
+        futures.push_back(p->get_future());
+        from.callAsync(to, kOpPing, std::vector<uint8_t>{static_cast<uint8_t>(i)}, Duration(3000),
+                       [p](Result<std::vector<uint8_t>> r) { p->set_value(std::move(r)); });
+      }
+      std::vector<Status> out;
+      for (auto& f : futures) out.push_back(f.get().status());
+      return out;
+    };
+    auto from_a = std::async(std::launch::async, callAll, std::ref(*a), *a_to_b);
+    auto from_b = std::async(std::launch::async, callAll, std::ref(*b), *b_to_a);
+    for (auto* f : {&from_a, &from_b}) {
+      for (const Status& s : f->get()) {
+        if (s.isOk()) continue;
+        ++failed;
+        if (first_failure.empty()) first_failure = "round " + std::to_string(round) + ": " + s.toString();
+      }
+    }
+  }
+  EXPECT_EQ(failed, 0) << "first: " << first_failure;
+}
+
 TEST_P(EndpointTest, RmaBothDirectionsOneKiBTo64MiB) {
   auto client = makeClient();
   ASSERT_TRUE(client);
