@@ -45,12 +45,17 @@ std::string tagKey(uint64_t dataset_id, std::string_view tag) {
   return k;
 }
 std::string recordKey(uint64_t dataset_id, const Hash128& record) {
-  std::string k = datasetPrefix(dataset_id);
+  std::string k;
+  k.reserve(24);
+  putBe64(k, dataset_id);
   putBeHash(k, record);
   return k;
 }
 std::string versionChunkKey(uint64_t dataset_id, uint32_t version, const Hash128& chunk) {
-  std::string k = versionKey(dataset_id, version);
+  std::string k;
+  k.reserve(28);
+  putBe64(k, dataset_id);
+  putBe32(k, version);
   putBeHash(k, chunk);
   return k;
 }

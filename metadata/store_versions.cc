@@ -50,82 +50,86 @@ Result<DatasetInfo> toDatasetInfo(const Txn& txn, const DatasetHandle& ds) {
 // Checks what can be checked without the database: path, mode, extent
 // fields and that extents tile [first offset, size) without gaps.
 Status validateFile(const FileSpec& f, size_t index) {
-  const std::string field = "files[" + std::to_string(index) + "]";
-  SLUICE_RETURN_IF_ERROR(validatePath(f.path, field + ".path"));
+  // Messages are built only when a check fails: most files pass, and
+  // formatting "files[i]" for each one cost more than the checks.
+  auto field = [&] { return "files[" + std::to_string(index) + "]"; };
+  if (!validatePath(f.path, "path").isOk()) {
+    return validatePath(f.path, field() + ".path");
+  }
   if (f.mode > kMaxFileMode) {
-    return invalidArgument(field + ".mode: must be permission bits (<= 07777)");
+    return invalidArgument(field() + ".mode: must be permission bits (<= 07777)");
   }
   if (f.type == EntryType::kDirectory || f.type == EntryType::kSymlink) {
     const char* what = f.type == EntryType::kDirectory ? "a directory" : "a symlink";
-    if (!f.extents.empty()) return invalidArgument(field + ": " + what + " has no extents");
-    if (f.append) return invalidArgument(field + ".append: " + what + " cannot be appended to");
+    if (!f.extents.empty()) return invalidArgument(field() + ": " + what + " has no extents");
+    if (f.append) return invalidArgument(field() + ".append: " + what + " cannot be appended to");
   }
   if (f.type == EntryType::kDirectory) {
     if (f.size != 0) {
-      return invalidArgument(field + ".size: " + std::to_string(f.size) +
+      return invalidArgument(field() + ".size: " + std::to_string(f.size) +
                              " but a directory's size is 0");
     }
     if (!f.symlink_target.empty()) {
-      return invalidArgument(field + ".symlink_target: set on a directory");
+      return invalidArgument(field() + ".symlink_target: set on a directory");
     }
     return Status::ok();
   }
   if (f.type == EntryType::kSymlink) {
-    const std::string tf = field + ".symlink_target";
-    if (f.symlink_target.empty()) return invalidArgument(tf + ": empty");
+    auto tf = [&] { return field() + ".symlink_target"; };
+    if (f.symlink_target.empty()) return invalidArgument(tf() + ": empty");
     if (f.symlink_target.size() > kMaxSymlinkTargetLength) {
-      return invalidArgument(tf + ": longer than " + std::to_string(kMaxSymlinkTargetLength) +
+      return invalidArgument(tf() + ": longer than " + std::to_string(kMaxSymlinkTargetLength) +
                              " bytes");
     }
-    if (f.symlink_target.find('\0') != std::string::npos) return invalidArgument(tf + ": contains NUL");
+    if (f.symlink_target.find('\0') != std::string::npos) return invalidArgument(tf() + ": contains NUL");
     if (f.size != f.symlink_target.size()) {
-      return invalidArgument(field + ".size: " + std::to_string(f.size) +
+      return invalidArgument(field() + ".size: " + std::to_string(f.size) +
                              " but a symlink's size is its target's length (" +
                              std::to_string(f.symlink_target.size()) + ")");
     }
     return Status::ok();
   }
   if (f.type != EntryType::kFile) {
-    return invalidArgument(field + ".type: unknown entry type " +
+    return invalidArgument(field() + ".type: unknown entry type " +
                            std::to_string(static_cast<unsigned>(f.type)));
   }
-  if (!f.symlink_target.empty()) return invalidArgument(field + ".symlink_target: set on a file");
-  const std::string ff = field + " (file '" + f.path + "')";
+  if (!f.symlink_target.empty()) return invalidArgument(field() + ".symlink_target: set on a file");
+  auto ff = [&] { return field() + " (file '" + f.path + "')"; };
   if (f.extents.empty()) {
     if (f.size != 0 && !f.append) {
-      return invalidArgument(ff + ": size " + std::to_string(f.size) + " but no extents");
+      return invalidArgument(ff() + ": size " + std::to_string(f.size) + " but no extents");
     }
     return Status::ok();
   }
   uint64_t offset = f.extents.front().file_offset;
-  if (!f.append && offset != 0) return invalidArgument(ff + ": extents[0].file_offset must be 0");
+  if (!f.append && offset != 0) return invalidArgument(ff() + ": extents[0].file_offset must be 0");
   for (size_t i = 0; i < f.extents.size(); ++i) {
     const Extent& e = f.extents[i];
-    std::string ef = ff + " extents[" + std::to_string(i) + "]";
+    auto ef = [&] { return ff() + " extents[" + std::to_string(i) + "]"; };
     if (e.file_offset != offset) {
-      return invalidArgument(ef + ".file_offset: " + std::to_string(e.file_offset) +
+      return invalidArgument(ef() + ".file_offset: " + std::to_string(e.file_offset) +
                              " leaves a gap or overlap (expected " + std::to_string(offset) + ")");
     }
     if (e.raw_length == 0 || e.raw_length > kMaxRecordBytes) {
-      return invalidArgument(ef + ".raw_length: must be 1.." + std::to_string(kMaxRecordBytes));
+      return invalidArgument(ef() + ".raw_length: must be 1.." + std::to_string(kMaxRecordBytes));
     }
     if (e.stored_length == 0 || e.stored_length > kMaxRecordBytes) {
-      return invalidArgument(ef + ".stored_length: must be 1.." + std::to_string(kMaxRecordBytes));
+      return invalidArgument(ef() + ".stored_length: must be 1.." + std::to_string(kMaxRecordBytes));
     }
     if (e.codec > static_cast<uint8_t>(Codec::kZstd)) {
-      return invalidArgument(ef + ".codec: unknown codec " + std::to_string(e.codec));
+      return invalidArgument(ef() + ".codec: unknown codec " + std::to_string(e.codec));
     }
     if (e.codec == static_cast<uint8_t>(Codec::kNone) && e.stored_length != e.raw_length) {
-      return invalidArgument(ef + ".stored_length: must equal raw_length for an uncompressed record");
+      return invalidArgument(ef() + ".stored_length: must equal raw_length for an uncompressed record");
     }
     if (uint64_t{e.chunk_offset} + e.stored_length > kMaxChunkSize) {
-      return invalidArgument(ef + ".chunk_offset: record ends past the largest chunk size");
+      return invalidArgument(ef() + ".chunk_offset: record ends past the largest chunk size");
     }
-    if (e.chunk.isZero()) return invalidArgument(ef + ".chunk: zero chunk id");
+    if (e.chunk.isZero()) return invalidArgument(ef() + ".chunk: zero chunk id");
     offset += e.raw_length;
   }
   if (offset != f.size) {
-    return invalidArgument(ff + ": extents end at " + std::to_string(offset) + " but size is " +
+    return invalidArgument(ff() + ": extents end at " + std::to_string(offset) + " but size is " +
                            std::to_string(f.size));
   }
   return Status::ok();
@@ -191,9 +195,13 @@ class Adder {
   // hashes inserted in sorted order touch each B-tree page once, with the
   // path still in cache.
   Status finish() {
-    std::sort(pending_.begin(), pending_.end(),
-              [](const Pending& a, const Pending& b) { return a.key < b.key; });
-    for (const Pending& p : pending_) SLUICE_RETURN_IF_ERROR(indexRecord(p.key, *p.extent));
+    // (hi, lo) order is the keys' byte order: they differ only in the hash.
+    std::sort(pending_.begin(), pending_.end(), [](const Pending& a, const Pending& b) {
+      return a.record.hi != b.record.hi ? a.record.hi < b.record.hi : a.record.lo < b.record.lo;
+    });
+    for (const Pending& p : pending_) {
+      SLUICE_RETURN_IF_ERROR(indexRecord(recordKey(ds_.rec.id, p.record), *p.extent));
+    }
     pending_.clear();
     return Status::ok();
   }
@@ -297,7 +305,7 @@ class Adder {
         SLUICE_RETURN_IF_ERROR(txn_.del(Db::kGarbage, chunkKey(e.chunk)));
       }
     }
-    pending_.push_back(Pending{recordKey(ds_.rec.id, e.record), &e});
+    pending_.push_back(Pending{e.record, &e});
     return Status::ok();
   }
 
@@ -331,7 +339,7 @@ class Adder {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
   };
   struct Pending {
-    std::string key;
+    Hash128 record;        // its key is the dataset prefix and the hash, big-endian
     const Extent* extent;  // points into the caller's FileSpec, alive for the call
   };
   std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> dirs_;
