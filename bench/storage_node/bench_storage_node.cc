@@ -1,9 +1,10 @@
 // bench_storage_node: a real sluice-storage daemon (standalone, O_DIRECT) on
-// the local disk, driven over libfabric (tcp;ofi_rxm, 127.0.0.1), next to fio
-// (io_uring, O_DIRECT) on the same disk in the same run.
+// the local disk, driven over libfabric (tcp;ofi_rxm on 127.0.0.1 by default,
+// or --provider shm: the node's own path without the loopback TCP stack), next
+// to fio (io_uring, O_DIRECT) on the same disk in the same run.
 //
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
-//                      [--records 2000] [--no-fio] [--no-drop]
+//                      [--records 2000] [--no-fio] [--no-drop] [--provider P]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
@@ -46,6 +47,7 @@ struct Args {
   size_t records = 2000;
   bool fio = true;
   bool drop = true;
+  std::string provider = "tcp;ofi_rxm";
 };
 
 bool dropCaches() {
@@ -66,9 +68,10 @@ struct ClientSet {
   std::vector<std::unique_ptr<StorageClient>> clients;
   std::vector<std::unique_ptr<net::MemoryRegion>> bufs;
 
-  Status connect(const std::string& address, size_t n) {
+  Status connect(const std::string& address, size_t n, const std::string& provider) {
     for (size_t i = 0; i < n; ++i) {
       net::EndpointOptions eo;
+      eo.provider = provider;
       eo.listen = "127.0.0.1:0";
       eo.worker_threads = 1;
       SLUICE_ASSIGN_OR_RETURN(auto ep, net::Endpoint::create(eo));
@@ -165,8 +168,11 @@ int run(int argc, char** argv) {
     else if (s == "--records") a.records = std::stoul(val());
     else if (s == "--no-fio") a.fio = false;
     else if (s == "--no-drop") a.drop = false;
+    else if (s == "--provider") a.provider = val();
     else {
-      std::fprintf(stderr, "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] [--no-drop]\n");
+      std::fprintf(stderr,
+                   "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
+                   "[--no-drop] [--provider P]\n");
       return 2;
     }
   }
@@ -185,8 +191,8 @@ int run(int argc, char** argv) {
   auto cold = [&] {
     if (a.drop) dropCaches();
   };
-  std::printf("sluice-storage bench: %zu x 4 MiB chunks (%.1f GiB), %zu random 128 KiB records, dir %s\n",
-              a.chunks, a.chunks * 4.0 / 1024, a.records, a.dir.c_str());
+  std::printf("sluice-storage bench: %zu x 4 MiB chunks (%.1f GiB), %zu random 128 KiB records, dir %s, %s\n",
+              a.chunks, a.chunks * 4.0 / 1024, a.records, a.dir.c_str(), a.provider.c_str());
 
   std::map<std::string, double> fio;
   if (a.fio) {
@@ -256,14 +262,15 @@ int run(int argc, char** argv) {
   for (bool direct : {true, false}) {
     testing::StorageDaemon daemon;
     std::vector<std::string> args = {"--standalone", "--data_dir=" + data, "--scrub.rate=0",
-                                     "--workers=4", std::string("--direct_io=") + (direct ? "true" : "false")};
+                                     "--workers=4", std::string("--direct_io=") + (direct ? "true" : "false"),
+                                     "--provider=" + a.provider};
     Status s = daemon.start(a.dir, args);
     if (!s.isOk()) {
       std::fprintf(stderr, "daemon: %s\n%s\n", s.toString().c_str(), daemon.output(a.dir).c_str());
       return 1;
     }
     ClientSet cs;
-    if (Status c = cs.connect(daemon.address(), 4); !c.isOk()) {
+    if (Status c = cs.connect(daemon.address(), 4, a.provider); !c.isOk()) {
       std::fprintf(stderr, "clients: %s\n", c.toString().c_str());
       return 1;
     }

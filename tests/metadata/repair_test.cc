@@ -73,10 +73,13 @@ std::set<std::string> versionChunks(client::Cluster& c, const std::string& datas
   return out;
 }
 
-void createDataset(client::Cluster& c, const std::string& name, uint32_t replication) {
+// chunk_size 0: the cluster's default (4 MiB).
+void createDataset(client::Cluster& c, const std::string& name, uint32_t replication,
+                   uint32_t chunk_size = 0) {
   meta::CreateDatasetRequestT create;
   create.name = name;
   create.replication = replication;
+  create.chunk_size = chunk_size;
   auto r = c.meta<meta::CreateDatasetRequest, meta::CreateDatasetResponse>(meta::MetaMethod::CreateDataset, create,
                                                                            "CreateDataset");
   ASSERT_TRUE(r.isOk()) << r.status().toString();
@@ -98,7 +101,10 @@ TEST(Repair, UploadsKeepWorkingWhileANodeIsDown) {
   auto conn = tc.connect();
   ASSERT_TRUE(conn.isOk());
   client::Cluster& c = **conn;
-  createDataset(c, "up", 2);
+  // Small chunks, so each upload has ~150: with 4 MiB ones, an upload of a
+  // few chunks could miss node 2's stripes by chance (about 1 in 27 for
+  // three), and nothing would fail over.
+  createDataset(c, "up", 2, 64u << 10);
   auto writeTree = [&](const std::string& dir, int seed) {
     for (int i = 0; i < 40; ++i) {
       writeFile(fs::path(dir) / ("f" + std::to_string(i)), makeContent(30000 + static_cast<size_t>(i) * 4099, seed * 100 + i));
