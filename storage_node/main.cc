@@ -37,6 +37,7 @@ struct DaemonOptions {
   std::string listen;
   std::string advertise;
   std::string provider;
+  bool busy_poll = false;
   std::string meta;
   bool standalone = false;
   uint64_t capacity = 0;
@@ -61,6 +62,9 @@ void declare(ConfigSchema& s, DaemonOptions& o) {
                  "address clients and peers reach this node at, registered with sluice-meta "
                  "(required when listen is a wildcard such as 0.0.0.0; port 0: the bound port)")
       .addString("provider", &o.provider, "tcp;ofi_rxm", "libfabric provider")
+      .addBool("busy_poll", &o.busy_poll, false,
+               "the fabric progress thread spins instead of sleeping between completions: "
+               "lower latency per request, one core always busy")
       .addString("meta", &o.meta, "", "sluice-meta address host:port (required unless --standalone)")
       .addBool("standalone", &o.standalone, false, "run without sluice-meta (tests, benches)")
       .addSize("capacity", &o.capacity, 0, "bytes of chunks this node may hold (0: the file system's size)")
@@ -191,6 +195,7 @@ int run(int argc, char** argv) {
   eo.provider = o.provider;
   eo.listen = o.listen;
   eo.worker_threads = static_cast<size_t>(o.workers);
+  eo.busy_poll = o.busy_poll;
   auto endpoint = net::Endpoint::create(eo);
   if (!endpoint.isOk()) return fail("creating the fabric endpoint", endpoint.status());
 

@@ -4,7 +4,7 @@
 // to fio (io_uring, O_DIRECT) on the same disk in the same run.
 //
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
-//                      [--records 2000] [--no-fio] [--no-drop] [--provider P]
+//                      [--records 2000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
@@ -48,6 +48,7 @@ struct Args {
   bool fio = true;
   bool drop = true;
   std::string provider = "tcp;ofi_rxm";
+  bool busy_poll = false;  // the node's progress thread spins (the clients' sleep)
 };
 
 bool dropCaches() {
@@ -169,10 +170,11 @@ int run(int argc, char** argv) {
     else if (s == "--no-fio") a.fio = false;
     else if (s == "--no-drop") a.drop = false;
     else if (s == "--provider") a.provider = val();
+    else if (s == "--busy-poll") a.busy_poll = true;
     else {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
-                   "[--no-drop] [--provider P]\n");
+                   "[--no-drop] [--provider P] [--busy-poll]\n");
       return 2;
     }
   }
@@ -263,7 +265,8 @@ int run(int argc, char** argv) {
     testing::StorageDaemon daemon;
     std::vector<std::string> args = {"--standalone", "--data_dir=" + data, "--scrub.rate=0",
                                      "--workers=4", std::string("--direct_io=") + (direct ? "true" : "false"),
-                                     "--provider=" + a.provider};
+                                     "--provider=" + a.provider,
+                                     std::string("--busy_poll=") + (a.busy_poll ? "true" : "false")};
     Status s = daemon.start(a.dir, args);
     if (!s.isOk()) {
       std::fprintf(stderr, "daemon: %s\n%s\n", s.toString().c_str(), daemon.output(a.dir).c_str());
