@@ -359,15 +359,16 @@ Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint
     }
     std::vector<NodeId> replicas = readOrder(cluster_, *map, extent.chunk, replication_);
     std::erase_if(replicas, [&](NodeId id) {
-      if (bad_copy.count(id) != 0 || (round == 0 && id == failed)) return true;
-      // After a first round, a node meta calls down is not waited for again
-      // while another replica may answer.
-      const NodeEntry* n = map->node(id);
-      return round > 0 && n != nullptr && n->state == meta::NodeState::Down;
+      return bad_copy.count(id) != 0 || (round == 0 && id == failed);
     });
-    if (round > 0 && replicas.empty()) {
-      replicas = readOrder(cluster_, *map, extent.chunk, replication_);
-      std::erase_if(replicas, [&](NodeId id) { return bad_copy.count(id) != 0; });
+    // After a first round, a node meta calls down is not waited for again
+    // while another replica may answer.
+    auto is_down = [&](NodeId id) {
+      const NodeEntry* n = map->node(id);
+      return n != nullptr && n->state == meta::NodeState::Down;
+    };
+    if (round > 0 && !std::all_of(replicas.begin(), replicas.end(), is_down)) {
+      std::erase_if(replicas, is_down);
     }
     // With one replica, the node that failed first is the only one to retry.
     bool worth_another_round = round == 0 && mayPass(first_error);
