@@ -68,7 +68,8 @@ template <typename Req>
 using Body = std::function<Status(const Req&, fb::FlatBufferBuilder&)>;
 
 template <typename Req>
-void serve(net::Endpoint& ep, MetaMethod method, Body<Req> body) {
+void serve(net::Endpoint& ep, MetaMethod method, Body<Req> body,
+           net::HandlerMode mode = net::HandlerMode::kWorker) {
   const char* name = w::EnumNameMetaMethod(method);
   Counter& errors = MetricsRegistry::global().counter(
       "sluice_meta_rpc_errors_total", "metadata RPCs answered with an error", {{"method", name}});
@@ -95,7 +96,7 @@ void serve(net::Endpoint& ep, MetaMethod method, Body<Req> body) {
       return;
     }
     call->reply(Status::ok(), std::span<const uint8_t>(fbb.GetBufferPointer(), fbb.GetSize()));
-  });
+  }, mode);
 }
 
 // How often nodes should heartbeat: a quarter of the timeout, so a node
@@ -309,11 +310,14 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
   });
 
   // ---- namespace
+  // One-key reads answered on the progress thread: LMDB serves them from its
+  // map in microseconds, less than the hop to a worker (docs/performance.md).
+  constexpr auto kAnswerFromMemory = net::HandlerMode::kInline;
   serve<w::StatRequest>(ep, MetaMethod::Stat, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(Entry e, st->stat(sv(r.dataset()), sv(r.version()), sv(r.path())));
     fbb.Finish(w::CreateStatResponse(fbb, encodeEntry(fbb, e)));
     return Status::ok();
-  });
+  }, kAnswerFromMemory);
   serve<w::LookupRequest>(ep, MetaMethod::Lookup, [st](const auto& r, auto& fbb) {
     std::vector<std::string_view> paths;
     if (r.paths() != nullptr) {

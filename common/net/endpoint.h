@@ -138,6 +138,14 @@ class IncomingCall {
 };
 
 using Handler = std::function<void(std::unique_ptr<IncomingCall>)>;
+
+// Where a handler runs. kWorker: on the endpoint's worker pool, where it may
+// block. kInline: on the progress thread as the request arrives, for handlers
+// that answer in microseconds from memory (a metadata stat or lookup): the hop
+// to a worker, a wake-up on each side, costs more than such a handler's work.
+// An inline handler must not block — no RMA, no calls, no waiting on locks
+// held across I/O — since every message of the endpoint waits while it runs.
+enum class HandlerMode : uint8_t { kWorker, kInline };
 using ReplyCallback = std::function<void(Result<std::vector<uint8_t>>)>;
 
 class Endpoint {
@@ -146,7 +154,8 @@ class Endpoint {
   virtual ~Endpoint() = default;
 
   // Register before start(). Unknown opcodes answer kUnimplemented.
-  virtual void registerHandler(uint16_t opcode, Handler handler) = 0;
+  virtual void registerHandler(uint16_t opcode, Handler handler,
+                               HandlerMode mode = HandlerMode::kWorker) = 0;
   virtual Status start() = 0;
   // Fails pending calls with kShutdown, stops threads, closes the endpoint.
   // Idempotent; also run by the destructor.

@@ -195,7 +195,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   ~FabricCore();
 
   Status open();
-  void registerHandler(uint16_t opcode, Handler handler);
+  void registerHandler(uint16_t opcode, Handler handler, HandlerMode mode);
   Status start();
   void shutdown();
   const std::string& address() const { return address_; }
@@ -295,6 +295,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   // A handler and the figures every daemon exports for it.
   struct RegisteredHandler {
     Handler handler;
+    HandlerMode mode;
     Counter* calls;
     Histogram* latency;  // time in the handler function (synchronous part)
   };
@@ -388,8 +389,8 @@ class FabricEndpoint final : public Endpoint {
  public:
   explicit FabricEndpoint(std::shared_ptr<FabricCore> core) : core_(std::move(core)) {}
   ~FabricEndpoint() override { core_->shutdown(); }
-  void registerHandler(uint16_t opcode, Handler handler) override {
-    core_->registerHandler(opcode, std::move(handler));
+  void registerHandler(uint16_t opcode, Handler handler, HandlerMode mode) override {
+    core_->registerHandler(opcode, std::move(handler), mode);
   }
   Status start() override { return core_->start(); }
   void shutdown() override { core_->shutdown(); }
@@ -747,7 +748,7 @@ FabricCore::~FabricCore() {
   if (info_ != nullptr) fi_freeinfo(info_);
 }
 
-void FabricCore::registerHandler(uint16_t opcode, Handler handler) {
+void FabricCore::registerHandler(uint16_t opcode, Handler handler, HandlerMode mode) {
   if (started_) {
     spdlog::error("net {}: handler for opcode {} registered after start() is ignored", address_,
                   hexOpcode(opcode));
@@ -756,7 +757,7 @@ void FabricCore::registerHandler(uint16_t opcode, Handler handler) {
   Labels labels = {{"opcode", hexOpcode(opcode)}};
   auto& registry = MetricsRegistry::global();
   handlers_[opcode] = RegisteredHandler{
-      std::move(handler),
+      std::move(handler), mode,
       &registry.counter("sluice_rpc_calls_total", "RPC requests handled, by opcode", labels),
       &registry.histogram("sluice_rpc_handler_seconds", "Time in RPC handlers, by opcode", labels)};
 }
@@ -1636,11 +1637,19 @@ void FabricCore::handleRequest(const FrameView& frame) {
               {});
     return;
   }
-  auto call = std::make_shared<std::unique_ptr<IncomingCall>>(std::make_unique<FabricIncomingCall>(
-      shared_from_this(), h.opcode, h.request_id, peer, dest,
-      std::vector<uint8_t>(frame.body.begin(), frame.body.end())));
   const RegisteredHandler* handler = &it->second;
+  std::unique_ptr<IncomingCall> incoming = std::make_unique<FabricIncomingCall>(
+      shared_from_this(), h.opcode, h.request_id, peer, dest,
+      std::vector<uint8_t>(frame.body.begin(), frame.body.end()));
   uint64_t request_id = h.request_id;
+  if (handler->mode == HandlerMode::kInline) {
+    RequestIdScope scope(request_id);
+    handler->calls->inc();
+    LatencyTimer timer(*handler->latency);
+    handler->handler(std::move(incoming));
+    return;
+  }
+  auto call = std::make_shared<std::unique_ptr<IncomingCall>>(std::move(incoming));
   workers_->post([this, handler, call, request_id] {
     tl_core_thread = this;
     RequestIdScope scope(request_id);  // every log line of the handler names its request

@@ -30,6 +30,7 @@ constexpr uint16_t kOpPull = makeOpcode(ServiceId::kTransport, 0x21);   // rmaRe
 constexpr uint16_t kOpPush = makeOpcode(ServiceId::kTransport, 0x22);   // rmaWrite caller buffer
 constexpr uint16_t kOpBlock = makeOpcode(ServiceId::kTransport, 0x23);  // waits for a gate
 constexpr uint16_t kOpCount = makeOpcode(ServiceId::kTransport, 0x24);  // counts concurrency
+constexpr uint16_t kOpInlineEcho = makeOpcode(ServiceId::kTransport, 0x25);  // HandlerMode::kInline
 constexpr uint16_t kOpSlow = makeOpcode(ServiceId::kTransport, 0x10);   // net_test_server: 60 s
 constexpr uint16_t kOpMissing = makeOpcode(ServiceId::kStorage, 0x7f);  // no handler
 
@@ -117,6 +118,13 @@ class EndpointTest : public ::testing::TestWithParam<std::string> {
       out.insert(out.end(), call->body().begin(), call->body().end());
       call->reply(Status::ok(), out);
     });
+    server_->registerHandler(
+        kOpInlineEcho,
+        [this](std::unique_ptr<IncomingCall> call) {
+          inline_thread_ = std::this_thread::get_id();
+          call->reply(Status::ok(), call->body());
+        },
+        HandlerMode::kInline);
     server_->registerHandler(kOpPull, [this, server](std::unique_ptr<IncomingCall> call) {
       RmaRequest req;
       if (call->body().size() != sizeof(req)) return call->reply(protocolError("bad pull body"));
@@ -173,6 +181,7 @@ class EndpointTest : public ::testing::TestWithParam<std::string> {
 
   std::unique_ptr<Endpoint> server_;
   Gate gate_;
+  std::atomic<std::thread::id> inline_thread_{};
   std::atomic<int> concurrent_{0};
   std::atomic<int> max_concurrent_{0};
   std::mutex rma_mu_;
@@ -496,6 +505,37 @@ TEST_P(EndpointTest, GarbageAndTruncatedFramesAreRejectedWhileOthersAreServed) {
   auto r = evil->call(*epeer, kOpPing, std::vector<uint8_t>{9});
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_EQ(*r, std::vector<uint8_t>{9});
+}
+
+// An inline handler answers on the progress thread, so it is served even
+// while every worker is busy, and always by the same thread.
+TEST_P(EndpointTest, InlineHandlerAnswersWhileEveryWorkerIsBusy) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  std::vector<std::future<Result<std::vector<uint8_t>>>> blocked;
+  for (int i = 0; i < 4; ++i) {  // the fixture's four workers
+    auto p = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
+    blocked.push_back(p->get_future());
+    client->callAsync(*peer, kOpBlock, {}, Duration(10000),
+                      [p](Result<std::vector<uint8_t>> r) { p->set_value(std::move(r)); });
+  }
+  gate_.waitForWaiters(4);
+  std::thread::id first{};
+  for (int i = 0; i < 50; ++i) {
+    std::vector<uint8_t> body = {static_cast<uint8_t>(i), 0x5A};
+    auto r = client->call(*peer, kOpInlineEcho, body, Duration(2000));
+    ASSERT_TRUE(r.isOk()) << "inline call " << i << ": " << r.status().toString();
+    EXPECT_EQ(*r, body);
+    if (i == 0) first = inline_thread_.load();
+    EXPECT_EQ(inline_thread_.load(), first) << "inline calls ran on more than one thread";
+  }
+  // A worker-pool handler still waits for a free worker.
+  auto echo = client->call(*peer, kOpEcho, std::vector<uint8_t>{1}, Duration(300));
+  EXPECT_EQ(echo.status().code(), StatusCode::kTimeout) << echo.status().toString();
+  gate_.release();
+  for (auto& f : blocked) EXPECT_TRUE(f.get().isOk());
 }
 
 TEST_P(EndpointTest, SlowHandlerTimesOutExactlyOnce) {
