@@ -516,6 +516,11 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
   return length;
 }
 
+bool ChunkStore::readsInOnePass(const IoContext& ctx, uint64_t offset, uint64_t length) {
+  const uint64_t cur = kChunkHeaderSize + offset;  // as readFile's first segment
+  return cur + length - alignDown(cur) <= ctx.bufferSize();
+}
+
 Result<uint64_t> ChunkStore::read(IoContext& ctx, const ChunkId& id, uint64_t offset,
                                   uint64_t length, const ChunkSink& sink) {
   std::optional<ChunkInfo> info = find(id);

@@ -149,6 +149,10 @@ class ChunkStore {
   // Errors: kNotFound, kOutOfRange, kCorruption, kIoError.
   Result<uint64_t> read(IoContext& ctx, const ChunkId& id, uint64_t offset, uint64_t length,
                         const ChunkSink& sink);
+  // True when read() of [offset, offset + length) fills ctx's buffer once:
+  // the spans it hands the sink then stay untouched until ctx is used again,
+  // so the sink may start asynchronous transfers from them.
+  static bool readsInOnePass(const IoContext& ctx, uint64_t offset, uint64_t length);
 
   // Re-reads and verifies one chunk (scrub). A corrupt chunk is quarantined
   // and kCorruption returned, as is one whose file vanished from the disk

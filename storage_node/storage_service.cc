@@ -154,7 +154,7 @@ void StorageService::registerHandlers() {
       LatencyTimer timer(latency);
       Result<Body> r = (this->*fn)(*call);
       if (r.isOk()) {
-        call->reply(Status::ok(), *r);
+        if (!call->replied()) call->reply(Status::ok(), *r);
         return;
       }
       errors.inc();
@@ -237,16 +237,32 @@ Result<StorageService::Body> StorageService::getChunk(net::IncomingCall& call) {
                            std::to_string(length) + " bytes requested");
   }
   Lease lease(*this);
-  SLUICE_ASSIGN_OR_RETURN(
-      uint64_t n, store_.read(lease.ctx(), id, offset, length,
-                              [&](uint64_t off, std::span<const uint8_t> src) {
-                                return call.rmaWrite(lease.mr(), lease.offsetOf(src.data()), target,
-                                                     off - offset, src.size())
-                                    .withContext("writing chunk " + hex + " to the caller");
-                              }));
+  // When the whole range passes through the buffer once, each segment's
+  // write is only posted and the reply follows it at once (the transport
+  // orders it after the bytes); the buffer goes back to the pool after the
+  // writes complete. Longer reads reuse the buffer, so each write must land
+  // before the next segment is read into it.
+  const bool posted = ChunkStore::readsInOnePass(lease.ctx(), offset, length);
+  Result<uint64_t> n = store_.read(
+      lease.ctx(), id, offset, length, [&](uint64_t off, std::span<const uint8_t> src) {
+        const size_t at = lease.offsetOf(src.data());
+        Status s = posted ? call.postRmaWrite(lease.mr(), at, target, off - offset, src.size())
+                          : call.rmaWrite(lease.mr(), at, target, off - offset, src.size());
+        return s.withContext("writing chunk " + hex + " to the caller");
+      });
+  if (!n.isOk()) {
+    (void)call.awaitWrites();  // before the buffer is reused; the read's error is the answer
+    return n.status();
+  }
   flatbuffers::FlatBufferBuilder fbb(64);
-  return finish(fbb, ws::CreateGetChunkResponse(fbb, n, info->length,
-                                                offset == 0 && length == info->length));
+  Body body = finish(fbb, ws::CreateGetChunkResponse(fbb, *n, info->length,
+                                                     offset == 0 && length == info->length));
+  if (!posted) return body;
+  call.reply(Status::ok(), body);
+  if (Status w = call.awaitWrites(); !w.isOk()) {
+    spdlog::warn("GetChunk {}: a write to the caller failed after the reply: {}", hex, w.toString());
+  }
+  return body;
 }
 
 Result<StorageService::Body> StorageService::hasChunks(net::IncomingCall& call) {

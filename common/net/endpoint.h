@@ -133,8 +133,22 @@ class IncomingCall {
   virtual Status rmaWrite(const MemoryRegion& local, size_t local_offset,
                           const RemoteBuffer& remote, size_t remote_offset, size_t length) = 0;
 
+  // Starts pushing `length` bytes from `local` into the caller's `remote`
+  // buffer and returns once the transfer is posted (checks and errors as
+  // rmaWrite). `local` must stay untouched until awaitWrites() returns. A
+  // reply sent meanwhile reaches the caller after the bytes: at once where the
+  // provider orders sends after writes (tcp, shm, verbs with rxm), else reply()
+  // first waits for the writes. This saves the caller the round trip in which
+  // the node waits to hear that its write landed before it answers.
+  virtual Status postRmaWrite(const MemoryRegion& local, size_t local_offset,
+                              const RemoteBuffer& remote, size_t remote_offset, size_t length) = 0;
+  // Waits until every postRmaWrite of this call has completed; the first
+  // failure, or kTimeout after EndpointOptions::default_timeout.
+  virtual Status awaitWrites() = 0;
+
   // A non-OK status travels as the frame status plus its message.
   virtual void reply(const Status& status, std::span<const uint8_t> body = {}) = 0;
+  virtual bool replied() const = 0;
 };
 
 using Handler = std::function<void(std::unique_ptr<IncomingCall>)>;

@@ -30,6 +30,7 @@ constexpr uint16_t kOpPull = makeOpcode(ServiceId::kTransport, 0x21);   // rmaRe
 constexpr uint16_t kOpPush = makeOpcode(ServiceId::kTransport, 0x22);   // rmaWrite caller buffer
 constexpr uint16_t kOpBlock = makeOpcode(ServiceId::kTransport, 0x23);  // waits for a gate
 constexpr uint16_t kOpCount = makeOpcode(ServiceId::kTransport, 0x24);  // counts concurrency
+constexpr uint16_t kOpPushPosted = makeOpcode(ServiceId::kTransport, 0x26);  // postRmaWrite, reply
 constexpr uint16_t kOpInlineEcho = makeOpcode(ServiceId::kTransport, 0x25);  // HandlerMode::kInline
 constexpr uint16_t kOpSlow = makeOpcode(ServiceId::kTransport, 0x10);   // net_test_server: 60 s
 constexpr uint16_t kOpMissing = makeOpcode(ServiceId::kStorage, 0x7f);  // no handler
@@ -100,6 +101,15 @@ struct Gate {
   }
 };
 
+// Parses an RmaRequest body into `req` and allocates a local region of the
+// caller's buffer size for the handler's transfer.
+Result<std::unique_ptr<MemoryRegion>> rmaRegionFor(Endpoint& server, const IncomingCall& call,
+                                                   RmaRequest* req) {
+  if (call.body().size() != sizeof(*req)) return protocolError("bad RMA request body");
+  std::memcpy(req, call.body().data(), sizeof(*req));
+  return server.allocateMemory(req->buffer.length, Access::kLocalOnly);
+}
+
 class EndpointTest : public ::testing::TestWithParam<std::string> {
  protected:
   const std::string& provider() const { return GetParam(); }
@@ -127,9 +137,7 @@ class EndpointTest : public ::testing::TestWithParam<std::string> {
         HandlerMode::kInline);
     server_->registerHandler(kOpPull, [this, server](std::unique_ptr<IncomingCall> call) {
       RmaRequest req;
-      if (call->body().size() != sizeof(req)) return call->reply(protocolError("bad pull body"));
-      std::memcpy(&req, call->body().data(), sizeof(req));
-      auto region = server->allocateMemory(req.buffer.length, Access::kLocalOnly);
+      auto region = rmaRegionFor(*server, *call, &req);
       if (!region.isOk()) return call->reply(region.status());
       Status s = call->rmaRead(**region, 0, req.buffer, 0, req.buffer.length);
       {
@@ -142,12 +150,27 @@ class EndpointTest : public ::testing::TestWithParam<std::string> {
     });
     server_->registerHandler(kOpPush, [server](std::unique_ptr<IncomingCall> call) {
       RmaRequest req;
-      if (call->body().size() != sizeof(req)) return call->reply(protocolError("bad push body"));
-      std::memcpy(&req, call->body().data(), sizeof(req));
-      auto region = server->allocateMemory(req.buffer.length, Access::kLocalOnly);
+      auto region = rmaRegionFor(*server, *call, &req);
       if (!region.isOk()) return call->reply(region.status());
       fillPattern((*region)->data(), req.buffer.length, req.seed);
       call->reply(call->rmaWrite(**region, 0, req.buffer, 0, req.buffer.length));
+    });
+    // Posts the write in two pieces and replies before they complete; the
+    // buffer is freed only after awaitWrites.
+    server_->registerHandler(kOpPushPosted, [this, server](std::unique_ptr<IncomingCall> call) {
+      RmaRequest req;
+      auto region = rmaRegionFor(*server, *call, &req);
+      if (!region.isOk()) return call->reply(region.status());
+      fillPattern((*region)->data(), req.buffer.length, req.seed);
+      const size_t half = req.buffer.length / 2;
+      Status s = call->postRmaWrite(**region, 0, req.buffer, 0, half);
+      if (s.isOk()) {
+        s = call->postRmaWrite(**region, half, req.buffer, half, req.buffer.length - half);
+      }
+      call->reply(s);
+      Status landed = call->awaitWrites();
+      std::lock_guard<std::mutex> lock(rma_mu_);
+      if (!landed.isOk()) last_posted_status_ = landed;
     });
     server_->registerHandler(kOpBlock, [this](std::unique_ptr<IncomingCall> call) {
       gate_.wait();
@@ -186,6 +209,7 @@ class EndpointTest : public ::testing::TestWithParam<std::string> {
   std::atomic<int> max_concurrent_{0};
   std::mutex rma_mu_;
   Status last_pull_status_;  // GUARDED_BY(rma_mu_)
+  Status last_posted_status_;  // GUARDED_BY(rma_mu_): a failed awaitWrites of kOpPushPosted
 };
 
 TEST_P(EndpointTest, PingEchoesAndAddressHasRealPort) {
@@ -345,6 +369,45 @@ TEST_P(EndpointTest, RmaBothDirectionsOneKiBTo64MiB) {
     fillPattern(expected.data(), size, seed);
     EXPECT_EQ(XXH3_64bits(target.data(), size), XXH3_64bits(expected.data(), size));
   }
+}
+
+// A reply sent right after postRmaWrite never reaches the caller before the
+// bytes: the buffer is complete when the call returns, every round.
+TEST_P(EndpointTest, ReplyAfterPostedWritesFindsTheBytesInPlace) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  const size_t kMax = size_t{4} << 20;
+  std::vector<uint8_t> target(kMax);
+  auto dst = client->registerMemory(target.data(), kMax, Access::kRemoteWrite);
+  ASSERT_TRUE(dst.isOk()) << dst.status().toString();
+  std::vector<uint8_t> expected(kMax);
+  uint64_t seed = 100;
+  for (int round = 0; round < 40; ++round) {
+    for (size_t size : {size_t{2}, size_t{4096}, size_t{128} << 10, (size_t{1} << 20) + 7, kMax}) {
+      SCOPED_TRACE("round " + std::to_string(round) + ", " + std::to_string(size) + " bytes");
+      std::memset(target.data(), 0, size);
+      RmaRequest req{(*dst)->remote(0, size), ++seed};
+      auto r = client->call(*peer, kOpPushPosted, toBytes(&req, sizeof(req)), Duration(30000));
+      ASSERT_TRUE(r.isOk()) << r.status().toString();
+      fillPattern(expected.data(), size, seed);
+      ASSERT_EQ(std::memcmp(target.data(), expected.data(), size), 0)
+          << "the reply arrived before the bytes it follows";
+    }
+    if (round >= 4) break;  // large sizes: a few rounds; small ones below
+  }
+  for (int round = 0; round < 300; ++round) {
+    const size_t size = 4096 + (round * 7919) % (size_t{256} << 10);
+    std::memset(target.data(), 0, size);
+    RmaRequest req{(*dst)->remote(0, size), ++seed};
+    auto r = client->call(*peer, kOpPushPosted, toBytes(&req, sizeof(req)), Duration(30000));
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    fillPattern(expected.data(), size, seed);
+    ASSERT_EQ(std::memcmp(target.data(), expected.data(), size), 0) << "round " << round;
+  }
+  std::lock_guard<std::mutex> lock(rma_mu_);
+  EXPECT_TRUE(last_posted_status_.isOk()) << last_posted_status_.toString();
 }
 
 TEST_P(EndpointTest, RmaWithBadKeyFailsNamingPeerAndOperation) {
