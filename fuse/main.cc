@@ -13,6 +13,7 @@
 // background until unmounted (`sluice umount`, `fusermount3 -u`).
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@
 #include "common/core/logging.h"
 #include "common/core/metrics_server.h"
 #include "fuse/fuse_ops.h"
+#include "tools/mounts.h"
 
 namespace sluice::fuse {
 namespace {
@@ -166,6 +168,29 @@ void setKernelReadahead(const std::string& mountpoint, uint64_t bytes) {
   }
 }
 
+// Two mounts of one directory started at once would both pass the CLI's
+// "already mounted" check and stack, the second hiding the first. So the
+// daemon locks the directory (held until it exits) and checks under the
+// lock: a rival that opens the path after the mount reaches the mount's root
+// instead, gets that lock, and then sees the mount.
+Result<int> claimMountPoint(const std::string& mountpoint) {
+  int fd = ::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errnoStatus(errno, "opening mount point " + mountpoint);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd);
+    if (e != EWOULDBLOCK) return errnoStatus(e, "locking mount point " + mountpoint);
+    return Status(StatusCode::kAlreadyExists,
+                  "another sluice-fuse is mounting " + mountpoint + " right now; wait for it");
+  }
+  if (tools::isSluiceMount(mountpoint)) {
+    ::close(fd);
+    return Status(StatusCode::kAlreadyExists, mountpoint + " is already a Sluice mount; 'sluice umount " +
+                                                  mountpoint + "' first");
+  }
+  return fd;
+}
+
 // Tells the waiting parent how the start went; closes the pipe.
 void report(int fd, const std::string& message) {
   if (fd < 0) return;
@@ -256,6 +281,8 @@ int run(int argc, char** argv) {
   if (Status s = initLogging("sluice-fuse", o.log); !s.isOk()) return fail("logging", s);
   spdlog::info("mounting {} with\n{}", mountpoint, schema.effectiveConfig());
   signal(SIGPIPE, SIG_IGN);
+  auto claim = claimMountPoint(mountpoint);  // the fd stays open (locked) until exit
+  if (!claim.isOk()) return fail("mounting " + mountpoint, claim.status());
 
   auto config = clusterConfig(args->source, o.cluster, o.timeout);
   if (!config.isOk()) return fail("finding the cluster", config.status());

@@ -440,5 +440,49 @@ TEST_F(FuseMount, KilledDaemonLeavesAMountThatUmountCleansUp) {
   EXPECT_TRUE(fs::is_empty(mp));
 }
 
+// Mounts of one directory started at the same instant: one wins, the others
+// fail saying why, and exactly one mount is there (none stacked on another).
+TEST_F(FuseMount, SimultaneousMountsOfOneDirectoryGiveOneMount) {
+  const std::string mp = mountpoint("m-race");
+  fs::create_directories(mp);
+  struct Unmounter {  // even when an assertion fails, however many stacked
+    std::string mp;
+    ~Unmounter() {
+      for (int i = 0; i < 8 && tools::isSluiceMount(mp); ++i) (void)tools::unmountSluice(mp);
+    }
+  } unmounter{mp};
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    constexpr int kRivals = 3;
+    std::vector<tools::RunOutput> out(kRivals);
+    std::vector<std::thread> rivals;
+    for (int i = 0; i < kRivals; ++i) {
+      rivals.emplace_back([&, i] {
+        auto r = cluster_->runCli({"mount", mp});
+        out[i] = r.isOk() ? *r : tools::RunOutput{-1, "", r.status().toString()};
+      });
+    }
+    for (auto& t : rivals) t.join();
+    int mounted = 0;
+    for (const auto& o : out) {
+      if (o.exit_code == 0) {
+        ++mounted;
+        continue;
+      }
+      EXPECT_TRUE(o.err.find("already a Sluice mount") != std::string::npos ||
+                  o.err.find("another sluice-fuse is mounting") != std::string::npos)
+          << o.err;
+    }
+    EXPECT_EQ(mounted, 1);
+    auto all = tools::sluiceMounts();
+    EXPECT_EQ(std::count(all.begin(), all.end(), mp), 1) << "mounts stacked on " << mp;
+    EXPECT_EQ(readFile(mp + "/ds/v1/docs/readme.txt"), "version one\n");
+    auto u = cluster_->runCli({"umount", mp});
+    ASSERT_TRUE(u.isOk());
+    EXPECT_EQ(u->exit_code, 0) << u->err;
+    EXPECT_FALSE(tools::isSluiceMount(mp)) << "a second mount was hidden under the first";
+  }
+}
+
 }  // namespace
 }  // namespace sluice::testing
