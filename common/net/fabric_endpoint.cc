@@ -59,6 +59,7 @@ constexpr size_t kShmMaxBody = size_t{4} << 20;
 // (yielding the core; a reply usually follows within that), then with timed
 // waits doubling from kIdlePollMinUs to kIdlePollMaxUs. Posting work ends
 // the wait at once.
+//
 // The back-off grows to kIdlePollMaxUs only on a quiet endpoint: while its
 // own calls await replies, its transfers are in flight, or it saw traffic
 // within kBusyWindow, it stops at kBusyPollMaxUs, so a reply or a busy peer's
@@ -1425,7 +1426,6 @@ Status FabricCore::awaitRma(RmaWait& wait) {
   }
   return wait.error;
 }
-
 
 Result<std::unique_ptr<MemoryRegion>> FabricCore::registerMemory(void* data, size_t size,
                                                                  Access access,
