@@ -183,10 +183,9 @@ Result<int> claimMountPoint(const std::string& mountpoint) {
     return Status(StatusCode::kAlreadyExists,
                   "another sluice-fuse is mounting " + mountpoint + " right now; wait for it");
   }
-  if (tools::isSluiceMount(mountpoint)) {
+  if (Status s = tools::checkNotSluiceMount(mountpoint); !s.isOk()) {
     ::close(fd);
-    return Status(StatusCode::kAlreadyExists, mountpoint + " is already a Sluice mount; 'sluice umount " +
-                                                  mountpoint + "' first");
+    return s;
   }
   return fd;
 }

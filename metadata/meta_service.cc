@@ -310,14 +310,13 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
   });
 
   // ---- namespace
-  // One-key reads answered on the progress thread: LMDB serves them from its
-  // map in microseconds, less than the hop to a worker (docs/performance.md).
-  constexpr auto kAnswerFromMemory = net::HandlerMode::kInline;
+  // Stat is answered on the progress thread: LMDB serves it from its map in
+  // microseconds, less than the hop to a worker (docs/performance.md).
   serve<w::StatRequest>(ep, MetaMethod::Stat, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(Entry e, st->stat(sv(r.dataset()), sv(r.version()), sv(r.path())));
     fbb.Finish(w::CreateStatResponse(fbb, encodeEntry(fbb, e)));
     return Status::ok();
-  }, kAnswerFromMemory);
+  }, net::HandlerMode::kInline);
   serve<w::LookupRequest>(ep, MetaMethod::Lookup, [st](const auto& r, auto& fbb) {
     std::vector<std::string_view> paths;
     if (r.paths() != nullptr) {

@@ -67,6 +67,12 @@ bool isSluiceMount(const std::string& path) {
   return false;
 }
 
+Status checkNotSluiceMount(const std::string& path) {
+  if (!isSluiceMount(path)) return Status::ok();
+  return Status(StatusCode::kAlreadyExists,
+                path + " is already a Sluice mount; 'sluice umount " + path + "' first");
+}
+
 Status unmountSluice(const std::string& path, bool lazy) {
   auto fusermount = findExecutable("fusermount3");
   if (!fusermount.isOk()) return fusermount.status();

@@ -155,7 +155,7 @@ using Handler = std::function<void(std::unique_ptr<IncomingCall>)>;
 
 // Where a handler runs. kWorker: on the endpoint's worker pool, where it may
 // block. kInline: on the progress thread as the request arrives, for handlers
-// that answer in microseconds from memory (a metadata stat or lookup): the hop
+// that answer in microseconds from memory (the metadata server's Stat): the hop
 // to a worker, a wake-up on each side, costs more than such a handler's work.
 // An inline handler must not block — no RMA, no calls, no waiting on locks
 // held across I/O — since every message of the endpoint waits while it runs.

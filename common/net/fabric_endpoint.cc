@@ -1525,13 +1525,12 @@ void FabricCore::idleBackoff(int wait_ms) {
   }
   if (have_retries_) {
     idle_poll_us_ = kIdlePollMinUs;
-  } else if (calls_pending_ || live_count_.load(std::memory_order_relaxed) > 0 ||
-             quiet < kBusyWindow) {
-    idle_poll_us_ =
-        std::min(idle_poll_us_ == 0 ? kIdlePollMinUs : idle_poll_us_ * 2, kBusyPollMaxUs);
   } else {
-    idle_poll_us_ = std::min(idle_poll_us_ == 0 ? kIdlePollMinUs : idle_poll_us_ * 2, kIdlePollMaxUs);
-    idle_poll_us_ = std::min<int64_t>(idle_poll_us_, std::max(wait_ms, 1) * int64_t{1000});
+    const bool busy = calls_pending_ || live_count_.load(std::memory_order_relaxed) > 0 ||
+                      quiet < kBusyWindow;
+    const int64_t cap = std::min<int64_t>(busy ? kBusyPollMaxUs : kIdlePollMaxUs,
+                                          std::max(wait_ms, 1) * int64_t{1000});
+    idle_poll_us_ = std::min(idle_poll_us_ == 0 ? kIdlePollMinUs : idle_poll_us_ * 2, cap);
   }
   std::unique_lock<std::mutex> lock(kick_mu_);
   kick_cv_.wait_for(lock, std::chrono::microseconds(idle_poll_us_),

@@ -66,11 +66,7 @@ int mount(Context& ctx, const MountArgs& a) {
                                        a.mountpoint + ")"));
   }
   if (a.stats) return showStats(ctx, a.mountpoint);
-  if (tools::isSluiceMount(a.mountpoint)) {
-    return reportError(Status(StatusCode::kAlreadyExists,
-                              a.mountpoint + " is already a Sluice mount; 'sluice umount " +
-                                  a.mountpoint + "' first"));
-  }
+  if (Status s = tools::checkNotSluiceMount(a.mountpoint); !s.isOk()) return reportError(s);
   auto fuse = tools::findExecutable("sluice-fuse");
   if (!fuse.isOk()) return reportError(fuse.status());
   std::vector<std::string> args = {*fuse, a.mountpoint};
