@@ -66,6 +66,14 @@ void Cluster::markSuspect(NodeId node) {
   // Long enough to skip it for the rest of a read burst, short enough that a
   // restarted node is used again soon; the map's down state covers longer.
   suspect_until_[node] = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  any_suspect_.store(true, std::memory_order_relaxed);
+}
+
+void Cluster::markAnswered(NodeId node) {
+  if (!any_suspect_.load(std::memory_order_relaxed)) return;  // the common case: no lock
+  std::lock_guard lock(mu_);
+  suspect_until_.erase(node);
+  if (suspect_until_.empty()) any_suspect_.store(false, std::memory_order_relaxed);
 }
 
 bool Cluster::isSuspect(NodeId node) const {

@@ -7,8 +7,9 @@
 // Thread safety: all methods may be called from any thread.
 #pragma once
 
-#include <memory>
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <string_view>
@@ -55,8 +56,12 @@ class Cluster {
   Result<net::PeerId> nodePeer(NodeId node);
 
   // A node that just timed out or refused is tried last by readers for a
-  // while, so one dead node costs one timeout, not one per request.
+  // while, so one dead node costs one timeout, not one per request. A node
+  // that answers is trusted again at once: when every replica of a chunk is
+  // suspect (one restarted, another just died), the one that answered must
+  // come first, or each read waits out the dead one again.
   void markSuspect(NodeId node);
+  void markAnswered(NodeId node);
   bool isSuspect(NodeId node) const;
 
  private:
@@ -68,6 +73,7 @@ class Cluster {
   mutable std::mutex mu_;
   std::shared_ptr<const ClusterMap> map_;  // GUARDED_BY(mu_)
   std::unordered_map<NodeId, std::chrono::steady_clock::time_point> suspect_until_;  // GUARDED_BY(mu_)
+  std::atomic<bool> any_suspect_{false};  // suspect_until_ may be non-empty
 };
 
 }  // namespace sluice::client

@@ -266,6 +266,7 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
     Result<uint64_t> got = p.done.get();
     Status s = got.status();
     if (nodeFailure(s)) cluster_.markSuspect(p.replicas[0]);
+    if (s.isOk()) cluster_.markAnswered(p.replicas[0]);
     std::string name = "record " + p.extent->record.toHex() + " of '" + file.path + "' (chunk " +
                        p.extent->chunk.toHex() + ")";
     if (s.isOk()) {
@@ -382,6 +383,7 @@ Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint
       Status s = got.status();
       if (nodeFailure(s)) cluster_.markSuspect(node);
       if (s.isOk()) {
+        cluster_.markAnswered(node);
         s = decodeRecordInto({(*region)->data(), extent.stored_length}, extent.codec,
                              extent.raw_length, extent.record, out, name);
       }

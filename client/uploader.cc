@@ -383,7 +383,10 @@ class Upload {
       bool all_node_failures = true;
       for (size_t i = 0; i < p.puts.size(); ++i) {
         Status s = p.puts[i].get();
-        if (s.isOk()) continue;
+        if (s.isOk()) {
+          cluster_.markAnswered(p.put_nodes[i]);
+          continue;
+        }
         if (first_failure.isOk()) first_failure = s;
         if (putNodeFailure(s)) {
           cluster_.markSuspect(p.put_nodes[i]);

@@ -5,6 +5,7 @@
 //
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
 //                      [--records 2000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
+//                      [--only get4m|get128k]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
@@ -14,6 +15,8 @@
 //   *-buffered   the warm runs again against a daemon without O_DIRECT
 //   fio          seq write 1M QD4 (+fsync), seq read 1M QD4/QD16,
 //                random read 128k QD1/QD4 on a 1 GiB file in the same directory
+// --only keeps the put and one read workload, cold and O_DIRECT only (for A/B
+// runs and profiles of one path).
 // Each read figure is printed with its fio job at the same block size, run
 // again right before it (the disk is shared and noisy), and the ratio.
 #include <fcntl.h>
@@ -49,6 +52,8 @@ struct Args {
   bool drop = true;
   std::string provider = "tcp;ofi_rxm";
   bool busy_poll = false;  // the node's progress thread spins (the clients' sleep)
+  std::string only;        // "", "get4m" or "get128k"
+  bool buffered = false;   // with --only: page-cache reads (the transport's share)
 };
 
 bool dropCaches() {
@@ -171,10 +176,14 @@ int run(int argc, char** argv) {
     else if (s == "--no-drop") a.drop = false;
     else if (s == "--provider") a.provider = val();
     else if (s == "--busy-poll") a.busy_poll = true;
+    else if (s == "--buffered") a.buffered = true;
+    else if (s == "--only" && i + 1 < argc && (std::string(argv[i + 1]) == "get4m" ||
+                                               std::string(argv[i + 1]) == "get128k"))
+      a.only = val();
     else {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
-                   "[--no-drop] [--provider P] [--busy-poll]\n");
+                   "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k]\n");
       return 2;
     }
   }
@@ -197,7 +206,7 @@ int run(int argc, char** argv) {
               a.chunks, a.chunks * 4.0 / 1024, a.records, a.dir.c_str(), a.provider.c_str());
 
   std::map<std::string, double> fio;
-  if (a.fio) {
+  if (a.fio && a.only.empty()) {
     const std::string f = a.dir + "/fio.dat";
     struct Job {
       const char* key;
@@ -262,6 +271,7 @@ int run(int argc, char** argv) {
   for (auto& r : records) r = {rng() % a.chunks, (rng() % (kChunk / kRecord)) * kRecord};
 
   for (bool direct : {true, false}) {
+    if (!a.only.empty() && direct == a.buffered) continue;
     testing::StorageDaemon daemon;
     std::vector<std::string> args = {"--standalone", "--data_dir=" + data, "--scrub.rate=0",
                                      "--workers=4", std::string("--direct_io=") + (direct ? "true" : "false"),
@@ -278,7 +288,7 @@ int run(int argc, char** argv) {
       return 1;
     }
     const std::string mode = direct ? "" : " buffered";
-    if (direct) {
+    if (direct || !a.only.empty()) {
       auto put = parallel(4, a.chunks, kChunk, [&](size_t c, size_t i) -> Status {
         chunkBytes(i, base, cs.bufs[c]->data());
         auto r = cs.clients[c]->putChunk(ids[i], stripeOf(ids[i], 256), *cs.bufs[c], 0, kChunk);
@@ -307,19 +317,23 @@ int run(int argc, char** argv) {
       const std::string rand_name = k == 1 ? "fio randread 128k QD1" : "fio randread 128k QD4";
       for (bool warm : {false, true}) {
         if (!direct && !warm) continue;  // buffered mode only adds warm figures
+        if (!a.only.empty() && warm == direct) continue;
         const std::string temp = warm ? "warm" : "cold";
-        const double seq_limit = lim(seq_lim);
-        if (!warm) cold();
-        if (warm && !direct) {
-          // Warm the page cache first.
-          parallel(k, a.chunks, kChunk, get4m).status().ignore();
+        if (a.only != "get128k") {
+          const double seq_limit = lim(seq_lim);
+          if (!warm) cold();
+          if (warm && !direct) {
+            // Warm the page cache first.
+            parallel(k, a.chunks, kChunk, get4m).status().ignore();
+          }
+          auto r = parallel(k, a.chunks, kChunk, get4m);
+          if (!r.isOk()) {
+            std::fprintf(stderr, "get4m: %s\n", r.status().toString().c_str());
+            return 1;
+          }
+          line("GetChunk 4M " + temp + mode + ", " + clients, *r, seq_limit, seq_name);
         }
-        auto r = parallel(k, a.chunks, kChunk, get4m);
-        if (!r.isOk()) {
-          std::fprintf(stderr, "get4m: %s\n", r.status().toString().c_str());
-          return 1;
-        }
-        line("GetChunk 4M " + temp + mode + ", " + clients, *r, seq_limit, seq_name);
+        if (a.only == "get4m") continue;
         const double rand_limit = lim(rand_lim);
         if (!warm) cold();
         if (warm && !direct) parallel(k, a.records, kRecord, get128k).status().ignore();

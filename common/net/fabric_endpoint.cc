@@ -71,6 +71,15 @@ constexpr int64_t kBusyPollMaxUs = 100;
 constexpr int64_t kIdlePollMaxUs = 1000;
 constexpr auto kHotPoll = std::chrono::microseconds(30);
 constexpr auto kBusyWindow = std::chrono::milliseconds(2);
+// How long a send may be refused (FI_EAGAIN) while its peer accepts nothing
+// else before its call fails as unavailable. A connecting provider refuses
+// sends until the connection is up, and rxm keeps reconnecting to a peer
+// that is gone (killed, port closed, unreachable), so without this bound a
+// call to a dead node waited its whole timeout (seconds) instead of failing
+// over to another replica. A connection comes up in well under a millisecond
+// on a LAN and a live peer drains its queue, so a second of refusals with no
+// send to that peer accepted means nobody is there.
+constexpr auto kRefusedGrace = std::chrono::seconds(1);
 
 std::string fiErrorText(ssize_t rc) {
   return std::string(fi_strerror(static_cast<int>(rc < 0 ? -rc : rc)));
@@ -128,6 +137,7 @@ struct SendOp : OpContext {
   PeerId peer = 0;
   uint64_t request_id = 0;                               // non-zero: the request of a pending call
   std::chrono::steady_clock::time_point retry_deadline;  // set on the first FI_EAGAIN
+  std::chrono::steady_clock::time_point first_refused;   // the first FI_EAGAIN
 };
 
 struct RmaWait {
@@ -250,6 +260,8 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   void handleRequest(const FrameView& frame);
   void handleReply(const FrameView& frame);
   void retrySends();
+  // Ends every call pending on `peer` as unavailable.
+  void failCallsTo(PeerId peer);
   void sweepDeadlines();
 
   // Ends call `id` with `result` unless it already ended. Runs `done` on the
@@ -350,6 +362,8 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   std::mutex retry_mu_;
   std::deque<std::unique_ptr<SendOp>> retry_;  // GUARDED_BY(retry_mu_)
   std::atomic<bool> have_retries_{false};
+  // Progress thread only: when a retried send to each peer was last accepted.
+  std::unordered_map<PeerId, std::chrono::steady_clock::time_point> retry_accepted_;
 
   std::atomic<bool> stopped_{false};  // set once shutdown begins; read lock-free by RMA waits
   std::atomic<bool> progress_stop_{false};
@@ -1037,7 +1051,8 @@ Status FabricCore::postSend(std::unique_ptr<SendOp> op) {
   untrack(raw);
   op.reset(raw);  // not posted: still ours
   if (rc == -FI_EAGAIN) {
-    op->retry_deadline = Clock::now() + options_.default_timeout;
+    op->first_refused = Clock::now();
+    op->retry_deadline = op->first_refused + options_.default_timeout;
     {
       std::lock_guard<std::mutex> lock(retry_mu_);
       retry_.push_back(std::move(op));
@@ -1070,23 +1085,43 @@ void FabricCore::retrySends() {
   // Every op gets one attempt: a peer whose connection is stuck must not hold
   // back sends to others.
   std::deque<std::unique_ptr<SendOp>> still;
+  std::vector<PeerId> gone;  // peers found silent this round
   auto now = Clock::now();
   for (auto& owned : ops) {
     SendOp* op = owned.release();  // the provider's once posted (see postSend)
     track(op);
+    const PeerId peer = op->peer;
     ssize_t rc = fi_send(ep_, op->frame.data(), op->frame.size(), op->desc, op->dest,
                          static_cast<OpContext*>(op));
-    if (rc == 0) continue;
+    if (rc == 0) {
+      retry_accepted_[peer] = now;
+      continue;
+    }
     untrack(op);
     owned.reset(op);
-    if (rc == -FI_EAGAIN && now < op->retry_deadline) {
+    bool peer_silent = false;
+    if (rc == -FI_EAGAIN && now - op->first_refused >= kRefusedGrace) {
+      auto it = retry_accepted_.find(peer);
+      peer_silent = it == retry_accepted_.end() || it->second < op->first_refused;
+    }
+    if (rc == -FI_EAGAIN && now < op->retry_deadline && !peer_silent) {
       still.push_back(std::move(owned));
       continue;
     }
-    std::string why = rc == -FI_EAGAIN
-                          ? "the provider did not accept it within " +
-                                std::to_string(options_.default_timeout.count()) + " ms"
-                          : fiErrorText(rc);
+    if (peer_silent && std::find(gone.begin(), gone.end(), peer) == gone.end()) {
+      gone.push_back(peer);
+    }
+    std::string why;
+    if (rc != -FI_EAGAIN) {
+      why = fiErrorText(rc);
+    } else if (peer_silent) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - op->first_refused);
+      why = "the provider accepted nothing for it for " + std::to_string(ms.count()) +
+            " ms (is the peer running and reachable?)";
+    } else {
+      why = "the provider did not accept it within " +
+            std::to_string(options_.default_timeout.count()) + " ms";
+    }
     if (op->request_id != 0) {
       finishCall(op->request_id,
                  unavailable("sending request to peer " + peerName(op->peer) + ": " + why));
@@ -1098,6 +1133,27 @@ void FabricCore::retrySends() {
     std::lock_guard<std::mutex> lock(retry_mu_);
     for (auto& op : still) retry_.push_back(std::move(op));
     have_retries_ = true;
+  }
+  for (PeerId peer : gone) failCallsTo(peer);
+}
+
+void FabricCore::failCallsTo(PeerId peer) {
+  // The connection that carried these requests is gone (the provider accepts
+  // nothing for this peer), and a reply can only come back on it: waiting
+  // for their timeouts would only delay the caller's failover.
+  std::vector<uint64_t> ids;
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, call] : pending_) {
+      if (call.peer == peer) ids.push_back(id);
+    }
+    Peer* p = peerLocked(peer);
+    name = p ? p->name : "?";
+  }
+  for (uint64_t id : ids) {
+    finishCall(id, unavailable("peer " + name +
+                               " is gone (it accepts no connection): the call cannot be answered"));
   }
 }
 
@@ -1612,6 +1668,9 @@ void FabricCore::handleCqError() {
       } else {
         spdlog::warn("net {}: sending a reply to peer {} failed: {}", address_, peer, why);
       }
+      // A send fails when its connection broke, and the replies of the
+      // peer's other calls would have come back on that connection.
+      if (err.err != FI_ECANCELED && !progress_stop_) failCallsTo(op->peer);
       break;
     }
     case OpKind::kRma: {

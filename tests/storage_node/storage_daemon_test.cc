@@ -151,6 +151,52 @@ TEST(StorageDaemonTest, KillNineDuringPutsKeepsEveryAcknowledgedChunk) {
   EXPECT_EQ(restarted.stop(), 0);
 }
 
+// A client keeps one endpoint for the life of a job. A node killed with -9
+// fails that client's next call at once (its connection was reset), long
+// before the call timeout; a node restarted at the same address serves the
+// same client again at once, over a new connection, whether or not the
+// client called it while it was down.
+TEST(StorageDaemonTest, ClientSeesAKilledNodeFailFastAndUsesItsRestartAtOnce) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  const std::vector<std::string> args = {"--standalone", "--data_dir=" + data, "--scrub.rate=0"};
+  StorageDaemon daemon;
+  ASSERT_TRUE(daemon.start(dir.path(), args).isOk()) << daemon.output(dir.path());
+  const std::string address = daemon.address();
+  auto with_address = args;
+  with_address.push_back("--listen=" + address);
+  Client client;
+  client.connect(address);
+  ASSERT_TRUE(client.c);
+  auto bytes = randomBytes(300000, 5);
+  auto id = client.put(bytes);
+  ASSERT_TRUE(id.isOk()) << id.status().toString();
+  ASSERT_TRUE(client.get(*id).isOk());
+  auto secondsOf = [](auto fn) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (bool call_while_down : {true, false}) {
+    SCOPED_TRACE(call_while_down ? "called while down" : "not called while down");
+    daemon.kill9();
+    if (call_while_down) {
+      Result<std::vector<uint8_t>> dead = internalError("not called");
+      const double after = secondsOf([&] { dead = client.get(*id); });
+      EXPECT_FALSE(dead.isOk());
+      EXPECT_LT(after, 2.0) << "a call to a killed node waited " << after << " s: "
+                            << dead.status().toString();
+    }
+    ASSERT_TRUE(daemon.start(dir.path(), with_address).isOk()) << daemon.output(dir.path());
+    Result<std::vector<uint8_t>> back = internalError("not called");
+    const double after = secondsOf([&] { back = client.get(*id); });
+    ASSERT_TRUE(back.isOk()) << back.status().toString();
+    EXPECT_EQ(*back, bytes);
+    EXPECT_LT(after, 2.0) << "the restarted node answered after " << after << " s";
+  }
+  EXPECT_EQ(daemon.stop(), 0);
+}
+
 TEST(StorageDaemonTest, ScrubFindsAFlippedByteAndQuarantinesIt) {
   TempDir dir;
   const std::string data = dir.path() + "/data";
