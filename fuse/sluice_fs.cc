@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <optional>
+
+#include <spdlog/spdlog.h>
 
 #include "common/core/metrics.h"
 
@@ -212,10 +215,10 @@ Result<EntryReply> SluiceFs::lookup(Ino parent, const std::string& name) {
           meta::MetaMethod::GetDataset, req, "GetDataset");
       if (!resp.isOk()) {
         if (isNotFound(resp.status())) return absent;
-        return resp.status();
+        return unanswered(parent, name, resp.status());
       }
       if (!(*resp)->dataset) return absent;
-      return entry(datasetNode(name, (*resp)->dataset->created_ms));
+      return answered(parent, name, datasetNode(name, (*resp)->dataset->created_ms));
     }
     case NodeKind::kControlDir:
       if (name == "stats") return entry(controlNode(NodeKind::kStatsFile));
@@ -228,14 +231,14 @@ Result<EntryReply> SluiceFs::lookup(Ino parent, const std::string& name) {
           meta::MetaMethod::GetVersion, req, "GetVersion");
       if (!resp.isOk()) {
         if (isNotFound(resp.status())) return absent;
-        return resp.status();
+        return unanswered(parent, name, resp.status());
       }
       const auto& v = (*resp)->version;
       if (!v || v->state != meta::VersionState::Committed) return absent;
       if (name == "v" + std::to_string(v->version)) {
-        return entry(versionNode(p->dataset, v->version, v->committed_ms));
+        return answered(parent, name, versionNode(p->dataset, v->version, v->committed_ms));
       }
-      return entry(tagNode(p->dataset, name, v->version));
+      return answered(parent, name, tagNode(p->dataset, name, v->version));
     }
     case NodeKind::kVersion:
     case NodeKind::kEntry: {
@@ -250,6 +253,33 @@ Result<EntryReply> SluiceFs::lookup(Ino parent, const std::string& name) {
     default:
       return absent;
   }
+}
+
+Result<EntryReply> SluiceFs::answered(Ino parent, const std::string& name, const Node& node) {
+  {
+    std::lock_guard lock(known_mu_);
+    if (known_.size() >= kMaxKnownNames) known_.clear();
+    known_[{parent, name}] = node;
+  }
+  return entry(node);
+}
+
+Result<EntryReply> SluiceFs::unanswered(Ino parent, const std::string& name,
+                                        const Status& failure) {
+  const bool unreachable =
+      failure.code() == StatusCode::kUnavailable || failure.code() == StatusCode::kTimeout;
+  std::optional<Node> last;
+  if (unreachable) {
+    std::lock_guard lock(known_mu_);
+    if (auto it = known_.find({parent, name}); it != known_.end()) last = it->second;
+  }
+  if (!last) return failure;
+  // A version never changes under its name; a tag may have moved or a
+  // dataset been deleted meanwhile, and the short entry timeout of both asks
+  // meta again soon.
+  spdlog::warn("lookup of '{}': the metadata server is unreachable ({}); using its last answer",
+               name, failure.toString());
+  return entry(*last);
 }
 
 Result<std::pair<struct stat, double>> SluiceFs::getattr(Ino ino) {

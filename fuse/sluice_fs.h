@@ -115,6 +115,12 @@ class SluiceFs {
   // A file's extents, from the cache or fetched with its siblings'.
   Result<std::shared_ptr<const client::FileInfo>> fileInfo(client::DatasetReader& reader,
                                                            const std::string& path);
+  // Lookups of dataset and version names ask meta each time their short
+  // entry timeout ends. `answered` keeps what meta said; `unanswered` gives
+  // the last answer when meta cannot be reached, so a job keeps opening the
+  // files of its version while meta restarts.
+  Result<EntryReply> answered(Ino parent, const std::string& name, const Node& node);
+  Result<EntryReply> unanswered(Ino parent, const std::string& name, const Status& failure);
 
   client::Cluster& cluster_;
   const FsOptions options_;
@@ -137,6 +143,10 @@ class SluiceFs {
   std::mutex files_mu_;
   // "dataset\0version\0path" -> extents; immutable, dropped wholesale when full.
   std::unordered_map<std::string, std::shared_ptr<const client::FileInfo>> files_;
+
+  static constexpr size_t kMaxKnownNames = 100000;
+  std::mutex known_mu_;
+  std::map<std::pair<Ino, std::string>, Node> known_;  // GUARDED_BY(known_mu_)
 
   std::atomic<uint64_t> readahead_bytes_{0};
   std::atomic<uint64_t> opens_{0};

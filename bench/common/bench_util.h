@@ -3,13 +3,18 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -111,6 +116,98 @@ inline double iperf3Loopback() {
   at = out.find("\"bits_per_second\"", at);
   if (at == std::string::npos) return 0;
   return std::strtod(out.c_str() + out.find(':', at) + 1, nullptr) / 8 / 1e6;
+}
+
+// Runs argv, returns its stdout+stderr; kills it after `timeout_s`.
+inline std::string runWithTimeout(const std::vector<std::string>& argv, double timeout_s) {
+  int fds[2];
+  if (pipe(fds) != 0) return "";
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  std::atomic<bool> done{false};
+  std::thread killer([&] {
+    auto end = BenchClock::now() + std::chrono::duration<double>(timeout_s);
+    while (!done && BenchClock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!done) kill(pid, SIGKILL);
+  });
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  waitpid(pid, nullptr, 0);
+  done = true;
+  killer.join();
+  return out;
+}
+
+// Spawns argv in the background with output discarded; returns its pid.
+inline pid_t spawnQuiet(const std::vector<std::string>& argv) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_WRONLY);
+    dup2(devnull, STDOUT_FILENO);
+    dup2(devnull, STDERR_FILENO);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits up to 2 s for child `pid` to exit, then kills it.
+inline void reapOrKill(pid_t pid) {
+  if (pid <= 0) return;
+  for (int i = 0; i < 100; ++i) {
+    if (waitpid(pid, nullptr, WNOHANG) == pid) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+}
+
+
+// libfabric's own ping-pong between two processes over `provider` on
+// loopback: the transport's limit for one message of `size` bytes.
+struct PingpongFigure {
+  double mbps = 0;            // as fi_pingpong prints it (both directions)
+  double usec_per_xfer = 0;   // one message, one way
+};
+inline std::optional<PingpongFigure> fiPingpong(const std::string& provider, size_t size, int iters,
+                                                int port) {
+  const std::string s = std::to_string(size), n = std::to_string(iters), p = std::to_string(port);
+  pid_t server = spawnQuiet({"fi_pingpong", "-p", provider, "-e", "rdm", "-B", p, "-I", n, "-S", s});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string out = runWithTimeout(
+      {"fi_pingpong", "-p", provider, "-e", "rdm", "-P", p, "-I", n, "-S", s, "127.0.0.1"}, 120);
+  reapOrKill(server);
+  // "bytes #sent #ack total time MB/sec usec/xfer Mxfers/sec", then the figures.
+  std::istringstream in(out);
+  std::string line;
+  std::optional<PingpongFigure> got;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string bytes, sent, ack, total, time;
+    PingpongFigure f;
+    if (ls >> bytes >> sent >> ack >> total >> time >> f.mbps >> f.usec_per_xfer &&
+        std::isdigit(static_cast<unsigned char>(bytes[0]))) {
+      got = f;
+    }
+  }
+  return got;
 }
 
 }  // namespace sluice::bench

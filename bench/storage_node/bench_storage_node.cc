@@ -18,7 +18,11 @@
 // --only keeps the put and one read workload, cold and O_DIRECT only (for A/B
 // runs and profiles of one path).
 // Each read figure is printed with its fio job at the same block size, run
-// again right before it (the disk is shared and noisy), and the ratio.
+// again right before it (the disk is shared and noisy), and the ratio. A
+// record read by one client waits for the disk and then the wire, one after
+// the other, so that line also gets the limit in series: fio's read plus
+// fi_pingpong's one-way time for the record and for a small request, on the
+// same provider.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -34,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/bench_util.h"
 #include "common/net/endpoint.h"
 #include "storage_node/storage_client.h"
 #include "tests/storage_node/daemon.h"
@@ -253,6 +258,20 @@ int run(int argc, char** argv) {
     return bw.isOk() ? *bw : 0.0;
   };
 
+  // The wire's share of one record read: the request one way, the record the other.
+  double wire_us = 0;
+  if (a.fio) {
+    auto record = bench::fiPingpong(a.provider, kRecord, 2000, 21000 + static_cast<int>(::getpid() % 20000));
+    auto request = bench::fiPingpong(a.provider, 64, 2000, 21001 + static_cast<int>(::getpid() % 20000));
+    if (record && request) {
+      wire_us = record->usec_per_xfer + request->usec_per_xfer;
+      std::printf("fi_pingpong 128 KiB one way %.1f us, 64 B one way %.1f us (%s)\n",
+                  record->usec_per_xfer, request->usec_per_xfer, a.provider.c_str());
+    } else {
+      std::printf("fi_pingpong: no result; no limit in series\n");
+    }
+  }
+
   std::vector<uint8_t> base(kChunk);
   std::mt19937_64 rng(42);
   for (size_t i = 0; i < kChunk; i += 8) {
@@ -343,6 +362,10 @@ int run(int argc, char** argv) {
           return 1;
         }
         line("GetChunk 128K " + temp + mode + ", " + clients, *q, rand_limit, rand_name);
+        if (k == 1 && direct && !warm && rand_limit > 0 && wire_us > 0) {
+          const double series = kRecord / (kRecord / rand_limit + wire_us * 1e-6);
+          line("  (same)", *q, series, "fio QD1 + fi_pingpong");
+        }
       }
     }
     daemon.stop();

@@ -40,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/bench_util.h"
 #include "common/net/endpoint.h"
 
 namespace sluice::net {
@@ -63,66 +64,6 @@ struct Flags {
 
 double elapsed(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
-// Runs argv, returns its stdout+stderr; kills it after `timeout_s`.
-std::string run(const std::vector<std::string>& argv, double timeout_s) {
-  int fds[2];
-  if (pipe(fds) != 0) return "";
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    dup2(fds[1], STDERR_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  std::atomic<bool> done{false};
-  std::thread killer([&] {
-    auto end = Clock::now() + std::chrono::duration<double>(timeout_s);
-    while (!done && Clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (!done) kill(pid, SIGKILL);
-  });
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fds[0]);
-  waitpid(pid, nullptr, 0);
-  done = true;
-  killer.join();
-  return out;
-}
-
-// Spawns argv in the background with output discarded; returns its pid.
-pid_t spawn(const std::vector<std::string>& argv) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int devnull = ::open("/dev/null", O_WRONLY);
-    dup2(devnull, STDOUT_FILENO);
-    dup2(devnull, STDERR_FILENO);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-void reap(pid_t pid) {
-  if (pid <= 0) return;
-  for (int i = 0; i < 100; ++i) {
-    if (waitpid(pid, nullptr, WNOHANG) == pid) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
 }
 
 int freePortGuess() { return 20000 + static_cast<int>(getpid() % 20000); }
@@ -343,47 +284,27 @@ void idleCpu(const Flags& f) {
   }
 }
 
-// fi_pingpong prints "bytes #sent #ack total time MB/sec usec/xfer Mxfers/sec".
 void fiPingpong(const Flags& f, Results& res) {
   int port = freePortGuess();
   for (size_t size : {size_t{64} << 10, size_t{1} << 20, size_t{4} << 20, size_t{16} << 20}) {
-    std::string s = std::to_string(size);
-    std::string iters = size >= (size_t{4} << 20) ? "20" : "100";
-    std::string p = std::to_string(port++);
-    pid_t server =
-        spawn({"fi_pingpong", "-p", f.provider, "-e", "rdm", "-B", p, "-I", iters, "-S", s});
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    std::string out = run(
-        {"fi_pingpong", "-p", f.provider, "-e", "rdm", "-P", p, "-I", iters, "-S", s, "127.0.0.1"},
-        120);
-    reap(server);
-    std::istringstream in(out);
-    std::string line;
-    double mbps = -1;
-    while (std::getline(in, line)) {
-      std::istringstream ls(line);
-      std::string bytes, sent, ack, total, time;
-      double rate;
-      if (ls >> bytes >> sent >> ack >> total >> time >> rate && std::isdigit(bytes[0]))
-        mbps = rate;
-    }
-    if (mbps < 0) {
-      std::printf("fi_pingpong   %6zu KiB: no result (%s)\n", size >> 10,
-                  out.substr(0, 200).c_str());
+    const int iters = size >= (size_t{4} << 20) ? 20 : 100;
+    auto pp = bench::fiPingpong(f.provider, size, iters, port++);
+    if (!pp) {
+      std::printf("fi_pingpong   %6zu KiB: no result\n", size >> 10);
       continue;
     }
-    std::printf("fi_pingpong   %6zu KiB ping-pong              %10.1f MB/s\n", size >> 10, mbps);
-    res.pingpong_best_mbps = std::max(res.pingpong_best_mbps, mbps);
+    std::printf("fi_pingpong   %6zu KiB ping-pong              %10.1f MB/s\n", size >> 10, pp->mbps);
+    res.pingpong_best_mbps = std::max(res.pingpong_best_mbps, pp->mbps);
   }
 }
 
 void iperf3(const Flags& f, Results& res) {
   std::string port = std::to_string(freePortGuess() + 100);
-  pid_t server = spawn({"iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", port});
+  pid_t server = bench::spawnQuiet({"iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", port});
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::string secs = std::to_string(std::max(1, static_cast<int>(f.seconds * 3)));
-  std::string out = run({"iperf3", "-c", "127.0.0.1", "-p", port, "-t", secs, "-f", "m"}, 60);
-  reap(server);
+  std::string out = bench::runWithTimeout({"iperf3", "-c", "127.0.0.1", "-p", port, "-t", secs, "-f", "m"}, 60);
+  bench::reapOrKill(server);
   // Receiver summary line: "... sec  X MBytes  Y Mbits/sec   receiver"
   std::istringstream in(out);
   std::string line;
