@@ -270,6 +270,7 @@ int run(int argc, char** argv) {
     } else {
       std::printf("fi_pingpong: no result; no limit in series\n");
     }
+    std::fflush(stdout);  // before the daemon's fork, whose freopen would flush a copy
   }
 
   std::vector<uint8_t> base(kChunk);
