@@ -5,7 +5,7 @@
 //
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
 //                      [--records 2000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
-//                      [--only get4m|get128k]
+//                      [--only get4m|get128k] [--buffered] [--clients 1|4]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
@@ -59,6 +59,7 @@ struct Args {
   bool busy_poll = false;  // the node's progress thread spins (the clients' sleep)
   std::string only;        // "", "get4m" or "get128k"
   bool buffered = false;   // with --only: page-cache reads (the transport's share)
+  size_t clients = 0;      // 1 or 4: only that many clients in the read workloads (0: both)
 };
 
 bool dropCaches() {
@@ -170,6 +171,9 @@ void line(const std::string& name, double bps, double limit, const std::string& 
 }
 
 int run(int argc, char** argv) {
+  // Line-buffered even into a pipe: the daemon's fork would otherwise copy
+  // unflushed lines, and its freopen print them a second time.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
@@ -182,13 +186,17 @@ int run(int argc, char** argv) {
     else if (s == "--provider") a.provider = val();
     else if (s == "--busy-poll") a.busy_poll = true;
     else if (s == "--buffered") a.buffered = true;
+    else if (s == "--clients" && i + 1 < argc &&
+             (std::string(argv[i + 1]) == "1" || std::string(argv[i + 1]) == "4"))
+      a.clients = std::stoul(val());
     else if (s == "--only" && i + 1 < argc && (std::string(argv[i + 1]) == "get4m" ||
                                                std::string(argv[i + 1]) == "get128k"))
       a.only = val();
     else {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
-                   "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k]\n");
+                   "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k] [--buffered] "
+                   "[--clients 1|4]\n");
       return 2;
     }
   }
@@ -270,7 +278,6 @@ int run(int argc, char** argv) {
     } else {
       std::printf("fi_pingpong: no result; no limit in series\n");
     }
-    std::fflush(stdout);  // before the daemon's fork, whose freopen would flush a copy
   }
 
   std::vector<uint8_t> base(kChunk);
@@ -330,6 +337,7 @@ int run(int argc, char** argv) {
       return cs.clients[c]->getChunk(ids[chunk], off, kRecord, *cs.bufs[c], 0).status();
     };
     for (size_t k : {size_t{1}, size_t{4}}) {
+      if (a.clients != 0 && k != a.clients) continue;
       const std::string clients = std::to_string(k) + (k == 1 ? " client" : " clients");
       const char* seq_lim = k == 1 ? "read1m_qd4" : "read1m_qd16";
       const char* rand_lim = k == 1 ? "rand128k_qd1" : "rand128k_qd4";
