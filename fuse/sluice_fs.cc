@@ -275,11 +275,14 @@ Result<EntryReply> SluiceFs::unanswered(Ino parent, const std::string& name,
   }
   if (!last) return failure;
   // A version never changes under its name; a tag may have moved or a
-  // dataset been deleted meanwhile, and the short entry timeout of both asks
-  // meta again soon.
+  // dataset been deleted meanwhile. Each ask of an unreachable meta costs
+  // the caller its failure time (about a second), so the kernel keeps this
+  // answer a little longer than a fresh one before asking again.
   spdlog::warn("lookup of '{}': the metadata server is unreachable ({}); using its last answer",
                name, failure.toString());
-  return entry(*last);
+  EntryReply reply = entry(*last);
+  reply.timeout = std::max(reply.timeout, kUnreachableEntryTimeout);
+  return reply;
 }
 
 Result<std::pair<struct stat, double>> SluiceFs::getattr(Ino ino) {
@@ -300,6 +303,47 @@ Result<std::vector<DirItem>> SluiceFs::listDir(Ino ino) {
   if (!p) return notFound("inode " + std::to_string(ino));
   std::vector<DirItem> items;
   switch (p->kind) {
+    case NodeKind::kRoot:
+    case NodeKind::kDataset: {
+      // Datasets and versions come from meta; while it cannot be reached, its
+      // last listing of this directory stands in (as for lookups).
+      auto fresh = metaListing(*p);
+      const bool unreachable = !fresh.isOk() && (fresh.status().code() == StatusCode::kUnavailable ||
+                                                 fresh.status().code() == StatusCode::kTimeout);
+      std::lock_guard lock(known_mu_);
+      if (fresh.isOk()) {
+        if (known_listings_.size() >= kMaxKnownListings) known_listings_.clear();
+        known_listings_[ino] = *fresh;
+        return fresh;
+      }
+      auto it = known_listings_.find(ino);
+      if (!unreachable || it == known_listings_.end()) return fresh.status();
+      spdlog::warn("listing of '{}': the metadata server is unreachable ({}); using its last answer",
+                   p->kind == NodeKind::kRoot ? "/" : p->dataset, fresh.status().toString());
+      return it->second;
+    }
+    case NodeKind::kControlDir:
+      items.push_back({"stats", controlNode(NodeKind::kStatsFile)});
+      break;
+    case NodeKind::kVersion:
+    case NodeKind::kEntry: {
+      if (p->kind == NodeKind::kEntry && !S_ISDIR(p->attr.st_mode)) {
+        return Status(StatusCode::kFailedPrecondition, p->name + " is not a directory");
+      }
+      SLUICE_ASSIGN_OR_RETURN(auto listing, listingOf(*p));
+      items.reserve(listing->size());
+      for (const auto& e : *listing) items.push_back({e.name, entryNode(*p, e)});
+      break;
+    }
+    default:
+      return Status(StatusCode::kFailedPrecondition, "not a directory");
+  }
+  return items;
+}
+
+Result<std::vector<DirItem>> SluiceFs::metaListing(const Node& dir) {
+  std::vector<DirItem> items;
+  switch (dir.kind) {
     case NodeKind::kRoot: {
       items.push_back({".sluice", controlNode(NodeKind::kControlDir)});
       std::string cursor;
@@ -316,14 +360,11 @@ Result<std::vector<DirItem>> SluiceFs::listDir(Ino ino) {
       } while (!cursor.empty());
       break;
     }
-    case NodeKind::kControlDir:
-      items.push_back({"stats", controlNode(NodeKind::kStatsFile)});
-      break;
     case NodeKind::kDataset: {
       std::string cursor;
       do {
         meta::ListVersionsRequestT req;
-        req.dataset = p->dataset;
+        req.dataset = dir.dataset;
         req.cursor = cursor;
         req.limit = 1000;
         SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::ListVersionsRequest, meta::ListVersionsResponse>(
@@ -331,31 +372,21 @@ Result<std::vector<DirItem>> SluiceFs::listDir(Ino ino) {
         for (const auto& v : resp->versions) {
           if (!v || v->state != meta::VersionState::Committed) continue;
           std::string name = "v" + std::to_string(v->version);
-          items.push_back({name, versionNode(p->dataset, v->version, v->committed_ms)});
+          items.push_back({name, versionNode(dir.dataset, v->version, v->committed_ms)});
         }
         cursor = resp->versions.empty() ? "" : resp->next_cursor;
       } while (!cursor.empty());
       meta::ListTagsRequestT treq;
-      treq.dataset = p->dataset;
+      treq.dataset = dir.dataset;
       SLUICE_ASSIGN_OR_RETURN(auto tags, (cluster_.meta<meta::ListTagsRequest, meta::ListTagsResponse>(
                                              meta::MetaMethod::ListTags, treq, "ListTags")));
       for (const auto& t : tags->tags) {
-        if (t) items.push_back({t->name, tagNode(p->dataset, t->name, t->version)});
+        if (t) items.push_back({t->name, tagNode(dir.dataset, t->name, t->version)});
       }
-      break;
-    }
-    case NodeKind::kVersion:
-    case NodeKind::kEntry: {
-      if (p->kind == NodeKind::kEntry && !S_ISDIR(p->attr.st_mode)) {
-        return Status(StatusCode::kFailedPrecondition, p->name + " is not a directory");
-      }
-      SLUICE_ASSIGN_OR_RETURN(auto listing, listingOf(*p));
-      items.reserve(listing->size());
-      for (const auto& e : *listing) items.push_back({e.name, entryNode(*p, e)});
       break;
     }
     default:
-      return Status(StatusCode::kFailedPrecondition, "not a directory");
+      return Status(StatusCode::kFailedPrecondition, "not listed by meta");
   }
   return items;
 }

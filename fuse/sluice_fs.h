@@ -121,6 +121,8 @@ class SluiceFs {
   // files of its version while meta restarts.
   Result<EntryReply> answered(Ino parent, const std::string& name, const Node& node);
   Result<EntryReply> unanswered(Ino parent, const std::string& name, const Status& failure);
+  // The root's datasets or a dataset's versions and tags, from meta.
+  Result<std::vector<DirItem>> metaListing(const Node& dir);
 
   client::Cluster& cluster_;
   const FsOptions options_;
@@ -145,8 +147,11 @@ class SluiceFs {
   std::unordered_map<std::string, std::shared_ptr<const client::FileInfo>> files_;
 
   static constexpr size_t kMaxKnownNames = 100000;
+  static constexpr double kUnreachableEntryTimeout = 10.0;  // seconds
   std::mutex known_mu_;
   std::map<std::pair<Ino, std::string>, Node> known_;  // GUARDED_BY(known_mu_)
+  static constexpr size_t kMaxKnownListings = 10000;
+  std::unordered_map<Ino, std::vector<DirItem>> known_listings_;  // GUARDED_BY(known_mu_)
 
   std::atomic<uint64_t> readahead_bytes_{0};
   std::atomic<uint64_t> opens_{0};

@@ -80,6 +80,14 @@ constexpr auto kBusyWindow = std::chrono::milliseconds(2);
 // on a LAN and a live peer drains its queue, so a second of refusals with no
 // send to that peer accepted means nobody is there.
 constexpr auto kRefusedGrace = std::chrono::seconds(1);
+// A call that has waited kProbeAfter for a peer not heard from since it was
+// sent makes the endpoint ping that peer (one ping per peer at a time). A
+// request can be accepted onto a connection the peer's death has already
+// reset (the provider completes the send and drops the connection without a
+// word), and then only the ping, refused or failed on the dead connection,
+// ends the calls waiting on it before their timeouts (see kRefusedGrace).
+constexpr auto kProbeAfter = std::chrono::seconds(1);
+constexpr auto kProbeTimeout = std::chrono::seconds(3);
 
 std::string fiErrorText(ssize_t rc) {
   return std::string(fi_strerror(static_cast<int>(rc < 0 ? -rc : rc)));
@@ -162,6 +170,8 @@ struct Peer {
   std::string advertised;  // our address as put in requests to this peer; immutable
   size_t inflight = 0;
   std::deque<uint64_t> waiting;  // request ids queued for an in-flight slot
+  Clock::time_point last_heard{};  // the last reply from it
+  bool probing = false;            // a liveness ping to it is pending
 };
 
 struct PendingCall {
@@ -169,6 +179,9 @@ struct PendingCall {
   uint16_t opcode = 0;
   Duration timeout{0};
   Clock::time_point deadline;
+  Clock::time_point sent;
+  Clock::time_point probe_at;  // its entry in probes_ (none for a probe)
+  bool probe = false;          // the endpoint's own liveness ping
   ReplyCallback done;
   std::unique_ptr<SendOp> queued;  // set while waiting for an in-flight slot
 };
@@ -223,8 +236,10 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   const std::string& provider() const { return provider_; }
   Duration defaultTimeout() const { return options_.default_timeout; }
   Result<PeerId> connect(const std::string& host_port);
+  // `probe`: the endpoint's own liveness ping, which takes an in-flight slot
+  // even when all are busy (calls stuck on a dead peer hold them all).
   void callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body, Duration timeout,
-                 ReplyCallback done);
+                 ReplyCallback done, bool probe = false);
   Result<std::unique_ptr<MemoryRegion>> registerMemory(void* data, size_t size, Access access,
                                                        AlignedBytes owned);
   Status sendRaw(PeerId peer, std::span<const uint8_t> bytes);
@@ -265,8 +280,11 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   void sweepDeadlines();
 
   // Ends call `id` with `result` unless it already ended. Runs `done` on the
-  // calling thread, outside the lock.
-  void finishCall(uint64_t id, Result<std::vector<uint8_t>> result);
+  // calling thread, outside the lock. `replied`: the peer answered it.
+  void finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bool replied = false);
+  // REQUIRES mu_. Pings the peers of calls that waited kProbeAfter without
+  // hearing from them: adds those peers to `out`.
+  void dueProbesLocked(Clock::time_point now, std::vector<PeerId>& out);
   // REQUIRES mu_. Frees the call's in-flight slot and moves newly admitted
   // queued requests of that peer into `out`.
   void releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<SendOp>>& out);
@@ -341,6 +359,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   std::unordered_map<std::string, PeerId> peers_by_name_;  // GUARDED_BY(mu_)
   std::unordered_map<uint64_t, PendingCall> pending_;      // GUARDED_BY(mu_)
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;  // GUARDED_BY(mu_)
+  std::set<std::pair<Clock::time_point, uint64_t>> probes_;     // GUARDED_BY(mu_): when to check a call's peer
 
   // Send and RMA contexts handed to the provider and not yet completed; freed
   // by the destructor after the endpoint is closed if no completion came.
@@ -847,6 +866,7 @@ void FabricCore::shutdown() {
       stopped_ = true;
       pending.swap(pending_);
       deadlines_.clear();
+      probes_.clear();
     }
     for (auto& [id, call] : pending) {
       call.done(Status(StatusCode::kShutdown, "endpoint " + address_ + " shut down with call " +
@@ -1158,7 +1178,7 @@ void FabricCore::failCallsTo(PeerId peer) {
 }
 
 void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body,
-                           Duration timeout, ReplyCallback done) {
+                           Duration timeout, ReplyCallback done, bool probe) {
   if (body.size() > options_.max_body) {
     done(Status(StatusCode::kTooLarge,
                 "request body of " + std::to_string(body.size()) + " bytes for opcode " +
@@ -1220,9 +1240,15 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
     call.peer = peer;
     call.opcode = opcode;
     call.timeout = timeout;
-    call.deadline = Clock::now() + timeout;
+    call.sent = Clock::now();
+    call.deadline = call.sent + timeout;
+    call.probe = probe;
     call.done = std::move(done);
-    if (p->inflight < std::max<size_t>(options_.max_inflight_per_peer, 1)) {
+    if (!probe) {
+      call.probe_at = call.sent + kProbeAfter;
+      probes_.emplace(call.probe_at, id);
+    }
+    if (probe || p->inflight < std::max<size_t>(options_.max_inflight_per_peer, 1)) {
       ++p->inflight;
       to_send = std::move(op);
     } else {
@@ -1253,7 +1279,7 @@ void FabricCore::releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<Send
   }
 }
 
-void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result) {
+void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bool replied) {
   ReplyCallback done;
   std::vector<std::unique_ptr<SendOp>> admitted;
   {
@@ -1262,6 +1288,11 @@ void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result) {
     if (it == pending_.end()) return;
     PendingCall& call = it->second;
     deadlines_.erase({call.deadline, id});
+    probes_.erase({call.probe_at, id});
+    if (Peer* p = peerLocked(call.peer)) {
+      if (replied) p->last_heard = Clock::now();
+      if (call.probe) p->probing = false;
+    }
     if (!call.queued) releaseSlotLocked(call.peer, admitted);
     done = std::move(call.done);
     pending_.erase(it);
@@ -1270,12 +1301,30 @@ void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result) {
   if (!admitted.empty()) postSends(std::move(admitted));
 }
 
+void FabricCore::dueProbesLocked(Clock::time_point now, std::vector<PeerId>& out) {
+  while (!probes_.empty() && probes_.begin()->first <= now) {
+    const uint64_t id = probes_.begin()->second;
+    probes_.erase(probes_.begin());
+    auto it = pending_.find(id);
+    if (it == pending_.end()) continue;
+    PendingCall& call = it->second;
+    call.probe_at = now + kProbeAfter;  // checked again while it waits
+    probes_.emplace(call.probe_at, id);
+    Peer* p = peerLocked(call.peer);
+    if (call.queued || p == nullptr || p->probing || p->last_heard >= call.sent) continue;
+    p->probing = true;
+    out.push_back(call.peer);
+  }
+}
+
 void FabricCore::sweepDeadlines() {
   std::vector<std::pair<ReplyCallback, Status>> expired;
   std::vector<std::unique_ptr<SendOp>> admitted;
+  std::vector<PeerId> probe;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto now = Clock::now();
+    dueProbesLocked(now, probe);
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
       uint64_t id = deadlines_.begin()->second;
       deadlines_.erase(deadlines_.begin());
@@ -1293,11 +1342,20 @@ void FabricCore::sweepDeadlines() {
           timeoutError("call " + hexOpcode(call.opcode) + " to peer " + peer_name +
                        " timed out after " + std::to_string(call.timeout.count()) + " ms: " + why));
       if (!call.queued) releaseSlotLocked(call.peer, admitted);
+      probes_.erase({call.probe_at, id});
+      if (call.probe) {
+        if (Peer* peer = peerLocked(call.peer)) peer->probing = false;
+      }
       pending_.erase(it);
     }
   }
   for (auto& [done, status] : expired) done(status);
   if (!admitted.empty()) postSends(std::move(admitted));
+  // The ping's outcome needs no handling: an answer updates last_heard, and a
+  // dead peer's refusal or failed send ends its calls (failCallsTo).
+  for (PeerId peer : probe) {
+    callAsync(peer, kOpPing, {}, kProbeTimeout, [](Result<std::vector<uint8_t>>) {}, true);
+  }
 }
 
 void FabricCore::sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uint16_t opcode,
@@ -1794,9 +1852,10 @@ void FabricCore::handleRequest(const FrameView& frame) {
 void FabricCore::handleReply(const FrameView& frame) {
   Status status = replyStatus(frame);
   if (status.isOk()) {
-    finishCall(frame.header.request_id, std::vector<uint8_t>(frame.body.begin(), frame.body.end()));
+    finishCall(frame.header.request_id, std::vector<uint8_t>(frame.body.begin(), frame.body.end()),
+               true);
   } else {
-    finishCall(frame.header.request_id, status);
+    finishCall(frame.header.request_id, status, true);
   }
 }
 

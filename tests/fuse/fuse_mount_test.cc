@@ -461,7 +461,17 @@ TEST_F(FuseMount, MountOutlivesAMetadataServerRestart) {
   auto files = listFiles(src_);
   ReadCheck check;
   readAndCompare(src_, m.path() + "/ds/v1", files, 3, check);
+  auto names = [](const std::string& dir) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  const std::vector<std::string> versions = names(m.path() + "/ds");  // v1, v2 and tags
+  ASSERT_TRUE(std::count(versions.begin(), versions.end(), "v2") == 1);
   ASSERT_TRUE(cluster_->kill("meta").isOk());
+  EXPECT_EQ(names(m.path() + "/ds"), versions) << "listing a dataset with meta down";
   // While meta is down, files the mount already knows read from the nodes.
   sh("echo 1 > /proc/sys/vm/drop_caches");
   readAndCompare(src_, m.path() + "/ds/v1", files, 5, check);

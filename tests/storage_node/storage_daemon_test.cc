@@ -152,8 +152,8 @@ TEST(StorageDaemonTest, KillNineDuringPutsKeepsEveryAcknowledgedChunk) {
 }
 
 // A client keeps one endpoint for the life of a job. A node killed with -9
-// fails that client's next call at once (its connection was reset), long
-// before the call timeout; a node restarted at the same address serves the
+// fails that client's next call within seconds, long before the call
+// timeout; a node restarted at the same address serves the
 // same client again at once, over a new connection, whether or not the
 // client called it while it was down.
 TEST(StorageDaemonTest, ClientSeesAKilledNodeFailFastAndUsesItsRestartAtOnce) {
@@ -184,7 +184,9 @@ TEST(StorageDaemonTest, ClientSeesAKilledNodeFailFastAndUsesItsRestartAtOnce) {
       Result<std::vector<uint8_t>> dead = internalError("not called");
       const double after = secondsOf([&] { dead = client.get(*id); });
       EXPECT_FALSE(dead.isOk());
-      EXPECT_LT(after, 2.0) << "a call to a killed node waited " << after << " s: "
+      // Refused sends end a call after 1 s; a request accepted onto the dead
+      // connection ends when the endpoint's liveness ping is (after 2 s).
+      EXPECT_LT(after, 4.0) << "a call to a killed node waited " << after << " s: "
                             << dead.status().toString();
     }
     ASSERT_TRUE(daemon.start(dir.path(), with_address).isOk()) << daemon.output(dir.path());
