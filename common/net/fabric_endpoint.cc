@@ -80,8 +80,8 @@ constexpr auto kBusyWindow = std::chrono::milliseconds(2);
 // on a LAN and a live peer drains its queue, so a second of refusals with no
 // send to that peer accepted means nobody is there.
 constexpr auto kRefusedGrace = std::chrono::seconds(1);
-// A call that has waited kProbeAfter for a peer not heard from since it was
-// sent makes the endpoint ping that peer (one ping per peer at a time). A
+// A call that has waited kProbeAfter for a peer that answered nothing in that
+// time makes the endpoint ping that peer (one ping per peer at a time). A
 // request can be accepted onto a connection the peer's death has already
 // reset (the provider completes the send and drops the connection without a
 // word), and then only the ping, refused or failed on the dead connection,
@@ -282,8 +282,8 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   // Ends call `id` with `result` unless it already ended. Runs `done` on the
   // calling thread, outside the lock. `replied`: the peer answered it.
   void finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bool replied = false);
-  // REQUIRES mu_. Pings the peers of calls that waited kProbeAfter without
-  // hearing from them: adds those peers to `out`.
+  // REQUIRES mu_. Adds to `out` the peers to ping: those of calls that have
+  // waited kProbeAfter while the peer answered nothing.
   void dueProbesLocked(Clock::time_point now, std::vector<PeerId>& out);
   // REQUIRES mu_. Frees the call's in-flight slot and moves newly admitted
   // queued requests of that peer into `out`.
@@ -1310,8 +1310,10 @@ void FabricCore::dueProbesLocked(Clock::time_point now, std::vector<PeerId>& out
     PendingCall& call = it->second;
     call.probe_at = now + kProbeAfter;  // checked again while it waits
     probes_.emplace(call.probe_at, id);
+    // Heard from within the last kProbeAfter (a reply to anything): alive.
     Peer* p = peerLocked(call.peer);
-    if (call.queued || p == nullptr || p->probing || p->last_heard >= call.sent) continue;
+    const auto heard = std::max(p == nullptr ? Clock::time_point{} : p->last_heard, call.sent);
+    if (call.queued || p == nullptr || p->probing || now - heard < kProbeAfter) continue;
     p->probing = true;
     out.push_back(call.peer);
   }
