@@ -17,6 +17,12 @@ namespace {
 
 namespace meta = wire::meta;
 
+// Meta did not answer (down, restarting, cut off), as opposed to answering
+// with an error: the mount may then stand on meta's last answer.
+bool metaUnreachable(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout;
+}
+
 struct Metrics {
   Counter& reads = MetricsRegistry::global().counter("sluice_fuse_reads_total", "read requests served");
   Counter& read_bytes = MetricsRegistry::global().counter("sluice_fuse_read_bytes_total", "bytes returned by reads");
@@ -266,10 +272,8 @@ Result<EntryReply> SluiceFs::answered(Ino parent, const std::string& name, const
 
 Result<EntryReply> SluiceFs::unanswered(Ino parent, const std::string& name,
                                         const Status& failure) {
-  const bool unreachable =
-      failure.code() == StatusCode::kUnavailable || failure.code() == StatusCode::kTimeout;
   std::optional<Node> last;
-  if (unreachable) {
+  if (metaUnreachable(failure)) {
     std::lock_guard lock(known_mu_);
     if (auto it = known_.find({parent, name}); it != known_.end()) last = it->second;
   }
@@ -308,8 +312,6 @@ Result<std::vector<DirItem>> SluiceFs::listDir(Ino ino) {
       // Datasets and versions come from meta; while it cannot be reached, its
       // last listing of this directory stands in (as for lookups).
       auto fresh = metaListing(*p);
-      const bool unreachable = !fresh.isOk() && (fresh.status().code() == StatusCode::kUnavailable ||
-                                                 fresh.status().code() == StatusCode::kTimeout);
       std::lock_guard lock(known_mu_);
       if (fresh.isOk()) {
         if (known_listings_.size() >= kMaxKnownListings) known_listings_.clear();
@@ -317,7 +319,7 @@ Result<std::vector<DirItem>> SluiceFs::listDir(Ino ino) {
         return fresh;
       }
       auto it = known_listings_.find(ino);
-      if (!unreachable || it == known_listings_.end()) return fresh.status();
+      if (!metaUnreachable(fresh.status()) || it == known_listings_.end()) return fresh.status();
       spdlog::warn("listing of '{}': the metadata server is unreachable ({}); using its last answer",
                    p->kind == NodeKind::kRoot ? "/" : p->dataset, fresh.status().toString());
       return it->second;
