@@ -89,6 +89,19 @@ constexpr auto kRefusedGrace = std::chrono::seconds(1);
 constexpr auto kProbeAfter = std::chrono::seconds(1);
 constexpr auto kProbeTimeout = std::chrono::seconds(3);
 
+// Process-wide counts of dead-peer detection, on every daemon's /metrics.
+Counter& peersFoundGone() {
+  static Counter& c = MetricsRegistry::global().counter(
+      "sluice_rpc_peers_found_gone_total",
+      "times a peer was found gone (sends refused or failed) and its pending calls ended");
+  return c;
+}
+Counter& livenessPings() {
+  static Counter& c = MetricsRegistry::global().counter(
+      "sluice_rpc_liveness_pings_total", "pings sent to peers that left calls unanswered for 1 s");
+  return c;
+}
+
 std::string fiErrorText(ssize_t rc) {
   return std::string(fi_strerror(static_cast<int>(rc < 0 ? -rc : rc)));
 }
@@ -1171,6 +1184,12 @@ void FabricCore::failCallsTo(PeerId peer) {
     Peer* p = peerLocked(peer);
     name = p ? p->name : "?";
   }
+  peersFoundGone().inc();
+  if (!ids.empty()) {
+    spdlog::warn("net {}: peer {} is gone (sends to it are refused or fail); ending its {} "
+                 "pending call(s)",
+                 address_, name, ids.size());
+  }
   for (uint64_t id : ids) {
     finishCall(id, unavailable("peer " + name +
                                " is gone (it accepts no connection): the call cannot be answered"));
@@ -1356,6 +1375,7 @@ void FabricCore::sweepDeadlines() {
   // The ping's outcome needs no handling: an answer updates last_heard, and a
   // dead peer's refusal or failed send ends its calls (failCallsTo).
   for (PeerId peer : probe) {
+    livenessPings().inc();
     callAsync(peer, kOpPing, {}, kProbeTimeout, [](Result<std::vector<uint8_t>>) {}, true);
   }
 }

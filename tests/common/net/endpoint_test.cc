@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "common/core/metrics.h"
 #include "common/net/address.h"
 #include "common/net/fabric_endpoint.h"
 #include "common/net/frame.h"
@@ -757,6 +758,9 @@ TEST_P(EndpointDeadPeerTest, ServerKilledMidCallEndsItsCallsOnceFoundGone) {
   client->callAsync(*peer, kOpSlow, {}, timeout,
                     [&](Result<std::vector<uint8_t>> r) { pending.set_value(r.status()); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the call is in the handler
+  auto& gone = MetricsRegistry::global().counter("sluice_rpc_peers_found_gone_total", "");
+  auto& pings = MetricsRegistry::global().counter("sluice_rpc_liveness_pings_total", "");
+  const uint64_t gone_before = gone.value(), pings_before = pings.value();
   child.kill9();
   const auto t0 = std::chrono::steady_clock::now();
   // No other call is made: the endpoint's own liveness ping finds the peer gone.
@@ -769,6 +773,10 @@ TEST_P(EndpointDeadPeerTest, ServerKilledMidCallEndsItsCallsOnceFoundGone) {
   EXPECT_FALSE(after.isOk());
   EXPECT_EQ(after.status().code(), expected) << after.status().toString();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_GT(pings.value(), pings_before);  // on /metrics of every daemon
+  if (!shm) {
+    EXPECT_GT(gone.value(), gone_before);
+  }
   // The endpoint still reaches live peers.
   ChildServer other(GetParam());
   ASSERT_FALSE(other.address().empty());
