@@ -269,8 +269,9 @@ int run(int argc, char** argv) {
   // The wire's share of one record read: the request one way, the record the other.
   double wire_us = 0;
   if (a.fio) {
-    auto record = bench::fiPingpong(a.provider, kRecord, 2000, 21000 + static_cast<int>(::getpid() % 20000));
-    auto request = bench::fiPingpong(a.provider, 64, 2000, 21001 + static_cast<int>(::getpid() % 20000));
+    const int port = 21000 + static_cast<int>(::getpid() % 20000);
+    auto record = bench::fiPingpong(a.provider, kRecord, 2000, port);
+    auto request = bench::fiPingpong(a.provider, 64, 2000, port + 1);
     if (record && request) {
       wire_us = record->usec_per_xfer + request->usec_per_xfer;
       std::printf("fi_pingpong 128 KiB one way %.1f us, 64 B one way %.1f us (%s)\n",

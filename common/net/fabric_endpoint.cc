@@ -80,14 +80,16 @@ constexpr auto kBusyWindow = std::chrono::milliseconds(2);
 // on a LAN and a live peer drains its queue, so a second of refusals with no
 // send to that peer accepted means nobody is there.
 constexpr auto kRefusedGrace = std::chrono::seconds(1);
-// A call that has waited kProbeAfter for a peer that answered nothing in that
-// time makes the endpoint ping that peer (one ping per peer at a time). A
+// A peer with calls on the wire that has answered nothing for kProbeAfter
+// gets a ping from the endpoint (one per peer at a time; peers are looked at
+// every kProbeScanInterval, so no call pays for it on its own path). A
 // request can be accepted onto a connection the peer's death has already
 // reset (the provider completes the send and drops the connection without a
 // word), and then only the ping, refused or failed on the dead connection,
 // ends the calls waiting on it before their timeouts (see kRefusedGrace).
 constexpr auto kProbeAfter = std::chrono::seconds(1);
 constexpr auto kProbeTimeout = std::chrono::seconds(3);
+constexpr auto kProbeScanInterval = std::chrono::milliseconds(100);
 
 // Process-wide counts of dead-peer detection, on every daemon's /metrics.
 Counter& peersFoundGone() {
@@ -184,6 +186,7 @@ struct Peer {
   size_t inflight = 0;
   std::deque<uint64_t> waiting;  // request ids queued for an in-flight slot
   Clock::time_point last_heard{};  // the last reply from it
+  Clock::time_point busy_since{};  // when inflight last rose from 0
   bool probing = false;            // a liveness ping to it is pending
 };
 
@@ -192,9 +195,7 @@ struct PendingCall {
   uint16_t opcode = 0;
   Duration timeout{0};
   Clock::time_point deadline;
-  Clock::time_point sent;
-  Clock::time_point probe_at;  // its entry in probes_ (none for a probe)
-  bool probe = false;          // the endpoint's own liveness ping
+  bool probe = false;  // the endpoint's own liveness ping
   ReplyCallback done;
   std::unique_ptr<SendOp> queued;  // set while waiting for an in-flight slot
 };
@@ -295,9 +296,13 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   // Ends call `id` with `result` unless it already ended. Runs `done` on the
   // calling thread, outside the lock. `replied`: the peer answered it.
   void finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bool replied = false);
-  // REQUIRES mu_. Adds to `out` the peers to ping: those of calls that have
-  // waited kProbeAfter while the peer answered nothing.
+  // REQUIRES mu_. Adds to `out` the peers to ping: those with calls on the
+  // wire that answered nothing for kProbeAfter.
   void dueProbesLocked(Clock::time_point now, std::vector<PeerId>& out);
+  // REQUIRES mu_. Takes an in-flight slot of `p`.
+  static void takeSlotLocked(Peer* p) {
+    if (p->inflight++ == 0) p->busy_since = Clock::now();
+  }
   // REQUIRES mu_. Frees the call's in-flight slot and moves newly admitted
   // queued requests of that peer into `out`.
   void releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<SendOp>>& out);
@@ -372,7 +377,6 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   std::unordered_map<std::string, PeerId> peers_by_name_;  // GUARDED_BY(mu_)
   std::unordered_map<uint64_t, PendingCall> pending_;      // GUARDED_BY(mu_)
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;  // GUARDED_BY(mu_)
-  std::set<std::pair<Clock::time_point, uint64_t>> probes_;     // GUARDED_BY(mu_): when to check a call's peer
 
   // Send and RMA contexts handed to the provider and not yet completed; freed
   // by the destructor after the endpoint is closed if no completion came.
@@ -404,6 +408,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   std::unique_ptr<WorkerPool> workers_;
   std::thread progress_;
   Clock::time_point next_sweep_ = Clock::now();
+  Clock::time_point next_probe_scan_ = Clock::now();  // progress thread only
 };
 
 class FabricIncomingCall final : public IncomingCall {
@@ -879,7 +884,6 @@ void FabricCore::shutdown() {
       stopped_ = true;
       pending.swap(pending_);
       deadlines_.clear();
-      probes_.clear();
     }
     for (auto& [id, call] : pending) {
       call.done(Status(StatusCode::kShutdown, "endpoint " + address_ + " shut down with call " +
@@ -1259,16 +1263,11 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
     call.peer = peer;
     call.opcode = opcode;
     call.timeout = timeout;
-    call.sent = Clock::now();
-    call.deadline = call.sent + timeout;
+    call.deadline = Clock::now() + timeout;
     call.probe = probe;
     call.done = std::move(done);
-    if (!probe) {
-      call.probe_at = call.sent + kProbeAfter;
-      probes_.emplace(call.probe_at, id);
-    }
     if (probe || p->inflight < std::max<size_t>(options_.max_inflight_per_peer, 1)) {
-      ++p->inflight;
+      takeSlotLocked(p);
       to_send = std::move(op);
     } else {
       call.queued = std::move(op);
@@ -1294,7 +1293,7 @@ void FabricCore::releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<Send
     auto it = pending_.find(id);
     if (it == pending_.end() || !it->second.queued) continue;  // already timed out
     out.push_back(std::move(it->second.queued));
-    ++p->inflight;
+    takeSlotLocked(p);
   }
 }
 
@@ -1307,7 +1306,6 @@ void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bo
     if (it == pending_.end()) return;
     PendingCall& call = it->second;
     deadlines_.erase({call.deadline, id});
-    probes_.erase({call.probe_at, id});
     if (Peer* p = peerLocked(call.peer)) {
       if (replied) p->last_heard = Clock::now();
       if (call.probe) p->probing = false;
@@ -1321,20 +1319,13 @@ void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bo
 }
 
 void FabricCore::dueProbesLocked(Clock::time_point now, std::vector<PeerId>& out) {
-  while (!probes_.empty() && probes_.begin()->first <= now) {
-    const uint64_t id = probes_.begin()->second;
-    probes_.erase(probes_.begin());
-    auto it = pending_.find(id);
-    if (it == pending_.end()) continue;
-    PendingCall& call = it->second;
-    call.probe_at = now + kProbeAfter;  // checked again while it waits
-    probes_.emplace(call.probe_at, id);
-    // Heard from within the last kProbeAfter (a reply to anything): alive.
-    Peer* p = peerLocked(call.peer);
-    const auto heard = std::max(p == nullptr ? Clock::time_point{} : p->last_heard, call.sent);
-    if (call.queued || p == nullptr || p->probing || now - heard < kProbeAfter) continue;
-    p->probing = true;
-    out.push_back(call.peer);
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    Peer& p = *peers_[i];
+    if (p.inflight == 0 || p.probing) continue;
+    // Silent since its calls went out and since its last answer: ping it.
+    if (now - std::max(p.last_heard, p.busy_since) < kProbeAfter) continue;
+    p.probing = true;
+    out.push_back(static_cast<PeerId>(i + 1));
   }
 }
 
@@ -1345,7 +1336,10 @@ void FabricCore::sweepDeadlines() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto now = Clock::now();
-    dueProbesLocked(now, probe);
+    if (now >= next_probe_scan_) {
+      next_probe_scan_ = now + kProbeScanInterval;
+      dueProbesLocked(now, probe);
+    }
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
       uint64_t id = deadlines_.begin()->second;
       deadlines_.erase(deadlines_.begin());
@@ -1363,7 +1357,6 @@ void FabricCore::sweepDeadlines() {
           timeoutError("call " + hexOpcode(call.opcode) + " to peer " + peer_name +
                        " timed out after " + std::to_string(call.timeout.count()) + " ms: " + why));
       if (!call.queued) releaseSlotLocked(call.peer, admitted);
-      probes_.erase({call.probe_at, id});
       if (call.probe) {
         if (Peer* peer = peerLocked(call.peer)) peer->probing = false;
       }
