@@ -201,7 +201,9 @@ int run(int argc, char** argv) {
 
   Scrubber scrubber(**store, ScrubOptions{o.scrub_rate, o.scrub_interval});
   StorageServiceOptions svc_opts;
-  svc_opts.io_contexts = static_cast<size_t>(o.workers);
+  // As many again as workers: a GetChunk's context stays with its bytes
+  // until they have left, while the worker serves the next request.
+  svc_opts.io_contexts = 2 * static_cast<size_t>(o.workers);
   svc_opts.stripe_count = static_cast<uint32_t>(o.stripe_count);
   svc_opts.repair_rate_bytes_per_sec = o.repair_rate;
   auto service = StorageService::create(**store, **endpoint, &scrubber, svc_opts);

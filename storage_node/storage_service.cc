@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <utility>
 
 #include "common/core/logging.h"
 #include "common/core/metrics.h"
@@ -45,22 +46,68 @@ void waitFor(Clock::Duration d) {
 
 }  // namespace
 
+class StorageService::SlotPool {
+ public:
+  void add(std::unique_ptr<Slot> slot) {
+    std::lock_guard lock(mu_);
+    free_.push_back(slot.get());
+    slots_.push_back(std::move(slot));
+  }
+  Slot* acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !free_.empty(); });
+    Slot* s = free_.back();
+    free_.pop_back();
+    return s;
+  }
+  void release(Slot* slot) {
+    {
+      std::lock_guard lock(mu_);
+      free_.push_back(slot);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // GUARDED_BY(mu_)
+  std::vector<Slot*> free_;                   // GUARDED_BY(mu_)
+};
+
 class StorageService::Lease {
  public:
-  explicit Lease(StorageService& s) : s_(s), slot_(s.acquire()) {}
-  ~Lease() { s_.release(slot_); }
+  explicit Lease(StorageService& s) : pool_(s.pool_), slot_(pool_->acquire()) {}
+  ~Lease() {
+    if (slot_ != nullptr) pool_->release(slot_);
+  }
   IoContext& ctx() { return *slot_->ctx; }
   const net::MemoryRegion& mr() { return *slot_->mr; }
   size_t offsetOf(const uint8_t* p) { return static_cast<size_t>(p - slot_->ctx->buffer()); }
+  // Gives the slot back once `call`'s posted writes are done, not now: the
+  // handler's thread goes on to the next request while the bytes travel.
+  void releaseAfterWrites(net::IncomingCall& call, std::string what) {
+    call.whenWritesDone([pool = pool_, slot = std::exchange(slot_, nullptr),
+                         what = std::move(what)](Status written) {
+      if (!written.isOk()) {
+        spdlog::warn("{}: a write to the caller failed after the reply: {}", what, written.toString());
+      }
+      pool->release(slot);
+    });
+  }
 
  private:
-  StorageService& s_;
+  std::shared_ptr<SlotPool> pool_;
   Slot* slot_;
 };
 
 StorageService::StorageService(ChunkStore& store, net::Endpoint& endpoint, Scrubber* scrubber,
                                StorageServiceOptions options)
-    : store_(store), endpoint_(endpoint), scrubber_(scrubber), options_(options) {
+    : store_(store),
+      endpoint_(endpoint),
+      scrubber_(scrubber),
+      options_(options),
+      pool_(std::make_shared<SlotPool>()) {
   stripe_count_ = options.stripe_count;
 }
 
@@ -84,26 +131,9 @@ Result<std::unique_ptr<StorageService>> StorageService::create(ChunkStore& store
     SLUICE_ASSIGN_OR_RETURN(slot->mr, endpoint.registerMemory(slot->ctx->buffer(),
                                                               slot->ctx->bufferSize(),
                                                               net::Access::kRemoteWrite));
-    s->free_.push_back(slot.get());
-    s->slots_.push_back(std::move(slot));
+    s->pool_->add(std::move(slot));
   }
   return s;
-}
-
-StorageService::Slot* StorageService::acquire() {
-  std::unique_lock lock(pool_mu_);
-  pool_cv_.wait(lock, [&] { return !free_.empty(); });
-  Slot* s = free_.back();
-  free_.pop_back();
-  return s;
-}
-
-void StorageService::release(Slot* slot) {
-  {
-    std::lock_guard lock(pool_mu_);
-    free_.push_back(slot);
-  }
-  pool_cv_.notify_one();
 }
 
 void StorageService::setIdentity(const NodeIdentity& identity, bool standalone) {
@@ -259,9 +289,7 @@ Result<StorageService::Body> StorageService::getChunk(net::IncomingCall& call) {
                                                      offset == 0 && length == info->length));
   if (!posted) return body;
   call.reply(Status::ok(), body);
-  if (Status w = call.awaitWrites(); !w.isOk()) {
-    spdlog::warn("GetChunk {}: a write to the caller failed after the reply: {}", hex, w.toString());
-  }
+  lease.releaseAfterWrites(call, "GetChunk " + hex);
   return body;
 }
 

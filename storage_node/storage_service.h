@@ -6,9 +6,10 @@
 // buffer and an IoContext buffer that is registered both with io_uring and
 // with the fabric, so a put or get makes no extra copy.
 //
-// IoContexts are pooled: one per endpoint worker thread, so each handler
-// thread effectively owns a ring and its registered buffer, plus one per
-// transfer thread. The buffers are registered for remote write because
+// IoContexts are pooled: `io_contexts` for the endpoint's workers plus one
+// per transfer thread. A GetChunk hands its context back only once the
+// bytes it posted to the caller have left, while its worker takes the next
+// request, so there are more contexts than workers. The buffers are registered for remote write because
 // FetchChunks has the source node write into them.
 //
 // Node-to-node copies (PushStripe, FetchChunks) run on their own transfer
@@ -39,7 +40,7 @@
 namespace sluice::storage {
 
 struct StorageServiceOptions {
-  size_t io_contexts = 4;  // match EndpointOptions::worker_threads
+  size_t io_contexts = 8;  // twice EndpointOptions::worker_threads: half may be sending
   size_t transfer_threads = 2;  // copies to or from other nodes run at once; more queue
   // The cluster's stripe count S when known (0: not known, e.g. standalone):
   // puts must then name stripe == stripeOf(id, S).
@@ -70,12 +71,13 @@ class StorageService {
     std::unique_ptr<IoContext> ctx;
     std::unique_ptr<net::MemoryRegion> mr;
   };
+  // Shared with the endpoint's write callbacks, which may return a slot
+  // after the service is gone.
+  class SlotPool;
   class Lease;
 
   StorageService(ChunkStore& store, net::Endpoint& endpoint, Scrubber* scrubber,
                  StorageServiceOptions options);
-  Slot* acquire();
-  void release(Slot* slot);
 
   using Body = std::vector<uint8_t>;
   Result<Body> putChunk(net::IncomingCall& call);
@@ -96,10 +98,7 @@ class StorageService {
   Scrubber* scrubber_;
   StorageServiceOptions options_;
 
-  std::mutex pool_mu_;
-  std::condition_variable pool_cv_;
-  std::vector<std::unique_ptr<Slot>> slots_;
-  std::vector<Slot*> free_;  // GUARDED_BY(pool_mu_)
+  std::shared_ptr<SlotPool> pool_;
 
   mutable std::mutex id_mu_;
   NodeIdentity identity_;  // GUARDED_BY(id_mu_)

@@ -4,21 +4,25 @@
 // to fio (io_uring, O_DIRECT) on the same disk in the same run.
 //
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
-//                      [--records 2000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
-//                      [--only get4m|get128k] [--buffered] [--clients 1|4]
+//                      [--records 8000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
+//                      [--only get4m|get128k] [--buffered] [--clients 1|4] [--depth 8]
+//                      [--workers 4]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
 //   get4m        GetChunk of whole 4 MiB chunks (verified), 1 and 4 clients,
 //                cold (page cache dropped) and warm
-//   get128k      GetChunk of random 128 KiB records, 1 and 4 clients, cold and warm
+//   get128k      GetChunk of random 128 KiB records, 1 and 4 clients, cold and warm;
+//                cold also with --depth records in flight per client
 //   *-buffered   the warm runs again against a daemon without O_DIRECT
 //   fio          seq write 1M QD4 (+fsync), seq read 1M QD4/QD16,
-//                random read 128k QD1/QD4 on a 1 GiB file in the same directory
+//                random read 128k at each record run's reads in flight (clients x
+//                depth), on a 1 GiB file in the same directory
 // --only keeps the put and one read workload, cold and O_DIRECT only (for A/B
 // runs and profiles of one path).
 // Each read figure is printed with its fio job at the same block size, run
-// again right before it (the disk is shared and noisy), and the ratio. A
+// again right before it and, for cold reads, right after it (the disk is
+// shared and noisy), and the ratio to their mean. A
 // record read by one client waits for the disk and then the wire, one after
 // the other, so that line also gets the limit in series: fio's read plus
 // fi_pingpong's one-way time for the record and for a small request, on the
@@ -52,7 +56,7 @@ constexpr size_t kRecord = 128u << 10;
 struct Args {
   std::string dir = "/var/tmp/sluice-bench-storage";
   size_t chunks = 256;
-  size_t records = 2000;
+  size_t records = 8000;  // 1 GiB: each run lasts seconds, like fio's
   bool fio = true;
   bool drop = true;
   std::string provider = "tcp;ofi_rxm";
@@ -60,7 +64,15 @@ struct Args {
   std::string only;        // "", "get4m" or "get128k"
   bool buffered = false;   // with --only: page-cache reads (the transport's share)
   size_t clients = 0;      // 1 or 4: only that many clients in the read workloads (0: both)
+  size_t depth = 8;    // records in flight per client in the deep runs (the reader keeps 32)
+  size_t workers = 4;  // the node's --workers
 };
+
+bool inRange(const char* arg, unsigned long lo, unsigned long hi) {
+  char* end = nullptr;
+  const unsigned long v = std::strtoul(arg, &end, 10);
+  return end != arg && *end == '\0' && v >= lo && v <= hi;
+}
 
 bool dropCaches() {
   ::sync();
@@ -109,22 +121,23 @@ void chunkBytes(size_t i, const std::vector<uint8_t>& base, uint8_t* buf) {
   std::memcpy(buf, &i, sizeof(i));
 }
 
-// Runs fn(client_index, item) over items [0, n) split across `k` clients;
-// returns bytes/s given `bytes_per_item`.
+// Runs fn(client_index, slot, item) over items [0, n) split across `k`
+// clients, each keeping `depth` items in flight (slot < depth names the
+// caller's part of its client's buffer); returns bytes/s given `bytes_per_item`.
 template <typename Fn>
-Result<double> parallel(size_t k, size_t n, size_t bytes_per_item, Fn fn) {
+Result<double> parallel(size_t k, size_t depth, size_t n, size_t bytes_per_item, Fn fn) {
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   Status first;
   std::mutex mu;
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
-  for (size_t c = 0; c < k; ++c) {
-    threads.emplace_back([&, c] {
+  for (size_t t = 0; t < k * depth; ++t) {
+    threads.emplace_back([&, c = t / depth, slot = t % depth] {
       for (;;) {
         const size_t i = next.fetch_add(1);
         if (i >= n || failed) break;
-        Status s = fn(c, i);
+        Status s = fn(c, slot, i);
         if (!s.isOk()) {
           std::lock_guard lock(mu);
           if (!failed) first = s;
@@ -160,10 +173,29 @@ Result<double> runFio(const std::string& file, const std::string& rw, const std:
   return std::stod(out.substr(at + 13, 32));
 }
 
-void line(const std::string& name, double bps, double limit, const std::string& limit_name) {
+// A cold read's limit: fio run right before it and again right after (the
+// disk's speed drifts by 2x within minutes); the ratio uses their mean.
+struct Bracket {
+  double before = 0;
+  double after = 0;
+  double mean() const {
+    if (before > 0 && after > 0) return (before + after) / 2;
+    return std::max(before, after);
+  }
+  std::string note() const {
+    if (before <= 0 || after <= 0 || before == after) return "";
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "   (fio before %.0f, after %.0f)", before / (1 << 20),
+                  after / (1 << 20));
+    return buf;
+  }
+};
+
+void line(const std::string& name, double bps, double limit, const std::string& limit_name,
+          const std::string& note = "") {
   if (limit > 0) {
-    std::printf("%-34s %9.1f MiB/s   %-26s %9.1f MiB/s   ratio %5.2f\n", name.c_str(), bps / (1 << 20),
-                limit_name.c_str(), limit / (1 << 20), bps / limit);
+    std::printf("%-34s %9.1f MiB/s   %-26s %9.1f MiB/s   ratio %5.2f%s\n", name.c_str(),
+                bps / (1 << 20), limit_name.c_str(), limit / (1 << 20), bps / limit, note.c_str());
   } else {
     std::printf("%-34s %9.1f MiB/s\n", name.c_str(), bps / (1 << 20));
   }
@@ -186,6 +218,10 @@ int run(int argc, char** argv) {
     else if (s == "--provider") a.provider = val();
     else if (s == "--busy-poll") a.busy_poll = true;
     else if (s == "--buffered") a.buffered = true;
+    else if (s == "--workers" && i + 1 < argc && inRange(argv[i + 1], 1, 64))
+      a.workers = std::stoul(val());
+    else if (s == "--depth" && i + 1 < argc && inRange(argv[i + 1], 1, kChunk / kRecord))
+      a.depth = std::stoul(val());
     else if (s == "--clients" && i + 1 < argc &&
              (std::string(argv[i + 1]) == "1" || std::string(argv[i + 1]) == "4"))
       a.clients = std::stoul(val());
@@ -196,7 +232,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
                    "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k] [--buffered] "
-                   "[--clients 1|4]\n");
+                   "[--clients 1|4] [--depth 1-32] [--workers 1-64]\n");
       return 2;
     }
   }
@@ -233,8 +269,6 @@ int run(int argc, char** argv) {
         {"write1m", "write", "1M", 4, "--end_fsync=1", "write"},
         {"read1m_qd4", "read", "1M", 4, "", "read"},
         {"read1m_qd16", "read", "1M", 16, "", "read"},
-        {"rand128k_qd1", "randread", "128k", 1, "--runtime=8 --time_based", "read"},
-        {"rand128k_qd4", "randread", "128k", 4, "--runtime=8 --time_based", "read"},
     };
     for (const Job& j : jobs) {
       cold();
@@ -255,14 +289,19 @@ int run(int argc, char** argv) {
     static const std::map<std::string, std::tuple<const char*, const char*, int, const char*>> jobs = {
         {"read1m_qd4", {"read", "1M", 4, ""}},
         {"read1m_qd16", {"read", "1M", 16, ""}},
-        {"rand128k_qd1", {"randread", "128k", 1, "--runtime=8 --time_based"}},
-        {"rand128k_qd4", {"randread", "128k", 4, "--runtime=8 --time_based"}},
     };
     auto it = jobs.find(k);
     if (it == jobs.end()) return fio.count(k) ? fio[k] : 0.0;
     cold();
     auto [rw, bs, depth, extra] = it->second;
     auto bw = runFio(fio_file, rw, bs, depth, extra, "read");
+    return bw.isOk() ? *bw : 0.0;
+  };
+  // fio's random 128 KiB reads with `qd` in flight, for as long as a record run.
+  auto randLimit = [&](size_t qd) -> double {
+    if (!a.fio) return 0.0;
+    cold();
+    auto bw = runFio(fio_file, "randread", "128k", static_cast<int>(qd), "--runtime=8 --time_based", "read");
     return bw.isOk() ? *bw : 0.0;
   };
 
@@ -302,7 +341,7 @@ int run(int argc, char** argv) {
     if (!a.only.empty() && direct == a.buffered) continue;
     testing::StorageDaemon daemon;
     std::vector<std::string> args = {"--standalone", "--data_dir=" + data, "--scrub.rate=0",
-                                     "--workers=4", std::string("--direct_io=") + (direct ? "true" : "false"),
+                                     "--workers=" + std::to_string(a.workers), std::string("--direct_io=") + (direct ? "true" : "false"),
                                      "--provider=" + a.provider,
                                      std::string("--busy_poll=") + (a.busy_poll ? "true" : "false")};
     Status s = daemon.start(a.dir, args);
@@ -317,7 +356,7 @@ int run(int argc, char** argv) {
     }
     const std::string mode = direct ? "" : " buffered";
     if (direct || !a.only.empty()) {
-      auto put = parallel(4, a.chunks, kChunk, [&](size_t c, size_t i) -> Status {
+      auto put = parallel(4, 1, a.chunks, kChunk, [&](size_t c, size_t, size_t i) -> Status {
         chunkBytes(i, base, cs.bufs[c]->data());
         auto r = cs.clients[c]->putChunk(ids[i], stripeOf(ids[i], 256), *cs.bufs[c], 0, kChunk);
         return r.status();
@@ -328,22 +367,20 @@ int run(int argc, char** argv) {
       }
       line("PutChunk 4M, 4 clients", *put, lim("write1m"), "fio write 1M QD4");
     }
-    auto get4m = [&](size_t c, size_t i) -> Status {
+    auto get4m = [&](size_t c, size_t, size_t i) -> Status {
       auto r = cs.clients[c]->getChunk(ids[i], 0, 0, *cs.bufs[c], 0);
       if (r.isOk() && !r->verified) return internalError("unverified whole read");
       return r.status();
     };
-    auto get128k = [&](size_t c, size_t i) -> Status {
+    auto get128k = [&](size_t c, size_t slot, size_t i) -> Status {
       auto& [chunk, off] = records[i];
-      return cs.clients[c]->getChunk(ids[chunk], off, kRecord, *cs.bufs[c], 0).status();
+      return cs.clients[c]->getChunk(ids[chunk], off, kRecord, *cs.bufs[c], slot * kRecord).status();
     };
     for (size_t k : {size_t{1}, size_t{4}}) {
       if (a.clients != 0 && k != a.clients) continue;
       const std::string clients = std::to_string(k) + (k == 1 ? " client" : " clients");
       const char* seq_lim = k == 1 ? "read1m_qd4" : "read1m_qd16";
-      const char* rand_lim = k == 1 ? "rand128k_qd1" : "rand128k_qd4";
       const std::string seq_name = k == 1 ? "fio read 1M QD4" : "fio read 1M QD16";
-      const std::string rand_name = k == 1 ? "fio randread 128k QD1" : "fio randread 128k QD4";
       for (bool warm : {false, true}) {
         if (!direct && !warm) continue;  // buffered mode only adds warm figures
         if (!a.only.empty() && warm == direct) continue;
@@ -353,28 +390,40 @@ int run(int argc, char** argv) {
           if (!warm) cold();
           if (warm && !direct) {
             // Warm the page cache first.
-            parallel(k, a.chunks, kChunk, get4m).status().ignore();
+            parallel(k, 1, a.chunks, kChunk, get4m).status().ignore();
           }
-          auto r = parallel(k, a.chunks, kChunk, get4m);
+          auto r = parallel(k, 1, a.chunks, kChunk, get4m);
           if (!r.isOk()) {
             std::fprintf(stderr, "get4m: %s\n", r.status().toString().c_str());
             return 1;
           }
-          line("GetChunk 4M " + temp + mode + ", " + clients, *r, seq_limit, seq_name);
+          const Bracket b = warm ? Bracket{seq_limit, seq_limit} : Bracket{seq_limit, lim(seq_lim)};
+          line("GetChunk 4M " + temp + mode + ", " + clients, *r, b.mean(), seq_name, b.note());
         }
         if (a.only == "get4m") continue;
-        const double rand_limit = lim(rand_lim);
-        if (!warm) cold();
-        if (warm && !direct) parallel(k, a.records, kRecord, get128k).status().ignore();
-        auto q = parallel(k, a.records, kRecord, get128k);
-        if (!q.isOk()) {
-          std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
-          return 1;
-        }
-        line("GetChunk 128K " + temp + mode + ", " + clients, *q, rand_limit, rand_name);
-        if (k == 1 && direct && !warm && rand_limit > 0 && wire_us > 0) {
-          const double series = kRecord / (kRecord / rand_limit + wire_us * 1e-6);
-          line("  (same)", *q, series, "fio QD1 + fi_pingpong");
+        // Records one at a time per client, then `depth` in flight per
+        // client as the reader and the prefetcher keep them; each against
+        // fio at the same number of reads in flight.
+        std::vector<size_t> depths = {1};
+        if (a.depth > 1 && !warm) depths.push_back(a.depth);  // warm: the transport, one depth is enough
+        for (size_t d : depths) {
+          const size_t qd = k * d;
+          const double rand_limit = randLimit(qd);
+          if (!warm) cold();
+          if (warm && !direct) parallel(k, d, a.records, kRecord, get128k).status().ignore();
+          auto q = parallel(k, d, a.records, kRecord, get128k);
+          if (!q.isOk()) {
+            std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
+            return 1;
+          }
+          const std::string depth = d == 1 ? "" : " x" + std::to_string(d);
+          const Bracket b = warm ? Bracket{rand_limit, rand_limit} : Bracket{rand_limit, randLimit(qd)};
+          line("GetChunk 128K " + temp + mode + ", " + clients + depth, *q, b.mean(),
+               "fio randread 128k QD" + std::to_string(qd), b.note());
+          if (qd == 1 && direct && !warm && b.mean() > 0 && wire_us > 0) {
+            const double series = kRecord / (kRecord / b.mean() + wire_us * 1e-6);
+            line("  (same)", *q, series, "fio QD1 + fi_pingpong");
+          }
         }
       }
     }

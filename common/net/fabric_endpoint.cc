@@ -170,7 +170,24 @@ struct RmaWait {
   Status error;          // GUARDED_BY(mu): the first failure
   std::string what;      // GUARDED_BY(mu): the first operation, for timeout messages
   std::chrono::steady_clock::time_point deadline{};  // GUARDED_BY(mu): set by the first post
+  // GUARDED_BY(mu): run once, outside the lock, when `remaining` drops to 0
+  // (or the deadline passes, or the endpoint shuts down); see whenRmaDone.
+  std::function<void(Status)> on_done;
 };
+
+// Runs wait.on_done if it is set and nothing remains; `lock` holds wait.mu
+// and is released either way.
+void settleRmaWait(RmaWait& wait, std::unique_lock<std::mutex>& lock) {
+  if (wait.remaining > 0 || !wait.on_done) {
+    lock.unlock();
+    return;
+  }
+  auto done = std::move(wait.on_done);
+  wait.on_done = nullptr;
+  Status error = wait.error;
+  lock.unlock();
+  done(std::move(error));
+}
 
 struct RmaOp : OpContext {
   RmaOp() : OpContext(OpKind::kRma) {}
@@ -269,6 +286,10 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
                  const RemoteBuffer& remote, size_t remote_offset, size_t length,
                  const std::shared_ptr<RmaWait>& wait);
   Status awaitRma(RmaWait& wait);
+  // Runs done(first failure) once nothing posted to `wait` is outstanding:
+  // at once if so already, else on the progress thread; after the wait's
+  // deadline with kTimeout, at shutdown with kShutdown.
+  void whenRmaDone(const std::shared_ptr<RmaWait>& wait, std::function<void(Status)> done);
   // The provider delivers a send after the RMA writes posted before it, so
   // a reply may follow posted writes without waiting for their completion.
   bool sendsFollowWrites() const { return sends_follow_writes_; }
@@ -395,6 +416,13 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
     live_count_.store(live_ops_.size(), std::memory_order_relaxed);
   }
 
+  // Waits given a whenRmaDone callback, for the deadline sweep and shutdown.
+  std::mutex async_rma_mu_;
+  std::vector<std::weak_ptr<RmaWait>> async_rma_;  // GUARDED_BY(async_rma_mu_)
+  Clock::time_point next_async_rma_scan_ = Clock::now();  // progress thread only
+  // Ends the callbacks of async_rma_ whose deadline passed (all: `shutdown`).
+  void expireAsyncRma(bool shutdown);
+
   std::mutex retry_mu_;
   std::deque<std::unique_ptr<SendOp>> retry_;  // GUARDED_BY(retry_mu_)
   std::atomic<bool> have_retries_{false};
@@ -447,6 +475,13 @@ class FabricIncomingCall final : public IncomingCall {
     return core_->postRma(false, peer_, local, local_offset, remote, remote_offset, length, writes_);
   }
   Status awaitWrites() override { return writes_ ? core_->awaitRma(*writes_) : Status::ok(); }
+  void whenWritesDone(std::function<void(Status)> done) override {
+    if (!writes_) {
+      done(Status::ok());
+      return;
+    }
+    core_->whenRmaDone(writes_, std::move(done));
+  }
   void reply(const Status& status, std::span<const uint8_t> body) override {
     if (replied_.exchange(true)) {
       spdlog::warn("net: second reply to request {} (opcode {}) ignored", id_, hexOpcode(opcode_));
@@ -904,6 +939,7 @@ void FabricCore::shutdown() {
     if (cq_can_wait_) fi_cq_signal(cq_);
     kick();
     if (progress_.joinable()) progress_.join();
+    expireAsyncRma(true);  // no completion can come any more
   });
 }
 
@@ -1542,6 +1578,53 @@ Status FabricCore::postRma(bool read, PeerId peer, const MemoryRegion& local, si
   return wait->error;
 }
 
+void FabricCore::whenRmaDone(const std::shared_ptr<RmaWait>& wait,
+                             std::function<void(Status)> done) {
+  {
+    std::unique_lock<std::mutex> lock(wait->mu);
+    wait->on_done = std::move(done);
+    if (wait->remaining == 0 || stopped_) {
+      if (wait->remaining > 0 && wait->error.isOk()) {
+        wait->error = Status(StatusCode::kShutdown, wait->what + ": endpoint shut down");
+      }
+      wait->remaining = 0;
+      settleRmaWait(*wait, lock);
+      return;
+    }
+  }
+  std::lock_guard<std::mutex> lock(async_rma_mu_);
+  async_rma_.push_back(wait);
+}
+
+void FabricCore::expireAsyncRma(bool shutdown) {
+  std::vector<std::shared_ptr<RmaWait>> due;
+  {
+    std::lock_guard<std::mutex> lock(async_rma_mu_);
+    const auto now = Clock::now();
+    std::erase_if(async_rma_, [&](const std::weak_ptr<RmaWait>& w) {
+      auto wait = w.lock();
+      if (!wait) return true;
+      std::lock_guard<std::mutex> wl(wait->mu);
+      if (!wait->on_done) return true;  // settled by its completions
+      if (!shutdown && now < wait->deadline) return false;
+      due.push_back(std::move(wait));
+      return true;
+    });
+  }
+  for (auto& wait : due) {
+    std::unique_lock<std::mutex> lock(wait->mu);
+    if (!wait->on_done) continue;
+    if (wait->error.isOk()) {
+      wait->error = shutdown ? Status(StatusCode::kShutdown, wait->what + ": endpoint shut down")
+                             : timeoutError(wait->what + " did not complete within " +
+                                            std::to_string(options_.default_timeout.count()) +
+                                            " ms");
+    }
+    wait->remaining = 0;  // the provider may still finish them: the buffer stays registered
+    settleRmaWait(*wait, lock);
+  }
+}
+
 Status FabricCore::awaitRma(RmaWait& wait) {
   std::unique_lock<std::mutex> lock(wait.mu);
   while (wait.remaining > 0) {
@@ -1643,6 +1726,10 @@ void FabricCore::progressLoop() {
       next_sweep_ = now + kSweepInterval;
       sweepDeadlines();
     }
+    if (now >= next_async_rma_scan_) {
+      next_async_rma_scan_ = now + kProbeScanInterval;
+      expireAsyncRma(false);
+    }
   }
 }
 
@@ -1691,9 +1778,10 @@ void FabricCore::handleCompletion(const fi_cq_msg_entry& entry) {
     case OpKind::kRma: {
       untrack(ctx);
       std::unique_ptr<RmaOp> op(static_cast<RmaOp*>(ctx));
-      std::lock_guard<std::mutex> lock(op->wait->mu);
+      std::unique_lock<std::mutex> lock(op->wait->mu);
       if (op->wait->remaining > 0) --op->wait->remaining;
       op->wait->cv.notify_all();
+      settleRmaWait(*op->wait, lock);
       break;
     }
   }
@@ -1749,12 +1837,13 @@ void FabricCore::handleCqError() {
     case OpKind::kRma: {
       untrack(ctx);
       std::unique_ptr<RmaOp> op(static_cast<RmaOp*>(ctx));
-      std::lock_guard<std::mutex> lock(op->wait->mu);
+      std::unique_lock<std::mutex> lock(op->wait->mu);
       if (op->wait->error.isOk()) {
         op->wait->error = Status(StatusCode::kFabricError, op->what + " failed: " + why);
       }
       if (op->wait->remaining > 0) --op->wait->remaining;
       op->wait->cv.notify_all();
+      settleRmaWait(*op->wait, lock);
       break;
     }
   }

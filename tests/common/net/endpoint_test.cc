@@ -32,6 +32,8 @@ constexpr uint16_t kOpPush = makeOpcode(ServiceId::kTransport, 0x22);   // rmaWr
 constexpr uint16_t kOpBlock = makeOpcode(ServiceId::kTransport, 0x23);  // waits for a gate
 constexpr uint16_t kOpCount = makeOpcode(ServiceId::kTransport, 0x24);  // counts concurrency
 constexpr uint16_t kOpPushPosted = makeOpcode(ServiceId::kTransport, 0x26);  // postRmaWrite, reply
+constexpr uint16_t kOpPushReleased = makeOpcode(ServiceId::kTransport, 0x27);  // whenWritesDone
+constexpr uint16_t kOpNothingPosted = makeOpcode(ServiceId::kTransport, 0x28);
 constexpr uint16_t kOpInlineEcho = makeOpcode(ServiceId::kTransport, 0x25);  // HandlerMode::kInline
 constexpr uint16_t kOpSlow = makeOpcode(ServiceId::kTransport, 0x10);   // net_test_server: 60 s
 constexpr uint16_t kOpMissing = makeOpcode(ServiceId::kStorage, 0x7f);  // no handler
@@ -173,6 +175,26 @@ class EndpointTest : public ::testing::TestWithParam<std::string> {
       std::lock_guard<std::mutex> lock(rma_mu_);
       if (!landed.isOk()) last_posted_status_ = landed;
     });
+    // As kOpPushPosted, but the handler returns at once and its buffer is
+    // freed by whenWritesDone's callback.
+    server_->registerHandler(kOpPushReleased, [this, server](std::unique_ptr<IncomingCall> call) {
+      RmaRequest req;
+      auto region = rmaRegionFor(*server, *call, &req);
+      if (!region.isOk()) return call->reply(region.status());
+      fillPattern((*region)->data(), req.buffer.length, req.seed);
+      Status s = call->postRmaWrite(**region, 0, req.buffer, 0, req.buffer.length);
+      call->reply(s);
+      call->whenWritesDone([this, held = std::shared_ptr<MemoryRegion>(std::move(*region))](Status landed) {
+        std::lock_guard<std::mutex> lock(rma_mu_);
+        if (!landed.isOk()) last_posted_status_ = landed;
+        ++writes_released_;
+      });
+    });
+    server_->registerHandler(kOpNothingPosted, [](std::unique_ptr<IncomingCall> call) {
+      bool ran = false;
+      call->whenWritesDone([&ran](Status s) { ran = s.isOk(); });
+      call->reply(ran ? Status::ok() : internalError("whenWritesDone did not run at once"));
+    });
     server_->registerHandler(kOpBlock, [this](std::unique_ptr<IncomingCall> call) {
       gate_.wait();
       call->reply(Status::ok());
@@ -211,6 +233,7 @@ class EndpointTest : public ::testing::TestWithParam<std::string> {
   std::mutex rma_mu_;
   Status last_pull_status_;  // GUARDED_BY(rma_mu_)
   Status last_posted_status_;  // GUARDED_BY(rma_mu_): a failed awaitWrites of kOpPushPosted
+  size_t writes_released_ = 0;  // GUARDED_BY(rma_mu_): kOpPushReleased callbacks run
 };
 
 TEST_P(EndpointTest, PingEchoesAndAddressHasRealPort) {
@@ -407,6 +430,44 @@ TEST_P(EndpointTest, ReplyAfterPostedWritesFindsTheBytesInPlace) {
     fillPattern(expected.data(), size, seed);
     ASSERT_EQ(std::memcmp(target.data(), expected.data(), size), 0) << "round " << round;
   }
+  std::lock_guard<std::mutex> lock(rma_mu_);
+  EXPECT_TRUE(last_posted_status_.isOk()) << last_posted_status_.toString();
+}
+
+// A handler that leaves its buffer to whenWritesDone: the caller finds the
+// bytes in place, and every callback runs, with success, once its write left.
+TEST_P(EndpointTest, WhenWritesDoneRunsOncePerCallAfterTheBytesLeft) {
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  auto nothing = client->call(*peer, kOpNothingPosted, {}, Duration(5000));
+  EXPECT_TRUE(nothing.isOk()) << nothing.status().toString();
+  const size_t kMax = size_t{1} << 20;
+  std::vector<uint8_t> target(kMax), expected(kMax);
+  auto dst = client->registerMemory(target.data(), kMax, Access::kRemoteWrite);
+  ASSERT_TRUE(dst.isOk()) << dst.status().toString();
+  const size_t kCalls = 200;
+  for (size_t i = 0; i < kCalls; ++i) {
+    const size_t size = 4096 + (i * 7919) % (kMax - 4096);
+    std::memset(target.data(), 0, size);
+    RmaRequest req{(*dst)->remote(0, size), 1000 + i};
+    auto r = client->call(*peer, kOpPushReleased, toBytes(&req, sizeof(req)), Duration(30000));
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    fillPattern(expected.data(), size, 1000 + i);
+    ASSERT_EQ(std::memcmp(target.data(), expected.data(), size), 0) << "call " << i;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  size_t released = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(rma_mu_);
+      released = writes_released_;
+    }
+    if (released == kCalls) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(released, kCalls) << "whenWritesDone callbacks that never ran";
   std::lock_guard<std::mutex> lock(rma_mu_);
   EXPECT_TRUE(last_posted_status_.isOk()) << last_posted_status_.toString();
 }
