@@ -15,6 +15,7 @@
 //   get128k      GetChunk of random 128 KiB records, 1 and 4 clients, cold and warm;
 //                cold also with --depth records in flight per client
 //   *-buffered   the warm runs again against a daemon without O_DIRECT
+//   --inventory N  only: ChunkStore::open over N small chunks, warm and cold
 //   fio          seq write 1M QD4 (+fsync), seq read 1M QD4/QD16,
 //                random read 128k at each record run's reads in flight (clients x
 //                depth), on a 1 GiB file in the same directory
@@ -44,6 +45,7 @@
 
 #include "bench/common/bench_util.h"
 #include "common/net/endpoint.h"
+#include "storage_node/chunk_store.h"
 #include "storage_node/storage_client.h"
 #include "tests/storage_node/daemon.h"
 
@@ -66,6 +68,7 @@ struct Args {
   size_t clients = 0;      // 1 or 4: only that many clients in the read workloads (0: both)
   size_t depth = 8;    // records in flight per client in the deep runs (the reader keeps 32)
   size_t workers = 4;  // the node's --workers
+  size_t inventory = 0;  // > 0: only time rebuilding the inventory of this many chunks
 };
 
 bool inRange(const char* arg, unsigned long lo, unsigned long hi) {
@@ -202,6 +205,77 @@ void line(const std::string& name, double bps, double limit, const std::string& 
   std::fflush(stdout);
 }
 
+// Fills a store with `n` small chunks (not durable: the fill is not what is
+// measured), then times ChunkStore::open, which rebuilds the inventory from
+// the stripe directories: with the dentries and inodes cached, and cold.
+int runInventory(const Args& a, bool drop) {
+  ChunkStoreOptions o;
+  o.data_dir = a.dir + "/inventory";
+  o.durable = false;
+  o.max_stripes = 256;
+  o.io_buffer_bytes = 64 * 1024;
+  {
+    auto store = ChunkStore::open(o);
+    if (!store.isOk()) {
+      std::fprintf(stderr, "inventory: %s\n", store.status().toString().c_str());
+      return 1;
+    }
+    std::printf("inventory: writing %zu chunks of 9-72 bytes in 256 stripes ...\n", a.inventory);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&] {
+        auto ctx = (*store)->newContext();
+        if (!ctx.isOk()) {
+          failed = true;
+          return;
+        }
+        uint8_t bytes[72] = {};
+        for (size_t i; (i = next.fetch_add(1)) < a.inventory && !failed;) {
+          std::memcpy(bytes, &i, sizeof(i));
+          const size_t len = 9 + i % 64;
+          const ChunkId id = Hash128::of(bytes, len);
+          auto r = (*store)->put(**ctx, id, stripeOf(id, 256), len,
+                                 [&](uint64_t off, std::span<uint8_t> dst) {
+                                   std::memcpy(dst.data(), bytes + off, dst.size());
+                                   return Status::ok();
+                                 });
+          if (!r.isOk()) {
+            std::fprintf(stderr, "inventory put: %s\n", r.status().toString().c_str());
+            failed = true;
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    if (failed) return 1;
+    std::printf("inventory: written in %.1f s\n", seconds(t0));
+  }
+  for (bool cold : {false, true}) {
+    if (cold && !drop) continue;
+    if (cold) dropCaches();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto store = ChunkStore::open(o);
+    const double secs = seconds(t0);
+    if (!store.isOk()) {
+      std::fprintf(stderr, "inventory: %s\n", store.status().toString().c_str());
+      return 1;
+    }
+    const StoreStats st = (*store)->stats();
+    std::printf("inventory rebuild, %s: %lu chunks in %.2f s (%.0f chunks/s)\n",
+                cold ? "cold (page cache, dentries and inodes dropped)" : "warm", 
+                static_cast<unsigned long>(st.chunks), secs, st.chunks / secs);
+    if (st.chunks != a.inventory) {
+      std::fprintf(stderr, "inventory: found %lu chunks, wrote %zu\n",
+                   static_cast<unsigned long>(st.chunks), a.inventory);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int run(int argc, char** argv) {
   // Line-buffered even into a pipe: the daemon's fork would otherwise copy
   // unflushed lines, and its freopen print them a second time.
@@ -220,6 +294,8 @@ int run(int argc, char** argv) {
     else if (s == "--buffered") a.buffered = true;
     else if (s == "--workers" && i + 1 < argc && inRange(argv[i + 1], 1, 64))
       a.workers = std::stoul(val());
+    else if (s == "--inventory" && i + 1 < argc && inRange(argv[i + 1], 1, 100000000))
+      a.inventory = std::stoul(val());
     else if (s == "--depth" && i + 1 < argc && inRange(argv[i + 1], 1, kChunk / kRecord))
       a.depth = std::stoul(val());
     else if (s == "--clients" && i + 1 < argc &&
@@ -232,7 +308,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
                    "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k] [--buffered] "
-                   "[--clients 1|4] [--depth 1-32] [--workers 1-64]\n");
+                   "[--clients 1|4] [--depth 1-32] [--workers 1-64] [--inventory N]\n");
       return 2;
     }
   }
@@ -251,6 +327,11 @@ int run(int argc, char** argv) {
   auto cold = [&] {
     if (a.drop) dropCaches();
   };
+  if (a.inventory > 0) {
+    const int rc = runInventory(a, a.drop);
+    std::filesystem::remove_all(a.dir, ec);
+    return rc;
+  }
   std::printf("sluice-storage bench: %zu x 4 MiB chunks (%.1f GiB), %zu random 128 KiB records, dir %s, %s\n",
               a.chunks, a.chunks * 4.0 / 1024, a.records, a.dir.c_str(), a.provider.c_str());
 
