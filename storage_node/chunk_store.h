@@ -9,7 +9,8 @@
 // Puts are atomic and durable: temp file, write, fsync, rename, batched fsync
 // of the stripe directory (DirSyncer); put() returns only after all of that.
 // The inventory (id -> stripe, length) is rebuilt at open by walking the
-// stripe directories with getdents64 and one fstatat per file (no opens).
+// stripe directories with getdents64 and one fstatat per file (no opens),
+// several stripes at once.
 //
 // The store knows nothing of the wire: bytes come from a ChunkSource and go
 // to a ChunkSink, both handed spans inside the caller's IoContext buffer.
@@ -213,7 +214,7 @@ class ChunkStore {
   bool direct_ = false;
   uint64_t fs_size_ = 0;
   double open_seconds_ = 0;
-  uint64_t temps_removed_ = 0;
+  std::atomic<uint64_t> temps_removed_{0};  // rebuildInventory scans stripes in parallel
 
   mutable std::mutex mu_;
   std::unordered_map<ChunkId, Entry> chunks_;  // GUARDED_BY(mu_)
