@@ -215,10 +215,11 @@ Status ChunkStore::rebuildInventory() {
       }
     }
   };
-  std::vector<std::thread> threads;
-  for (size_t t = 1; t < std::min(kScanThreads, fds.size()); ++t) threads.emplace_back(scan);
-  scan();
-  for (auto& t : threads) t.join();
+  {
+    std::vector<std::jthread> threads;  // joined on the way out, also if starting one throws
+    for (size_t t = 1; t < std::min(kScanThreads, fds.size()); ++t) threads.emplace_back(scan);
+    scan();
+  }
   return first_error;
 }
 
@@ -311,7 +312,10 @@ void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::strin
   std::lock_guard id_lock(idLock(id));
   {
     std::lock_guard lock(mu_);
-    eraseLocked(id);
+    // Only the entry for this stripe's file: a copy of the same chunk in
+    // another stripe (found by the start-up scan) stays served.
+    auto it = chunks_.find(id);
+    if (it != chunks_.end() && it->second.stripe == stripe) eraseLocked(id);
     corrupt_log_.push_back(CorruptReport{id, stripe, why});
     if (corrupt_log_.size() > 64) corrupt_log_.pop_front();
   }

@@ -77,7 +77,7 @@ class StorageService::SlotPool {
 
 class StorageService::Lease {
  public:
-  explicit Lease(StorageService& s) : pool_(s.pool_), slot_(pool_->acquire()) {}
+  explicit Lease(std::shared_ptr<SlotPool> pool) : pool_(std::move(pool)), slot_(pool_->acquire()) {}
   ~Lease() {
     if (slot_ != nullptr) pool_->release(slot_);
   }
@@ -107,7 +107,8 @@ StorageService::StorageService(ChunkStore& store, net::Endpoint& endpoint, Scrub
       endpoint_(endpoint),
       scrubber_(scrubber),
       options_(options),
-      pool_(std::make_shared<SlotPool>()) {
+      pool_(std::make_shared<SlotPool>()),
+      transfer_pool_(std::make_shared<SlotPool>()) {
   stripe_count_ = options.stripe_count;
 }
 
@@ -131,7 +132,7 @@ Result<std::unique_ptr<StorageService>> StorageService::create(ChunkStore& store
     SLUICE_ASSIGN_OR_RETURN(slot->mr, endpoint.registerMemory(slot->ctx->buffer(),
                                                               slot->ctx->bufferSize(),
                                                               net::Access::kRemoteWrite));
-    s->pool_->add(std::move(slot));
+    (i < options.io_contexts ? s->pool_ : s->transfer_pool_)->add(std::move(slot));
   }
   return s;
 }
@@ -232,7 +233,7 @@ Result<StorageService::Body> StorageService::putChunk(net::IncomingCall& call) {
                            std::to_string(source.length) + " bytes is shorter than the chunk's " +
                            std::to_string(req->length()));
   }
-  Lease lease(*this);
+  Lease lease(pool_);
   SLUICE_ASSIGN_OR_RETURN(
       PutOutcome out,
       store_.put(lease.ctx(), id, req->stripe(), req->length(),
@@ -266,7 +267,7 @@ Result<StorageService::Body> StorageService::getChunk(net::IncomingCall& call) {
                            std::to_string(target.length) + " bytes is shorter than the " +
                            std::to_string(length) + " bytes requested");
   }
-  Lease lease(*this);
+  Lease lease(pool_);
   // When the whole range passes through the buffer once, each segment's
   // write is only posted and the reply follows it at once (the transport
   // orders it after the bytes); the buffer goes back to the pool after the
@@ -482,7 +483,7 @@ Result<StorageService::Body> StorageService::pushStripe(net::IncomingCall& call)
   }
   RateLimiter limiter(req->rate_bytes_per_sec() ? req->rate_bytes_per_sec()
                                                 : options_.repair_rate_bytes_per_sec);
-  Lease lease(*this);
+  Lease lease(transfer_pool_);
   for (size_t i = 0; i < chunks.size(); i += kMaxBatch) {
     std::vector<ChunkId> ids;
     for (size_t j = i; j < std::min(chunks.size(), i + kMaxBatch); ++j) ids.push_back(chunks[j].id);
@@ -558,7 +559,7 @@ Result<StorageService::Body> StorageService::fetchChunks(net::IncomingCall& call
   }
   RateLimiter limiter(req->rate_bytes_per_sec() ? req->rate_bytes_per_sec()
                                                 : options_.repair_rate_bytes_per_sec);
-  Lease lease(*this);
+  Lease lease(transfer_pool_);
   for (const auto& [id, length] : to_copy) {
     if (store_.find(id)) {
       ++t.already_present;

@@ -6,10 +6,11 @@
 // buffer and an IoContext buffer that is registered both with io_uring and
 // with the fabric, so a put or get makes no extra copy.
 //
-// IoContexts are pooled: `io_contexts` for the endpoint's workers plus one
-// per transfer thread. A GetChunk hands its context back only once the
-// bytes it posted to the caller have left, while its worker takes the next
-// request, so there are more contexts than workers. The buffers are registered for remote write because
+// IoContexts are pooled: `io_contexts` for the endpoint's workers, and one
+// per transfer thread in a pool of their own (so repair never waits behind
+// client reads). A GetChunk hands its context back only once the bytes it
+// posted to the caller have left, while its worker takes the next request,
+// so there are more contexts than workers. The buffers are registered for remote write because
 // FetchChunks has the source node write into them.
 //
 // Node-to-node copies (PushStripe, FetchChunks) run on their own transfer
@@ -98,7 +99,8 @@ class StorageService {
   Scrubber* scrubber_;
   StorageServiceOptions options_;
 
-  std::shared_ptr<SlotPool> pool_;
+  std::shared_ptr<SlotPool> pool_;           // for the endpoint's workers
+  std::shared_ptr<SlotPool> transfer_pool_;  // one per transfer thread: copies never wait on reads
 
   mutable std::mutex id_mu_;
   NodeIdentity identity_;  // GUARDED_BY(id_mu_)

@@ -145,13 +145,14 @@ class IncomingCall {
   // Waits until every postRmaWrite of this call has completed; the first
   // failure, or kTimeout after EndpointOptions::default_timeout.
   virtual Status awaitWrites() = 0;
-  // awaitWrites() without the wait: runs done(the same status) once every
+  // awaitWrites() without the wait: runs done(the first failure) once every
   // postRmaWrite of this call has completed, so a handler can return its
   // thread and leave `local` to be recycled by `done`. Runs at once when
   // nothing is outstanding, else on the endpoint's progress thread (done must
-  // be quick and must not block), with kTimeout after default_timeout, and
-  // at the latest with kShutdown when the endpoint shuts down. Call at most
-  // once, after the last postRmaWrite; the call object may be gone by then.
+  // be quick and must not block). No timeout: `local` may be read by the
+  // provider until the completion comes (a write past default_timeout is
+  // logged); once the endpoint shuts down, done runs with kShutdown. Call at
+  // most once, after the last postRmaWrite; the call object may be gone by then.
   virtual void whenWritesDone(std::function<void(Status)> done) = 0;
 
   // A non-OK status travels as the frame status plus its message.

@@ -171,8 +171,9 @@ struct RmaWait {
   std::string what;      // GUARDED_BY(mu): the first operation, for timeout messages
   std::chrono::steady_clock::time_point deadline{};  // GUARDED_BY(mu): set by the first post
   // GUARDED_BY(mu): run once, outside the lock, when `remaining` drops to 0
-  // (or the deadline passes, or the endpoint shuts down); see whenRmaDone.
+  // or the endpoint shuts down; see whenRmaDone.
   std::function<void(Status)> on_done;
+  bool overdue = false;  // GUARDED_BY(mu): past the deadline, logged once
 };
 
 // Runs wait.on_done if it is set and nothing remains; `lock` holds wait.mu
@@ -287,8 +288,8 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
                  const std::shared_ptr<RmaWait>& wait);
   Status awaitRma(RmaWait& wait);
   // Runs done(first failure) once nothing posted to `wait` is outstanding:
-  // at once if so already, else on the progress thread; after the wait's
-  // deadline with kTimeout, at shutdown with kShutdown.
+  // at once if so already, else on the progress thread; once shutdown has
+  // begun with kShutdown. A write past its deadline is logged, not ended.
   void whenRmaDone(const std::shared_ptr<RmaWait>& wait, std::function<void(Status)> done);
   // The provider delivers a send after the RMA writes posted before it, so
   // a reply may follow posted writes without waiting for their completion.
@@ -416,12 +417,14 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
     live_count_.store(live_ops_.size(), std::memory_order_relaxed);
   }
 
-  // Waits given a whenRmaDone callback, for the deadline sweep and shutdown.
+  // Waits given a whenRmaDone callback, for the overdue log and shutdown.
   std::mutex async_rma_mu_;
   std::vector<std::weak_ptr<RmaWait>> async_rma_;  // GUARDED_BY(async_rma_mu_)
+  bool async_rma_closed_ = false;  // GUARDED_BY(async_rma_mu_): the progress thread ended
   Clock::time_point next_async_rma_scan_ = Clock::now();  // progress thread only
-  // Ends the callbacks of async_rma_ whose deadline passed (all: `shutdown`).
-  void expireAsyncRma(bool shutdown);
+  // Logs waits past their deadline; `shutdown`: ends every callback with
+  // kShutdown; `closing`: and any registered later at once.
+  void expireAsyncRma(bool shutdown, bool closing);
 
   std::mutex retry_mu_;
   std::deque<std::unique_ptr<SendOp>> retry_;  // GUARDED_BY(retry_mu_)
@@ -939,7 +942,6 @@ void FabricCore::shutdown() {
     if (cq_can_wait_) fi_cq_signal(cq_);
     kick();
     if (progress_.joinable()) progress_.join();
-    expireAsyncRma(true);  // no completion can come any more
   });
 }
 
@@ -1583,44 +1585,55 @@ void FabricCore::whenRmaDone(const std::shared_ptr<RmaWait>& wait,
   {
     std::unique_lock<std::mutex> lock(wait->mu);
     wait->on_done = std::move(done);
-    if (wait->remaining == 0 || stopped_) {
-      if (wait->remaining > 0 && wait->error.isOk()) {
-        wait->error = Status(StatusCode::kShutdown, wait->what + ": endpoint shut down");
-      }
-      wait->remaining = 0;
+    if (wait->remaining == 0) {
       settleRmaWait(*wait, lock);
       return;
     }
   }
-  std::lock_guard<std::mutex> lock(async_rma_mu_);
-  async_rma_.push_back(wait);
+  {
+    std::lock_guard<std::mutex> lock(async_rma_mu_);
+    if (!async_rma_closed_) {
+      async_rma_.push_back(wait);
+      return;
+    }
+  }
+  // The progress thread is gone: no completion will come for it.
+  std::unique_lock<std::mutex> lock(wait->mu);
+  if (wait->error.isOk()) wait->error = Status(StatusCode::kShutdown, wait->what + ": endpoint shut down");
+  wait->remaining = 0;
+  settleRmaWait(*wait, lock);
 }
 
-void FabricCore::expireAsyncRma(bool shutdown) {
+void FabricCore::expireAsyncRma(bool shutdown, bool closing) {
   std::vector<std::shared_ptr<RmaWait>> due;
   {
     std::lock_guard<std::mutex> lock(async_rma_mu_);
+    if (closing) async_rma_closed_ = true;
     const auto now = Clock::now();
     std::erase_if(async_rma_, [&](const std::weak_ptr<RmaWait>& w) {
       auto wait = w.lock();
       if (!wait) return true;
       std::lock_guard<std::mutex> wl(wait->mu);
       if (!wait->on_done) return true;  // settled by its completions
-      if (!shutdown && now < wait->deadline) return false;
-      due.push_back(std::move(wait));
-      return true;
+      if (shutdown) {
+        due.push_back(std::move(wait));
+        return true;
+      }
+      if (now >= wait->deadline && !wait->overdue) {
+        // Not ended: the provider may still be reading the buffer, so it
+        // stays out of use until the completion (or shutdown) comes.
+        wait->overdue = true;
+        spdlog::warn("net {}: {} has not completed after {} ms; its buffer stays reserved until it does",
+                     address_, wait->what, options_.default_timeout.count());
+      }
+      return false;
     });
   }
   for (auto& wait : due) {
     std::unique_lock<std::mutex> lock(wait->mu);
     if (!wait->on_done) continue;
-    if (wait->error.isOk()) {
-      wait->error = shutdown ? Status(StatusCode::kShutdown, wait->what + ": endpoint shut down")
-                             : timeoutError(wait->what + " did not complete within " +
-                                            std::to_string(options_.default_timeout.count()) +
-                                            " ms");
-    }
-    wait->remaining = 0;  // the provider may still finish them: the buffer stays registered
+    if (wait->error.isOk()) wait->error = Status(StatusCode::kShutdown, wait->what + ": endpoint shut down");
+    wait->remaining = 0;
     settleRmaWait(*wait, lock);
   }
 }
@@ -1728,9 +1741,12 @@ void FabricCore::progressLoop() {
     }
     if (now >= next_async_rma_scan_) {
       next_async_rma_scan_ = now + kProbeScanInterval;
-      expireAsyncRma(false);
+      // Once shutdown has begun, buffers waiting on writes are handed back
+      // so handlers waiting for one can finish and the workers can be joined.
+      expireAsyncRma(stopped_, false);
     }
   }
+  expireAsyncRma(true, true);  // no completion can come any more
 }
 
 void FabricCore::idleBackoff(int wait_ms) {

@@ -330,6 +330,40 @@ TEST_P(ChunkStoreTest, ReopenRebuildsInventoryAndDropsTempFiles) {
   EXPECT_FALSE(*del);
 }
 
+// A damaged file found at start in one stripe is quarantined without taking
+// the good copy of the same chunk in another stripe out of the inventory,
+// whichever stripe the (parallel) scan reaches first.
+TEST_P(ChunkStoreTest, DamagedCopyInAnotherStripeLeavesTheGoodOneServed) {
+  const auto bytes = randomBytes(20000, 7);
+  ChunkId id;
+  {
+    auto store = open(options());
+    ASSERT_TRUE(store);
+    auto ctx = store->newContext();
+    ASSERT_TRUE(ctx.isOk());
+    id = put(*store, **ctx, bytes);
+  }
+  const uint32_t good = stripeOf(id, 64);
+  for (uint32_t other : {(good + 1) % 64, (good + 63) % 64}) {
+    const std::string dir = dir_.path() + "/data/stripes/" + std::to_string(other);
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/" + id.toHex()) << "too short for a chunk header";
+  }
+  auto store = open(options());
+  ASSERT_TRUE(store);
+  StoreStats st = store->stats();
+  EXPECT_EQ(st.quarantined, 2u);
+  EXPECT_EQ(st.chunks, 1u);
+  auto info = store->find(id);
+  ASSERT_TRUE(info.has_value()) << "the good copy left the inventory with the damaged ones";
+  EXPECT_EQ(info->stripe, good);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto got = get(*store, **ctx, id);
+  ASSERT_TRUE(got.isOk()) << got.status().toString();
+  EXPECT_EQ(*got, bytes);
+}
+
 TEST_P(ChunkStoreTest, NoSpaceFailsThePutCleanlyAndReadsKeepWorking) {
   auto faulty = std::make_shared<FaultyFileIo>(makeUringFileIo());
   auto o = options(128 * 1024);
