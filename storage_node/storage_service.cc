@@ -86,6 +86,7 @@ class StorageService::Lease {
   size_t offsetOf(const uint8_t* p) { return static_cast<size_t>(p - slot_->ctx->buffer()); }
   // Gives the slot back once `call`'s posted writes are done, not now: the
   // handler's thread goes on to the next request while the bytes travel.
+  // `what` names the request in the log line of a failed write.
   void releaseAfterWrites(net::IncomingCall& call, std::string what) {
     call.whenWritesDone([pool = pool_, slot = std::exchange(slot_, nullptr),
                          what = std::move(what)](Status written) {

@@ -178,6 +178,7 @@ Result<double> runFio(const std::string& file, const std::string& rw, const std:
 
 // A cold read's limit: fio run right before it and again right after (the
 // disk's speed drifts by 2x within minutes); the ratio uses their mean.
+// Warm reads run fio only before (after = 0).
 struct Bracket {
   double before = 0;
   double after = 0;
@@ -186,7 +187,7 @@ struct Bracket {
     return std::max(before, after);
   }
   std::string note() const {
-    if (before <= 0 || after <= 0 || before == after) return "";
+    if (before <= 0 || after <= 0) return "";
     char buf[64];
     std::snprintf(buf, sizeof(buf), "   (fio before %.0f, after %.0f)", before / (1 << 20),
                   after / (1 << 20));
@@ -221,36 +222,34 @@ int runInventory(const Args& a, bool drop) {
       return 1;
     }
     std::printf("inventory: writing %zu chunks of 9-72 bytes in 256 stripes ...\n", a.inventory);
-    const auto t0 = std::chrono::steady_clock::now();
-    std::atomic<size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-      threads.emplace_back([&] {
-        auto ctx = (*store)->newContext();
-        if (!ctx.isOk()) {
-          failed = true;
-          return;
-        }
-        uint8_t bytes[72] = {};
-        for (size_t i; (i = next.fetch_add(1)) < a.inventory && !failed;) {
-          std::memcpy(bytes, &i, sizeof(i));
-          const size_t len = 9 + i % 64;
-          const ChunkId id = Hash128::of(bytes, len);
-          auto r = (*store)->put(**ctx, id, stripeOf(id, 256), len,
-                                 [&](uint64_t off, std::span<uint8_t> dst) {
-                                   std::memcpy(dst.data(), bytes + off, dst.size());
-                                   return Status::ok();
-                                 });
-          if (!r.isOk()) {
-            std::fprintf(stderr, "inventory put: %s\n", r.status().toString().c_str());
-            failed = true;
-          }
-        }
-      });
+    constexpr size_t kWriters = 4;
+    std::vector<std::unique_ptr<IoContext>> ctxs;
+    for (size_t t = 0; t < kWriters; ++t) {
+      auto ctx = (*store)->newContext();
+      if (!ctx.isOk()) {
+        std::fprintf(stderr, "inventory: %s\n", ctx.status().toString().c_str());
+        return 1;
+      }
+      ctxs.push_back(std::move(ctx).value());
     }
-    for (auto& t : threads) t.join();
-    if (failed) return 1;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto written = parallel(1, kWriters, a.inventory, 1, [&](size_t, size_t slot, size_t i) -> Status {
+      uint8_t bytes[72] = {};
+      std::memcpy(bytes, &i, sizeof(i));
+      const size_t len = 9 + i % 64;
+      const ChunkId id = Hash128::of(bytes, len);
+      return (*store)
+          ->put(*ctxs[slot], id, stripeOf(id, 256), len,
+                [&](uint64_t off, std::span<uint8_t> dst) {
+                  std::memcpy(dst.data(), bytes + off, dst.size());
+                  return Status::ok();
+                })
+          .status();
+    });
+    if (!written.isOk()) {
+      std::fprintf(stderr, "inventory put: %s\n", written.status().toString().c_str());
+      return 1;
+    }
     std::printf("inventory: written in %.1f s\n", seconds(t0));
   }
   for (bool cold : {false, true}) {
@@ -265,7 +264,7 @@ int runInventory(const Args& a, bool drop) {
     }
     const StoreStats st = (*store)->stats();
     std::printf("inventory rebuild, %s: %lu chunks in %.2f s (%.0f chunks/s)\n",
-                cold ? "cold (page cache, dentries and inodes dropped)" : "warm", 
+                cold ? "cold (page cache, dentries and inodes dropped)" : "warm",
                 static_cast<unsigned long>(st.chunks), secs, st.chunks / secs);
     if (st.chunks != a.inventory) {
       std::fprintf(stderr, "inventory: found %lu chunks, wrote %zu\n",
@@ -478,7 +477,7 @@ int run(int argc, char** argv) {
             std::fprintf(stderr, "get4m: %s\n", r.status().toString().c_str());
             return 1;
           }
-          const Bracket b = warm ? Bracket{seq_limit, seq_limit} : Bracket{seq_limit, lim(seq_lim)};
+          const Bracket b{seq_limit, warm ? 0.0 : lim(seq_lim)};
           line("GetChunk 4M " + temp + mode + ", " + clients, *r, b.mean(), seq_name, b.note());
         }
         if (a.only == "get4m") continue;
@@ -498,7 +497,7 @@ int run(int argc, char** argv) {
             return 1;
           }
           const std::string depth = d == 1 ? "" : " x" + std::to_string(d);
-          const Bracket b = warm ? Bracket{rand_limit, rand_limit} : Bracket{rand_limit, randLimit(qd)};
+          const Bracket b{rand_limit, warm ? 0.0 : randLimit(qd)};
           line("GetChunk 128K " + temp + mode + ", " + clients + depth, *q, b.mean(),
                "fio randread 128k QD" + std::to_string(qd), b.note());
           if (qd == 1 && direct && !warm && b.mean() > 0 && wire_us > 0) {

@@ -190,6 +190,16 @@ void settleRmaWait(RmaWait& wait, std::unique_lock<std::mutex>& lock) {
   done(std::move(error));
 }
 
+// Ends `wait` as if its writes had completed, with kShutdown unless one
+// failed, and runs its on_done: no completion will come for it.
+void abandonRmaWait(RmaWait& wait) {
+  std::unique_lock<std::mutex> lock(wait.mu);
+  if (!wait.on_done) return;
+  if (wait.error.isOk()) wait.error = Status(StatusCode::kShutdown, wait.what + ": endpoint shut down");
+  wait.remaining = 0;
+  settleRmaWait(wait, lock);
+}
+
 struct RmaOp : OpContext {
   RmaOp() : OpContext(OpKind::kRma) {}
   std::shared_ptr<RmaWait> wait;
@@ -1597,11 +1607,7 @@ void FabricCore::whenRmaDone(const std::shared_ptr<RmaWait>& wait,
       return;
     }
   }
-  // The progress thread is gone: no completion will come for it.
-  std::unique_lock<std::mutex> lock(wait->mu);
-  if (wait->error.isOk()) wait->error = Status(StatusCode::kShutdown, wait->what + ": endpoint shut down");
-  wait->remaining = 0;
-  settleRmaWait(*wait, lock);
+  abandonRmaWait(*wait);  // the progress thread is gone
 }
 
 void FabricCore::expireAsyncRma(bool shutdown, bool closing) {
@@ -1629,13 +1635,7 @@ void FabricCore::expireAsyncRma(bool shutdown, bool closing) {
       return false;
     });
   }
-  for (auto& wait : due) {
-    std::unique_lock<std::mutex> lock(wait->mu);
-    if (!wait->on_done) continue;
-    if (wait->error.isOk()) wait->error = Status(StatusCode::kShutdown, wait->what + ": endpoint shut down");
-    wait->remaining = 0;
-    settleRmaWait(*wait, lock);
-  }
+  for (auto& wait : due) abandonRmaWait(*wait);
 }
 
 Status FabricCore::awaitRma(RmaWait& wait) {
