@@ -179,8 +179,14 @@ class UringQueue final : public IoQueue {
     uint8_t* buf = base + from;
     const size_t total = len - from;
     const size_t segs = std::min<size_t>((total + kSegment - 1) / kSegment, depth_);
-    std::vector<int> res(segs, 0);
-    std::vector<bool> finished(segs, false);
+    // A record is one segment: no allocation on that path.
+    struct SegState {
+      int res = 0;
+      bool finished = false;
+    };
+    SegState small[8];
+    std::vector<SegState> large(segs > std::size(small) ? segs : 0);
+    SegState* state = large.empty() ? small : large.data();
     for (size_t i = 0; i < segs; ++i) {
       const size_t pos = i * kSegment;
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -188,7 +194,13 @@ class UringQueue final : public IoQueue {
       prep(sqe, false, fd, buf + pos, std::min(kSegment, total - pos), off + from + pos);
       io_uring_sqe_set_data64(sqe, i);
     }
-    int rc = io_uring_submit(&ring_);
+    // Submit and sleep for the first completion in one system call.
+    // (-EINTR means nothing was submitted: a call that submitted returns the
+    // count even when its wait is interrupted.)
+    int rc;
+    do {
+      rc = io_uring_submit_and_wait(&ring_, 1);
+    } while (rc == -EINTR);
     if (rc < 0) return errnoStatus(-rc, "io_uring_submit");
     size_t next = 0;       // first segment not yet part of the prefix
     size_t prefix = 0;     // contiguous bytes complete
@@ -200,20 +212,21 @@ class UringQueue final : public IoQueue {
       if (rc == -EINTR) continue;
       if (rc < 0) return errnoStatus(-rc, "io_uring_wait_cqe");
       const size_t i = io_uring_cqe_get_data64(cqe);
-      res[i] = cqe->res;
-      finished[i] = true;
+      state[i].res = cqe->res;
+      state[i].finished = true;
       io_uring_cqe_seen(&ring_, cqe);
       ++got;
       const size_t before = prefix;
-      while (!stopped && next < segs && finished[next]) {
+      while (!stopped && next < segs && state[next].finished) {
         const size_t want = std::min(kSegment, total - next * kSegment);
-        if (res[next] < 0) {
-          if (err.isOk()) err = errnoStatus(-res[next], "read");
+        const int res = state[next].res;
+        if (res < 0) {
+          if (err.isOk()) err = errnoStatus(-res, "read");
           stopped = true;
           break;
         }
-        prefix += static_cast<size_t>(res[next]);
-        if (static_cast<size_t>(res[next]) < want) stopped = true;
+        prefix += static_cast<size_t>(res);
+        if (static_cast<size_t>(res) < want) stopped = true;
         ++next;
       }
       if (prefix > before && progress && err.isOk()) err = progress(from + prefix);

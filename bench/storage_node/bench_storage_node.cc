@@ -29,6 +29,7 @@
 // fi_pingpong's one-way time for the record and for a small request, on the
 // same provider.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -36,9 +37,11 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <tuple>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -115,6 +118,64 @@ struct ClientSet {
     clients.clear();
     bufs.clear();
     for (auto& ep : eps) ep->shutdown();
+  }
+};
+
+// CPU time spent by the node and by this process (the clients) across a run:
+// unlike throughput it is not moved by the disk's mood or by the other
+// tenants of the VM taking its cores (steal), so it shows what a change to the
+// record path costs or saves.
+struct CpuMeter {
+  pid_t node;
+  double node0, self0, switches0;
+  explicit CpuMeter(pid_t node_pid)
+      : node(node_pid), node0(nodeSeconds()), self0(selfSeconds()), switches0(nodeSwitches()) {}
+  double nodeSeconds() const {
+    std::ifstream in("/proc/" + std::to_string(node) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    const size_t close = text.rfind(')');  // the command name may hold spaces
+    if (close == std::string::npos) return 0;
+    std::istringstream fields(text.substr(close + 2));
+    std::string f;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && (fields >> f); ++i) {
+      if (i == 14 || i == 15) ticks += std::stod(f);  // utime, stime
+    }
+    return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+  // Context switches of all the node's threads: each is a thread going to
+  // sleep or being woken, the hops a request takes through the node.
+  double nodeSwitches() const {
+    double n = 0;
+    std::error_code ec;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(node) + "/task", ec)) {
+      std::ifstream in(task.path() / "status");
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.rfind("voluntary_ctxt_switches:", 0) == 0 ||
+            line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+          n += std::stod(line.substr(line.find(':') + 1));
+        }
+      }
+    }
+    return n;
+  }
+  static double selfSeconds() {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec * 1e-6; };
+    return sec(ru.ru_utime) + sec(ru.ru_stime);
+  }
+  // "cpu per record: node 41 us (3.1 switches), clients 37 us" for `items`
+  // items since construction.
+  std::string perItem(size_t items, const char* what) const {
+    const double k = static_cast<double>(items);
+    char buf[128];
+    std::snprintf(buf, sizeof(buf), "   cpu per %s: node %.0f us (%.1f switches), clients %.0f us",
+                  what, (nodeSeconds() - node0) * 1e6 / k, (nodeSwitches() - switches0) / k,
+                  (selfSeconds() - self0) * 1e6 / k);
+    return buf;
   }
 };
 
@@ -201,7 +262,7 @@ void line(const std::string& name, double bps, double limit, const std::string& 
     std::printf("%-34s %9.1f MiB/s   %-26s %9.1f MiB/s   ratio %5.2f%s\n", name.c_str(),
                 bps / (1 << 20), limit_name.c_str(), limit / (1 << 20), bps / limit, note.c_str());
   } else {
-    std::printf("%-34s %9.1f MiB/s\n", name.c_str(), bps / (1 << 20));
+    std::printf("%-34s %9.1f MiB/s%s\n", name.c_str(), bps / (1 << 20), note.c_str());
   }
   std::fflush(stdout);
 }
@@ -491,7 +552,9 @@ int run(int argc, char** argv) {
           const double rand_limit = randLimit(qd);
           if (!warm) cold();
           if (warm && !direct) parallel(k, d, a.records, kRecord, get128k).status().ignore();
+          const CpuMeter cpu(daemon.pid());
           auto q = parallel(k, d, a.records, kRecord, get128k);
+          const std::string cpu_note = cpu.perItem(a.records, "record");
           if (!q.isOk()) {
             std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
             return 1;
@@ -499,7 +562,7 @@ int run(int argc, char** argv) {
           const std::string depth = d == 1 ? "" : " x" + std::to_string(d);
           const Bracket b{rand_limit, warm ? 0.0 : randLimit(qd)};
           line("GetChunk 128K " + temp + mode + ", " + clients + depth, *q, b.mean(),
-               "fio randread 128k QD" + std::to_string(qd), b.note());
+               "fio randread 128k QD" + std::to_string(qd), b.note() + cpu_note);
           if (qd == 1 && direct && !warm && b.mean() > 0 && wire_us > 0) {
             const double series = kRecord / (kRecord / b.mean() + wire_us * 1e-6);
             line("  (same)", *q, series, "fio QD1 + fi_pingpong");

@@ -93,6 +93,7 @@ class StorageDaemon {
   }
 
   const std::string& address() const { return address_; }
+  pid_t pid() const { return pid_; }
   int exitCode() const { return exit_code_; }
   std::string output(const std::string& work_dir) const {
     std::ifstream in(work_dir + "/daemon.out");
