@@ -104,6 +104,14 @@ Counter& livenessPings() {
   return c;
 }
 
+Counter& postsHandedOff() {
+  static Counter& c = MetricsRegistry::global().counter(
+      "sluice_rpc_writes_handed_off_total",
+      "RMA writes of incoming calls (and their replies) posted by the progress thread because "
+      "the endpoint had transfers in flight");
+  return c;
+}
+
 std::string fiErrorText(ssize_t rc) {
   return std::string(fi_strerror(static_cast<int>(rc < 0 ? -rc : rc)));
 }
@@ -206,6 +214,32 @@ struct RmaOp : OpContext {
   std::string what;  // "rmaRead of 4096 bytes from peer 127.0.0.1:7000"
 };
 
+// A checked RMA, its pieces counted into its wait, ready to post from
+// `next` on; see FabricCore::planRma.
+struct RmaPlan {
+  bool read = false;
+  std::shared_ptr<RmaWait> wait;
+  std::string what;
+  void* desc = nullptr;
+  uint8_t* local = nullptr;  // the first byte
+  uint64_t remote_addr = 0;  // the first byte
+  uint64_t key = 0;
+  fi_addr_t dest = FI_ADDR_UNSPEC;
+  size_t length = 0;
+  size_t pieces = 0;
+  size_t next = 0;  // pieces posted so far
+  Clock::time_point deadline;
+};
+
+// Work a handler thread leaves to the progress thread (see
+// FabricCore::handOff): `run` there, in order, or `cancel` if the progress
+// thread is gone. `run` returns false when it could not finish (the
+// provider's queue is full): it runs again, before anything queued after it.
+struct HandOff {
+  std::function<bool()> run;
+  std::function<void()> cancel;
+};
+
 struct Peer {
   fi_addr_t fi_addr = FI_ADDR_UNSPEC;
   std::string raw;         // fabric address bytes
@@ -296,6 +330,32 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   Status postRma(bool read, PeerId peer, const MemoryRegion& local, size_t local_offset,
                  const RemoteBuffer& remote, size_t remote_offset, size_t length,
                  const std::shared_ptr<RmaWait>& wait);
+  // postRma's checks: a plan whose pieces are already counted into `wait`
+  // (so nothing can look finished before they are posted), or the error.
+  Result<RmaPlan> planRma(bool read, PeerId peer, const MemoryRegion& local, size_t local_offset,
+                          const RemoteBuffer& remote, size_t remote_offset, size_t length,
+                          const std::shared_ptr<RmaWait>& wait);
+  // Posts the plan's pieces from plan.next on. With `may_wait`, a full
+  // provider queue is waited out (to the deadline); without (the progress
+  // thread), the call stops there and returns false with the rest unposted.
+  // A failure is recorded in the wait, the unposted pieces uncounted.
+  bool postRmaPieces(RmaPlan& plan, bool may_wait);
+  // Ends the plan's unposted pieces with `why` (the wait settles if they
+  // were all that remained).
+  void dropRmaPieces(RmaPlan& plan, const Status& why);
+
+  // Whether an incoming call's writes and reply should be handed off to the
+  // progress thread rather than posted from the handler's: yes while the
+  // endpoint has transfers in flight, when the progress thread is busy in
+  // the provider and the handler would only queue up behind its lock. An
+  // idle endpoint posts at once, without waking another thread.
+  bool shouldHandOff() const {
+    return !shm_ && live_count_.load(std::memory_order_relaxed) > 0;
+  }
+  // Queues `h` for the progress thread, which runs queued work first thing
+  // each turn, in order, and is woken if it is waiting. Runs h.cancel at
+  // once if the progress thread has ended.
+  void handOff(HandOff h);
   Status awaitRma(RmaWait& wait);
   // Runs done(first failure) once nothing posted to `wait` is outstanding:
   // at once if so already, else on the progress thread; once shutdown has
@@ -308,6 +368,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
 
  private:
   Status postReceive(RecvBuffer* buf);
+  void runHandOffs();
   Status postSend(std::unique_ptr<SendOp> op);
   void postSends(std::vector<std::unique_ptr<SendOp>> ops);
   Result<std::unique_ptr<SendOp>> makeSendOp(size_t size);
@@ -444,6 +505,11 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
 
   std::atomic<bool> stopped_{false};  // set once shutdown begins; read lock-free by RMA waits
   std::atomic<bool> progress_stop_{false};
+  std::mutex hand_off_mu_;
+  std::deque<HandOff> hand_offs_;     // GUARDED_BY(hand_off_mu_)
+  bool hand_offs_closed_ = false;     // GUARDED_BY(hand_off_mu_): the progress thread ended
+  std::atomic<bool> has_hand_offs_{false};
+  std::atomic<bool> progress_waiting_{false};  // in fi_cq_sread
   bool started_ = false;
   std::once_flag shutdown_once_;
   std::unique_ptr<WorkerPool> workers_;
@@ -485,7 +551,23 @@ class FabricIncomingCall final : public IncomingCall {
   Status postRmaWrite(const MemoryRegion& local, size_t local_offset, const RemoteBuffer& remote,
                       size_t remote_offset, size_t length) override {
     if (!writes_) writes_ = std::make_shared<RmaWait>();
-    return core_->postRma(false, peer_, local, local_offset, remote, remote_offset, length, writes_);
+    // Once one write is handed off, the call's later posts follow it there,
+    // so they reach the provider in the order they were made.
+    if (!handed_off_ && !core_->shouldHandOff()) {
+      return core_->postRma(false, peer_, local, local_offset, remote, remote_offset, length, writes_);
+    }
+    SLUICE_ASSIGN_OR_RETURN(RmaPlan plan, core_->planRma(false, peer_, local, local_offset, remote,
+                                                         remote_offset, length, writes_));
+    handed_off_ = true;
+    postsHandedOff().inc();
+    auto core = core_;
+    auto shared = std::make_shared<RmaPlan>(std::move(plan));
+    core_->handOff(HandOff{[core, shared] { return core->postRmaPieces(*shared, false); },
+                           [core, shared] {
+                             core->dropRmaPieces(*shared, Status(StatusCode::kShutdown,
+                                                                 shared->what + ": endpoint shut down"));
+                           }});
+    return Status::ok();
   }
   Status awaitWrites() override { return writes_ ? core_->awaitRma(*writes_) : Status::ok(); }
   void whenWritesDone(std::function<void(Status)> done) override {
@@ -508,6 +590,32 @@ class FabricIncomingCall final : public IncomingCall {
         return;
       }
     }
+    if (handed_off_) {
+      // After the writes, from the progress thread. A write that could not
+      // be posted there turns the reply into its error: the caller must not
+      // take bytes that never left for an answer.
+      auto core = core_;
+      auto writes = writes_;
+      auto send = [core, writes, a = addr_, p = peer_, id = id_, op = opcode_, status,
+                   copy = std::vector<uint8_t>(body.begin(), body.end())] {
+        Status failed;
+        {
+          std::lock_guard<std::mutex> lock(writes->mu);
+          failed = writes->error;
+        }
+        if (status.isOk() && !failed.isOk()) {
+          core->sendReply(a, p, id, op, failed, {});
+        } else {
+          core->sendReply(a, p, id, op, status, copy);
+        }
+      };
+      core_->handOff(HandOff{[send] {
+                               send();
+                               return true;
+                             },
+                             [] {}});
+      return;
+    }
     core_->sendReply(addr_, peer_, id_, opcode_, status, body);
   }
   bool replied() const override { return replied_.load(); }
@@ -521,6 +629,7 @@ class FabricIncomingCall final : public IncomingCall {
   std::vector<uint8_t> body_;
   std::atomic<bool> replied_{false};
   std::shared_ptr<RmaWait> writes_;  // postRmaWrite's transfers, created by the first
+  bool handed_off_ = false;          // a write went to the progress thread; the rest follow
 };
 
 // The object handed out by Endpoint::create: owns the core's lifetime and
@@ -1497,6 +1606,17 @@ Status FabricCore::rma(bool read, PeerId peer, const MemoryRegion& local, size_t
 Status FabricCore::postRma(bool read, PeerId peer, const MemoryRegion& local, size_t local_offset,
                            const RemoteBuffer& remote, size_t remote_offset, size_t length,
                            const std::shared_ptr<RmaWait>& wait) {
+  SLUICE_ASSIGN_OR_RETURN(RmaPlan plan,
+                          planRma(read, peer, local, local_offset, remote, remote_offset, length, wait));
+  postRmaPieces(plan, true);
+  std::lock_guard<std::mutex> lock(wait->mu);
+  return wait->error;
+}
+
+Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& local,
+                                    size_t local_offset, const RemoteBuffer& remote,
+                                    size_t remote_offset, size_t length,
+                                    const std::shared_ptr<RmaWait>& wait) {
   const char* op_name = read ? "rmaRead" : "rmaWrite";
   std::string peer_name = peerName(peer);
   auto* region = dynamic_cast<const FabricMemoryRegion*>(&local);
@@ -1516,78 +1636,120 @@ Status FabricCore::postRma(bool read, PeerId peer, const MemoryRegion& local, si
                       std::to_string(remote.length) + "-byte buffer peer " + peer_name +
                       " advertised");
   }
-  if (length == 0) return Status::ok();
+  RmaPlan plan;
+  plan.read = read;
+  plan.wait = wait;
+  plan.length = length;
+  if (length == 0) return plan;
   if (stopped_) return Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down");
-  fi_addr_t dest;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Peer* p = peerLocked(peer);
     if (p == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
-    dest = p->fi_addr;
+    plan.dest = p->fi_addr;
   }
+  plan.pieces = (length + rma_piece_ - 1) / rma_piece_;
+  plan.what = std::string(op_name) + " of " + std::to_string(length) + " bytes " +
+              (read ? "from" : "to") + " peer " + peer_name;
+  plan.desc = region->desc();
+  plan.local = local.data() + local_offset;
+  plan.remote_addr = remote.addr + remote_offset;
+  plan.key = remote.key;
+  std::lock_guard<std::mutex> lock(wait->mu);
+  if (wait->what.empty()) {
+    wait->what = plan.what;
+    wait->deadline = Clock::now() + options_.default_timeout;
+  }
+  wait->remaining += plan.pieces;
+  plan.deadline = wait->deadline;
+  return plan;
+}
 
-  size_t pieces = (length + rma_piece_ - 1) / rma_piece_;
-  std::string what = std::string(op_name) + " of " + std::to_string(length) + " bytes " +
-                     (read ? "from" : "to") + " peer " + peer_name;
-  Clock::time_point deadline;
-  {
-    std::lock_guard<std::mutex> lock(wait->mu);
-    if (wait->what.empty()) {
-      wait->what = what;
-      wait->deadline = Clock::now() + options_.default_timeout;
-    }
-    wait->remaining += pieces;
-    deadline = wait->deadline;
-  }
-  void* desc = region->desc();
-  for (size_t i = 0; i < pieces; ++i) {
-    size_t off = i * rma_piece_;
-    size_t n = std::min(rma_piece_, length - off);
+void FabricCore::dropRmaPieces(RmaPlan& plan, const Status& why) {
+  std::unique_lock<std::mutex> lock(plan.wait->mu);
+  plan.wait->remaining -= plan.pieces - plan.next;
+  plan.next = plan.pieces;
+  if (plan.wait->error.isOk()) plan.wait->error = why;
+  plan.wait->cv.notify_all();
+  settleRmaWait(*plan.wait, lock);
+}
+
+bool FabricCore::postRmaPieces(RmaPlan& plan, bool may_wait) {
+  while (plan.next < plan.pieces) {
+    const size_t off = plan.next * rma_piece_;
+    const size_t n = std::min(rma_piece_, plan.length - off);
     auto op = std::make_unique<RmaOp>();
-    op->wait = wait;
-    op->what = what;
-    uint8_t* buf = local.data() + local_offset + off;
-    uint64_t addr = remote.addr + remote_offset + off;
-    Status failed;
+    op->wait = plan.wait;
+    op->what = plan.what;
     RmaOp* raw = op.get();
     track(raw);
-    for (;;) {
-      op.release();  // the provider's once posted: it may complete at once
-      ssize_t rc =
-          read ? fi_read(ep_, buf, n, desc, dest, addr, remote.key, static_cast<OpContext*>(raw))
-               : fi_write(ep_, buf, n, desc, dest, addr, remote.key, static_cast<OpContext*>(raw));
-      if (rc == 0) {
-        kick();
-        break;
-      }
-      op.reset(raw);  // not posted: still ours
-      if (rc != -FI_EAGAIN) {
-        untrack(op.get());
-        failed = fabricError(what, rc);
-        break;
-      }
-      if (stopped_) {
-        untrack(op.get());
-        failed = Status(StatusCode::kShutdown, what + ": endpoint shut down");
-        break;
-      }
-      if (Clock::now() >= deadline) {
-        untrack(op.get());
-        failed = timeoutError(what + ": provider queue stayed full");
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    op.release();  // the provider's once posted: it may complete at once
+    ssize_t rc = plan.read ? fi_read(ep_, plan.local + off, n, plan.desc, plan.dest,
+                                     plan.remote_addr + off, plan.key, static_cast<OpContext*>(raw))
+                           : fi_write(ep_, plan.local + off, n, plan.desc, plan.dest,
+                                      plan.remote_addr + off, plan.key, static_cast<OpContext*>(raw));
+    if (rc == 0) {
+      kick();
+      ++plan.next;
+      continue;
     }
-    if (!failed.isOk()) {
-      std::lock_guard<std::mutex> lock(wait->mu);
-      wait->remaining -= pieces - i;  // pieces never posted
-      if (wait->error.isOk()) wait->error = failed;
-      break;
+    op.reset(raw);  // not posted: still ours
+    untrack(raw);
+    Status failed;
+    if (rc != -FI_EAGAIN) {
+      failed = fabricError(plan.what, rc);
+    } else if (stopped_) {
+      failed = Status(StatusCode::kShutdown, plan.what + ": endpoint shut down");
+    } else if (Clock::now() >= plan.deadline) {
+      failed = timeoutError(plan.what + ": provider queue stayed full");
+    } else if (!may_wait) {
+      return false;
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+      continue;
+    }
+    dropRmaPieces(plan, failed);
+    return true;
+  }
+  return true;
+}
+
+void FabricCore::handOff(HandOff h) {
+  {
+    std::lock_guard<std::mutex> lock(hand_off_mu_);
+    if (!hand_offs_closed_) {
+      hand_offs_.push_back(std::move(h));
+      has_hand_offs_.store(true);
+      h.cancel = nullptr;
     }
   }
+  if (h.cancel) {
+    h.cancel();
+    return;
+  }
+  // Paired with the progress thread's store of progress_waiting_ and load
+  // of has_hand_offs_ (both seq_cst): one of the two sees the other.
+  if (cq_can_wait_ && progress_waiting_.load()) fi_cq_signal(cq_);
+}
 
-  std::lock_guard<std::mutex> lock(wait->mu);
-  return wait->error;
+void FabricCore::runHandOffs() {
+  if (!has_hand_offs_.load()) return;
+  std::deque<HandOff> work;
+  {
+    std::lock_guard<std::mutex> lock(hand_off_mu_);
+    work.swap(hand_offs_);
+    has_hand_offs_.store(false);
+  }
+  for (size_t i = 0; i < work.size(); ++i) {
+    if (work[i].run()) continue;
+    // The provider's queue is full. The progress thread must not wait it out
+    // (its own completions are what empty it): the rest goes back in front,
+    // in order, and the loop polls instead of sleeping until it has gone.
+    std::lock_guard<std::mutex> lock(hand_off_mu_);
+    for (size_t j = work.size(); j-- > i;) hand_offs_.push_front(std::move(work[j]));
+    has_hand_offs_.store(true);
+    return;
+  }
 }
 
 void FabricCore::whenRmaDone(const std::shared_ptr<RmaWait>& wait,
@@ -1708,13 +1870,20 @@ int FabricCore::waitMillis() {
 void FabricCore::progressLoop() {
   fi_cq_msg_entry entries[kCqBatch];
   while (!progress_stop_) {
+    runHandOffs();
     int wait_ms = waitMillis();
     ssize_t n;
-    if (cq_can_wait_ && wait_ms > 0) {
+    bool wait = cq_can_wait_ && wait_ms > 0;
+    if (wait) {
+      progress_waiting_.store(true);
+      wait = !has_hand_offs_.load();  // one arrived meanwhile: no sleep
+    }
+    if (wait) {
       n = fi_cq_sread(cq_, entries, kCqBatch, nullptr, wait_ms);
     } else {
       n = fi_cq_read(cq_, entries, kCqBatch);
     }
+    progress_waiting_.store(false);
     if (n > 0) {
       idle_poll_us_ = 0;
       if (shm_) last_activity_ = Clock::now();
@@ -1746,6 +1915,17 @@ void FabricCore::progressLoop() {
       expireAsyncRma(stopped_, false);
     }
   }
+  {
+    // Work handed off from now on is cancelled at once; what is queued, now.
+    std::lock_guard<std::mutex> lock(hand_off_mu_);
+    hand_offs_closed_ = true;
+  }
+  std::deque<HandOff> left;
+  {
+    std::lock_guard<std::mutex> lock(hand_off_mu_);
+    left.swap(hand_offs_);
+  }
+  for (auto& h : left) h.cancel();
   expireAsyncRma(true, true);  // no completion can come any more
 }
 
