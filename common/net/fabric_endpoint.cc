@@ -236,6 +236,7 @@ struct RmaPlan {
 // thread is gone. `run` returns false when it could not finish (the
 // provider's queue is full): it runs again, before anything queued after it.
 struct HandOff {
+  PeerId peer = 0;  // whose connection it uses: a stall holds back only that peer's work
   std::function<bool()> run;
   std::function<void()> cancel;
 };
@@ -510,6 +511,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   bool hand_offs_closed_ = false;     // GUARDED_BY(hand_off_mu_): the progress thread ended
   std::atomic<bool> has_hand_offs_{false};
   std::atomic<bool> progress_waiting_{false};  // in fi_cq_sread
+  bool hand_offs_stalled_ = false;  // progress thread only: work put back after FI_EAGAIN
   bool started_ = false;
   std::once_flag shutdown_once_;
   std::unique_ptr<WorkerPool> workers_;
@@ -529,11 +531,10 @@ class FabricIncomingCall final : public IncomingCall {
         addr_(addr),
         body_(std::move(body)) {}
   ~FabricIncomingCall() override {
-    if (!replied_.exchange(true)) {
-      core_->sendReply(
-          addr_, peer_, id_, opcode_,
-          internalError("handler for opcode " + hexOpcode(opcode_) + " returned without replying"),
-          {});
+    if (!replied_.load()) {
+      // Through reply(): behind the call's handed-off writes, if any.
+      reply(internalError("handler for opcode " + hexOpcode(opcode_) + " returned without replying"),
+            {});
     }
   }
   uint16_t opcode() const override { return opcode_; }
@@ -562,7 +563,7 @@ class FabricIncomingCall final : public IncomingCall {
     postsHandedOff().inc();
     auto core = core_;
     auto shared = std::make_shared<RmaPlan>(std::move(plan));
-    core_->handOff(HandOff{[core, shared] { return core->postRmaPieces(*shared, false); },
+    core_->handOff(HandOff{peer_, [core, shared] { return core->postRmaPieces(*shared, false); },
                            [core, shared] {
                              core->dropRmaPieces(*shared, Status(StatusCode::kShutdown,
                                                                  shared->what + ": endpoint shut down"));
@@ -609,11 +610,14 @@ class FabricIncomingCall final : public IncomingCall {
           core->sendReply(a, p, id, op, status, copy);
         }
       };
-      core_->handOff(HandOff{[send] {
+      // Cancelled (the progress thread is gone), it still tries: sendReply
+      // sends nothing once the endpoint is stopped.
+      core_->handOff(HandOff{peer_,
+                             [send] {
                                send();
                                return true;
                              },
-                             [] {}});
+                             send});
       return;
     }
     core_->sendReply(addr_, peer_, id_, opcode_, status, body);
@@ -1667,7 +1671,8 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
 
 void FabricCore::dropRmaPieces(RmaPlan& plan, const Status& why) {
   std::unique_lock<std::mutex> lock(plan.wait->mu);
-  plan.wait->remaining -= plan.pieces - plan.next;
+  // The wait may have been abandoned (remaining set to 0) meanwhile.
+  plan.wait->remaining -= std::min(plan.wait->remaining, plan.pieces - plan.next);
   plan.next = plan.pieces;
   if (plan.wait->error.isOk()) plan.wait->error = why;
   plan.wait->cv.notify_all();
@@ -1676,6 +1681,14 @@ void FabricCore::dropRmaPieces(RmaPlan& plan, const Status& why) {
 
 bool FabricCore::postRmaPieces(RmaPlan& plan, bool may_wait) {
   while (plan.next < plan.pieces) {
+    if (!may_wait && (stopped_ || Clock::now() >= plan.deadline)) {
+      // Handed off and not posted by now: whoever waits on it may have been
+      // told it ended (shutdown, or the timeout) and reused the buffer, so
+      // it must not leave now.
+      dropRmaPieces(plan, stopped_ ? Status(StatusCode::kShutdown, plan.what + ": endpoint shut down")
+                                   : timeoutError(plan.what + ": not posted before its deadline"));
+      return true;
+    }
     const size_t off = plan.next * rma_piece_;
     const size_t n = std::min(rma_piece_, plan.length - off);
     auto op = std::make_unique<RmaOp>();
@@ -1733,6 +1746,7 @@ void FabricCore::handOff(HandOff h) {
 }
 
 void FabricCore::runHandOffs() {
+  hand_offs_stalled_ = false;
   if (!has_hand_offs_.load()) return;
   std::deque<HandOff> work;
   {
@@ -1740,16 +1754,27 @@ void FabricCore::runHandOffs() {
     work.swap(hand_offs_);
     has_hand_offs_.store(false);
   }
-  for (size_t i = 0; i < work.size(); ++i) {
-    if (work[i].run()) continue;
-    // The provider's queue is full. The progress thread must not wait it out
-    // (its own completions are what empty it): the rest goes back in front,
-    // in order, and the loop polls instead of sleeping until it has gone.
-    std::lock_guard<std::mutex> lock(hand_off_mu_);
-    for (size_t j = work.size(); j-- > i;) hand_offs_.push_front(std::move(work[j]));
-    has_hand_offs_.store(true);
-    return;
+  // A peer whose connection refuses more (FI_EAGAIN: a client not reading,
+  // or a connection still being set up) keeps its work, in order, for the
+  // next turn; the others' work goes on. The progress thread never waits it
+  // out: its own completions are what make room.
+  std::deque<HandOff> stalled;
+  std::vector<PeerId> stalled_peers;
+  for (auto& h : work) {
+    const bool behind = std::find(stalled_peers.begin(), stalled_peers.end(), h.peer) !=
+                        stalled_peers.end();
+    if (!behind && h.run()) continue;
+    if (!behind) stalled_peers.push_back(h.peer);
+    stalled.push_back(std::move(h));
   }
+  if (stalled.empty()) return;
+  std::lock_guard<std::mutex> lock(hand_off_mu_);
+  while (!stalled.empty()) {
+    hand_offs_.push_front(std::move(stalled.back()));
+    stalled.pop_back();
+  }
+  has_hand_offs_.store(true);
+  hand_offs_stalled_ = true;
 }
 
 void FabricCore::whenRmaDone(const std::shared_ptr<RmaWait>& wait,
@@ -1895,7 +1920,7 @@ void FabricCore::progressLoop() {
         std::this_thread::yield();
       } else if (shm_) {
         idleBackoff(wait_ms);
-      } else if (!cq_can_wait_ || have_retries_) {
+      } else if (!cq_can_wait_ || have_retries_ || hand_offs_stalled_) {
         std::this_thread::sleep_for(std::chrono::microseconds(20));
       }
     } else {
