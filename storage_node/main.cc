@@ -75,7 +75,7 @@ void declare(ConfigSchema& s, DaemonOptions& o) {
               "the cluster's stripe count; puts must match stripeOf(id) (0: unchecked)", 0,
               1ll << 24)
       .addSize("io_buffer", &o.io_buffer, 8u << 20, "bytes of each I/O context's buffer (registered with io_uring and the fabric)")
-      .addInt("workers", &o.workers, 4, "RPC worker threads; the node keeps twice as many I/O contexts (io_uring ring + io_buffer, pinned in memory)", 1, 64)
+      .addInt("workers", &o.workers, 8, "RPC worker threads; each keeps one read on the disk at a time, so this is the node's disk queue depth for client reads; the node keeps twice as many I/O contexts (io_uring ring + io_buffer, pinned in memory)", 1, 64)
       .addBool("direct_io", &o.direct_io, true, "use O_DIRECT where the file system supports it")
       .addSize("scrub.rate", &o.scrub_rate, 64ull << 20, "scrub read rate in bytes/s (0: off)")
       .addDuration("scrub.interval", &o.scrub_interval, std::chrono::hours(24),

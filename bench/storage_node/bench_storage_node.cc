@@ -6,7 +6,7 @@
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
 //                      [--records 8000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
 //                      [--only get4m|get128k] [--buffered] [--clients 1|4] [--depth 8]
-//                      [--workers 4]
+//                      [--workers 8]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
@@ -23,7 +23,9 @@
 // runs and profiles of one path).
 // Each read figure is printed with its fio job at the same block size, run
 // again right before it and, for cold reads, right after it (the disk is
-// shared and noisy), and the ratio to their mean. A
+// shared and noisy), and the ratio to their mean. Each record line also
+// prints what a record cost: the node's CPU time and context switches (all
+// its threads) and this process's (the clients') CPU time. A
 // record read by one client waits for the disk and then the wire, one after
 // the other, so that line also gets the limit in series: fio's read plus
 // fi_pingpong's one-way time for the record and for a small request, on the
@@ -70,7 +72,7 @@ struct Args {
   bool buffered = false;   // with --only: page-cache reads (the transport's share)
   size_t clients = 0;      // 1 or 4: only that many clients in the read workloads (0: both)
   size_t depth = 8;    // records in flight per client in the deep runs (the reader keeps 32)
-  size_t workers = 4;  // the node's --workers
+  size_t workers = 8;  // the node's --workers (its default)
   size_t inventory = 0;  // > 0: only time rebuilding the inventory of this many chunks
 };
 
