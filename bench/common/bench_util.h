@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,14 @@ using BenchClock = std::chrono::steady_clock;
 
 inline double since(BenchClock::time_point t0) {
   return std::chrono::duration<double>(BenchClock::now() - t0).count();
+}
+
+// CPU time (user + system) this process has used so far, in seconds.
+inline double processCpuSeconds() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec * 1e-6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
 // Writes back dirty pages and drops the page cache, so the next read is cold.

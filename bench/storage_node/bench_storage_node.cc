@@ -31,7 +31,6 @@
 // fi_pingpong's one-way time for the record and for a small request, on the
 // same provider.
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -123,15 +122,19 @@ struct ClientSet {
   }
 };
 
-// CPU time spent by the node and by this process (the clients) across a run:
-// unlike throughput it is not moved by the disk's mood or by the other
-// tenants of the VM taking its cores (steal), so it shows what a change to the
-// record path costs or saves.
+// What a run cost: the node's CPU time and context switches and this
+// process's (the clients') CPU time. CPU time still grows when the VM's host
+// takes the cores back (steal); the switch count does not: it counts the hops
+// a record takes through the node's threads, so it shows what a change to the
+// record path saves even when throughput is lost in the noise.
 struct CpuMeter {
   pid_t node;
   double node0, self0, switches0;
   explicit CpuMeter(pid_t node_pid)
-      : node(node_pid), node0(nodeSeconds()), self0(selfSeconds()), switches0(nodeSwitches()) {}
+      : node(node_pid),
+        node0(nodeSeconds()),
+        self0(bench::processCpuSeconds()),
+        switches0(nodeSwitches()) {}
   double nodeSeconds() const {
     std::ifstream in("/proc/" + std::to_string(node) + "/stat");
     std::string text((std::istreambuf_iterator<char>(in)), {});
@@ -163,20 +166,14 @@ struct CpuMeter {
     }
     return n;
   }
-  static double selfSeconds() {
-    rusage ru{};
-    ::getrusage(RUSAGE_SELF, &ru);
-    auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec * 1e-6; };
-    return sec(ru.ru_utime) + sec(ru.ru_stime);
-  }
-  // "cpu per record: node 41 us (3.1 switches), clients 37 us" for `items`
-  // items since construction.
-  std::string perItem(size_t items, const char* what) const {
-    const double k = static_cast<double>(items);
+  // "cpu per record: node 41 us (3.1 switches), clients 37 us" over
+  // `records` records since construction.
+  std::string perRecord(size_t records) const {
+    const double k = static_cast<double>(records);
     char buf[128];
-    std::snprintf(buf, sizeof(buf), "   cpu per %s: node %.0f us (%.1f switches), clients %.0f us",
-                  what, (nodeSeconds() - node0) * 1e6 / k, (nodeSwitches() - switches0) / k,
-                  (selfSeconds() - self0) * 1e6 / k);
+    std::snprintf(buf, sizeof(buf), "   cpu per record: node %.0f us (%.1f switches), clients %.0f us",
+                  (nodeSeconds() - node0) * 1e6 / k, (nodeSwitches() - switches0) / k,
+                  (bench::processCpuSeconds() - self0) * 1e6 / k);
     return buf;
   }
 };
@@ -556,7 +553,7 @@ int run(int argc, char** argv) {
           if (warm && !direct) parallel(k, d, a.records, kRecord, get128k).status().ignore();
           const CpuMeter cpu(daemon.pid());
           auto q = parallel(k, d, a.records, kRecord, get128k);
-          const std::string cpu_note = cpu.perItem(a.records, "record");
+          const std::string cpu_note = cpu.perRecord(a.records);
           if (!q.isOk()) {
             std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
             return 1;

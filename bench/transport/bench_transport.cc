@@ -269,18 +269,13 @@ void idleCpu(const Flags& f) {
   for (bool busy : {false, true}) {
     auto p = makePair(f, busy, false);
     if (!p) return;
-    rusage before{}, after{};
-    getrusage(RUSAGE_SELF, &before);
+    const double before = bench::processCpuSeconds();
     auto start = Clock::now();
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    getrusage(RUSAGE_SELF, &after);
-    auto cpu = [](const rusage& r) {
-      return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
-             static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-    };
+    const double after = bench::processCpuSeconds();
     std::printf("idle_cpu      2 endpoints idle, %-10s %10.1f %% of one core\n",
                 busy ? "busy-poll" : (isShm(f) ? "back-off" : "cq_sread"),
-                100.0 * (cpu(after) - cpu(before)) / elapsed(start));
+                100.0 * (after - before) / elapsed(start));
   }
 }
 

@@ -198,12 +198,17 @@ void settleRmaWait(RmaWait& wait, std::unique_lock<std::mutex>& lock) {
   done(std::move(error));
 }
 
+// What an operation described by `what` ends with once shutdown has begun.
+Status shutDown(const std::string& what) {
+  return Status(StatusCode::kShutdown, what + ": endpoint shut down");
+}
+
 // Ends `wait` as if its writes had completed, with kShutdown unless one
 // failed, and runs its on_done: no completion will come for it.
 void abandonRmaWait(RmaWait& wait) {
   std::unique_lock<std::mutex> lock(wait.mu);
   if (!wait.on_done) return;
-  if (wait.error.isOk()) wait.error = Status(StatusCode::kShutdown, wait.what + ": endpoint shut down");
+  if (wait.error.isOk()) wait.error = shutDown(wait.what);
   wait.remaining = 0;
   settleRmaWait(wait, lock);
 }
@@ -344,6 +349,13 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   // Ends the plan's unposted pieces with `why` (the wait settles if they
   // were all that remained).
   void dropRmaPieces(RmaPlan& plan, const Status& why);
+  // kShutdown once shutdown has begun, kTimeout (saying `why`) past the
+  // plan's deadline, else OK.
+  Status tooLate(const RmaPlan& plan, const char* why) const {
+    if (stopped_) return shutDown(plan.what);
+    if (Clock::now() >= plan.deadline) return timeoutError(plan.what + ": " + why);
+    return Status::ok();
+  }
 
   // Whether an incoming call's writes and reply should be handed off to the
   // progress thread rather than posted from the handler's: yes while the
@@ -564,10 +576,7 @@ class FabricIncomingCall final : public IncomingCall {
     auto core = core_;
     auto shared = std::make_shared<RmaPlan>(std::move(plan));
     core_->handOff(HandOff{peer_, [core, shared] { return core->postRmaPieces(*shared, false); },
-                           [core, shared] {
-                             core->dropRmaPieces(*shared, Status(StatusCode::kShutdown,
-                                                                 shared->what + ": endpoint shut down"));
-                           }});
+                           [core, shared] { core->dropRmaPieces(*shared, shutDown(shared->what)); }});
     return Status::ok();
   }
   Status awaitWrites() override { return writes_ ? core_->awaitRma(*writes_) : Status::ok(); }
@@ -1681,13 +1690,14 @@ void FabricCore::dropRmaPieces(RmaPlan& plan, const Status& why) {
 
 bool FabricCore::postRmaPieces(RmaPlan& plan, bool may_wait) {
   while (plan.next < plan.pieces) {
-    if (!may_wait && (stopped_ || Clock::now() >= plan.deadline)) {
+    if (!may_wait) {
       // Handed off and not posted by now: whoever waits on it may have been
       // told it ended (shutdown, or the timeout) and reused the buffer, so
       // it must not leave now.
-      dropRmaPieces(plan, stopped_ ? Status(StatusCode::kShutdown, plan.what + ": endpoint shut down")
-                                   : timeoutError(plan.what + ": not posted before its deadline"));
-      return true;
+      if (Status late = tooLate(plan, "not posted before its deadline"); !late.isOk()) {
+        dropRmaPieces(plan, late);
+        return true;
+      }
     }
     const size_t off = plan.next * rma_piece_;
     const size_t n = std::min(rma_piece_, plan.length - off);
@@ -1708,21 +1718,14 @@ bool FabricCore::postRmaPieces(RmaPlan& plan, bool may_wait) {
     }
     op.reset(raw);  // not posted: still ours
     untrack(raw);
-    Status failed;
-    if (rc != -FI_EAGAIN) {
-      failed = fabricError(plan.what, rc);
-    } else if (stopped_) {
-      failed = Status(StatusCode::kShutdown, plan.what + ": endpoint shut down");
-    } else if (Clock::now() >= plan.deadline) {
-      failed = timeoutError(plan.what + ": provider queue stayed full");
-    } else if (!may_wait) {
-      return false;
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-      continue;
+    Status failed = rc != -FI_EAGAIN ? fabricError(plan.what, rc)
+                                     : tooLate(plan, "provider queue stayed full");
+    if (!failed.isOk()) {
+      dropRmaPieces(plan, failed);
+      return true;
     }
-    dropRmaPieces(plan, failed);
-    return true;
+    if (!may_wait) return false;  // the queue is full: the caller comes back
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
   return true;
 }
@@ -1828,7 +1831,7 @@ void FabricCore::expireAsyncRma(bool shutdown, bool closing) {
 Status FabricCore::awaitRma(RmaWait& wait) {
   std::unique_lock<std::mutex> lock(wait.mu);
   while (wait.remaining > 0) {
-    if (stopped_) return Status(StatusCode::kShutdown, wait.what + ": endpoint shut down");
+    if (stopped_) return shutDown(wait.what);
     auto now = Clock::now();
     if (now >= wait.deadline) {
       return timeoutError(wait.what + " did not complete within " +
@@ -1940,14 +1943,11 @@ void FabricCore::progressLoop() {
       expireAsyncRma(stopped_, false);
     }
   }
+  std::deque<HandOff> left;
   {
     // Work handed off from now on is cancelled at once; what is queued, now.
     std::lock_guard<std::mutex> lock(hand_off_mu_);
     hand_offs_closed_ = true;
-  }
-  std::deque<HandOff> left;
-  {
-    std::lock_guard<std::mutex> lock(hand_off_mu_);
     left.swap(hand_offs_);
   }
   for (auto& h : left) h.cancel();
