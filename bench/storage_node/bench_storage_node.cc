@@ -6,7 +6,7 @@
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
 //                      [--records 8000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
 //                      [--only get4m|get128k] [--buffered] [--clients 1|4] [--depth 8]
-//                      [--workers 8]
+//                      [--workers 8] [--rounds 3]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
@@ -23,7 +23,10 @@
 // runs and profiles of one path).
 // Each read figure is printed with its fio job at the same block size, run
 // again right before it and, for cold reads, right after it (the disk is
-// shared and noisy), and the ratio to their mean. Each record line also
+// shared and noisy), and the ratio to their mean. Cold record reads run
+// --rounds times per configuration, fio between each two, and the median of
+// the rounds' ratios is printed after them: this VM's disk and CPU (steal)
+// change from minute to minute, and one pair can land in a bad one. Each record line also
 // prints what a record cost: the node's CPU time and context switches (all
 // its threads) and this process's (the clients') CPU time. A
 // record read by one client waits for the disk and then the wire, one after
@@ -33,6 +36,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -73,6 +77,7 @@ struct Args {
   size_t depth = 8;    // records in flight per client in the deep runs (the reader keeps 32)
   size_t workers = 8;  // the node's --workers (its default)
   size_t inventory = 0;  // > 0: only time rebuilding the inventory of this many chunks
+  size_t rounds = 3;     // cold record runs per configuration, each paired with fio
 };
 
 bool inRange(const char* arg, unsigned long lo, unsigned long hi) {
@@ -355,6 +360,8 @@ int run(int argc, char** argv) {
       a.workers = std::stoul(val());
     else if (s == "--inventory" && i + 1 < argc && inRange(argv[i + 1], 1, 100000000))
       a.inventory = std::stoul(val());
+    else if (s == "--rounds" && i + 1 < argc && inRange(argv[i + 1], 1, 15))
+      a.rounds = std::stoul(val());
     else if (s == "--depth" && i + 1 < argc && inRange(argv[i + 1], 1, kChunk / kRecord))
       a.depth = std::stoul(val());
     else if (s == "--clients" && i + 1 < argc &&
@@ -367,7 +374,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
                    "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k] [--buffered] "
-                   "[--clients 1|4] [--depth 1-32] [--workers 1-64] [--inventory N]\n");
+                   "[--clients 1|4] [--depth 1-32] [--workers 1-64] [--rounds 1-15] [--inventory N]\n");
       return 2;
     }
   }
@@ -441,7 +448,7 @@ int run(int argc, char** argv) {
   auto randLimit = [&](size_t qd) -> double {
     if (!a.fio) return 0.0;
     cold();
-    auto bw = runFio(fio_file, "randread", "128k", static_cast<int>(qd), "--runtime=8 --time_based", "read");
+    auto bw = runFio(fio_file, "randread", "128k", static_cast<int>(qd), "--runtime=5 --time_based", "read");
     return bw.isOk() ? *bw : 0.0;
   };
 
@@ -545,26 +552,46 @@ int run(int argc, char** argv) {
         // client as the reader and the prefetcher keep them; each against
         // fio at the same number of reads in flight.
         std::vector<size_t> depths = {1};
-        if (a.depth > 1 && !warm) depths.push_back(a.depth);  // warm: the transport, one depth is enough
+        // Warm O_DIRECT reads are cold ones again; warm buffered ones at depth
+        // show the node and wire without the disk: the ceiling on this machine.
+        if (a.depth > 1 && (!warm || !direct)) depths.push_back(a.depth);
         for (size_t d : depths) {
           const size_t qd = k * d;
-          const double rand_limit = randLimit(qd);
-          if (!warm) cold();
-          if (warm && !direct) parallel(k, d, a.records, kRecord, get128k).status().ignore();
-          const CpuMeter cpu(daemon.pid());
-          auto q = parallel(k, d, a.records, kRecord, get128k);
-          const std::string cpu_note = cpu.perRecord(a.records);
-          if (!q.isOk()) {
-            std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
-            return 1;
+          const std::string name = "GetChunk 128K " + temp + mode + ", " + clients +
+                                   (d == 1 ? "" : " x" + std::to_string(d));
+          const std::string fio_name = "fio randread 128k QD" + std::to_string(qd);
+          // Cold: `rounds` runs, each between two fio runs (one round's
+          // "after" is the next one's "before"), so every figure is paired
+          // with the disk of its own minute; the median ratio is the figure.
+          const size_t rounds = warm ? 1 : a.rounds;
+          std::vector<double> ratios;
+          double fio_before = randLimit(qd);
+          for (size_t round = 0; round < rounds; ++round) {
+            if (!warm) cold();
+            if (warm && !direct) parallel(k, d, a.records, kRecord, get128k).status().ignore();
+            const CpuMeter cpu(daemon.pid());
+            auto q = parallel(k, d, a.records, kRecord, get128k);
+            const std::string cpu_note = cpu.perRecord(a.records);
+            if (!q.isOk()) {
+              std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
+              return 1;
+            }
+            const double fio_after = warm ? 0.0 : randLimit(qd);
+            const Bracket b{fio_before, fio_after};
+            fio_before = fio_after;
+            const std::string tag = rounds == 1 ? "" : " #" + std::to_string(round + 1);
+            line(name + tag, *q, b.mean(), fio_name, b.note() + cpu_note);
+            if (b.mean() > 0) ratios.push_back(*q / b.mean());
+            if (qd == 1 && direct && !warm && b.mean() > 0 && wire_us > 0) {
+              const double series = kRecord / (kRecord / b.mean() + wire_us * 1e-6);
+              line("  (same)", *q, series, "fio QD1 + fi_pingpong");
+            }
           }
-          const std::string depth = d == 1 ? "" : " x" + std::to_string(d);
-          const Bracket b{rand_limit, warm ? 0.0 : randLimit(qd)};
-          line("GetChunk 128K " + temp + mode + ", " + clients + depth, *q, b.mean(),
-               "fio randread 128k QD" + std::to_string(qd), b.note() + cpu_note);
-          if (qd == 1 && direct && !warm && b.mean() > 0 && wire_us > 0) {
-            const double series = kRecord / (kRecord / b.mean() + wire_us * 1e-6);
-            line("  (same)", *q, series, "fio QD1 + fi_pingpong");
+          if (ratios.size() > 1) {
+            std::sort(ratios.begin(), ratios.end());
+            std::printf("%-34s median ratio %.2f of %zu rounds (lowest %.2f, highest %.2f)\n",
+                        ("  " + name).c_str(), ratios[ratios.size() / 2], ratios.size(),
+                        ratios.front(), ratios.back());
           }
         }
       }
