@@ -523,6 +523,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   bool hand_offs_closed_ = false;     // GUARDED_BY(hand_off_mu_): the progress thread ended
   std::atomic<bool> has_hand_offs_{false};
   std::atomic<bool> progress_waiting_{false};  // in fi_cq_sread
+  std::shared_ptr<FabricCore> keep_alive_;  // set when shut down from its own thread
   bool hand_offs_stalled_ = false;  // progress thread only: work put back after FI_EAGAIN
   bool started_ = false;
   std::once_flag shutdown_once_;
@@ -1063,6 +1064,11 @@ void FabricCore::shutdown() {
       // Called from a handler or callback: joining would wait for ourselves.
       // The threads exit on their own once they see the stop flags.
       spdlog::warn("net {}: shutdown() called from an endpoint thread; threads detach", address_);
+      // Those threads run on after this returns, and whoever lets go of the
+      // core last (the owner, or a call object on one of them) would free
+      // it under them, or join a worker from itself. So the core keeps
+      // itself: a leak, on a path that is already a misuse.
+      keep_alive_ = shared_from_this();
       progress_stop_ = true;
       if (cq_can_wait_) fi_cq_signal(cq_);
       kick();
