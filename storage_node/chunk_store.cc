@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -126,6 +127,12 @@ Status ChunkStore::init() {
   auto t0 = std::chrono::steady_clock::now();
   io_ = options_.file_io ? options_.file_io : makeUringFileIo();
   syncer_ = std::make_unique<DirSyncer>(*io_);
+  size_t open_files = options_.open_files;
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    open_files = std::min<size_t>(open_files, files.rlim_cur / 4);
+  }
+  open_chunks_ = std::make_unique<OpenChunks>(open_files);
   std::error_code ec;
   std::filesystem::create_directories(options_.data_dir, ec);
   if (ec) return ioError("create directory: " + ec.message());
@@ -331,6 +338,7 @@ void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::strin
   } else {
     ++quarantined_;
   }
+  open_chunks_->forget(id);
   if (options_.durable) syncer_->sync(stripe, *dir).ignore();  // best effort; it is already out of the inventory
 }
 
@@ -455,6 +463,7 @@ Result<PutOutcome> ChunkStore::put(IoContext& ctx, const ChunkId& id, uint32_t s
     s = syncer_->sync(stripe, *dir);
     if (!s.isOk()) {
       io_->unlinkAt(*dir, hex).ignore();  // not durable, so not acknowledged: take it back
+      open_chunks_->forget(id);
       release();
       noteIoError(s);
       return s.withContext("put of chunk " + hex);
@@ -474,21 +483,8 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
                                       uint64_t offset, uint64_t length, bool verify,
                                       const ChunkSink& sink) {
   const std::string hex = id.toHex();
-  SLUICE_ASSIGN_OR_RETURN(int dirfd, stripeDir(entry.stripe, false));
-  auto fd = io_->openAt(dirfd, hex, O_RDONLY | (direct_ ? O_DIRECT : 0), 0);
-  if (!fd.isOk()) {
-    if (fd.status().code() == StatusCode::kNotFound) {
-      return notFound("chunk " + hex + " is not on this node (deleted meanwhile)");
-    }
-    noteIoError(fd.status());
-    return fd.status().withContext("chunk " + hex);
-  }
-  struct FdCloser {
-    FileIo& io;
-    int fd;
-    ~FdCloser() { io.closeFd(fd); }
-  } closer{*io_, *fd};
-
+  SLUICE_ASSIGN_OR_RETURN(OpenChunks::Handle file, openChunk(id, entry.stripe, hex, verify));
+  const int fd = file->fd();
   auto corrupt = [&](const std::string& why) -> Status {
     ++corrupt_found_;
     quarantine(id, entry.stripe, why);
@@ -498,7 +494,7 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
   XxhState hs;
   if (verify) {
     struct stat st {};
-    if (::fstat(*fd, &st) != 0) return errnoStatus(errno, "stat chunk " + hex);
+    if (::fstat(fd, &st) != 0) return errnoStatus(errno, "stat chunk " + hex);
     if (static_cast<uint64_t>(st.st_size) != kChunkHeaderSize + entry.length) {
       return corrupt("file size " + std::to_string(st.st_size) + " does not match its length");
     }
@@ -533,7 +529,7 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
       delivered = upto;
       return Status::ok();
     };
-    auto got = ctx.queue().readStreaming(*fd, buf, rlen, a, progress);
+    auto got = ctx.queue().readStreaming(fd, buf, rlen, a, progress);
     if (bad_header) return corrupt("damaged file header");
     if (!got.isOk()) {
       noteIoError(got.status());
@@ -548,6 +544,26 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
   }
   bytes_read_ += length;
   return length;
+}
+
+Result<OpenChunks::Handle> ChunkStore::openChunk(const ChunkId& id, uint32_t stripe,
+                                                 const std::string& hex, bool fresh) {
+  if (!fresh) {
+    if (OpenChunks::Handle kept = open_chunks_->find(id, stripe)) return kept;
+  }
+  const uint64_t epoch = open_chunks_->epoch();  // before the open: see OpenChunks
+  SLUICE_ASSIGN_OR_RETURN(int dirfd, stripeDir(stripe, false));
+  auto fd = io_->openAt(dirfd, hex, O_RDONLY | (direct_ ? O_DIRECT : 0), 0);
+  if (!fd.isOk()) {
+    if (fd.status().code() == StatusCode::kNotFound) {
+      return notFound("chunk " + hex + " is not on this node (deleted meanwhile)");
+    }
+    noteIoError(fd.status());
+    return fd.status().withContext("chunk " + hex);
+  }
+  auto file = std::make_shared<const OpenChunks::File>(*io_, *fd);
+  if (!fresh) open_chunks_->keep(id, stripe, file, epoch);
+  return file;
 }
 
 bool ChunkStore::readsInOnePass(const IoContext& ctx, uint64_t offset, uint64_t length) {
@@ -599,6 +615,7 @@ Result<bool> ChunkStore::remove(const ChunkId& id) {
   }
   SLUICE_ASSIGN_OR_RETURN(int dirfd, stripeDir(stripe, false));
   Status s = io_->unlinkAt(dirfd, id.toHex());
+  open_chunks_->forget(id);  // also frees the file's blocks, held while it is open
   if (!s.isOk() && s.code() != StatusCode::kNotFound) return s.withContext("delete");
   if (options_.durable) SLUICE_RETURN_IF_ERROR(syncer_->sync(stripe, dirfd));
   return true;
@@ -678,6 +695,7 @@ StoreStats ChunkStore::stats() const {
   s.temp_files_removed = temps_removed_;
   s.open_seconds = open_seconds_;
   s.direct_io = direct_;
+  s.open_files = open_chunks_->size();
   return s;
 }
 

@@ -38,6 +38,7 @@
 #include "common/core/result.h"
 #include "storage_node/dir_syncer.h"
 #include "storage_node/file_io.h"
+#include "storage_node/open_chunks.h"
 
 namespace sluice::storage {
 
@@ -51,6 +52,9 @@ struct ChunkStoreOptions {
   size_t io_buffer_bytes = 8u << 20;
   // O_DIRECT if the file system supports it (probed at open).
   bool allow_direct_io = true;
+  // Chunk files kept open between reads (OpenChunks; 0: none). At most a
+  // quarter of the process's open-file limit (RLIMIT_NOFILE) is used.
+  size_t open_files = 4096;
   // false skips file and directory fsyncs: only for tests that populate
   // large inventories quickly. Never in a daemon.
   bool durable = true;
@@ -89,6 +93,7 @@ struct StoreStats {
   uint64_t temp_files_removed = 0;  // at open
   double open_seconds = 0;          // inventory rebuild time
   bool direct_io = false;
+  uint64_t open_files = 0;  // chunk files kept open between reads
 };
 
 // Fills `dst` with the chunk's bytes [offset, offset + dst.size()).
@@ -198,8 +203,12 @@ class ChunkStore {
   void insertLocked(const ChunkId& id, uint32_t stripe, uint64_t length);
   bool eraseLocked(const ChunkId& id);
   void quarantine(const ChunkId& id, uint32_t stripe, const std::string& why);
+  // `verify` (scrub, whole reads) also opens the file afresh: it checks what
+  // is on disk under the chunk's name, not a file kept open.
   Result<uint64_t> readFile(IoContext& ctx, const ChunkId& id, const Entry& entry,
                             uint64_t offset, uint64_t length, bool verify, const ChunkSink& sink);
+  Result<OpenChunks::Handle> openChunk(const ChunkId& id, uint32_t stripe, const std::string& hex,
+                                       bool fresh);
   Status writeTemp(IoContext& ctx, int fd, const ChunkId& id, uint64_t length,
                    const ChunkSource& source);
   void noteIoError(const Status& s);
@@ -207,6 +216,7 @@ class ChunkStore {
   ChunkStoreOptions options_;
   std::shared_ptr<FileIo> io_;
   std::unique_ptr<DirSyncer> syncer_;
+  std::unique_ptr<OpenChunks> open_chunks_;  // after io_: its files close through it
   int root_fd_ = -1;
   int stripes_fd_ = -1;
   int quarantine_fd_ = -1;

@@ -9,11 +9,14 @@
 // Exit codes: 0 after SIGTERM/SIGINT, 1 when it cannot start (the message
 // says why), 2 for a bad configuration.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -46,6 +49,7 @@ struct DaemonOptions {
   int64_t stripe_count = 0;
   uint64_t io_buffer = 0;
   int64_t workers = 0;
+  int64_t open_files = 0;
   bool direct_io = true;
   uint64_t scrub_rate = 0;
   std::chrono::microseconds scrub_interval{};
@@ -76,6 +80,10 @@ void declare(ConfigSchema& s, DaemonOptions& o) {
               1ll << 24)
       .addSize("io_buffer", &o.io_buffer, 8u << 20, "bytes of each I/O context's buffer (registered with io_uring and the fabric)")
       .addInt("workers", &o.workers, 8, "RPC worker threads; each keeps one read on the disk at a time, so this is the node's disk queue depth for client reads; the node keeps twice as many I/O contexts (io_uring ring + io_buffer, pinned in memory)", 1, 64)
+      .addInt("open_files", &o.open_files, 4096,
+              "chunk files kept open between reads, so a record read costs no open and close "
+              "(0: none; at most a quarter of the open-file limit, which the node raises to its hard limit)",
+              0, 1 << 20)
       .addBool("direct_io", &o.direct_io, true, "use O_DIRECT where the file system supports it")
       .addSize("scrub.rate", &o.scrub_rate, 64ull << 20, "scrub read rate in bytes/s (0: off)")
       .addDuration("scrub.interval", &o.scrub_interval, std::chrono::hours(24),
@@ -101,6 +109,17 @@ Status writeReadyFile(const std::string& path, const std::string& address) {
   return Status::ok();
 }
 
+// The soft limit on open files up to the hard one: kept chunk files and
+// client connections are descriptors, and a soft limit of 1024 is common.
+void raiseOpenFileLimit() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur >= files.rlim_max) return;
+  files.rlim_cur = files.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &files) != 0) {
+    spdlog::warn("cannot raise the open-file limit: {}", std::strerror(errno));
+  }
+}
+
 void publishGauges(const ChunkStore& store, const Scrubber& scrubber) {
   auto& reg = MetricsRegistry::global();
   StoreStats st = store.stats();
@@ -114,6 +133,7 @@ void publishGauges(const ChunkStore& store, const Scrubber& scrubber) {
   reg.gauge("sluice_storage_io_errors", "Failed disk reads and writes since start").set(static_cast<int64_t>(st.io_errors));
   reg.gauge("sluice_storage_bytes_written", "Chunk bytes written since start").set(static_cast<int64_t>(st.bytes_written));
   reg.gauge("sluice_storage_bytes_read", "Chunk bytes read since start").set(static_cast<int64_t>(st.bytes_read));
+  reg.gauge("sluice_storage_open_chunk_files", "Chunk files kept open between reads").set(static_cast<int64_t>(st.open_files));
   reg.gauge("sluice_storage_scrub_passes", "Complete scrub passes since start").set(static_cast<int64_t>(sc.passes));
   reg.gauge("sluice_storage_scrub_bytes", "Bytes verified by scrub since start").set(static_cast<int64_t>(sc.bytes));
 }
@@ -173,6 +193,8 @@ int run(int argc, char** argv) {
   so.max_stripes = static_cast<uint32_t>(o.max_stripes);
   so.io_buffer_bytes = o.io_buffer;
   so.allow_direct_io = o.direct_io;
+  so.open_files = static_cast<size_t>(o.open_files);
+  raiseOpenFileLimit();
   auto store = ChunkStore::open(so);
   if (!store.isOk()) return fail("opening the chunk store", store.status());
   StoreStats st = (*store)->stats();

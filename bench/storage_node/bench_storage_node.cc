@@ -6,7 +6,7 @@
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
 //                      [--records 8000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
 //                      [--only get4m|get128k] [--buffered] [--clients 1|4] [--depth 8]
-//                      [--workers 8] [--rounds 3]
+//                      [--workers 8] [--open-files 4096] [--rounds 3]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
@@ -76,6 +76,7 @@ struct Args {
   size_t clients = 0;      // 1 or 4: only that many clients in the read workloads (0: both)
   size_t depth = 8;    // records in flight per client in the deep runs (the reader keeps 32)
   size_t workers = 8;  // the node's --workers (its default)
+  size_t open_files = 4096;  // the node's --open_files (its default; 0: open and close per read)
   size_t inventory = 0;  // > 0: only time rebuilding the inventory of this many chunks
   size_t rounds = 3;     // cold record runs per configuration, each paired with fio
 };
@@ -360,6 +361,8 @@ int run(int argc, char** argv) {
       a.workers = std::stoul(val());
     else if (s == "--inventory" && i + 1 < argc && inRange(argv[i + 1], 1, 100000000))
       a.inventory = std::stoul(val());
+    else if (s == "--open-files" && i + 1 < argc && inRange(argv[i + 1], 0, 1 << 20))
+      a.open_files = std::stoul(val());
     else if (s == "--rounds" && i + 1 < argc && inRange(argv[i + 1], 1, 15))
       a.rounds = std::stoul(val());
     else if (s == "--depth" && i + 1 < argc && inRange(argv[i + 1], 1, kChunk / kRecord))
@@ -374,7 +377,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
                    "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k] [--buffered] "
-                   "[--clients 1|4] [--depth 1-32] [--workers 1-64] [--rounds 1-15] [--inventory N]\n");
+                   "[--clients 1|4] [--depth 1-32] [--workers 1-64] [--open-files N] [--rounds 1-15] [--inventory N]\n");
       return 2;
     }
   }
@@ -488,7 +491,8 @@ int run(int argc, char** argv) {
     if (!a.only.empty() && direct == a.buffered) continue;
     testing::StorageDaemon daemon;
     std::vector<std::string> args = {"--standalone", "--data_dir=" + data, "--scrub.rate=0",
-                                     "--workers=" + std::to_string(a.workers), std::string("--direct_io=") + (direct ? "true" : "false"),
+                                     "--workers=" + std::to_string(a.workers),
+                                     "--open_files=" + std::to_string(a.open_files), std::string("--direct_io=") + (direct ? "true" : "false"),
                                      "--provider=" + a.provider,
                                      std::string("--busy_poll=") + (a.busy_poll ? "true" : "false")};
     Status s = daemon.start(a.dir, args);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -67,6 +68,14 @@ class ChunkStoreTest : public ::testing::TestWithParam<bool> {
   }
   std::string chunkPath(const ChunkId& id) {
     return dir_.path() + "/data/stripes/" + std::to_string(stripeOf(id, 64)) + "/" + id.toHex();
+  }
+  // Damages payload byte `at` of `id`'s file in place (bit rot: same inode).
+  void flipPayloadByte(const ChunkId& id, uint64_t at, uint8_t was) {
+    std::fstream f(chunkPath(id), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<long>(kChunkHeaderSize + at));
+    const char c = static_cast<char>(was ^ 0x01);
+    f.write(&c, 1);
+    ASSERT_TRUE(f.good()) << "flipping a byte of " << chunkPath(id);
   }
   TempDir dir_;
 };
@@ -251,12 +260,7 @@ TEST_P(ChunkStoreTest, FlippedByteIsCaughtByWholeReadAndQuarantined) {
   ChunkId id = put(*store, **ctx, bytes);
   auto bytes2 = randomBytes(9000, 13);
   ChunkId id2 = put(*store, **ctx, bytes2);
-  {
-    std::fstream f(chunkPath(id), std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<long>(kChunkHeaderSize + 123456));
-    char c = static_cast<char>(bytes[123456] ^ 0x01);
-    f.write(&c, 1);
-  }
+  flipPayloadByte(id, 123456, bytes[123456]);
   // A range read not covering the byte is still served (it is not verified)...
   auto part = get(*store, **ctx, id, 0, 1000);
   ASSERT_TRUE(part.isOk());
@@ -283,6 +287,53 @@ TEST_P(ChunkStoreTest, FlippedByteIsCaughtByWholeReadAndQuarantined) {
   auto again = get(*store, **ctx, id);
   ASSERT_TRUE(again.isOk());
   EXPECT_EQ(*again, bytes);
+}
+
+// Record reads keep chunk files open between reads. A file that leaves its
+// name must leave the store's hands too: a chunk quarantined and put again is
+// read from its new file, not from the corrupt one still open; a deleted
+// chunk's file is closed (its blocks freed), and the kept files stay within
+// open_files.
+TEST_P(ChunkStoreTest, KeptOpenFilesFollowQuarantineRepairAndDelete) {
+  auto o = options();
+  o.open_files = 2;
+  auto store = open(o);
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto bytes = randomBytes(200000, 41);
+  ChunkId id = put(*store, **ctx, bytes);
+  const std::vector<uint8_t> head(bytes.begin(), bytes.begin() + 1000);
+  ASSERT_TRUE(get(*store, **ctx, id, 0, 1000).isOk());
+  EXPECT_EQ(store->stats().open_files, 1u);
+  flipPayloadByte(id, 500, bytes[500]);
+  EXPECT_EQ(get(*store, **ctx, id).status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(store->stats().open_files, 0u);
+  put(*store, **ctx, bytes);  // repaired from another replica
+  auto again = get(*store, **ctx, id, 0, 1000);
+  ASSERT_TRUE(again.isOk()) << again.status().toString();
+  EXPECT_EQ(*again, head) << "served from the quarantined file";
+
+  auto fdsNaming = [](const std::string& hex) {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      auto target = std::filesystem::read_symlink(e.path(), ec);
+      if (!ec && target.string().find(hex) != std::string::npos) ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(fdsNaming(id.toHex()), 1u);
+  auto removed = store->remove(id);
+  ASSERT_TRUE(removed.isOk() && *removed);
+  EXPECT_EQ(fdsNaming(id.toHex()), 0u) << "a deleted chunk's file is still open";
+  EXPECT_EQ(get(*store, **ctx, id, 0, 1000).status().code(), StatusCode::kNotFound);
+
+  for (int i = 0; i < 3; ++i) {
+    ChunkId other = put(*store, **ctx, randomBytes(5000, 50 + i));
+    ASSERT_TRUE(get(*store, **ctx, other, 0, 100).isOk());
+  }
+  EXPECT_EQ(store->stats().open_files, 2u);
 }
 
 TEST_P(ChunkStoreTest, ReopenRebuildsInventoryAndDropsTempFiles) {

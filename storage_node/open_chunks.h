@@ -1,0 +1,75 @@
+// OpenChunks: chunk files held open between reads, the least recently read
+// closed first once there are `capacity`. A record read then costs no path
+// lookup, open and close: three syscalls on every read, and once the page
+// cache has been dropped, a directory block and an inode read from disk.
+//
+// A chunk file never changes once in place, so a kept file is always right to
+// read, until the store removes it or moves it aside (delete, quarantine).
+// The store then calls forget() after the file is gone from its name; a
+// reader that opened the old file around that moment passes the epoch() it
+// saw before opening to keep(), which refuses the file if a forget() came in
+// between. Without that, a chunk quarantined and then put again (repaired)
+// could be served from its corrupt old file.
+//
+// Thread safety: all methods may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "common/codec/hash128.h"
+#include "storage_node/file_io.h"
+
+namespace sluice::storage {
+
+class OpenChunks {
+ public:
+  // One open chunk file; closed when the cache and every reader holding it
+  // have let go, so evicting or forgetting never closes a file mid-read.
+  class File {
+   public:
+    File(FileIo& io, int fd) : io_(io), fd_(fd) {}
+    ~File() { io_.closeFd(fd_); }
+    File(const File&) = delete;
+    File& operator=(const File&) = delete;
+    int fd() const { return fd_; }
+
+   private:
+    FileIo& io_;
+    const int fd_;
+  };
+  using Handle = std::shared_ptr<const File>;
+
+  // capacity 0 keeps nothing (every read opens and closes its file).
+  explicit OpenChunks(size_t capacity) : capacity_(capacity) {}
+
+  // The kept file of `id` in `stripe` (a chunk may also sit in another
+  // stripe's directory), or null.
+  Handle find(const Hash128& id, uint32_t stripe);
+  // Read before opening a file that may be kept.
+  uint64_t epoch() const;
+  // Keeps `file` for later reads, unless forget() ran since `epoch`.
+  void keep(const Hash128& id, uint32_t stripe, Handle file, uint64_t epoch);
+  // Drops the kept file of `id` (any stripe). Call after the file has left
+  // its name (unlinked or renamed), never before.
+  void forget(const Hash128& id);
+  size_t size() const;
+
+ private:
+  struct Kept {
+    uint32_t stripe;
+    Handle file;
+    std::list<Hash128>::iterator at;  // in lru_
+  };
+
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  uint64_t epoch_ = 0;                         // GUARDED_BY(mu_): forget() calls so far
+  std::list<Hash128> lru_;                     // GUARDED_BY(mu_): most recent first
+  std::unordered_map<Hash128, Kept> kept_;     // GUARDED_BY(mu_)
+};
+
+}  // namespace sluice::storage
