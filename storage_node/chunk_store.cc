@@ -452,7 +452,12 @@ Result<PutOutcome> ChunkStore::put(IoContext& ctx, const ChunkId& id, uint32_t s
   }
   Status s = writeTemp(ctx, *fd, id, length, source);
   io_->closeFd(*fd);
-  if (s.isOk()) s = io_->renameAt(*dir, tmp, *dir, hex);
+  if (s.isOk()) {
+    s = io_->renameAt(*dir, tmp, *dir, hex);
+    // A file still kept under this name (its delete or quarantine failed to
+    // take the name away) is not this one.
+    if (s.isOk()) open_chunks_->forget(id);
+  }
   if (!s.isOk()) {
     io_->unlinkAt(*dir, tmp).ignore();  // nothing partial may remain; ENOENT if never created
     release();
@@ -551,7 +556,7 @@ Result<OpenChunks::Handle> ChunkStore::openChunk(const ChunkId& id, uint32_t str
   if (!fresh) {
     if (OpenChunks::Handle kept = open_chunks_->find(id, stripe)) return kept;
   }
-  const uint64_t epoch = open_chunks_->epoch();  // before the open: see OpenChunks
+  const uint64_t epoch = open_chunks_->epoch(id);  // before the open: see OpenChunks
   SLUICE_ASSIGN_OR_RETURN(int dirfd, stripeDir(stripe, false));
   auto fd = io_->openAt(dirfd, hex, O_RDONLY | (direct_ ? O_DIRECT : 0), 0);
   if (!fd.isOk()) {

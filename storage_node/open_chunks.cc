@@ -12,16 +12,16 @@ OpenChunks::Handle OpenChunks::find(const Hash128& id, uint32_t stripe) {
   return it->second.file;
 }
 
-uint64_t OpenChunks::epoch() const {
+uint64_t OpenChunks::epoch(const Hash128& id) const {
   std::lock_guard lock(mu_);
-  return epoch_;
+  return epochs_[bucket(id)];
 }
 
 void OpenChunks::keep(const Hash128& id, uint32_t stripe, Handle file, uint64_t epoch) {
   Handle dropped;  // closed (if no reader holds it) after the lock is let go
   {
     std::lock_guard lock(mu_);
-    if (capacity_ == 0 || epoch != epoch_) return;
+    if (capacity_ == 0 || epoch != epochs_[bucket(id)]) return;
     auto it = kept_.find(id);
     if (it != kept_.end()) {
       // Another reader kept one first, or the copy in another stripe: the
@@ -37,15 +37,21 @@ void OpenChunks::keep(const Hash128& id, uint32_t stripe, Handle file, uint64_t 
       kept_.erase(last);
       lru_.pop_back();
     }
-    lru_.push_front(id);
-    kept_.emplace(id, Kept{stripe, std::move(file), lru_.begin()});
+    auto [at, added] = kept_.emplace(id, Kept{stripe, std::move(file), lru_.end()});
+    try {
+      lru_.push_front(id);
+    } catch (...) {
+      kept_.erase(at);  // no entry without its place in lru_
+      throw;
+    }
+    at->second.at = lru_.begin();
   }
 }
 
 void OpenChunks::forget(const Hash128& id) {
   Handle dropped;
   std::lock_guard lock(mu_);
-  ++epoch_;
+  ++epochs_[bucket(id)];
   auto it = kept_.find(id);
   if (it == kept_.end()) return;
   dropped = std::move(it->second.file);

@@ -4,16 +4,19 @@
 // cache has been dropped, a directory block and an inode read from disk.
 //
 // A chunk file never changes once in place, so a kept file is always right to
-// read, until the store removes it or moves it aside (delete, quarantine).
-// The store then calls forget() after the file is gone from its name; a
-// reader that opened the old file around that moment passes the epoch() it
-// saw before opening to keep(), which refuses the file if a forget() came in
-// between. Without that, a chunk quarantined and then put again (repaired)
-// could be served from its corrupt old file.
+// read, until its name is taken away or given to a new file (delete,
+// quarantine, a put). The store then calls forget() once the name has
+// changed; a reader that opened the old file around that moment passes the
+// epoch(id) it saw before opening to keep(), which refuses the file if a
+// forget() of an id in the same bucket came in between. Without that, a chunk
+// quarantined and then put again (repaired) could be served from its corrupt
+// old file. Epochs are per bucket of ids, so deletes elsewhere (garbage
+// collection) do not keep a reader's file out.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -50,11 +53,12 @@ class OpenChunks {
   // stripe's directory), or null.
   Handle find(const Hash128& id, uint32_t stripe);
   // Read before opening a file that may be kept.
-  uint64_t epoch() const;
-  // Keeps `file` for later reads, unless forget() ran since `epoch`.
+  uint64_t epoch(const Hash128& id) const;
+  // Keeps `file` for later reads, unless a forget() in id's bucket ran since
+  // `epoch`.
   void keep(const Hash128& id, uint32_t stripe, Handle file, uint64_t epoch);
-  // Drops the kept file of `id` (any stripe). Call after the file has left
-  // its name (unlinked or renamed), never before.
+  // Drops the kept file of `id` (any stripe). Call after the name has changed
+  // (unlinked, renamed away, or renamed over), never before.
   void forget(const Hash128& id);
   size_t size() const;
 
@@ -65,9 +69,12 @@ class OpenChunks {
     std::list<Hash128>::iterator at;  // in lru_
   };
 
+  static constexpr size_t kBuckets = 256;
+  static size_t bucket(const Hash128& id) { return id.lo % kBuckets; }
+
   const size_t capacity_;
   mutable std::mutex mu_;
-  uint64_t epoch_ = 0;                         // GUARDED_BY(mu_): forget() calls so far
+  std::array<uint64_t, kBuckets> epochs_{};    // GUARDED_BY(mu_): forget() calls so far
   std::list<Hash128> lru_;                     // GUARDED_BY(mu_): most recent first
   std::unordered_map<Hash128, Kept> kept_;     // GUARDED_BY(mu_)
 };

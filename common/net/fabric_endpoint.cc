@@ -523,7 +523,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   bool hand_offs_closed_ = false;     // GUARDED_BY(hand_off_mu_): the progress thread ended
   std::atomic<bool> has_hand_offs_{false};
   std::atomic<bool> progress_waiting_{false};  // in fi_cq_sread
-  std::shared_ptr<FabricCore> keep_alive_;  // set when shut down from its own thread
+  std::atomic<bool> shutdown_begun_{false};
   bool hand_offs_stalled_ = false;  // progress thread only: work put back after FI_EAGAIN
   bool started_ = false;
   std::once_flag shutdown_once_;
@@ -964,6 +964,17 @@ struct ParkedShmEndpoint {
   // during its own endpoint's progress, which a parked endpoint never makes.
   std::vector<OpContext*> ops;  // still referenced by the provider
 };
+// Cores shut down from one of their own threads (FabricCore::shutdown): never
+// freed. Held from a global, so leak checkers see them as reachable.
+std::mutex g_kept_mu;
+std::vector<std::shared_ptr<void>>* g_kept = nullptr;  // GUARDED_BY(g_kept_mu)
+
+void keepForever(std::shared_ptr<void> object) {
+  std::lock_guard<std::mutex> lock(g_kept_mu);
+  if (g_kept == nullptr) g_kept = new std::vector<std::shared_ptr<void>>();
+  g_kept->push_back(std::move(object));
+}
+
 std::mutex g_parked_mu;
 std::vector<std::unique_ptr<ParkedShmEndpoint>>* g_parked = nullptr;  // GUARDED_BY(g_parked_mu)
 
@@ -1047,6 +1058,10 @@ Status FabricCore::start() {
 }
 
 void FabricCore::shutdown() {
+  // A second shutdown from one of our own threads returns at once: waiting in
+  // call_once for the first, which may be joining this very thread, would
+  // never end.
+  if (shutdown_begun_.exchange(true) && tl_core_thread == this) return;
   std::call_once(shutdown_once_, [this] {
     std::unordered_map<uint64_t, PendingCall> pending;
     {
@@ -1066,9 +1081,10 @@ void FabricCore::shutdown() {
       spdlog::warn("net {}: shutdown() called from an endpoint thread; threads detach", address_);
       // Those threads run on after this returns, and whoever lets go of the
       // core last (the owner, or a call object on one of them) would free
-      // it under them, or join a worker from itself. So the core keeps
-      // itself: a leak, on a path that is already a misuse.
-      keep_alive_ = shared_from_this();
+      // it under them, or join a worker from itself. So the core is kept
+      // for good: a leak, on a path that is already a misuse.
+      keepForever(shared_from_this());
+      if (workers_) workers_->close();  // queued requests are dropped; none start
       progress_stop_ = true;
       if (cq_can_wait_) fi_cq_signal(cq_);
       kick();

@@ -24,7 +24,7 @@ bool WorkerPool::post(std::function<void()> task) {
   return true;
 }
 
-void WorkerPool::stop() {
+void WorkerPool::close() {
   std::deque<std::function<void()>> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -33,6 +33,10 @@ void WorkerPool::stop() {
   }
   cv_.notify_all();
   dropped.clear();  // outside the lock: a task's destructor may post replies
+}
+
+void WorkerPool::stop() {
+  close();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }

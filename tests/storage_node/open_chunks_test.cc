@@ -25,10 +25,10 @@ class OpenChunksTest : public ::testing::Test {
 
 TEST_F(OpenChunksTest, KeepsTheMostRecentlyReadUpToItsCapacity) {
   OpenChunks chunks(2);
-  chunks.keep(idOf(1), 7, openOne(), chunks.epoch());
-  chunks.keep(idOf(2), 7, openOne(), chunks.epoch());
+  chunks.keep(idOf(1), 7, openOne(), chunks.epoch(idOf(1)));
+  chunks.keep(idOf(2), 7, openOne(), chunks.epoch(idOf(2)));
   ASSERT_TRUE(chunks.find(idOf(1), 7));  // 1 is now the most recent
-  chunks.keep(idOf(3), 7, openOne(), chunks.epoch());
+  chunks.keep(idOf(3), 7, openOne(), chunks.epoch(idOf(3)));
   EXPECT_EQ(chunks.size(), 2u);
   EXPECT_TRUE(chunks.find(idOf(1), 7));
   EXPECT_FALSE(chunks.find(idOf(2), 7)) << "the least recently read is closed first";
@@ -38,19 +38,24 @@ TEST_F(OpenChunksTest, KeepsTheMostRecentlyReadUpToItsCapacity) {
 
 TEST_F(OpenChunksTest, RefusesAFileOpenedWhileOneWasForgotten) {
   OpenChunks chunks(8);
-  const uint64_t before_open = chunks.epoch();
-  chunks.forget(idOf(9));  // a delete or quarantine lands between open and keep
+  const uint64_t before_open = chunks.epoch(idOf(1));
+  chunks.forget(idOf(1));  // a delete or quarantine lands between open and keep
   chunks.keep(idOf(1), 0, openOne(), before_open);
   EXPECT_FALSE(chunks.find(idOf(1), 0));
-  chunks.keep(idOf(1), 0, openOne(), chunks.epoch());
+  chunks.keep(idOf(1), 0, openOne(), chunks.epoch(idOf(1)));
   EXPECT_TRUE(chunks.find(idOf(1), 0));
+  // A forget in another bucket of ids does not keep a reader's file out.
+  const uint64_t before_other = chunks.epoch(idOf(2));
+  chunks.forget(idOf(3));
+  chunks.keep(idOf(2), 0, openOne(), before_other);
+  EXPECT_TRUE(chunks.find(idOf(2), 0));
 }
 
 TEST_F(OpenChunksTest, ClosesAFileOnlyWhenTheLastHolderLetsGo) {
   OpenChunks chunks(1);
   OpenChunks::Handle reading = openOne();
   const int fd = reading->fd();
-  chunks.keep(idOf(1), 0, reading, chunks.epoch());
+  chunks.keep(idOf(1), 0, reading, chunks.epoch(idOf(1)));
   chunks.forget(idOf(1));
   EXPECT_EQ(chunks.size(), 0u);
   EXPECT_TRUE(isOpen(fd)) << "a reader still holds it";
@@ -59,14 +64,14 @@ TEST_F(OpenChunksTest, ClosesAFileOnlyWhenTheLastHolderLetsGo) {
 
   OpenChunks::Handle evicted = openOne();
   const int fd2 = evicted->fd();
-  chunks.keep(idOf(2), 0, std::move(evicted), chunks.epoch());
-  chunks.keep(idOf(3), 0, openOne(), chunks.epoch());  // evicts 2, held by nobody
+  chunks.keep(idOf(2), 0, std::move(evicted), chunks.epoch(idOf(2)));
+  chunks.keep(idOf(3), 0, openOne(), chunks.epoch(idOf(3)));  // evicts 2, held by nobody
   EXPECT_FALSE(isOpen(fd2));
 }
 
 TEST_F(OpenChunksTest, KeepsNothingAtCapacityZero) {
   OpenChunks chunks(0);
-  chunks.keep(idOf(1), 0, openOne(), chunks.epoch());
+  chunks.keep(idOf(1), 0, openOne(), chunks.epoch(idOf(1)));
   EXPECT_EQ(chunks.size(), 0u);
   EXPECT_FALSE(chunks.find(idOf(1), 0));
 }

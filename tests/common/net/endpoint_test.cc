@@ -225,6 +225,34 @@ class EndpointTest : public ::testing::TestWithParam<std::string> {
     return std::move(ep).value();
   }
 
+  // An endpoint of the test's own (not server_), started, whose kOpEcho
+  // handler is also given the endpoint itself.
+  std::unique_ptr<Endpoint> startOwnServer(
+      std::function<void(Endpoint*, std::unique_ptr<IncomingCall>)> handler) {
+    auto ep = Endpoint::create(loopback());
+    EXPECT_TRUE(ep.isOk()) << ep.status().toString();
+    if (!ep.isOk()) return nullptr;
+    Endpoint* self = ep->get();
+    (*ep)->registerHandler(kOpEcho, [self, handler](std::unique_ptr<IncomingCall> call) {
+      handler(self, std::move(call));
+    });
+    EXPECT_TRUE((*ep)->start().isOk());
+    return std::move(ep).value();
+  }
+  // One kOpEcho call from `client` to `address` (1 s timeout): its status.
+  std::future<Status> echoAsync(Endpoint& client, const std::string& address) {
+    auto answered = std::make_shared<std::promise<Status>>();
+    auto answer = answered->get_future();
+    auto peer = client.connect(address);
+    if (!peer.isOk()) {
+      answered->set_value(peer.status());
+      return answer;
+    }
+    client.callAsync(*peer, kOpEcho, {}, Duration(1000),
+                     [answered](Result<std::vector<uint8_t>> r) { answered->set_value(r.status()); });
+    return answer;
+  }
+
   std::unique_ptr<Endpoint> server_;
   Gate gate_;
   std::atomic<std::thread::id> inline_thread_{};
@@ -783,28 +811,20 @@ TEST_P(EndpointTest, ShutdownCompletesPendingCallsWithShutdown) {
 // endpoint there would join the worker from itself (std::terminate).
 TEST_P(EndpointTest, ShutdownFromItsOwnHandlerThenFreedLeavesTheProcessSound) {
   if (isShm(GetParam())) GTEST_SKIP() << "the kept endpoint would leave its /dev/shm region";
-  auto server = Endpoint::create(loopback());
-  ASSERT_TRUE(server.isOk()) << server.status().toString();
-  Endpoint* self = server->get();
   std::promise<void> shut, released;
   std::shared_future<void> owner_gone = released.get_future().share();
-  (*server)->registerHandler(kOpEcho, [self, &shut, owner_gone](std::unique_ptr<IncomingCall> call) {
+  auto server = startOwnServer([&shut, owner_gone](Endpoint* self, std::unique_ptr<IncomingCall> call) {
     self->shutdown();
     shut.set_value();
     owner_gone.wait_for(std::chrono::seconds(10));
     call->reply(Status::ok());
   });
-  ASSERT_TRUE((*server)->start().isOk());
+  ASSERT_TRUE(server);
   auto client = makeClient();
   ASSERT_TRUE(client);
-  auto peer = client->connect((*server)->address());
-  ASSERT_TRUE(peer.isOk());
-  auto answered = std::make_shared<std::promise<Status>>();
-  auto answer = answered->get_future();
-  client->callAsync(*peer, kOpEcho, {}, Duration(1000),
-                    [answered](Result<std::vector<uint8_t>> r) { answered->set_value(r.status()); });
+  auto answer = echoAsync(*client, server->address());
   ASSERT_EQ(shut.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  server->reset();  // the owner lets go while the handler still runs
+  server.reset();  // the owner lets go while the handler still runs
   released.set_value();
   const Status s = answer.get();  // the reply may or may not leave a closed endpoint
   EXPECT_TRUE(s.isOk() || s.code() == StatusCode::kTimeout ||
@@ -815,6 +835,32 @@ TEST_P(EndpointTest, ShutdownFromItsOwnHandlerThenFreedLeavesTheProcessSound) {
   ASSERT_TRUE(other.isOk());
   auto echo = client->call(*other, kOpEcho, std::vector<uint8_t>{7});
   EXPECT_TRUE(echo.isOk()) << echo.status().toString();
+}
+
+// The owner shuts the endpoint down (joining its workers) while a handler on
+// one of them calls shutdown() too: the handler's call returns at once rather
+// than wait for the owner's, which waits for it.
+TEST_P(EndpointTest, ShutdownByOwnerAndHandlerAtOnceEnds) {
+  std::promise<void> entered;
+  std::atomic<bool> owner_shutting{false};
+  auto server = startOwnServer([&entered, &owner_shutting](Endpoint* self, std::unique_ptr<IncomingCall> call) {
+    entered.set_value();
+    while (!owner_shutting.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the owner is joining us now
+    self->shutdown();
+    call->reply(Status::ok());
+  });
+  ASSERT_TRUE(server);
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto answer = echoAsync(*client, server->address());
+  ASSERT_EQ(entered.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto owner = std::async(std::launch::async, [&] {
+    owner_shutting = true;
+    server->shutdown();
+  });
+  ASSERT_EQ(owner.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the owner's shutdown and the handler's wait for each other";
 }
 
 TEST_P(EndpointTest, CallToNobodyFails) {
