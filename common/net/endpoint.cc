@@ -1,6 +1,8 @@
 #include "common/net/endpoint.h"
 
-#include <future>
+#include <memory>
+
+#include "common/core/one_shot.h"
 
 namespace sluice::net {
 
@@ -11,12 +13,10 @@ Result<std::vector<uint8_t>> Endpoint::call(PeerId peer, uint16_t opcode,
 
 Result<std::vector<uint8_t>> Endpoint::call(PeerId peer, uint16_t opcode,
                                             std::span<const uint8_t> body, Duration timeout) {
-  auto promise = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
-  auto future = promise->get_future();
-  callAsync(peer, opcode, body, timeout, [promise](Result<std::vector<uint8_t>> result) {
-    promise->set_value(std::move(result));
-  });
-  return future.get();
+  auto reply = std::make_shared<OneShot<Result<std::vector<uint8_t>>>>();
+  callAsync(peer, opcode, body, timeout,
+            [reply](Result<std::vector<uint8_t>> result) { reply->set(std::move(result)); });
+  return reply->take();
 }
 
 }  // namespace sluice::net
