@@ -27,39 +27,39 @@ namespace {
 // before `finish` turns it into the caller's result; transport failures get
 // the call's name. T is Status or a Result, both built from a Status.
 template <typename Req, typename Resp, typename T, typename Finish>
-std::future<T> storageCallAsync(Cluster& cluster, NodeId node, st::StorageMethod method,
-                                const typename Req::NativeTableType& request, std::string what,
-                                Finish finish) {
-  auto promise = std::make_shared<std::promise<T>>();
-  auto future = promise->get_future();
+Awaited<T> storageCallAsync(Cluster& cluster, NodeId node, st::StorageMethod method,
+                             const typename Req::NativeTableType& request, std::string what,
+                             Finish finish) {
+  auto result = std::make_shared<OneShot<T>>();
+  Awaited<T> awaited(result);
   auto peer = cluster.nodePeer(node);
   if (!peer.isOk()) {
-    promise->set_value(peer.status());
-    return future;
+    result->set(peer.status());
+    return awaited;
   }
   auto body = wire::packBody<Req>(request);
   cluster.endpoint().callAsync(
       *peer, opcode(method), body, cluster.timeout(),
-      [promise, what = std::move(what), finish](Result<std::vector<uint8_t>> reply) {
+      [result, what = std::move(what), finish](Result<std::vector<uint8_t>> reply) {
         if (!reply.isOk()) {
-          promise->set_value(wire::withCallContext(reply.status(), what));
+          result->set(wire::withCallContext(reply.status(), what));
           return;
         }
         auto resp = wire::decodeBody<Resp>(*reply, what);
         if (!resp.isOk()) {
-          promise->set_value(resp.status());
+          result->set(resp.status());
           return;
         }
-        promise->set_value(finish(**resp, what));
+        result->set(finish(**resp, what));
       });
-  return future;
+  return awaited;
 }
 
 }  // namespace
 
-std::future<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const ChunkId& chunk,
-                                            uint64_t offset, uint64_t length,
-                                            const net::RemoteBuffer& target) {
+Awaited<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const ChunkId& chunk,
+                                        uint64_t offset, uint64_t length,
+                                        const net::RemoteBuffer& target) {
   st::GetChunkRequestT req;
   req.id = std::make_unique<st::Hash>(toWire(chunk));
   req.offset = offset;
@@ -78,8 +78,8 @@ std::future<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const
       });
 }
 
-std::future<Status> putChunk(Cluster& cluster, NodeId node, const ChunkId& chunk, uint32_t stripe,
-                             uint64_t length, const net::RemoteBuffer& source) {
+Awaited<Status> putChunk(Cluster& cluster, NodeId node, const ChunkId& chunk, uint32_t stripe,
+                         uint64_t length, const net::RemoteBuffer& source) {
   st::PutChunkRequestT req;
   req.id = std::make_unique<st::Hash>(toWire(chunk));
   req.stripe = stripe;

@@ -3,11 +3,11 @@
 #pragma once
 
 #include <cstdint>
-#include <future>
 #include <vector>
 
 #include "client/cluster.h"
 #include "common/codec/hash128.h"
+#include "common/core/one_shot.h"
 #include "common/core/result.h"
 #include "common/net/endpoint.h"
 
@@ -15,13 +15,13 @@ namespace sluice::client {
 
 // Bytes [offset, offset + length) of `chunk` on `node`, written by the node
 // into `target`. Resolves to the number of bytes written.
-std::future<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const ChunkId& chunk,
-                                            uint64_t offset, uint64_t length,
-                                            const net::RemoteBuffer& target);
+Awaited<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const ChunkId& chunk,
+                                        uint64_t offset, uint64_t length,
+                                        const net::RemoteBuffer& target);
 
 // Stores `chunk` (`length` bytes the node pulls from `source`) on `node`.
-std::future<Status> putChunk(Cluster& cluster, NodeId node, const ChunkId& chunk, uint32_t stripe,
-                             uint64_t length, const net::RemoteBuffer& source);
+Awaited<Status> putChunk(Cluster& cluster, NodeId node, const ChunkId& chunk, uint32_t stripe,
+                         uint64_t length, const net::RemoteBuffer& source);
 
 // True when `s` says the node itself failed us (dead, unreachable, hung),
 // not the request: another replica may serve it, and the caller marks the

@@ -256,7 +256,7 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
     std::vector<NodeId> replicas;
     BufferSlot slot;
     std::unique_ptr<net::MemoryRegion> large;
-    std::future<Result<uint64_t>> done;
+    Awaited<Result<uint64_t>> done;
   };
   std::deque<Pending> pending;
   Status failure;

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <future>
 #include <optional>
 #include <random>
 #include <thread>
@@ -306,7 +305,7 @@ class Upload {
     BufferSlot slot;
     std::unique_ptr<net::MemoryRegion> large;
     std::span<uint8_t> bytes;  // in slot or large: registered, read by the nodes
-    std::vector<std::future<Status>> puts;
+    std::vector<Awaited<Status>> puts;
     int attempts = 1;
   };
 

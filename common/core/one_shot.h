@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -54,6 +55,21 @@ class OneShot {
   std::optional<T> value_;  // written by set() before state_, read by take() after
   std::atomic<int> state_{kEmpty};
   static_assert(sizeof(std::atomic<int>) == sizeof(int), "the futex word is the atomic itself");
+};
+
+// The taker's side of a OneShot, for a function that starts work and hands
+// back its result to wait for (as std::future would). Dropping it unread is
+// fine: the setter holds the OneShot until it has set it.
+template <typename T>
+class Awaited {
+ public:
+  Awaited() = default;
+  explicit Awaited(std::shared_ptr<OneShot<T>> shot) : shot_(std::move(shot)) {}
+  // Waits for the value; call once.
+  T get() { return std::exchange(shot_, nullptr)->take(); }
+
+ private:
+  std::shared_ptr<OneShot<T>> shot_;
 };
 
 }  // namespace sluice
