@@ -566,7 +566,13 @@ Result<OpenChunks::Handle> ChunkStore::openChunk(const ChunkId& id, uint32_t str
     noteIoError(fd.status());
     return fd.status().withContext("chunk " + hex);
   }
-  auto file = std::make_shared<const OpenChunks::File>(*io_, *fd);
+  OpenChunks::Handle file;
+  try {
+    file = std::make_shared<const OpenChunks::File>(*io_, *fd);
+  } catch (...) {
+    io_->closeFd(*fd);
+    throw;
+  }
   if (!fresh) open_chunks_->keep(id, stripe, file, epoch);
   return file;
 }
@@ -701,6 +707,7 @@ StoreStats ChunkStore::stats() const {
   s.open_seconds = open_seconds_;
   s.direct_io = direct_;
   s.open_files = open_chunks_->size();
+  s.open_files_max = open_chunks_->capacity();
   return s;
 }
 

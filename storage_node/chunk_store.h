@@ -93,7 +93,8 @@ struct StoreStats {
   uint64_t temp_files_removed = 0;  // at open
   double open_seconds = 0;          // inventory rebuild time
   bool direct_io = false;
-  uint64_t open_files = 0;  // chunk files kept open between reads
+  uint64_t open_files = 0;      // chunk files kept open between reads
+  uint64_t open_files_max = 0;  // how many may be (open_files after the clamp)
 };
 
 // Fills `dst` with the chunk's bytes [offset, offset + dst.size()).

@@ -198,9 +198,10 @@ int run(int argc, char** argv) {
   auto store = ChunkStore::open(so);
   if (!store.isOk()) return fail("opening the chunk store", store.status());
   StoreStats st = (*store)->stats();
-  spdlog::info("data dir {}: {} chunks, {} bytes, inventory rebuilt in {:.3f} s, {} temp files removed, {} I/O",
+  spdlog::info("data dir {}: {} chunks, {} bytes, inventory rebuilt in {:.3f} s, {} temp files removed, {} I/O, "
+               "up to {} chunk files kept open",
                o.data_dir, st.chunks, st.used_bytes, st.open_seconds, st.temp_files_removed,
-               st.direct_io ? "O_DIRECT" : "buffered");
+               st.direct_io ? "O_DIRECT" : "buffered", st.open_files_max);
 
   auto stored_identity = loadNodeIdentity(o.data_dir);
   if (!stored_identity.isOk()) return fail("reading the node identity", stored_identity.status());

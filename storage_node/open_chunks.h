@@ -61,6 +61,7 @@ class OpenChunks {
   // (unlinked, renamed away, or renamed over), never before.
   void forget(const Hash128& id);
   size_t size() const;
+  size_t capacity() const { return capacity_; }
 
  private:
   struct Kept {
