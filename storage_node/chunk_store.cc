@@ -487,19 +487,19 @@ Result<PutOutcome> ChunkStore::put(IoContext& ctx, const ChunkId& id, uint32_t s
 Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const Entry& entry,
                                       uint64_t offset, uint64_t length, bool verify,
                                       const ChunkSink& sink) {
-  const std::string hex = id.toHex();
-  SLUICE_ASSIGN_OR_RETURN(OpenChunks::Handle file, openChunk(id, entry.stripe, hex, verify));
+  // The id's hex is built only for messages and opens: a kept file needs neither.
+  SLUICE_ASSIGN_OR_RETURN(OpenChunks::Handle file, openChunk(id, entry.stripe, verify));
   const int fd = file->fd();
   auto corrupt = [&](const std::string& why) -> Status {
     ++corrupt_found_;
     quarantine(id, entry.stripe, why);
-    return corruption("chunk " + hex + " in stripe " + std::to_string(entry.stripe) + ": " +
+    return corruption("chunk " + id.toHex() + " in stripe " + std::to_string(entry.stripe) + ": " +
                       why + "; moved to quarantine, read another replica");
   };
   XxhState hs;
   if (verify) {
     struct stat st {};
-    if (::fstat(fd, &st) != 0) return errnoStatus(errno, "stat chunk " + hex);
+    if (::fstat(fd, &st) != 0) return errnoStatus(errno, "stat chunk " + id.toHex());
     if (static_cast<uint64_t>(st.st_size) != kChunkHeaderSize + entry.length) {
       return corrupt("file size " + std::to_string(st.st_size) + " does not match its length");
     }
@@ -538,7 +538,7 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
     if (bad_header) return corrupt("damaged file header");
     if (!got.isOk()) {
       noteIoError(got.status());
-      return got.status().withContext("reading chunk " + hex);
+      return got.status().withContext("reading chunk " + id.toHex());
     }
     if (a + *got < b || delivered < b - a) return corrupt("file is shorter than its length");
     cur = b;
@@ -551,12 +551,12 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
   return length;
 }
 
-Result<OpenChunks::Handle> ChunkStore::openChunk(const ChunkId& id, uint32_t stripe,
-                                                 const std::string& hex, bool fresh) {
+Result<OpenChunks::Handle> ChunkStore::openChunk(const ChunkId& id, uint32_t stripe, bool fresh) {
   if (!fresh) {
     if (OpenChunks::Handle kept = open_chunks_->find(id, stripe)) return kept;
   }
   const uint64_t epoch = open_chunks_->epoch(id);  // before the open: see OpenChunks
+  const std::string hex = id.toHex();
   SLUICE_ASSIGN_OR_RETURN(int dirfd, stripeDir(stripe, false));
   auto fd = io_->openAt(dirfd, hex, O_RDONLY | (direct_ ? O_DIRECT : 0), 0);
   if (!fd.isOk()) {

@@ -208,8 +208,9 @@ class ChunkStore {
   // is on disk under the chunk's name, not a file kept open.
   Result<uint64_t> readFile(IoContext& ctx, const ChunkId& id, const Entry& entry,
                             uint64_t offset, uint64_t length, bool verify, const ChunkSink& sink);
-  Result<OpenChunks::Handle> openChunk(const ChunkId& id, uint32_t stripe, const std::string& hex,
-                                       bool fresh);
+  // The kept file of `id` in `stripe`, else opens it (and keeps it unless
+  // `fresh`).
+  Result<OpenChunks::Handle> openChunk(const ChunkId& id, uint32_t stripe, bool fresh);
   Status writeTemp(IoContext& ctx, int fd, const ChunkId& id, uint64_t length,
                    const ChunkSource& source);
   void noteIoError(const Status& s);

@@ -26,8 +26,8 @@
 // shared and noisy), and the ratio to their mean. Cold record reads run
 // --rounds times per configuration, fio between each two, and the median of
 // the rounds' ratios is printed after them: this VM's disk and CPU (steal)
-// change from minute to minute, and one pair can land in a bad one. Each record line also
-// prints what a record cost: the node's CPU time and context switches (all
+// change from minute to minute, and one pair can land in a bad one. Each
+// record line also prints what a record cost: the node's CPU time and context switches (all
 // its threads) and this process's (the clients') CPU time. A
 // record read by one client waits for the disk and then the wire, one after
 // the other, so that line also gets the limit in series: fio's read plus
