@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -52,7 +53,7 @@ class StorageClient {
   // `endpoint` must outlive the client.
   static Result<StorageClient> connect(net::Endpoint& endpoint, const std::string& address);
 
-  const std::string& address() const { return address_; }
+  const std::string& address() const { return *address_; }
 
   // The node pulls `length` bytes at `offset` of `region` (registered for
   // remote read). Returns whether the node already had the chunk.
@@ -63,6 +64,13 @@ class StorageClient {
   // region.size() - offset bytes.
   Result<GetChunkResult> getChunk(const ChunkId& id, uint64_t chunk_offset, uint64_t length,
                                   const net::MemoryRegion& region, size_t offset) const;
+  // getChunk without waiting, for callers that keep many reads in flight from
+  // one thread: `done` runs exactly once, on the endpoint's progress thread
+  // (keep it short and never block in it; it may issue the next read), or on
+  // the caller's thread for errors known at once (a bad range, shutdown).
+  using GetChunkDone = std::function<void(Result<GetChunkResult>)>;
+  void getChunkAsync(const ChunkId& id, uint64_t chunk_offset, uint64_t length,
+                     const net::MemoryRegion& region, size_t offset, GetChunkDone done) const;
   // lengths[i] is ids[i]'s length on the node, 0 if absent.
   Result<std::vector<uint64_t>> hasChunks(std::span<const ChunkId> ids) const;
   Result<std::vector<bool>> deleteChunks(std::span<const ChunkId> ids) const;
@@ -80,11 +88,12 @@ class StorageClient {
                                      net::Duration timeout) const;
 
  private:
-  StorageClient(net::Endpoint& endpoint, net::PeerId peer, std::string address)
+  StorageClient(net::Endpoint& endpoint, net::PeerId peer, std::shared_ptr<const std::string> address)
       : endpoint_(&endpoint), peer_(peer), address_(std::move(address)) {}
   net::Endpoint* endpoint_;
   net::PeerId peer_;
-  std::string address_;
+  // Shared with the callbacks of calls in flight, which name it in errors.
+  std::shared_ptr<const std::string> address_;
 };
 
 // Conversions between Hash128 and the wire struct.

@@ -6,7 +6,7 @@
 //   bench_storage_node [--dir /var/tmp/sluice-bench-storage] [--chunks 256]
 //                      [--records 8000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
 //                      [--only get4m|get128k] [--buffered] [--clients 1|4] [--depth 8]
-//                      [--workers 8] [--open-files 4096] [--rounds 3]
+//                      [--workers 8] [--open-files 4096] [--rounds 3] [--blocking-clients]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
@@ -21,6 +21,11 @@
 //                depth), on a 1 GiB file in the same directory
 // --only keeps the put and one read workload, cold and O_DIRECT only (for A/B
 // runs and profiles of one path).
+// Record reads are kept in flight without a thread per read, as fio keeps its
+// queue: each client's next read starts from the transport's completion
+// callback of the last (getChunkAsync), so on this two-core machine the load
+// generator takes as little CPU from the node as it can. With
+// --blocking-clients a thread per read in flight blocks in getChunk instead.
 // Each read figure is printed with its fio job at the same block size, run
 // again right before it and, for cold reads, right after it (the disk is
 // shared and noisy), and the ratio to their mean. Cold record reads run
@@ -39,6 +44,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -73,6 +81,9 @@ struct Args {
   bool busy_poll = false;  // the node's progress thread spins (the clients' sleep)
   std::string only;        // "", "get4m" or "get128k"
   bool buffered = false;   // with --only: page-cache reads (the transport's share)
+  // Record reads from a thread per read in flight, each blocking in getChunk,
+  // instead of from the transport's callbacks (getChunkAsync).
+  bool blocking_clients = false;
   size_t clients = 0;      // 1 or 4: only that many clients in the read workloads (0: both)
   size_t depth = 8;    // records in flight per client in the deep runs (the reader keeps 32)
   size_t workers = 8;  // the node's --workers (its default)
@@ -221,6 +232,49 @@ Result<double> parallel(size_t k, size_t depth, size_t n, size_t bytes_per_item,
   return static_cast<double>(n * bytes_per_item) / secs;
 }
 
+// parallel() without a thread per read in flight (as fio keeps its queue):
+// start(c, slot, i, done) starts
+// item i and calls done(status) when it ends, on a transport thread, which
+// then starts the slot's next item. Each client's `depth` slots go until the
+// items run out; returns bytes/s given `bytes_per_item`.
+template <typename Start>
+Result<double> parallelAsync(size_t k, size_t depth, size_t n, size_t bytes_per_item, Start start) {
+  struct Run {
+    std::atomic<size_t> next{0};
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t active = 0;  // GUARDED_BY(mu): slots still going
+    Status first;       // GUARDED_BY(mu)
+    std::atomic<bool> failed{false};
+  } run;
+  run.active = k * depth;
+  // A slot's loop: done() of one item starts the next. An item that fails at
+  // once calls done() on this same stack, which returns without recursing.
+  std::function<void(size_t, size_t)> go = [&](size_t c, size_t slot) {
+    const size_t i = run.next.fetch_add(1);
+    if (i >= n || run.failed) {
+      std::lock_guard lock(run.mu);
+      if (--run.active == 0) run.cv.notify_all();
+      return;
+    }
+    start(c, slot, i, [&, c, slot](const Status& s) {
+      if (!s.isOk()) {
+        std::lock_guard lock(run.mu);
+        if (!run.failed) run.first = s;
+        run.failed = true;
+      }
+      go(c, slot);
+    });
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  for (size_t t = 0; t < k * depth; ++t) go(t / depth, t % depth);
+  std::unique_lock lock(run.mu);
+  run.cv.wait(lock, [&] { return run.active == 0; });
+  double secs = seconds(t0);
+  if (run.failed) return run.first;
+  return static_cast<double>(n * bytes_per_item) / secs;
+}
+
 // fio's bandwidth in bytes/s for `job` ("read" or "write" section).
 Result<double> runFio(const std::string& file, const std::string& rw, const std::string& bs,
                       int depth, const std::string& extra, const char* section) {
@@ -357,6 +411,7 @@ int run(int argc, char** argv) {
     else if (s == "--provider") a.provider = val();
     else if (s == "--busy-poll") a.busy_poll = true;
     else if (s == "--buffered") a.buffered = true;
+    else if (s == "--blocking-clients") a.blocking_clients = true;
     else if (s == "--workers" && i + 1 < argc && inRange(argv[i + 1], 1, 64))
       a.workers = std::stoul(val());
     else if (s == "--inventory" && i + 1 < argc && inRange(argv[i + 1], 1, 100000000))
@@ -376,7 +431,7 @@ int run(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
-                   "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k] [--buffered] "
+                   "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k] [--buffered] [--blocking-clients] "
                    "[--clients 1|4] [--depth 1-32] [--workers 1-64] [--open-files N] [--rounds 1-15] [--inventory N]\n");
       return 2;
     }
@@ -523,9 +578,18 @@ int run(int argc, char** argv) {
       if (r.isOk() && !r->verified) return internalError("unverified whole read");
       return r.status();
     };
-    auto get128k = [&](size_t c, size_t slot, size_t i) -> Status {
+    auto getRecord = [&](size_t c, size_t slot, size_t i) -> Status {
       auto& [chunk, off] = records[i];
       return cs.clients[c]->getChunk(ids[chunk], off, kRecord, *cs.bufs[c], slot * kRecord).status();
+    };
+    auto startRecord = [&](size_t c, size_t slot, size_t i, auto done) {
+      auto& [chunk, off] = records[i];
+      cs.clients[c]->getChunkAsync(ids[chunk], off, kRecord, *cs.bufs[c], slot * kRecord,
+                                   [done](Result<GetChunkResult> r) { done(r.status()); });
+    };
+    auto get128k = [&](size_t k, size_t d) {
+      return a.blocking_clients ? parallel(k, d, a.records, kRecord, getRecord)
+                                : parallelAsync(k, d, a.records, kRecord, startRecord);
     };
     for (size_t k : {size_t{1}, size_t{4}}) {
       if (a.clients != 0 && k != a.clients) continue;
@@ -572,9 +636,9 @@ int run(int argc, char** argv) {
           double fio_before = randLimit(qd);
           for (size_t round = 0; round < rounds; ++round) {
             if (!warm) cold();
-            if (warm && !direct) parallel(k, d, a.records, kRecord, get128k).status().ignore();
+            if (warm && !direct) get128k(k, d).status().ignore();
             const CpuMeter cpu(daemon.pid());
-            auto q = parallel(k, d, a.records, kRecord, get128k);
+            auto q = get128k(k, d);
             const std::string cpu_note = cpu.perRecord(a.records);
             if (!q.isOk()) {
               std::fprintf(stderr, "get128k: %s\n", q.status().toString().c_str());
