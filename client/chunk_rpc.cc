@@ -25,10 +25,12 @@ namespace {
 
 // One asynchronous storage call. The reply body is verified (decodeBody)
 // before `finish` turns it into the caller's result; transport failures get
-// the call's name. T is Status or a Result, both built from a Status.
-template <typename Req, typename Resp, typename T, typename Finish>
+// the call's name, which `name()` builds only then (a record read is tens of
+// microseconds; the string's allocation would be paid on every one). T is
+// Status or a Result, both built from a Status.
+template <typename Req, typename Resp, typename T, typename Name, typename Finish>
 Awaited<T> storageCallAsync(Cluster& cluster, NodeId node, st::StorageMethod method,
-                             const typename Req::NativeTableType& request, std::string what,
+                             const typename Req::NativeTableType& request, Name name,
                              Finish finish) {
   auto result = std::make_shared<OneShot<T>>();
   Awaited<T> awaited(result);
@@ -40,17 +42,17 @@ Awaited<T> storageCallAsync(Cluster& cluster, NodeId node, st::StorageMethod met
   auto body = wire::packBody<Req>(request);
   cluster.endpoint().callAsync(
       *peer, opcode(method), body, cluster.timeout(),
-      [result, what = std::move(what), finish](Result<std::vector<uint8_t>> reply) {
+      [result, name, finish](const Result<std::vector<uint8_t>>& reply) {
         if (!reply.isOk()) {
-          result->set(wire::withCallContext(reply.status(), what));
+          result->set(wire::withCallContext(reply.status(), name()));
           return;
         }
-        auto resp = wire::decodeBody<Resp>(*reply, what);
+        auto resp = wire::decodeBody<Resp>(*reply, "its reply");
         if (!resp.isOk()) {
-          result->set(resp.status());
+          result->set(Status(resp.status().code(), name() + ": " + resp.status().message()));
           return;
         }
-        result->set(finish(**resp, what));
+        result->set(finish(**resp, name));
       });
   return awaited;
 }
@@ -67,10 +69,10 @@ Awaited<Result<uint64_t>> getChunkRange(Cluster& cluster, NodeId node, const Chu
   req.target = std::make_unique<st::Buffer>(toWire(target));
   return storageCallAsync<st::GetChunkRequest, st::GetChunkResponse, Result<uint64_t>>(
       cluster, node, st::StorageMethod::GetChunk, req,
-      "GetChunk " + chunk.toHex() + " from " + nodeName(node),
-      [length](const st::GetChunkResponse& resp, const std::string& what) -> Result<uint64_t> {
+      [chunk, node] { return "GetChunk " + chunk.toHex() + " from " + nodeName(node); },
+      [length](const st::GetChunkResponse& resp, const auto& name) -> Result<uint64_t> {
         if (length != 0 && resp.length() != length) {
-          return Status(StatusCode::kProtocolError, what + ": node wrote " +
+          return Status(StatusCode::kProtocolError, name() + ": node wrote " +
                                                         std::to_string(resp.length()) +
                                                         " bytes, asked for " + std::to_string(length));
         }
@@ -87,8 +89,8 @@ Awaited<Status> putChunk(Cluster& cluster, NodeId node, const ChunkId& chunk, ui
   req.source = std::make_unique<st::Buffer>(toWire(source));
   return storageCallAsync<st::PutChunkRequest, st::PutChunkResponse, Status>(
       cluster, node, st::StorageMethod::PutChunk, req,
-      "PutChunk " + chunk.toHex() + " to " + nodeName(node),
-      [](const st::PutChunkResponse&, const std::string&) { return Status(); });
+      [chunk, node] { return "PutChunk " + chunk.toHex() + " to " + nodeName(node); },
+      [](const st::PutChunkResponse&, const auto&) { return Status(); });
 }
 
 bool nodeFailure(const Status& s) {

@@ -86,12 +86,12 @@ class StorageService::Lease {
   size_t offsetOf(const uint8_t* p) { return static_cast<size_t>(p - slot_->ctx->buffer()); }
   // Gives the slot back once `call`'s posted writes are done, not now: the
   // handler's thread goes on to the next request while the bytes travel.
-  // `what` names the request in the log line of a failed write.
-  void releaseAfterWrites(net::IncomingCall& call, std::string what) {
-    call.whenWritesDone([pool = pool_, slot = std::exchange(slot_, nullptr),
-                         what = std::move(what)](Status written) {
+  // `id` names the chunk in the log line of a failed write.
+  void releaseAfterWrites(net::IncomingCall& call, const ChunkId& id) {
+    call.whenWritesDone([pool = pool_, slot = std::exchange(slot_, nullptr), id](Status written) {
       if (!written.isOk()) {
-        spdlog::warn("{}: a write to the caller failed after the reply: {}", what, written.toString());
+        spdlog::warn("GetChunk {}: a write to the caller failed after the reply: {}", id.toHex(),
+                     written.toString());
       }
       pool->release(slot);
     });
@@ -251,20 +251,21 @@ Result<StorageService::Body> StorageService::getChunk(net::IncomingCall& call) {
   SLUICE_ASSIGN_OR_RETURN(const ws::GetChunkRequest* req, decode<ws::GetChunkRequest>(call, "GetChunk"));
   if (req->id() == nullptr) return invalidArgument("GetChunk: missing chunk id");
   if (req->target() == nullptr) return invalidArgument("GetChunk: missing target buffer");
+  // The id's hex is built only for messages: a record read is tens of
+  // microseconds, and the string's allocation would be paid on each.
   const ChunkId id = storage::fromWire(*req->id());
-  const std::string hex = id.toHex();
   auto info = store_.find(id);
-  if (!info) return notFound("chunk " + hex + " is not on this node");
+  if (!info) return notFound("chunk " + id.toHex() + " is not on this node");
   const uint64_t offset = req->offset();
   if (offset >= info->length || (req->length() != 0 && req->length() > info->length - offset)) {
-    return outOfRange("chunk " + hex + ": range [" + std::to_string(offset) + ", +" +
+    return outOfRange("chunk " + id.toHex() + ": range [" + std::to_string(offset) + ", +" +
                       std::to_string(req->length()) + ") is past its end at " +
                       std::to_string(info->length));
   }
   const uint64_t length = req->length() != 0 ? req->length() : info->length - offset;
   const net::RemoteBuffer target = fromWire(*req->target());
   if (target.length < length) {
-    return invalidArgument("GetChunk " + hex + ": the target buffer of " +
+    return invalidArgument("GetChunk " + id.toHex() + ": the target buffer of " +
                            std::to_string(target.length) + " bytes is shorter than the " +
                            std::to_string(length) + " bytes requested");
   }
@@ -280,7 +281,8 @@ Result<StorageService::Body> StorageService::getChunk(net::IncomingCall& call) {
         const size_t at = lease.offsetOf(src.data());
         Status s = posted ? call.postRmaWrite(lease.mr(), at, target, off - offset, src.size())
                           : call.rmaWrite(lease.mr(), at, target, off - offset, src.size());
-        return s.withContext("writing chunk " + hex + " to the caller");
+        if (s.isOk()) return s;
+        return s.withContext("writing chunk " + id.toHex() + " to the caller");
       });
   if (!n.isOk()) {
     (void)call.awaitWrites();  // before the buffer is reused; the read's error is the answer
@@ -291,7 +293,7 @@ Result<StorageService::Body> StorageService::getChunk(net::IncomingCall& call) {
                                                      offset == 0 && length == info->length));
   if (!posted) return body;
   call.reply(Status::ok(), body);
-  lease.releaseAfterWrites(call, "GetChunk " + hex);
+  lease.releaseAfterWrites(call, id);
   return body;
 }
 
