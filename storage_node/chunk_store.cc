@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -275,7 +277,7 @@ Result<int> ChunkStore::stripeDir(uint32_t stripe, bool create) {
   bool created = false;
   SLUICE_RETURN_IF_ERROR(mkdirIfMissing(stripes_fd_, name.c_str(), &created));
   if (created && options_.durable) SLUICE_RETURN_IF_ERROR(io_->syncFd(stripes_fd_));
-  SLUICE_ASSIGN_OR_RETURN(int fd, io_->openAt(stripes_fd_, name, O_RDONLY | O_DIRECTORY, 0));
+  SLUICE_ASSIGN_OR_RETURN(int fd, openMakingRoom(stripes_fd_, name, O_RDONLY | O_DIRECTORY, 0));
   std::lock_guard lock(mu_);
   auto [it, inserted] = stripe_fds_.emplace(stripe, fd);
   if (!inserted) ::close(fd);
@@ -444,7 +446,7 @@ Result<PutOutcome> ChunkStore::put(IoContext& ctx, const ChunkId& id, uint32_t s
     return dir.status().withContext("chunk " + hex);
   }
   const std::string tmp = kTempPrefix + hex + "." + std::to_string(temp_seq_.fetch_add(1));
-  auto fd = io_->openAt(*dir, tmp, O_WRONLY | O_CREAT | O_EXCL | (direct_ ? O_DIRECT : 0), 0644);
+  auto fd = openMakingRoom(*dir, tmp, O_WRONLY | O_CREAT | O_EXCL | (direct_ ? O_DIRECT : 0), 0644);
   if (!fd.isOk()) {
     release();
     noteIoError(fd.status());
@@ -551,6 +553,19 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
   return length;
 }
 
+Result<int> ChunkStore::openMakingRoom(int dirfd, const std::string& name, int flags,
+                                       mode_t mode) {
+  auto fd = io_->openAt(dirfd, name, flags, mode);
+  if (fd.isOk() || fd.status().code() != StatusCode::kResourceExhausted) return fd;
+  // A quarter of the kept files, at least 16: one shortage frees room for
+  // many opens, and the cache refills as records are read again.
+  const size_t closed = open_chunks_->shed(std::max<size_t>(16, open_chunks_->size() / 4));
+  if (closed == 0) return fd;
+  spdlog::warn("storage: out of file descriptors ({}); closed {} kept chunk files and retried",
+               fd.status().message(), closed);
+  return io_->openAt(dirfd, name, flags, mode);
+}
+
 Result<OpenChunks::Handle> ChunkStore::openChunk(const ChunkId& id, uint32_t stripe, bool fresh) {
   if (!fresh) {
     if (OpenChunks::Handle kept = open_chunks_->find(id, stripe)) return kept;
@@ -558,7 +573,7 @@ Result<OpenChunks::Handle> ChunkStore::openChunk(const ChunkId& id, uint32_t str
   const uint64_t epoch = open_chunks_->epoch(id);  // before the open: see OpenChunks
   const std::string hex = id.toHex();
   SLUICE_ASSIGN_OR_RETURN(int dirfd, stripeDir(stripe, false));
-  auto fd = io_->openAt(dirfd, hex, O_RDONLY | (direct_ ? O_DIRECT : 0), 0);
+  auto fd = openMakingRoom(dirfd, hex, O_RDONLY | (direct_ ? O_DIRECT : 0), 0);
   if (!fd.isOk()) {
     if (fd.status().code() == StatusCode::kNotFound) {
       return notFound("chunk " + hex + " is not on this node (deleted meanwhile)");

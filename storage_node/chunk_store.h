@@ -211,6 +211,10 @@ class ChunkStore {
   // The kept file of `id` in `stripe`, else opens it (and keeps it unless
   // `fresh`).
   Result<OpenChunks::Handle> openChunk(const ChunkId& id, uint32_t stripe, bool fresh);
+  // io_->openAt, and when the process is out of descriptors (EMFILE,
+  // ENFILE: kResourceExhausted), once more after closing a share of the
+  // kept chunk files: they are a cache, and the open is what must succeed.
+  Result<int> openMakingRoom(int dirfd, const std::string& name, int flags, mode_t mode);
   Status writeTemp(IoContext& ctx, int fd, const ChunkId& id, uint64_t length,
                    const ChunkSource& source);
   void noteIoError(const Status& s);

@@ -1,6 +1,7 @@
 #include "storage_node/open_chunks.h"
 
 #include <utility>
+#include <vector>
 
 namespace sluice::storage {
 
@@ -58,6 +59,18 @@ void OpenChunks::forget(const Hash128& id) {
   lru_.erase(it->second.at);
   kept_.erase(it);
   // `dropped` is declared before the lock, so the file closes after unlocking.
+}
+
+size_t OpenChunks::shed(size_t n) {
+  std::vector<Handle> dropped;  // closed after the lock is let go
+  std::lock_guard lock(mu_);
+  while (dropped.size() < n && !lru_.empty()) {
+    auto last = kept_.find(lru_.back());
+    dropped.push_back(std::move(last->second.file));
+    kept_.erase(last);
+    lru_.pop_back();
+  }
+  return dropped.size();
 }
 
 size_t OpenChunks::size() const {

@@ -60,6 +60,10 @@ class OpenChunks {
   // Drops the kept file of `id` (any stripe). Call after the name has changed
   // (unlinked, renamed away, or renamed over), never before.
   void forget(const Hash128& id);
+  // Lets go of up to `n` kept files, the least recently read first, and
+  // returns how many: room for other descriptors when the process runs out
+  // (a file a reader still holds closes when it lets go).
+  size_t shed(size_t n);
   size_t size() const;
   size_t capacity() const { return capacity_; }
 

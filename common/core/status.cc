@@ -73,6 +73,10 @@ Status errnoStatus(int err, std::string_view what) {
     case EEXIST:
       code = StatusCode::kAlreadyExists;
       break;
+    case EMFILE:
+    case ENFILE:
+      code = StatusCode::kResourceExhausted;
+      break;
     default:
       break;
   }

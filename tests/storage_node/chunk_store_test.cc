@@ -2,6 +2,7 @@
 #include "storage_node/chunk_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -334,6 +335,52 @@ TEST_P(ChunkStoreTest, KeptOpenFilesFollowQuarantineRepairAndDelete) {
     ASSERT_TRUE(get(*store, **ctx, other, 0, 100).isOk());
   }
   EXPECT_EQ(store->stats().open_files, 2u);
+}
+
+// Kept chunk files are a cache: a process out of descriptors (EMFILE) closes
+// some of them and goes on, instead of failing reads and puts.
+TEST_P(ChunkStoreTest, OutOfDescriptorsClosesKeptFilesAndGoesOn) {
+  auto o = options();
+  o.open_files = 64;
+  auto store = open(o);
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  std::vector<ChunkId> ids;
+  for (int i = 0; i < 40; ++i) ids.push_back(put(*store, **ctx, randomBytes(5000, 200 + i)));
+  // Stripe directories are opened once and stay open: open them all now.
+  const std::vector<uint8_t> late = randomBytes(5000, 300);
+  ids.push_back(put(*store, **ctx, late));
+  store->remove(ids.back()).status().ignore();
+  ids.pop_back();
+  for (size_t i = 0; i + 1 < ids.size(); ++i) ASSERT_TRUE(get(*store, **ctx, ids[i], 0, 100).isOk());
+  ASSERT_EQ(store->stats().open_files, ids.size() - 1);
+
+  // The soft limit at the lowest free descriptor: the next open fails.
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct Restore {
+    rlimit limit;
+    ~Restore() { ::setrlimit(RLIMIT_NOFILE, &limit); }
+  } restore{saved};
+  const int lowest = ::dup(2);
+  ASSERT_GE(lowest, 0);
+  ::close(lowest);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  ASSERT_EQ(::dup(2), -1) << "not at the limit";
+
+  auto r = get(*store, **ctx, ids.back(), 0, 100);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_LT(store->stats().open_files, ids.size() - 1) << "no kept file was closed";
+  // A put opens a temp file in its stripe's directory: room is made the same way.
+  const ChunkId id = Hash128::of(late);
+  auto put_late = store->put(**ctx, id, stripeOf(id, 64), late.size(), sourceOf(late));
+  ASSERT_TRUE(put_late.isOk()) << put_late.status().toString();
+  auto back = get(*store, **ctx, id);
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(*back, late);
 }
 
 TEST_P(ChunkStoreTest, ReopenRebuildsInventoryAndDropsTempFiles) {
