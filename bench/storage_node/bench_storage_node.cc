@@ -166,7 +166,9 @@ struct CpuMeter {
     return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
   }
   // Context switches of all the node's threads: each is a thread going to
-  // sleep or being woken, the hops a request takes through the node.
+  // sleep or being woken, the hops a request takes through the node. A lower
+  // bound: io_uring's own worker threads (iou-wrk-*, for reads the kernel
+  // cannot issue without blocking) that end during a run take theirs along.
   double nodeSwitches() const {
     double n = 0;
     std::error_code ec;
