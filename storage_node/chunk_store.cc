@@ -555,15 +555,31 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
 
 Result<int> ChunkStore::openMakingRoom(int dirfd, const std::string& name, int flags,
                                        mode_t mode) {
+  const uint64_t sheds_before = sheds_.load();
   auto fd = io_->openAt(dirfd, name, flags, mode);
   if (fd.isOk() || fd.status().code() != StatusCode::kResourceExhausted) return fd;
-  // A quarter of the kept files, at least 16: one shortage frees room for
-  // many opens, and the cache refills as records are read again.
-  const size_t closed = open_chunks_->shed(std::max<size_t>(16, open_chunks_->size() / 4));
-  if (closed == 0) return fd;
-  spdlog::warn("storage: out of file descriptors ({}); closed {} kept chunk files and retried",
-               fd.status().message(), closed);
-  return io_->openAt(dirfd, name, flags, mode);
+  // Opens that failed together shed once: a later one finds another thread
+  // already let go of files since it tried, and only tries again.
+  if (sheds_.load() == sheds_before) {
+    // A quarter of the kept files, at least 16: one shortage frees room for
+    // many opens, and the cache refills as records are read again. Files a
+    // reader still holds close when it lets go.
+    const size_t let_go = open_chunks_->shed(std::max<size_t>(16, open_chunks_->size() / 4));
+    ++sheds_;
+    const int64_t now = steadyMs();
+    int64_t last = last_shed_warning_ms_.load();
+    if (let_go > 0 && now - last >= 10000 &&
+        last_shed_warning_ms_.compare_exchange_strong(last, now)) {
+      spdlog::warn("storage: out of file descriptors ({}); let go of {} kept chunk files",
+                   fd.status().message(), let_go);
+    }
+  }
+  fd = io_->openAt(dirfd, name, flags, mode);
+  if (fd.isOk() || fd.status().code() != StatusCode::kResourceExhausted) return fd;
+  // Still none: a node problem, not the request's; kUnavailable lets a
+  // client read another replica.
+  return unavailable("storage node out of file descriptors (" + fd.status().message() +
+                     "): raise its open-file limit (LimitNOFILE, ulimit -n) or lower --open_files");
 }
 
 Result<OpenChunks::Handle> ChunkStore::openChunk(const ChunkId& id, uint32_t stripe, bool fresh) {

@@ -212,8 +212,9 @@ class ChunkStore {
   // `fresh`).
   Result<OpenChunks::Handle> openChunk(const ChunkId& id, uint32_t stripe, bool fresh);
   // io_->openAt, and when the process is out of descriptors (EMFILE,
-  // ENFILE: kResourceExhausted), once more after closing a share of the
-  // kept chunk files: they are a cache, and the open is what must succeed.
+  // ENFILE: kResourceExhausted), once more after letting go of a share of
+  // the kept chunk files: they are a cache, and the open is what must
+  // succeed. Still out: kUnavailable, naming the limit to raise.
   Result<int> openMakingRoom(int dirfd, const std::string& name, int flags, mode_t mode);
   Status writeTemp(IoContext& ctx, int fd, const ChunkId& id, uint64_t length,
                    const ChunkSource& source);
@@ -246,6 +247,8 @@ class ChunkStore {
   std::mutex& idLock(const ChunkId& id) { return id_locks_[id.hi % id_locks_.size()]; }
   std::array<std::mutex, 256> id_locks_;
 
+  std::atomic<uint64_t> sheds_{0};                 // openMakingRoom's, so far
+  std::atomic<int64_t> last_shed_warning_ms_{-1000000};  // steadyMs(); one warning per 10 s
   std::atomic<uint64_t> temp_seq_{0};
   std::atomic<uint64_t> quarantine_seq_{0};
   std::atomic<uint64_t> corrupt_found_{0};

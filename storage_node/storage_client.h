@@ -53,7 +53,7 @@ class StorageClient {
   // `endpoint` must outlive the client.
   static Result<StorageClient> connect(net::Endpoint& endpoint, const std::string& address);
 
-  const std::string& address() const { return *address_; }
+  const std::string& address() const { return *address_; }  // not after a move
 
   // The node pulls `length` bytes at `offset` of `region` (registered for
   // remote read). Returns whether the node already had the chunk.
@@ -65,9 +65,9 @@ class StorageClient {
   Result<GetChunkResult> getChunk(const ChunkId& id, uint64_t chunk_offset, uint64_t length,
                                   const net::MemoryRegion& region, size_t offset) const;
   // getChunk without waiting, for callers that keep many reads in flight from
-  // one thread: `done` runs exactly once, on the endpoint's progress thread
-  // (keep it short and never block in it; it may issue the next read), or on
-  // the caller's thread for errors known at once (a bad range, shutdown).
+  // one thread: `done` runs exactly once, on a transport thread (keep it
+  // short and never block in it; it may issue the next read), or on the
+  // caller's thread for errors known at once (a bad range, shutdown).
   using GetChunkDone = std::function<void(Result<GetChunkResult>)>;
   void getChunkAsync(const ChunkId& id, uint64_t chunk_offset, uint64_t length,
                      const net::MemoryRegion& region, size_t offset, GetChunkDone done) const;

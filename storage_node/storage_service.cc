@@ -192,7 +192,7 @@ void StorageService::registerHandlers() {
       errors.inc();
       Status s = r.status();
       if (s.code() == StatusCode::kIoError || s.code() == StatusCode::kCorruption ||
-          s.code() == StatusCode::kInternal) {
+          s.code() == StatusCode::kInternal || s.code() == StatusCode::kUnavailable) {
         spdlog::warn("{}: {}", name, s.toString());
       } else {
         spdlog::debug("{}: {}", name, s.toString());

@@ -114,9 +114,10 @@ inline Status timeoutError(std::string m) { return {StatusCode::kTimeout, std::m
 inline Status unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status protocolError(std::string m) { return {StatusCode::kProtocolError, std::move(m)}; }
 
-// An I/O error from errno: maps ENOSPC to kNoSpace, ENOENT to kNotFound,
-// EACCES/EPERM to kPermissionDenied, anything else to kIoError; the message
-// is "<what>: <strerror(err)>".
+// An I/O error from errno: maps ENOSPC/EDQUOT to kNoSpace, ENOENT to
+// kNotFound, EACCES/EPERM to kPermissionDenied, EEXIST to kAlreadyExists,
+// EMFILE/ENFILE (out of file descriptors) to kResourceExhausted, anything
+// else to kIoError; the message is "<what>: <strerror(err)>".
 Status errnoStatus(int err, std::string_view what);
 
 }  // namespace sluice

@@ -2,6 +2,7 @@
 #include "storage_node/chunk_store.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -354,33 +355,76 @@ TEST_P(ChunkStoreTest, OutOfDescriptorsClosesKeptFilesAndGoesOn) {
   store->remove(ids.back()).status().ignore();
   ids.pop_back();
   for (size_t i = 0; i + 1 < ids.size(); ++i) ASSERT_TRUE(get(*store, **ctx, ids[i], 0, 100).isOk());
-  ASSERT_EQ(store->stats().open_files, ids.size() - 1);
+  ASSERT_EQ(store->stats().open_files, std::min<uint64_t>(ids.size() - 1, store->stats().open_files_max));
 
-  // The soft limit at the lowest free descriptor: the next open fails.
+  // A full descriptor table: every number below the soft limit in use (the
+  // holes filled with /dev/null), as when a process runs out for real, so a
+  // file let go of frees a number a new open may take.
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
   struct Restore {
     rlimit limit;
-    ~Restore() { ::setrlimit(RLIMIT_NOFILE, &limit); }
-  } restore{saved};
-  const int lowest = ::dup(2);
-  ASSERT_GE(lowest, 0);
-  ::close(lowest);
-  rlimit tight = saved;
-  tight.rlim_cur = static_cast<rlim_t>(lowest);
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
-  ASSERT_EQ(::dup(2), -1) << "not at the limit";
+    std::vector<int> fillers;
+    ~Restore() {
+      ::setrlimit(RLIMIT_NOFILE, &limit);
+      for (int fd : fillers) ::close(fd);
+    }
+  } restore{saved, {}};
+  auto noDescriptorLeft = [&] {
+    if (::setrlimit(RLIMIT_NOFILE, &saved) != 0) return false;
+    int highest = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      highest = std::max(highest, std::stoi(e.path().filename().string()));
+    }
+    int fd = -1;
+    while ((fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0 && fd <= highest) {
+      restore.fillers.push_back(fd);
+    }
+    if (fd < 0) return false;
+    ::close(fd);  // the lowest free number, above every open one
+    rlimit tight = saved;
+    tight.rlim_cur = static_cast<rlim_t>(fd);
+    if (::setrlimit(RLIMIT_NOFILE, &tight) != 0) return false;
+    const int probe = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (probe >= 0) ::close(probe);
+    return probe < 0 && errno == EMFILE;
+  };
 
+  ASSERT_TRUE(noDescriptorLeft());
+  const uint64_t kept_before = store->stats().open_files;
   auto r = get(*store, **ctx, ids.back(), 0, 100);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
-  EXPECT_LT(store->stats().open_files, ids.size() - 1) << "no kept file was closed";
+  EXPECT_LT(store->stats().open_files, kept_before) << "no kept file was let go";
+
   // A put opens a temp file in its stripe's directory: room is made the same way.
+  ASSERT_TRUE(noDescriptorLeft());
+  const uint64_t kept_before_put = store->stats().open_files;
   const ChunkId id = Hash128::of(late);
   auto put_late = store->put(**ctx, id, stripeOf(id, 64), late.size(), sourceOf(late));
   ASSERT_TRUE(put_late.isOk()) << put_late.status().toString();
+  EXPECT_LT(store->stats().open_files, kept_before_put) << "the put let go of no kept file";
   auto back = get(*store, **ctx, id);
   ASSERT_TRUE(back.isOk()) << back.status().toString();
   EXPECT_EQ(*back, late);
+
+  // Nothing kept to let go of (a store keeping no files): a node problem,
+  // kUnavailable so a client reads another replica, naming what to raise.
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  for (int filler : restore.fillers) ::close(filler);
+  restore.fillers.clear();
+  auto bare = options();
+  bare.data_dir = dir_.path() + "/bare";
+  bare.open_files = 0;
+  auto keeps_none = open(bare);
+  ASSERT_TRUE(keeps_none);
+  auto bare_ctx = keeps_none->newContext();
+  ASSERT_TRUE(bare_ctx.isOk());
+  const ChunkId bare_id = put(*keeps_none, **bare_ctx, late);
+  ASSERT_TRUE(noDescriptorLeft());
+  auto refused = get(*keeps_none, **bare_ctx, bare_id, 0, 100);
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().toString();
+  EXPECT_NE(refused.status().message().find("open-file limit"), std::string::npos)
+      << refused.status().toString();
 }
 
 TEST_P(ChunkStoreTest, ReopenRebuildsInventoryAndDropsTempFiles) {

@@ -36,6 +36,7 @@ TEST(Status, ErrnoMapping) {
   EXPECT_EQ(errnoStatus(ENOSPC, "write x").code(), StatusCode::kNoSpace);
   EXPECT_EQ(errnoStatus(ENOENT, "open x").code(), StatusCode::kNotFound);
   EXPECT_EQ(errnoStatus(EIO, "read x").code(), StatusCode::kIoError);
+  EXPECT_EQ(errnoStatus(EMFILE, "open x").code(), StatusCode::kResourceExhausted);
 }
 
 TEST(Status, KnownCodes) {
