@@ -259,6 +259,8 @@ Result<double> parallelAsync(size_t k, size_t depth, size_t n, size_t bytes_per_
       if (--run.active == 0) run.cv.notify_all();
       return;
     }
+    // Nothing may touch `run` or `go` after a slot's last `go` returns: the
+    // waiting thread may already have returned and destroyed them.
     start(c, slot, i, [&, c, slot](const Status& s) {
       if (!s.isOk()) {
         std::lock_guard lock(run.mu);
