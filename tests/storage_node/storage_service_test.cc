@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <future>
 #include <condition_variable>
@@ -103,6 +104,62 @@ TEST_F(StorageServiceTest, RangeReadsOfSingleRecords) {
   EXPECT_NE(past.status().message().find("past its end"), std::string::npos);
   auto missing = client_->getChunk(Hash128::of("x", 1), 0, 0, *dst_, 0);
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+// getChunkAsync as a reader keeps records in flight: each callback starts
+// the next read, many at once into distinct parts of one buffer; a request
+// that is wrong before it leaves answers at once, on the caller's thread.
+TEST_F(StorageServiceTest, AsyncRecordReadsKeepManyInFlight) {
+  constexpr uint64_t kRecord = 64u << 10;
+  constexpr size_t kSlots = 16;
+  constexpr size_t kReads = 200;
+  auto bytes = randomBytes(4u << 20, 650);
+  ChunkId id = putBytes(bytes);
+  auto offsetOf = [&](size_t i) { return (i * 7919 % 64) * kRecord; };
+
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t next = 0, done = 0, wrong = 0;
+  Status first_error;
+  std::function<void(size_t)> start = [&](size_t slot) {
+    size_t i;
+    {
+      std::lock_guard lock(mu);
+      if (next == kReads) return;
+      i = next++;
+    }
+    client_->getChunkAsync(
+        id, offsetOf(i), kRecord, *dst_, slot * kRecord, [&, i, slot](Result<GetChunkResult> r) {
+          const bool right = r.isOk() && r->length == kRecord &&
+                             std::memcmp(dst_->data() + slot * kRecord, bytes.data() + offsetOf(i),
+                                         kRecord) == 0;
+          start(slot);  // the slot's part of the buffer is free again
+          // Counted last, notified under the lock: once the waiter can see
+          // the last read, this thread touches nothing of the test's.
+          std::lock_guard lock(mu);
+          if (!r.isOk() && first_error.isOk()) first_error = r.status();
+          if (r.isOk() && !right) ++wrong;
+          ++done;
+          cv.notify_all();
+        });
+  };
+  for (size_t slot = 0; slot < kSlots; ++slot) start(slot);
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return done == kReads; }))
+      << done << " of " << kReads << " reads answered";
+  EXPECT_TRUE(first_error.isOk()) << first_error.toString();
+  EXPECT_EQ(wrong, 0u);
+  lock.unlock();
+
+  std::thread::id ran_on;
+  Status refused;
+  client_->getChunkAsync(id, 0, 1024, *dst_, dst_->size() - 10, [&](Result<GetChunkResult> r) {
+    ran_on = std::this_thread::get_id();
+    refused = r.status();
+  });
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find(id.toHex()), std::string::npos) << refused.toString();
 }
 
 TEST_F(StorageServiceTest, BadPutsGetClearErrors) {
