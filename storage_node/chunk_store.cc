@@ -739,6 +739,7 @@ StoreStats ChunkStore::stats() const {
   s.direct_io = direct_;
   s.open_files = open_chunks_->size();
   s.open_files_max = open_chunks_->capacity();
+  s.descriptor_shortages = sheds_.load();
   return s;
 }
 

@@ -95,6 +95,7 @@ struct StoreStats {
   bool direct_io = false;
   uint64_t open_files = 0;      // chunk files kept open between reads
   uint64_t open_files_max = 0;  // how many may be (open_files after the clamp)
+  uint64_t descriptor_shortages = 0;  // opens that found the process out of descriptors
 };
 
 // Fills `dst` with the chunk's bytes [offset, offset + dst.size()).

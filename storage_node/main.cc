@@ -134,6 +134,7 @@ void publishGauges(const ChunkStore& store, const Scrubber& scrubber) {
   reg.gauge("sluice_storage_bytes_written", "Chunk bytes written since start").set(static_cast<int64_t>(st.bytes_written));
   reg.gauge("sluice_storage_bytes_read", "Chunk bytes read since start").set(static_cast<int64_t>(st.bytes_read));
   reg.gauge("sluice_storage_open_chunk_files", "Chunk files kept open between reads").set(static_cast<int64_t>(st.open_files));
+  reg.gauge("sluice_storage_descriptor_shortages", "Times an open found the node out of file descriptors (kept chunk files were let go of) since start").set(static_cast<int64_t>(st.descriptor_shortages));
   reg.gauge("sluice_storage_scrub_passes", "Complete scrub passes since start").set(static_cast<int64_t>(sc.passes));
   reg.gauge("sluice_storage_scrub_bytes", "Bytes verified by scrub since start").set(static_cast<int64_t>(sc.bytes));
 }

@@ -395,6 +395,7 @@ TEST_P(ChunkStoreTest, OutOfDescriptorsClosesKeptFilesAndGoesOn) {
   auto r = get(*store, **ctx, ids.back(), 0, 100);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_LT(store->stats().open_files, kept_before) << "no kept file was let go";
+  EXPECT_EQ(store->stats().descriptor_shortages, 1u);
 
   // A put opens a temp file in its stripe's directory: room is made the same way.
   ASSERT_TRUE(noDescriptorLeft());
