@@ -23,11 +23,10 @@ std::string nodeName(NodeId node) { return "storage node " + std::to_string(node
 
 namespace {
 
-// One asynchronous storage call. The reply body is verified (decodeBody)
-// before `finish` turns it into the caller's result; transport failures get
-// the call's name, which `name()` builds only then (a record read is tens of
-// microseconds; the string's allocation would be paid on every one). T is
-// Status or a Result, both built from a Status.
+// One asynchronous storage call. The reply is verified (verifiedReply)
+// before `finish` turns it into the caller's result; failures get the call's
+// name, which `name()` builds only then. T is Status or a Result, both built
+// from a Status.
 template <typename Req, typename Resp, typename T, typename Name, typename Finish>
 Awaited<T> storageCallAsync(Cluster& cluster, NodeId node, st::StorageMethod method,
                              const typename Req::NativeTableType& request, Name name,
@@ -43,16 +42,8 @@ Awaited<T> storageCallAsync(Cluster& cluster, NodeId node, st::StorageMethod met
   cluster.endpoint().callAsync(
       *peer, opcode(method), body, cluster.timeout(),
       [result, name, finish](const Result<std::vector<uint8_t>>& reply) {
-        if (!reply.isOk()) {
-          result->set(wire::withCallContext(reply.status(), name()));
-          return;
-        }
-        auto resp = wire::decodeBody<Resp>(*reply, "its reply");
-        if (!resp.isOk()) {
-          result->set(Status(resp.status().code(), name() + ": " + resp.status().message()));
-          return;
-        }
-        result->set(finish(**resp, name));
+        auto resp = wire::verifiedReply<Resp>(reply, name);
+        result->set(resp.isOk() ? finish(**resp, name) : T(resp.status()));
       });
   return awaited;
 }

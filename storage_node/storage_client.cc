@@ -61,11 +61,10 @@ Result<bool> StorageClient::putChunk(const ChunkId& id, uint32_t stripe,
 Result<GetChunkResult> StorageClient::getChunk(const ChunkId& id, uint64_t chunk_offset,
                                                uint64_t length, const net::MemoryRegion& region,
                                                size_t offset) const {
-  auto shot = std::make_shared<OneShot<Result<GetChunkResult>>>();
-  Awaited<Result<GetChunkResult>> result(shot);
+  auto result = std::make_shared<OneShot<Result<GetChunkResult>>>();
   getChunkAsync(id, chunk_offset, length, region, offset,
-                [shot](Result<GetChunkResult> r) { shot->set(std::move(r)); });
-  return result.get();
+                [result](Result<GetChunkResult> r) { result->set(std::move(r)); });
+  return result->take();
 }
 
 void StorageClient::getChunkAsync(const ChunkId& id, uint64_t chunk_offset, uint64_t length,
@@ -80,20 +79,14 @@ void StorageClient::getChunkAsync(const ChunkId& id, uint64_t chunk_offset, uint
   req.offset = chunk_offset;
   req.length = length;
   req.target = std::make_unique<ws::Buffer>(toWire(region.remote(offset, region.size() - offset)));
-  // The call's name is built only for an error: a record read is ~10 us of
-  // the client's CPU, and the name's allocation would be paid on every one.
   endpoint_->callAsync(
       peer_, storageOpcode(ws::StorageMethod::GetChunk), wire::packBody<ws::GetChunkRequest>(req),
       endpoint_->defaultTimeout(),
       [id, address = address_, done = std::move(done)](const Result<std::vector<uint8_t>>& reply) {
-        auto what = [&] { return "GetChunk " + id.toHex() + " from " + *address; };
-        if (!reply.isOk()) {
-          done(wire::withCallContext(reply.status(), what()));
-          return;
-        }
-        auto resp = wire::decodeBody<ws::GetChunkResponse>(*reply, "its reply");
+        auto resp = wire::verifiedReply<ws::GetChunkResponse>(
+            reply, [&] { return "GetChunk " + id.toHex() + " from " + *address; });
         if (!resp.isOk()) {
-          done(Status(resp.status().code(), what() + ": " + resp.status().message()));
+          done(resp.status());
           return;
         }
         done(GetChunkResult{(*resp)->length(), (*resp)->chunk_length(), (*resp)->verified()});

@@ -54,6 +54,17 @@ inline Status withCallContext(const Status& status, std::string_view what) {
   }
 }
 
+// An asynchronous call's reply (as callAsync hands it over), verified as
+// typedCall verifies one, for callers on the data path: `name()` builds the
+// call's name only for an error, not on every record.
+template <typename Resp, typename Name>
+Result<const Resp*> verifiedReply(const Result<std::vector<uint8_t>>& reply, const Name& name) {
+  if (!reply.isOk()) return withCallContext(reply.status(), name());
+  auto resp = decodeBody<Resp>(*reply, "its reply");
+  if (!resp.isOk()) return Status(resp.status().code(), name() + ": " + resp.status().message());
+  return resp;
+}
+
 template <typename Req, typename Resp>
 Result<std::unique_ptr<typename Resp::NativeTableType>> typedCall(
     net::Endpoint& endpoint, net::PeerId peer, uint16_t opcode,
