@@ -97,7 +97,12 @@ int umount(const std::string& mountpoint, bool lazy) {
     return reportError(notFound(mountpoint + " is not a Sluice mount (see /proc/self/mounts)"));
   }
   Status s = tools::unmountSluice(mountpoint, lazy);
-  if (!s.isOk()) return reportError(s);
+  if (s.code() == StatusCode::kTimeout) {
+    // Unmounted all the same: say so, and what is left.
+    std::fprintf(stderr, "sluice: warning: %s\n", s.message().c_str());
+  } else if (!s.isOk()) {
+    return reportError(s);
+  }
   std::printf("unmounted %s\n", mountpoint.c_str());
   return kExitOk;
 }
