@@ -43,6 +43,7 @@ struct Flags {
   std::chrono::microseconds heartbeat_timeout{};
   std::chrono::microseconds draft_grace{};
   std::chrono::microseconds repair_grace{};
+  std::chrono::microseconds stray_check{};
   uint64_t repair_rate = 0;
   std::string metrics_listen;
   std::string ready_file;
@@ -70,6 +71,9 @@ int run(int argc, char** argv) {
                    "gc keeps chunks of drafts modified within this period")
       .addDuration("repair_grace", &f.repair_grace, std::chrono::minutes(10),
                    "a node down this long has its stripes copied to other nodes ('sluice repair': at once)")
+      .addDuration("stray_check", &f.stray_check, std::chrono::minutes(5),
+                   "how often nodes are asked for copies of stripes the map no longer lists them for "
+                   "(left by uploads with an older map), which are then cleaned up (0s: never)")
       .addSize("repair_rate", &f.repair_rate, 0,
                "bytes/s of each repair copy (0: the storage nodes' repair.rate)")
       .addString("metrics.listen", &f.metrics_listen, "",
@@ -129,6 +133,7 @@ int run(int argc, char** argv) {
   sluice::meta::MoverOptions mo;
   mo.repair_grace = std::chrono::duration_cast<std::chrono::milliseconds>(f.repair_grace);
   mo.rate_bytes_per_sec = f.repair_rate;
+  mo.stray_check = std::chrono::duration_cast<std::chrono::milliseconds>(f.stray_check);
   sluice::meta::StripeMover mover(**store, **ep, mo);
   sluice::meta::MetaService service(store->get(), &mover);
   service.registerHandlers(**ep);

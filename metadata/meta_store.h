@@ -122,6 +122,8 @@ class MetaStore {
   Status dropMove(uint32_t stripe);
   Result<std::vector<StripeCleanup>> listCleanups() const;
   Status finishCleanup(const StripeCleanup& cleanup);
+  // Queues cleanups (in one transaction; one already queued stays one).
+  Status queueCleanups(const std::vector<StripeCleanup>& cleanups);
   // For each chunk, the largest replication of the datasets using it (0: no
   // version uses it, e.g. an upload in flight or garbage).
   Result<std::vector<uint32_t>> chunkReplication(const std::vector<Hash128>& chunks) const;

@@ -293,6 +293,12 @@ Status MetaStore::finishCleanup(const StripeCleanup& cleanup) {
   return txn.commit();
 }
 
+Status MetaStore::queueCleanups(const std::vector<StripeCleanup>& cleanups) {
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  for (const auto& c : cleanups) SLUICE_RETURN_IF_ERROR(txn.put(Db::kCleanups, cleanupKey(c.node, c.stripe), ""));
+  return txn.commit();
+}
+
 Result<std::vector<uint32_t>> MetaStore::chunkReplication(const std::vector<Hash128>& chunks) const {
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
   std::map<uint64_t, uint32_t> replication;  // dataset id -> replication

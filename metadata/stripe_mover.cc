@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
+#include <span>
 
 #include "common/core/metrics.h"
 #include "common/wire/storage_generated.h"
@@ -49,7 +51,8 @@ Result<std::vector<StripeMove>> StripeMover::repairNow() {
 }
 
 MoverProgress StripeMover::progress() const {
-  return {moves_done_, chunks_copied_, bytes_copied_, cleanups_done_, chunks_deleted_, corrupt_repaired_};
+  return {moves_done_,    chunks_copied_,    bytes_copied_,         cleanups_done_,
+          chunks_deleted_, corrupt_repaired_, stray_cleanups_queued_};
 }
 
 void StripeMover::loop() {
@@ -108,6 +111,14 @@ void StripeMover::tick() {
   if (now - last_corrupt_check_ >= std::chrono::seconds(5)) {
     last_corrupt_check_ = now;
     repairCorrupt(*map);
+  }
+
+  // 5. Copies on nodes the map does not list for their stripe; their
+  // cleanups run below. The first check waits a whole period after start.
+  if (last_stray_check_ == std::chrono::steady_clock::time_point{}) last_stray_check_ = now;
+  if (options_.stray_check.count() > 0 && now - last_stray_check_ >= options_.stray_check) {
+    last_stray_check_ = now;
+    findStrays();
   }
 
   // 3. Cleanups on nodes that are up.
@@ -255,6 +266,55 @@ Status StripeMover::finishCopy(Copy& c) {
   spdlog::info("mover: stripe {}: node {} replaces node {} ({} chunks, {} bytes copied from node {})",
                m.stripe, m.to, m.from, resp->copied, resp->bytes, m.source);
   return Status::ok();
+}
+
+void StripeMover::findStrays() {
+  static Counter& queued = MetricsRegistry::global().counter(
+      "sluice_meta_stray_cleanups_queued_total",
+      "cleanups queued for stripes a node held chunks of without being listed for them");
+  // The map as it is now (this tick's moves may have switched stripes); a
+  // cleanup queued from it is safe even once stale, as it checks the map
+  // again when it runs.
+  auto current = store_.clusterMap();
+  auto moves = store_.listMoves();
+  auto cleanups = store_.listCleanups();
+  if (!current.isOk() || !moves.isOk() || !cleanups.isOk()) return;
+  const ClusterMap& map = *current;
+  std::set<std::pair<uint64_t, uint32_t>> skip;  // copy targets, and cleanups already queued
+  for (const auto& m : *moves) skip.insert({m.to, m.stripe});
+  for (const auto& c : *cleanups) skip.insert({c.node, c.stripe});
+  const uint32_t width = map.max_replicas;
+  std::vector<StripeCleanup> found;
+  for (const auto& n : map.nodes) {
+    if (n.state != NodeState::kUp) continue;
+    auto peer = endpoint_.connect(n.address);
+    if (!peer.isOk()) continue;
+    storage::StripeStatsRequestT req;  // no stripes named: all it holds
+    auto stats = wire::typedCall<storage::StripeStatsRequest, storage::StripeStatsResponse>(
+        endpoint_, *peer, storageOp(storage::StorageMethod::StripeStats), req, "StripeStats",
+        options_.call_timeout);
+    if (!stats.isOk()) {
+      spdlog::debug("mover: stray check of node {}: {}", n.id, stats.status().toString());
+      continue;
+    }
+    for (const auto& st : (*stats)->stats) {
+      const uint32_t s = st.stripe();
+      if (st.chunks() == 0 || s >= map.stripe_count || skip.count({n.id, s})) continue;
+      std::span<const uint64_t> slots(map.replicas.data() + size_t{s} * width, width);
+      if (std::find(slots.begin(), slots.end(), n.id) != slots.end()) continue;
+      found.push_back({n.id, s});
+    }
+  }
+  if (found.empty()) return;
+  if (Status st = store_.queueCleanups(found); !st.isOk()) {
+    spdlog::warn("mover: queueing cleanups of stray copies: {}", st.toString());
+    return;
+  }
+  stray_cleanups_queued_ += found.size();
+  queued.inc(found.size());
+  spdlog::info("mover: {} stripes have copies on nodes the map does not list for them (puts made with "
+               "an older map); their cleanups are queued",
+               found.size());
 }
 
 void StripeMover::repairCorrupt(const ClusterMap& map) {

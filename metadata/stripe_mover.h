@@ -12,6 +12,10 @@
 // that is up again and left a stripe deletes the chunks it no longer needs
 // (ListStripe, MetaStore::chunkReplication, DeleteChunks), and (4) every few
 // ticks re-fetches chunks the nodes' scrubbers quarantined from a replica.
+// (5) Every stray_check it asks each up node which stripes it holds chunks
+// of, and queues a cleanup where the map does not list the node for the
+// stripe: copies an upload put there with a map older than a move's cleanup
+// would otherwise stay forever (the cleanup copies over what only it has).
 //
 // Moves and cleanups are persisted before any work, so a meta killed at any
 // point resumes them on restart; FetchChunks skips what the target already
@@ -47,6 +51,9 @@ struct MoverOptions {
   size_t max_parallel_moves = 4;
   size_t max_moves_per_target = 2;
   net::Duration call_timeout = std::chrono::seconds(10);
+  // How often the nodes are asked for stripes they hold but are not listed
+  // for (see (5) above); 0: never.
+  std::chrono::milliseconds stray_check{std::chrono::minutes(5)};
 };
 
 struct MoverProgress {
@@ -56,6 +63,7 @@ struct MoverProgress {
   uint64_t cleanups_done = 0;
   uint64_t chunks_deleted = 0;
   uint64_t corrupt_repaired = 0;
+  uint64_t stray_cleanups_queued = 0;
 };
 
 class StripeMover {
@@ -91,6 +99,9 @@ class StripeMover {
   // Chunks a node's scrub found corrupt (and quarantined) are fetched again
   // from a replica that has them.
   void repairCorrupt(const ClusterMap& map);
+  // Queues cleanups of stripes nodes hold chunks of without being listed
+  // for them; skips stripes a pending move copies to the node.
+  void findStrays();
   Result<net::PeerId> peerOf(uint64_t node, const ClusterMap& map);
 
   MetaStore& store_;
@@ -122,8 +133,9 @@ class StripeMover {
 
   std::atomic<uint64_t> moves_done_{0}, chunks_copied_{0}, bytes_copied_{0};
   std::atomic<uint64_t> cleanups_done_{0}, chunks_deleted_{0};
-  std::atomic<uint64_t> corrupt_repaired_{0};
+  std::atomic<uint64_t> corrupt_repaired_{0}, stray_cleanups_queued_{0};
   std::chrono::steady_clock::time_point last_corrupt_check_{};  // loop thread only
+  std::chrono::steady_clock::time_point last_stray_check_{};    // loop thread only
   std::map<uint32_t, std::shared_ptr<Copy>> copies_;  // by stripe; loop thread only
 };
 

@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -746,6 +747,111 @@ TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {
   r = tc.runCli({"gc"});
   ASSERT_TRUE(r.isOk());
   EXPECT_NE(r->out.find("gc: 0 chunks collected"), std::string::npos) << r->out;
+}
+
+// An upload that placed chunks with a map older than a move's cleanup leaves
+// copies on a node the stripe no longer lists. Meta's mover asks the nodes
+// which stripes they hold (--stray_check) and cleans those up: a stray copy
+// others also hold is deleted; one that is the only second copy is first
+// copied to the node the map gives it. No chunk ends with fewer copies.
+TEST(Repair, StrayCopiesOnNodesTheMapDoesNotListAreCleanedUp) {
+  TestCluster::Options o;
+  o.nodes = 4;
+  o.replication = 2;
+  o.extra_meta_args = {"--stray_check", "1s"};
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk());
+  client::Cluster& c = **conn;
+  std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 30; ++i) {
+    writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(100000 + static_cast<size_t>(i) * 7919, i + 1));
+  }
+  createDataset(c, "st", 2);
+  ASSERT_TRUE(client::uploadDirectory(c, src, "st", client::UploadOptions{}).isOk());
+
+  // chunk -> (stripe, a path of one copy)
+  std::map<std::string, std::pair<uint32_t, std::string>> where;
+  for (int i = 1; i <= 4; ++i) {
+    for (const auto& f : tc.chunkFiles(i)) {
+      fs::path p(f);
+      where[p.filename().string()] = {static_cast<uint32_t>(std::stoul(p.parent_path().filename().string())), f};
+    }
+  }
+  ASSERT_GE(where.size(), 2u);
+  auto map = c.map();
+  auto listed = [&](uint32_t stripe) {
+    auto nodes = map->stripeNodes(stripe, map->maxReplicas());
+    return std::set<int>(nodes.begin(), nodes.end());
+  };
+  auto unlisted = [&](uint32_t stripe) {
+    auto l = listed(stripe);
+    for (int n = 1; n <= 4; ++n) {
+      if (!l.count(n)) return n;
+    }
+    return 0;
+  };
+  // Chunk a: a stray copy besides its two. Chunk b: a stray copy, and one
+  // of its two listed copies lost, so the stray is its only second copy.
+  auto it = where.begin();
+  const auto [a, a_at] = *it++;
+  const auto [b, b_at] = *it;
+  const int a_stray = unlisted(a_at.first), b_stray = unlisted(b_at.first);
+  ASSERT_NE(a_stray, 0);
+  ASSERT_NE(b_stray, 0);
+  auto before = chunkCopies(tc, 4);
+  ASSERT_EQ(before[b].size(), 2u);
+  const int b_lost = *before[b].begin();
+  auto nodeName = [](int n) { return "node" + std::to_string(n); };
+  auto strayPath = [&](int node, const std::pair<uint32_t, std::string>& at, const std::string& chunk) {
+    return fs::path(tc.nodeDataDir(node)) / "stripes" / std::to_string(at.first) / chunk;
+  };
+  // Nodes read their chunk files at start: change them while stopped.
+  std::set<int> touched = {a_stray, b_stray, b_lost};
+  for (int n : touched) ASSERT_TRUE(tc.kill(nodeName(n)).isOk());
+  const fs::path a_src = strayPath(*before[a].begin(), a_at, a);
+  const fs::path b_src = strayPath(*before[b].rbegin(), b_at, b);  // the copy that stays
+  for (auto [node, from, chunk, at] : {std::tuple{a_stray, a_src, a, a_at}, std::tuple{b_stray, b_src, b, b_at}}) {
+    fs::path to = strayPath(node, at, chunk);
+    fs::create_directories(to.parent_path());
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+  }
+  ASSERT_TRUE(fs::remove(strayPath(b_lost, b_at, b)));
+  auto strays = chunkCopies(tc, 4);
+  ASSERT_EQ(strays[a].size(), 3u);
+  ASSERT_EQ(strays[b], (std::set<int>{*before[b].rbegin(), b_stray}));
+  // (The mover may clean up as soon as they are back.)
+  for (int n : touched) ASSERT_TRUE(tc.restart(nodeName(n)).isOk());
+
+  // Within a few checks, every chunk is exactly where its stripe's first two
+  // slots say, and nowhere else.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::map<std::string, std::set<int>> now;
+  for (;;) {
+    now = chunkCopies(tc, 4);
+    bool settled = true;
+    for (const auto& [chunk, at] : where) {
+      auto nodes = map->stripeNodes(at.first, 2);
+      if (now[chunk] != std::set<int>(nodes.begin(), nodes.end())) settled = false;
+    }
+    auto m = listMoves(c);
+    ASSERT_NE(m, nullptr);
+    if (settled && m->cleanups == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "stray copies not cleaned up: a on " << now[a].size() << " nodes, b on " << now[b].size()
+        << ", cleanups pending " << m->cleanups;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_FALSE(now[a].count(a_stray));
+  EXPECT_FALSE(now[b].count(b_stray));
+  EXPECT_TRUE(now[b].count(b_lost)) << "b's only second copy was deleted, not copied over first";
+  for (const auto& [chunk, nodes] : before) {
+    if (chunk == a || chunk == b) continue;
+    EXPECT_EQ(now[chunk], nodes) << chunk;
+  }
+  expectReadsBack(c, "st", src);
 }
 
 TEST(Repair, RepairCommandWithNothingDownSaysSo) {
