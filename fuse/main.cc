@@ -296,7 +296,10 @@ int run(int argc, char** argv) {
   auto fs = SluiceFs::create(**cluster, fo);
   if (!fs.isOk()) return fail("opening the cache", fs.status());
 
-  std::string fuse_opts = "ro,default_permissions,fsname=sluice,subtype=sluice";
+  // The source mountinfo shows carries the daemon's pid: `sluice umount`
+  // waits for that process to end (tools/mounts.h).
+  std::string fuse_opts = "ro,default_permissions,fsname=sluice:" + std::to_string(::getpid()) +
+                          ",subtype=sluice";
   if (o.allow_other) fuse_opts += ",allow_other";
   std::vector<std::string> fargv_s = {"sluice-fuse", "-o", fuse_opts};
   std::vector<char*> fargv;

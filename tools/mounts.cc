@@ -1,8 +1,5 @@
 #include "tools/mounts.h"
 
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -47,23 +44,58 @@ std::string normalize(const std::string& path) {
 
 }  // namespace
 
-std::vector<std::string> sluiceMounts() {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mountinfo");
+std::vector<SluiceMount> parseSluiceMounts(const std::string& mountinfo) {
+  std::vector<SluiceMount> out;
+  std::istringstream in(mountinfo);
   std::string line;
   while (std::getline(in, line)) {
+    // "36 35 0:52 / /mnt/x rw,nosuid - fuse.sluice sluice:4242 ro,user_id=0"
     size_t sep = line.find(" - ");
     if (sep == std::string::npos) continue;
     std::istringstream tail(line.substr(sep + 3));
-    std::string fstype;
-    tail >> fstype;
+    std::string fstype, source;
+    tail >> fstype >> source;
     if (fstype != "fuse.sluice") continue;
     std::istringstream head(line.substr(0, sep));
     std::string id, parent, dev, root, mountpoint;
     head >> id >> parent >> dev >> root >> mountpoint;
-    out.push_back(unescape(mountpoint));
+    SluiceMount m{unescape(mountpoint), 0};
+    source = unescape(source);
+    if (source.rfind("sluice:", 0) == 0) {
+      char* end = nullptr;
+      const long pid = std::strtol(source.c_str() + 7, &end, 10);
+      if (end != source.c_str() + 7 && *end == '\0' && pid > 0) m.daemon = static_cast<pid_t>(pid);
+    }
+    out.push_back(std::move(m));
   }
   return out;
+}
+
+namespace {
+
+std::vector<SluiceMount> currentMounts() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parseSluiceMounts(text.str());
+}
+
+}  // namespace
+
+std::vector<std::string> sluiceMounts() {
+  std::vector<std::string> out;
+  for (auto& m : currentMounts()) out.push_back(std::move(m.mountpoint));
+  return out;
+}
+
+bool processRuns(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  // "4242 (sluice-fuse) S ...": the state follows the last ')'.
+  const size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' &&
+         stat[close + 2] != 'X';
 }
 
 bool isSluiceMount(const std::string& path) {
@@ -80,31 +112,20 @@ Status checkNotSluiceMount(const std::string& path) {
                 path + " is already a Sluice mount; 'sluice umount " + path + "' first");
 }
 
-std::vector<pid_t> flockHolders(const std::string& path) {
-  std::vector<pid_t> out;
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return out;
-  // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF": the device as
-  // hex major:minor, then the inode.
-  char want[64];
-  std::snprintf(want, sizeof want, "%02x:%02x:%lu", major(st.st_dev), minor(st.st_dev),
-                static_cast<unsigned long>(st.st_ino));
-  std::ifstream in("/proc/locks");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string ordinal, kind, mode, access, pid, where;
-    f >> ordinal >> kind;
-    if (kind == "->") f >> kind;  // a waiter's line: "1: -> FLOCK ..."
-    f >> mode >> access >> pid >> where;
-    if (kind != "FLOCK" || where != want) continue;
-    pid_t p = static_cast<pid_t>(std::atol(pid.c_str()));
-    if (p > 0 && std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
-  }
-  return out;
-}
-
 Status unmountSluice(const std::string& path, bool lazy, std::chrono::milliseconds daemon_wait) {
+  // The daemon, known before the mount goes (after it, its pid could be
+  // anyone's): pid from the mount's source, checked to be a sluice-fuse of
+  // this pid namespace.
+  pid_t daemon = 0;
+  if (!lazy) {
+    const std::string want = normalize(path);
+    for (const auto& m : currentMounts()) {
+      if (m.mountpoint == want && m.daemon > 0) daemon = m.daemon;
+    }
+    std::ifstream comm("/proc/" + std::to_string(daemon) + "/comm");
+    std::string name;
+    if (daemon > 0 && !(std::getline(comm, name) && name == "sluice-fuse")) daemon = 0;
+  }
   auto fusermount = findExecutable("fusermount3");
   if (!fusermount.isOk()) return fusermount.status();
   std::vector<std::string> args = {"-u"};
@@ -120,23 +141,17 @@ Status unmountSluice(const std::string& path, bool lazy, std::chrono::millisecon
     }
     return Status(StatusCode::kInternal, "fusermount3 -u " + path + " failed: " + err);
   }
-  if (lazy) return Status::ok();
-  // Unmounted, but the daemon may still be closing down and holding the
-  // mount point's lock: a mount started now would be refused as a rival.
-  // Wait for the holders seen now (not for a new mount someone starts).
-  const std::string dir = normalize(path);
-  std::vector<pid_t> holders = flockHolders(dir);
+  if (daemon == 0) return Status::ok();
+  // Unmounted, but the daemon may still be closing down, holding the mount
+  // point's lock: a mount started now would be refused as its rival.
   const auto deadline = std::chrono::steady_clock::now() + daemon_wait;
-  while (!holders.empty()) {
-    std::vector<pid_t> still = flockHolders(dir);
-    std::erase_if(holders, [&](pid_t p) { return std::find(still.begin(), still.end(), p) == still.end(); });
-    if (holders.empty()) break;
+  while (processRuns(daemon)) {
     if (std::chrono::steady_clock::now() >= deadline) {
       return Status(StatusCode::kTimeout,
-                    path + " is unmounted, but its daemon (pid " + std::to_string(holders.front()) +
+                    path + " is unmounted, but its daemon (pid " + std::to_string(daemon) +
                         ") has not exited yet; a new mount of it is refused until it does (see its log)");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return Status::ok();
 }

@@ -530,9 +530,12 @@ TEST_F(FuseMount, SimultaneousMountsOfOneDirectoryGiveOneMount) {
     }
     for (auto& t : rivals) t.join();
     int mounted = 0;
+    pid_t daemon = 0;
     for (const auto& o : out) {
       if (o.exit_code == 0) {
         ++mounted;
+        const size_t at = o.out.find("pid ");  // "mounted /x (cluster ..., pid 123, log ...)"
+        if (at != std::string::npos) daemon = static_cast<pid_t>(std::atoi(o.out.c_str() + at + 4));
         continue;
       }
       EXPECT_TRUE(o.err.find("already a Sluice mount") != std::string::npos ||
@@ -540,6 +543,11 @@ TEST_F(FuseMount, SimultaneousMountsOfOneDirectoryGiveOneMount) {
           << o.err;
     }
     EXPECT_EQ(mounted, 1);
+    EXPECT_GT(daemon, 0);
+    auto listed = tools::parseSluiceMounts(readFile("/proc/self/mountinfo"));
+    EXPECT_TRUE(std::any_of(listed.begin(), listed.end(),
+                            [&](const tools::SluiceMount& m) { return m.mountpoint == mp && m.daemon == daemon; }))
+        << "the mount's source does not name its daemon";
     auto all = tools::sluiceMounts();
     EXPECT_EQ(std::count(all.begin(), all.end(), mp), 1) << "mounts stacked on " << mp;
     EXPECT_EQ(readFile(mp + "/ds/v1/docs/readme.txt"), "version one\n");
@@ -547,9 +555,9 @@ TEST_F(FuseMount, SimultaneousMountsOfOneDirectoryGiveOneMount) {
     ASSERT_TRUE(u.isOk());
     EXPECT_EQ(u->exit_code, 0) << u->err;
     EXPECT_FALSE(tools::isSluiceMount(mp)) << "a second mount was hidden under the first";
-    // umount returns once the daemon let go of the mount point, so the next
-    // round's mounts are not refused as rivals of a daemon still closing.
-    EXPECT_TRUE(tools::flockHolders(mp).empty()) << "a daemon still holds " << mp;
+    // umount returns once the daemon has exited, so the next round's mounts
+    // are not refused as rivals of a daemon still closing.
+    EXPECT_FALSE(tools::processRuns(daemon)) << "the daemon (pid " << daemon << ") outlived umount";
   }
 }
 

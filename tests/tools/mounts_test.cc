@@ -1,52 +1,51 @@
-// The mount bookkeeping that needs no FUSE: who holds a mount point's lock.
+// Mount bookkeeping that needs no FUSE: reading mountinfo, and telling a
+// running process from one that ended.
 #include "tools/mounts.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <algorithm>
-#include <filesystem>
 
 #include <gtest/gtest.h>
 
 namespace sluice::tools {
 namespace {
 
-// `sluice umount` waits for the daemons holding the directory's flock; the
-// holders must be found, and found gone once the lock is let go.
-TEST(Mounts, FlockHoldersNamesTheProcessHoldingADirectory) {
-  const std::string dir = "/tmp/sluice-mounts-test-" + std::to_string(::getpid());
-  std::filesystem::create_directories(dir);
-  EXPECT_TRUE(flockHolders(dir).empty());
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
+TEST(Mounts, ParsesSluiceMountsAndTheirDaemonsFromMountinfo) {
+  const std::string text =
+      "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+      "36 22 0:52 / /mnt/a rw,nosuid,nodev shared:20 - fuse.sluice sluice:4242 ro,user_id=0,group_id=0\n"
+      "37 22 0:53 / /mnt/with\\040space rw shared:21 - fuse.sluice sluice:77 ro\n"
+      "38 22 0:54 / /mnt/old rw - fuse.sluice sluice ro\n"          // an older daemon: no pid
+      "39 22 0:55 / /mnt/bad rw - fuse.sluice sluice:12x ro\n"      // not a pid
+      "40 22 0:56 / /mnt/other rw - fuse.sshfs sluice:5 ro\n"       // not ours
+      "garbage line\n";
+  auto m = parseSluiceMounts(text);
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[0].mountpoint, "/mnt/a");
+  EXPECT_EQ(m[0].daemon, 4242);
+  EXPECT_EQ(m[1].mountpoint, "/mnt/with space");
+  EXPECT_EQ(m[1].daemon, 77);
+  EXPECT_EQ(m[2].mountpoint, "/mnt/old");
+  EXPECT_EQ(m[2].daemon, 0);
+  EXPECT_EQ(m[3].daemon, 0);
+}
+
+TEST(Mounts, ProcessRunsUntilItEndsEvenBeforeItIsReaped) {
+  EXPECT_TRUE(processRuns(::getpid()));
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-    char ok = (fd >= 0 && ::flock(fd, LOCK_EX) == 0) ? 'y' : 'n';
-    (void)!::write(ready[1], &ok, 1);
     ::pause();
     ::_exit(0);
   }
-  ::close(ready[1]);
-  char ok = 0;
-  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
-  ::close(ready[0]);
-  EXPECT_EQ(ok, 'y');
-  auto holders = flockHolders(dir);
-  EXPECT_EQ(holders, std::vector<pid_t>{child});
-  // Another directory's lock is not this one's.
-  std::filesystem::create_directories(dir + "/other");
-  EXPECT_TRUE(flockHolders(dir + "/other").empty());
+  EXPECT_TRUE(processRuns(child));
   ::kill(child, SIGKILL);
+  // Ended but not reaped (a zombie): no longer running.
+  for (int i = 0; i < 200 && processRuns(child); ++i) ::usleep(5000);
+  EXPECT_FALSE(processRuns(child));
   ::waitpid(child, nullptr, 0);
-  EXPECT_TRUE(flockHolders(dir).empty());
-  EXPECT_TRUE(flockHolders(dir + "/missing").empty());
-  std::filesystem::remove_all(dir);
+  EXPECT_FALSE(processRuns(child));
 }
 
 }  // namespace

@@ -96,13 +96,10 @@ int umount(const std::string& mountpoint, bool lazy) {
   if (!tools::isSluiceMount(mountpoint)) {
     return reportError(notFound(mountpoint + " is not a Sluice mount (see /proc/self/mounts)"));
   }
+  // kTimeout says the mount is gone but its daemon lives on: an error, as a
+  // mount of the same directory would still be refused.
   Status s = tools::unmountSluice(mountpoint, lazy);
-  if (s.code() == StatusCode::kTimeout) {
-    // Unmounted all the same: say so, and what is left.
-    std::fprintf(stderr, "sluice: warning: %s\n", s.message().c_str());
-  } else if (!s.isOk()) {
-    return reportError(s);
-  }
+  if (!s.isOk()) return reportError(s);
   std::printf("unmounted %s\n", mountpoint.c_str());
   return kExitOk;
 }
