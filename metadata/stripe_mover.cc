@@ -285,6 +285,12 @@ void StripeMover::findStrays() {
   for (const auto& c : *cleanups) skip.insert({c.node, c.stripe});
   const uint32_t width = map.max_replicas;
   std::vector<StripeCleanup> found;
+  // Copies no version references (an upload in flight, garbage, orphans)
+  // are left to gc, so a stray stripe can come back every check unchanged:
+  // it is queued again, but counted and logged only when its chunk count
+  // changed since the last check.
+  std::map<std::pair<uint64_t, uint32_t>, uint64_t> seen;
+  size_t changed = 0;
   for (const auto& n : map.nodes) {
     if (n.state != NodeState::kUp) continue;
     auto peer = endpoint_.connect(n.address);
@@ -303,18 +309,23 @@ void StripeMover::findStrays() {
       std::span<const uint64_t> slots(map.replicas.data() + size_t{s} * width, width);
       if (std::find(slots.begin(), slots.end(), n.id) != slots.end()) continue;
       found.push_back({n.id, s});
+      seen[{n.id, s}] = st.chunks();
+      auto before = stray_chunks_seen_.find({n.id, s});
+      if (before == stray_chunks_seen_.end() || before->second != st.chunks()) ++changed;
     }
   }
+  stray_chunks_seen_ = std::move(seen);
   if (found.empty()) return;
   if (Status st = store_.queueCleanups(found); !st.isOk()) {
     spdlog::warn("mover: queueing cleanups of stray copies: {}", st.toString());
     return;
   }
-  stray_cleanups_queued_ += found.size();
-  queued.inc(found.size());
+  if (changed == 0) return;
+  stray_cleanups_queued_ += changed;
+  queued.inc(changed);
   spdlog::info("mover: {} stripes have copies on nodes the map does not list for them (puts made with "
                "an older map); their cleanups are queued",
-               found.size());
+               changed);
 }
 
 void StripeMover::repairCorrupt(const ClusterMap& map) {

@@ -136,6 +136,8 @@ class StripeMover {
   std::atomic<uint64_t> corrupt_repaired_{0}, stray_cleanups_queued_{0};
   std::chrono::steady_clock::time_point last_corrupt_check_{};  // loop thread only
   std::chrono::steady_clock::time_point last_stray_check_{};    // loop thread only
+  // (node, stripe) -> chunks it held at the last stray check; loop thread only
+  std::map<std::pair<uint64_t, uint32_t>, uint64_t> stray_chunks_seen_;
   std::map<uint32_t, std::shared_ptr<Copy>> copies_;  // by stripe; loop thread only
 };
 
