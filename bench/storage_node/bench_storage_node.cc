@@ -7,16 +7,19 @@
 //                      [--records 8000] [--no-fio] [--no-drop] [--provider P] [--busy-poll]
 //                      [--only get4m|get128k] [--buffered] [--clients 1|4] [--depth 8]
 //                      [--workers 8] [--open-files 4096] [--rounds 3] [--blocking-clients]
+//                      [--chunk-depth 2]
 //
 // Workloads, in order:
 //   put          PutChunk of --chunks distinct 4 MiB chunks, 4 clients
 //   get4m        GetChunk of whole 4 MiB chunks (verified), 1 and 4 clients,
-//                cold (page cache dropped) and warm
+//                cold (page cache dropped) and warm; cold also with
+//                --chunk-depth chunks in flight per client
 //   get128k      GetChunk of random 128 KiB records, 1 and 4 clients, cold and warm;
 //                cold also with --depth records in flight per client
 //   *-buffered   the warm runs again against a daemon without O_DIRECT
 //   --inventory N  only: ChunkStore::open over N small chunks, warm and cold
-//   fio          seq write 1M QD4 (+fsync), seq read 1M QD4/QD16,
+//   fio          seq write 1M QD4 (+fsync), seq read 1M with as many bytes in
+//                flight as each chunk run (a 4 MiB chunk is four 1 MiB reads),
 //                random read 128k at each record run's reads in flight (clients x
 //                depth), on a 1 GiB file in the same directory
 // --only keeps the put and one read workload, cold and O_DIRECT only (for A/B
@@ -86,6 +89,7 @@ struct Args {
   bool blocking_clients = false;
   size_t clients = 0;      // 1 or 4: only that many clients in the read workloads (0: both)
   size_t depth = 8;    // records in flight per client in the deep runs (the reader keeps 32)
+  size_t chunk_depth = 2;  // whole chunks in flight per client in the deep 4 MiB runs
   size_t workers = 8;  // the node's --workers (its default)
   size_t open_files = 4096;  // the node's --open_files (its default; 0: open and close per read)
   size_t inventory = 0;  // > 0: only time rebuilding the inventory of this many chunks
@@ -116,7 +120,7 @@ struct ClientSet {
   std::vector<std::unique_ptr<StorageClient>> clients;
   std::vector<std::unique_ptr<net::MemoryRegion>> bufs;
 
-  Status connect(const std::string& address, size_t n, const std::string& provider) {
+  Status connect(const std::string& address, size_t n, const std::string& provider, size_t buffer_bytes) {
     for (size_t i = 0; i < n; ++i) {
       net::EndpointOptions eo;
       eo.provider = provider;
@@ -125,7 +129,7 @@ struct ClientSet {
       SLUICE_ASSIGN_OR_RETURN(auto ep, net::Endpoint::create(eo));
       SLUICE_RETURN_IF_ERROR(ep->start());
       SLUICE_ASSIGN_OR_RETURN(auto c, StorageClient::connect(*ep, address));
-      SLUICE_ASSIGN_OR_RETURN(auto buf, ep->allocateMemory(kChunk, net::Access::kRemoteReadWrite));
+      SLUICE_ASSIGN_OR_RETURN(auto buf, ep->allocateMemory(buffer_bytes, net::Access::kRemoteReadWrite));
       clients.push_back(std::make_unique<StorageClient>(std::move(c)));
       bufs.push_back(std::move(buf));
       eps.push_back(std::move(ep));
@@ -426,6 +430,8 @@ int run(int argc, char** argv) {
       a.rounds = std::stoul(val());
     else if (s == "--depth" && i + 1 < argc && inRange(argv[i + 1], 1, kChunk / kRecord))
       a.depth = std::stoul(val());
+    else if (s == "--chunk-depth" && i + 1 < argc && inRange(argv[i + 1], 1, 4))
+      a.chunk_depth = std::stoul(val());
     else if (s == "--clients" && i + 1 < argc &&
              (std::string(argv[i + 1]) == "1" || std::string(argv[i + 1]) == "4"))
       a.clients = std::stoul(val());
@@ -436,7 +442,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_storage_node [--dir D] [--chunks N] [--records N] [--no-fio] "
                    "[--no-drop] [--provider P] [--busy-poll] [--only get4m|get128k] [--buffered] [--blocking-clients] "
-                   "[--clients 1|4] [--depth 1-32] [--workers 1-64] [--open-files N] [--rounds 1-15] [--inventory N]\n");
+                   "[--clients 1|4] [--depth 1-32] [--chunk-depth 1-4] [--workers 1-64] [--open-files N] [--rounds 1-15] [--inventory N]\n");
       return 2;
     }
   }
@@ -493,17 +499,13 @@ int run(int argc, char** argv) {
   // Each sluice figure is paired with its fio job run again just before it,
   // so both see the same moment of a shared (and noisy) virtual disk.
   const std::string fio_file = a.dir + "/fio.dat";
-  auto lim = [&](const char* k) -> double {
+  // The write limit, from the fio run at the start (none with --only).
+  auto lim = [&](const char* k) -> double { return a.fio && fio.count(k) ? fio[k] : 0.0; };
+  // fio's sequential 1 MiB reads with `qd` in flight.
+  auto seqLimit = [&](size_t qd) -> double {
     if (!a.fio) return 0.0;
-    static const std::map<std::string, std::tuple<const char*, const char*, int, const char*>> jobs = {
-        {"read1m_qd4", {"read", "1M", 4, ""}},
-        {"read1m_qd16", {"read", "1M", 16, ""}},
-    };
-    auto it = jobs.find(k);
-    if (it == jobs.end()) return fio.count(k) ? fio[k] : 0.0;
     cold();
-    auto [rw, bs, depth, extra] = it->second;
-    auto bw = runFio(fio_file, rw, bs, depth, extra, "read");
+    auto bw = runFio(fio_file, "read", "1M", static_cast<int>(qd), "", "read");
     return bw.isOk() ? *bw : 0.0;
   };
   // fio's random 128 KiB reads with `qd` in flight, for as long as a record run.
@@ -560,7 +562,7 @@ int run(int argc, char** argv) {
       return 1;
     }
     ClientSet cs;
-    if (Status c = cs.connect(daemon.address(), 4, a.provider); !c.isOk()) {
+    if (Status c = cs.connect(daemon.address(), 4, a.provider, a.chunk_depth * kChunk); !c.isOk()) {
       std::fprintf(stderr, "clients: %s\n", c.toString().c_str());
       return 1;
     }
@@ -577,8 +579,8 @@ int run(int argc, char** argv) {
       }
       line("PutChunk 4M, 4 clients", *put, lim("write1m"), "fio write 1M QD4");
     }
-    auto get4m = [&](size_t c, size_t, size_t i) -> Status {
-      auto r = cs.clients[c]->getChunk(ids[i], 0, 0, *cs.bufs[c], 0);
+    auto get4m = [&](size_t c, size_t slot, size_t i) -> Status {
+      auto r = cs.clients[c]->getChunk(ids[i], 0, 0, *cs.bufs[c], slot * kChunk);
       if (r.isOk() && !r->verified) return internalError("unverified whole read");
       return r.status();
     };
@@ -598,26 +600,31 @@ int run(int argc, char** argv) {
     for (size_t k : {size_t{1}, size_t{4}}) {
       if (a.clients != 0 && k != a.clients) continue;
       const std::string clients = std::to_string(k) + (k == 1 ? " client" : " clients");
-      const char* seq_lim = k == 1 ? "read1m_qd4" : "read1m_qd16";
-      const std::string seq_name = k == 1 ? "fio read 1M QD4" : "fio read 1M QD16";
       for (bool warm : {false, true}) {
         if (!direct && !warm) continue;  // buffered mode only adds warm figures
         if (!a.only.empty() && warm == direct) continue;
         const std::string temp = warm ? "warm" : "cold";
-        if (a.only != "get128k") {
-          const double seq_limit = lim(seq_lim);
+        // Whole chunks one at a time per client, then (cold) `chunk_depth`
+        // in flight per client, as readers keep chunks ahead; each against
+        // fio with as many bytes in flight (a chunk is four 1 MiB reads).
+        std::vector<size_t> chunk_depths = {1};
+        if (a.chunk_depth > 1 && !warm) chunk_depths.push_back(a.chunk_depth);
+        for (size_t d : a.only != "get128k" ? chunk_depths : std::vector<size_t>{}) {
+          const size_t qd = 4 * k * d;
+          const double seq_limit = seqLimit(qd);
           if (!warm) cold();
           if (warm && !direct) {
             // Warm the page cache first.
-            parallel(k, 1, a.chunks, kChunk, get4m).status().ignore();
+            parallel(k, d, a.chunks, kChunk, get4m).status().ignore();
           }
-          auto r = parallel(k, 1, a.chunks, kChunk, get4m);
+          auto r = parallel(k, d, a.chunks, kChunk, get4m);
           if (!r.isOk()) {
             std::fprintf(stderr, "get4m: %s\n", r.status().toString().c_str());
             return 1;
           }
-          const Bracket b{seq_limit, warm ? 0.0 : lim(seq_lim)};
-          line("GetChunk 4M " + temp + mode + ", " + clients, *r, b.mean(), seq_name, b.note());
+          const Bracket b{seq_limit, warm ? 0.0 : seqLimit(qd)};
+          line("GetChunk 4M " + temp + mode + ", " + clients + (d == 1 ? "" : " x" + std::to_string(d)), *r,
+               b.mean(), "fio read 1M QD" + std::to_string(qd), b.note());
         }
         if (a.only == "get4m") continue;
         // Records one at a time per client, then `depth` in flight per
