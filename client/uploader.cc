@@ -154,6 +154,7 @@ class Upload {
                                            meta::MetaMethod::BeginVersion, req, "BeginVersion")));
     if (!resp->version) return Status(StatusCode::kProtocolError, "BeginVersion: empty answer");
     version_ = resp->version->version;
+    dataset_id_ = resp->version->dataset_id;
     report_.version = version_;
     return Status();
   }
@@ -525,6 +526,7 @@ class Upload {
       if (req.files.empty()) return Status();
       req.dataset = dataset_;
       req.version = version_;
+      req.dataset_id = dataset_id_;
       SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::AddFilesRequest, meta::AddFilesResponse>(
                                              meta::MetaMethod::AddFiles, req, "AddFiles")));
       (void)resp;
@@ -588,6 +590,7 @@ class Upload {
     req.version = version_;
     req.message = options_.message;
     req.keep_latest = options_.keep_latest;
+    req.dataset_id = dataset_id_;
     SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::CommitVersionRequest, meta::CommitVersionResponse>(
                                            meta::MetaMethod::CommitVersion, req, "CommitVersion")));
     (void)resp;
@@ -612,6 +615,7 @@ class Upload {
   size_t chunk_size_ = kDefaultChunkSize;
   bool compress_ = true;
   uint32_t version_ = 0;
+  uint64_t dataset_id_ = 0;  // the draft's dataset, checked by meta on each AddFiles and the commit
   std::unique_ptr<BufferPool> pool_;
   std::optional<ProgressMeter> progress_;
   UploadReport report_;

@@ -48,7 +48,7 @@ fb::Offset<w::VersionInfo> encodeVersion(fb::FlatBufferBuilder& fbb, const Versi
   return w::CreateVersionInfo(fbb, fbb.CreateString(v.dataset), v.version,
                               static_cast<w::VersionState>(v.state), v.created_ms, v.committed_ms,
                               v.file_count, v.logical_bytes, v.stored_bytes,
-                              fbb.CreateString(v.message), fbb.CreateVector(tags));
+                              fbb.CreateString(v.message), fbb.CreateVector(tags), v.dataset_id);
 }
 
 fb::Offset<w::Entry> encodeEntry(fb::FlatBufferBuilder& fbb, const Entry& e) {
@@ -244,13 +244,14 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
         }
       }
     }
-    SLUICE_ASSIGN_OR_RETURN(AddFilesResult res, st->addFiles(sv(r.dataset()), r.version(), specs));
+    SLUICE_ASSIGN_OR_RETURN(AddFilesResult res, st->addFiles(sv(r.dataset()), r.version(), specs, r.dataset_id()));
     fbb.Finish(w::CreateAddFilesResponse(fbb, res.file_count, res.logical_bytes, res.stored_bytes));
     return Status::ok();
   });
   serve<w::CommitVersionRequest>(ep, MetaMethod::CommitVersion, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(VersionInfo v, st->commitVersion(sv(r.dataset()), r.version(),
-                                                             sv(r.message()), r.keep_latest()));
+                                                             sv(r.message()), r.keep_latest(),
+                                                             r.dataset_id()));
     fbb.Finish(w::CreateCommitVersionResponse(fbb, encodeVersion(fbb, v)));
     return Status::ok();
   });

@@ -147,11 +147,15 @@ class MetaStore {
   // explicit entry gives a directory its uploaded mode and mtime whether it
   // comes before or after the paths below it. file_count and logical_bytes
   // count regular files only.
+  // `dataset_id` (0: not checked) must be the id the draft was begun under:
+  // kConflict if the dataset was deleted and created again since.
   Result<AddFilesResult> addFiles(std::string_view dataset, uint32_t version,
-                                  std::span<const FileSpec> files);
+                                  std::span<const FileSpec> files, uint64_t dataset_id = 0);
   // Idempotent: committing a committed version answers its info.
+  // `dataset_id` as in addFiles.
   Result<VersionInfo> commitVersion(std::string_view dataset, uint32_t version,
-                                    std::string_view message, bool keep_latest);
+                                    std::string_view message, bool keep_latest,
+                                    uint64_t dataset_id = 0);
   Status abortVersion(std::string_view dataset, uint32_t version);
   Result<Page<VersionInfo>> listVersions(std::string_view dataset, std::string_view cursor,
                                          uint32_t limit) const;

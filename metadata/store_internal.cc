@@ -63,6 +63,7 @@ Result<VersionHandle> resolveCommitted(const Txn& txn, const DatasetHandle& ds,
 VersionInfo toVersionInfo(const DatasetHandle& ds, const VersionHandle& v) {
   VersionInfo info;
   info.dataset = ds.name;
+  info.dataset_id = ds.rec.id;
   info.version = v.number;
   info.state = v.rec.state;
   info.created_ms = v.rec.created_ms;

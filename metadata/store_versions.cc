@@ -472,8 +472,21 @@ Result<VersionInfo> MetaStore::beginVersion(std::string_view dataset, std::strin
   return toVersionInfo(ds, v);
 }
 
+namespace {
+
+// A draft is named by dataset name and number, both of which come back when
+// a dataset is deleted and created again; its id does not.
+Status checkSameDataset(const DatasetHandle& ds, uint32_t version, uint64_t dataset_id) {
+  if (dataset_id == 0 || dataset_id == ds.rec.id) return Status::ok();
+  return Status(StatusCode::kConflict,
+                "dataset '" + ds.name + "' was deleted and created again since draft v" +
+                    std::to_string(version) + " was begun; this upload's draft is gone: run it again");
+}
+
+}  // namespace
+
 Result<AddFilesResult> MetaStore::addFiles(std::string_view dataset, uint32_t version,
-                                           std::span<const FileSpec> files) {
+                                           std::span<const FileSpec> files, uint64_t dataset_id) {
   if (files.size() > kMaxFilesPerBatch) {
     return invalidArgument("files: " + std::to_string(files.size()) + " in one batch; at most " +
                            std::to_string(kMaxFilesPerBatch));
@@ -489,6 +502,7 @@ Result<AddFilesResult> MetaStore::addFiles(std::string_view dataset, uint32_t ve
   }
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));
+  SLUICE_RETURN_IF_ERROR(checkSameDataset(ds, version, dataset_id));
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, loadDraft(txn, ds, version));
   Adder adder(txn, ds, version, v.rec);
   // In path order (stable, so an append follows its file): directory entries
@@ -506,12 +520,14 @@ Result<AddFilesResult> MetaStore::addFiles(std::string_view dataset, uint32_t ve
 }
 
 Result<VersionInfo> MetaStore::commitVersion(std::string_view dataset, uint32_t version,
-                                             std::string_view message, bool keep_latest) {
+                                             std::string_view message, bool keep_latest,
+                                             uint64_t dataset_id) {
   if (message.size() > kMaxMessageLength) {
     return invalidArgument("message: longer than " + std::to_string(kMaxMessageLength) + " bytes");
   }
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));
+  SLUICE_RETURN_IF_ERROR(checkSameDataset(ds, version, dataset_id));
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, loadVersion(txn, ds, version));
   if (v.rec.state == VersionState::kCommitted) {
     VersionInfo info = toVersionInfo(ds, v);

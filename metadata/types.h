@@ -129,6 +129,7 @@ struct DatasetInfo {
 
 struct VersionInfo {
   std::string dataset;
+  uint64_t dataset_id = 0;  // never reused (see meta.fbs VersionInfo)
   uint32_t version = 0;
   VersionState state = VersionState::kDraft;
   int64_t created_ms = 0;

@@ -246,6 +246,40 @@ TEST_F(MetaStoreTest, DatasetLifecycle) {
   EXPECT_EQ(g->items.size(), 1u);
 }
 
+// An upload names its draft by dataset and number, and both come back when
+// the dataset is deleted and created again: the dataset id it began under
+// tells its draft from the new dataset's draft of the same number.
+TEST_F(MetaStoreTest, StaleUploadCannotTouchADraftOfADatasetCreatedAgain) {
+  createDataset("d");
+  auto old = store_->beginVersion("d", "first upload");
+  ASSERT_TRUE(old.isOk());
+  const uint64_t old_id = old->dataset_id;
+  EXPECT_NE(old_id, 0u);
+  ASSERT_TRUE(store_->deleteDataset("d", true).isOk());
+  createDataset("d");
+  auto fresh = store_->beginVersion("d", "someone else's upload");
+  ASSERT_TRUE(fresh.isOk());
+  ASSERT_EQ(fresh->version, old->version);  // the same name and number
+  EXPECT_NE(fresh->dataset_id, old_id);
+
+  std::vector<FileSpec> files = {makeFile("stale.bin", 1)};
+  auto added = store_->addFiles("d", fresh->version, files, old_id);
+  EXPECT_EQ(added.status().code(), StatusCode::kConflict);
+  EXPECT_NE(added.status().message().find("deleted and created again"), std::string::npos)
+      << added.status().toString();
+  auto committed = store_->commitVersion("d", fresh->version, "", false, old_id);
+  EXPECT_EQ(committed.status().code(), StatusCode::kConflict);
+  // Nothing of the stale upload landed; the new draft's own upload works.
+  files = {makeFile("mine.bin", 2)};
+  ASSERT_TRUE(store_->addFiles("d", fresh->version, files, fresh->dataset_id).isOk());
+  auto mine = store_->commitVersion("d", fresh->version, "", false, fresh->dataset_id);
+  ASSERT_TRUE(mine.isOk()) << mine.status().toString();
+  EXPECT_EQ(mine->file_count, 1u);
+  EXPECT_EQ(mine->dataset_id, fresh->dataset_id);
+  EXPECT_EQ(store_->stat("d", "v1", "stale.bin").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->stat("d", "v1", "mine.bin").isOk());
+}
+
 TEST_F(MetaStoreTest, DraftIsInvisibleUntilCommitThenComplete) {
   createDataset();
   uint32_t v1 = draft();
