@@ -128,6 +128,7 @@ std::string encodeVersion(const VersionRecord& v) {
   w.u64(v.stored_bytes);
   w.u64(v.next_dir_id);
   w.str(v.message);
+  w.u64(v.gc_epoch);
   return std::move(w.out());
 }
 
@@ -144,6 +145,8 @@ Result<VersionRecord> decodeVersion(std::string_view v) {
     return corruption("metadata version record: unknown state " + std::to_string(state));
   }
   out.state = static_cast<VersionState>(state);
+  // Records written before the field existed end here.
+  if (r.remaining() > 0 && !r.u64(&out.gc_epoch)) return r.error();
   return out;
 }
 

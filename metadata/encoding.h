@@ -99,6 +99,9 @@ std::string encodeDataset(const DatasetRecord& d);
 Result<DatasetRecord> decodeDataset(std::string_view v);
 
 struct VersionRecord {
+  // Meta's gc epoch when the draft was begun (0 in records made before it
+  // existed): see MetaStore::pruneTombstones.
+  uint64_t gc_epoch = 0;
   VersionState state = VersionState::kDraft;
   int64_t created_ms = 0;
   int64_t modified_ms = 0;

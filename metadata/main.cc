@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -44,6 +45,7 @@ struct Flags {
   std::chrono::microseconds draft_grace{};
   std::chrono::microseconds repair_grace{};
   std::chrono::microseconds stray_check{};
+  std::chrono::microseconds tombstone_ttl{};
   uint64_t repair_rate = 0;
   std::string metrics_listen;
   std::string ready_file;
@@ -74,6 +76,9 @@ int run(int argc, char** argv) {
       .addDuration("stray_check", &f.stray_check, std::chrono::minutes(5),
                    "how often nodes are asked for copies of stripes the map no longer lists them for "
                    "(left by uploads with an older map), which are then cleaned up (0s: never)")
+      .addDuration("tombstone_ttl", &f.tombstone_ttl, std::chrono::hours(24 * 7),
+                   "gc's tombstones older than this are forgotten; an upload whose draft is older "
+                   "than the newest forgotten one is refused and must run again (0s: keep forever)")
       .addSize("repair_rate", &f.repair_rate, 0,
                "bytes/s of each repair copy (0: the storage nodes' repair.rate)")
       .addString("metrics.listen", &f.metrics_listen, "",
@@ -173,11 +178,27 @@ int run(int argc, char** argv) {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
+  // It also forgets old tombstones, every quarter of their TTL (1 s to 1 h).
+  const int64_t ttl_ms = std::chrono::duration_cast<std::chrono::milliseconds>(f.tombstone_ttl).count();
+  const auto prune_every = std::chrono::milliseconds(std::clamp<int64_t>(ttl_ms / 4, 1000, 3600 * 1000));
+  auto next_prune = std::chrono::steady_clock::now() + prune_every;
   std::thread sweeper([&] {
     auto period = std::chrono::milliseconds(std::max<int64_t>(o.heartbeat_timeout_ms / 4, 50));
     std::unique_lock<std::mutex> lock(mu);
     while (!cv.wait_for(lock, period, [&] { return stopping; })) {
       lock.unlock();
+      const auto now = std::chrono::steady_clock::now();
+      if (ttl_ms > 0 && now >= next_prune) {
+        next_prune = now + prune_every;
+        auto pruned = (*store)->pruneTombstones(ttl_ms);
+        if (!pruned.isOk()) {
+          spdlog::error("tombstone prune: {}", pruned.status().toString());
+        } else if (pruned->pruned > 0) {
+          spdlog::info("gc: forgot {} tombstones older than {} s (gc epochs up to {}; drafts begun "
+                       "before that must upload again)",
+                       pruned->pruned, ttl_ms / 1000, pruned->pruned_epoch);
+        }
+      }
       auto down = (*store)->markStaleNodesDown();
       if (!down.isOk()) {
         spdlog::error("liveness sweep: {}", down.status().toString());

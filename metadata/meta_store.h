@@ -223,6 +223,14 @@ class MetaStore {
   // names one later is refused, so the caller may delete them. `dry_run`:
   // which would be claimed, nothing written.
   Result<std::vector<Hash128>> claimOrphans(std::span<const Hash128> chunks, bool dry_run = false);
+  // Forgets tombstones older than `older_than_ms` (by whole gc epochs: all
+  // of an epoch's go together, and only when all are old enough), so meta
+  // does not grow by one entry per chunk ever collected. From then on
+  // AddFiles refuses drafts begun in an epoch before the pruned one
+  // (kConflict: run the upload again): their chunks were learned of before
+  // gc collections no tombstone records any more. Run it with an age well
+  // above how long a gc run takes to delete what it collected.
+  Result<TombstonePrune> pruneTombstones(int64_t older_than_ms);
 
  private:
   MetaStore(MetaStoreOptions options, std::unique_ptr<LmdbEnv> env);

@@ -18,6 +18,26 @@ Status putU64(Txn& txn, std::string_view key, uint64_t v) {
   return txn.put(Db::kMeta, key, std::string_view(reinterpret_cast<const char*>(&v), 8));
 }
 
+Result<uint64_t> getU64Or0(const Txn& txn, std::string_view key) {
+  SLUICE_ASSIGN_OR_RETURN(auto v, txn.find(Db::kMeta, key));
+  if (!v) return uint64_t{0};
+  return getU64(txn, key);
+}
+
+std::string encodeTombstone(int64_t ms, uint64_t epoch) {
+  std::string out;
+  putBe64(out, static_cast<uint64_t>(ms));
+  putBe64(out, epoch);
+  return out;
+}
+
+Tombstone decodeTombstone(std::string_view v) {
+  Tombstone t;
+  if (v.size() >= 8) t.ms = static_cast<int64_t>(getBe64(v.data()));
+  if (v.size() >= 16) t.epoch = getBe64(v.data() + 8);
+  return t;
+}
+
 Result<DatasetHandle> loadDataset(const Txn& txn, std::string_view name) {
   SLUICE_RETURN_IF_ERROR(validateName(name, "dataset name"));
   SLUICE_ASSIGN_OR_RETURN(auto v, txn.find(Db::kDatasets, name));

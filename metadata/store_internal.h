@@ -26,6 +26,12 @@ inline constexpr std::string_view kKeyNextNodeId = "next_node_id";
 inline constexpr std::string_view kKeyNextDatasetId = "next_dataset_id";
 inline constexpr std::string_view kKeyStripeMap = "stripe_map";
 inline constexpr std::string_view kKeyFormat = "format";
+// gc epoch: advanced by each collect or claim that tombstones chunks; each
+// tombstone and each draft records the epoch it was made in. Tombstones of
+// epochs up to the pruned epoch are gone (see MetaStore::pruneTombstones).
+// Both absent in stores made before they existed: 0.
+inline constexpr std::string_view kKeyGcEpoch = "gc_epoch";
+inline constexpr std::string_view kKeyPrunedEpoch = "pruned_epoch";
 
 Result<uint64_t> getU64(const Txn& txn, std::string_view key);
 
@@ -37,6 +43,15 @@ Result<std::vector<NodeRecord>> loadNodes(const Txn& txn);
 // any dataset.
 Result<uint32_t> dataSlots(const Txn& txn);
 Status putU64(Txn& txn, std::string_view key, uint64_t v);
+// getU64 for a key that may be absent (0 then).
+Result<uint64_t> getU64Or0(const Txn& txn, std::string_view key);
+// A tombstone's value: when (wall ms) and in which gc epoch it was made.
+std::string encodeTombstone(int64_t ms, uint64_t epoch);
+struct Tombstone {
+  int64_t ms = 0;
+  uint64_t epoch = 0;  // 0 for tombstones made before epochs existed
+};
+Tombstone decodeTombstone(std::string_view v);
 
 struct DatasetHandle {
   std::string name;

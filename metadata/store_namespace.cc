@@ -271,7 +271,11 @@ Result<std::vector<GarbageChunk>> MetaStore::collectGarbage(uint32_t limit) {
     }
   }
   std::string stamp;
-  putBe64(stamp, static_cast<uint64_t>(nowMs()));
+  if (!out.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64Or0(txn, kKeyGcEpoch));
+    SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyGcEpoch, ++epoch));
+    stamp = encodeTombstone(nowMs(), epoch);
+  }
   for (const auto& g : out) {
     SLUICE_RETURN_IF_ERROR(txn.del(Db::kGarbage, chunkKey(g.chunk)));
     SLUICE_RETURN_IF_ERROR(txn.put(Db::kTombstones, chunkKey(g.chunk), stamp));
@@ -285,8 +289,9 @@ Result<std::vector<Hash128>> MetaStore::claimOrphans(std::span<const Hash128> ch
     return invalidArgument("chunks: at most " + std::to_string(kMaxPageLimit) + " per call");
   }
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
-  std::string stamp;
-  putBe64(stamp, static_cast<uint64_t>(nowMs()));
+  SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64Or0(txn, kKeyGcEpoch));
+  const std::string stamp = encodeTombstone(nowMs(), epoch + 1);
+  bool tombstoned = false;
   std::vector<Hash128> claimed;
   for (const Hash128& chunk : chunks) {
     SLUICE_ASSIGN_OR_RETURN(bool live, chunkIsLive(txn, chunk));
@@ -294,12 +299,58 @@ Result<std::vector<Hash128>> MetaStore::claimOrphans(std::span<const Hash128> ch
     SLUICE_ASSIGN_OR_RETURN(auto garbage, txn.find(Db::kGarbage, chunkKey(chunk)));
     if (garbage) continue;  // collectGarbage's to take
     SLUICE_ASSIGN_OR_RETURN(auto dead, txn.find(Db::kTombstones, chunkKey(chunk)));
-    if (!dead && !dry_run) SLUICE_RETURN_IF_ERROR(txn.put(Db::kTombstones, chunkKey(chunk), stamp));
+    if (!dead && !dry_run) {
+      SLUICE_RETURN_IF_ERROR(txn.put(Db::kTombstones, chunkKey(chunk), stamp));
+      tombstoned = true;
+    }
     claimed.push_back(chunk);
   }
   if (dry_run) return claimed;  // the transaction aborts unwritten
+  if (tombstoned) SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyGcEpoch, epoch + 1));
   SLUICE_RETURN_IF_ERROR(txn.commit());
   return claimed;
+}
+
+Result<TombstonePrune> MetaStore::pruneTombstones(int64_t older_than_ms) {
+  if (older_than_ms <= 0) return invalidArgument("older_than_ms: must be positive");
+  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+  const int64_t cutoff = nowMs() - older_than_ms;
+  SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64Or0(txn, kKeyGcEpoch));
+  SLUICE_ASSIGN_OR_RETURN(uint64_t pruned, getU64Or0(txn, kKeyPrunedEpoch));
+  // The horizon H: the epochs all of whose tombstones are old enough. Every
+  // tombstone of an epoch <= H goes, and every one of a later epoch stays,
+  // so "a draft begun in an epoch below H" is exactly "a draft some pruned
+  // tombstone would have guarded" (a clock stepped back only lowers H).
+  uint64_t horizon = epoch;
+  {
+    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kTombstones));
+    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+    while (ok) {
+      const Tombstone t = decodeTombstone(c.value());
+      if (t.ms > cutoff) {
+        if (t.epoch == 0) return TombstonePrune{0, pruned};  // a young pre-epoch one holds all back
+        horizon = std::min(horizon, t.epoch - 1);
+      }
+      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+    }
+  }
+  TombstonePrune out{0, std::max(pruned, horizon)};
+  {
+    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kTombstones));
+    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+    while (ok) {
+      // After a del, next yields the entry that followed the deleted one.
+      if (decodeTombstone(c.value()).epoch <= horizon) {
+        SLUICE_RETURN_IF_ERROR(c.del());
+        ++out.pruned;
+      }
+      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+    }
+  }
+  if (out.pruned == 0) return TombstonePrune{0, pruned};  // nothing written
+  SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyPrunedEpoch, out.pruned_epoch));
+  SLUICE_RETURN_IF_ERROR(txn.commit());
+  return out;
 }
 
 Result<Page<GarbageChunk>> MetaStore::listGarbage(int64_t grace_ms, std::string_view cursor,

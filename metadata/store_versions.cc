@@ -466,6 +466,7 @@ Result<VersionInfo> MetaStore::beginVersion(std::string_view dataset, std::strin
   v.number = ds.rec.next_version++;
   v.rec.created_ms = v.rec.modified_ms = nowMs();
   v.rec.message = std::string(message);
+  SLUICE_ASSIGN_OR_RETURN(v.rec.gc_epoch, getU64Or0(txn, kKeyGcEpoch));
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kDatasets, ds.name, encodeDataset(ds.rec)));
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kVersions, versionKey(ds.rec.id, v.number), encodeVersion(v.rec)));
   SLUICE_RETURN_IF_ERROR(txn.commit());
@@ -504,6 +505,17 @@ Result<AddFilesResult> MetaStore::addFiles(std::string_view dataset, uint32_t ve
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));
   SLUICE_RETURN_IF_ERROR(checkSameDataset(ds, version, dataset_id));
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, loadDraft(txn, ds, version));
+  // An upload learns of the chunks it names after its draft was begun (its
+  // lookups, its own puts), so the tombstones that guard it are those of
+  // later gc epochs; once some of those are pruned it can no longer be told
+  // a chunk was collected under it.
+  SLUICE_ASSIGN_OR_RETURN(uint64_t pruned, getU64Or0(txn, kKeyPrunedEpoch));
+  if (v.rec.gc_epoch < pruned) {
+    return Status(StatusCode::kConflict,
+                  "dataset '" + ds.name + "' draft v" + std::to_string(version) +
+                      " was begun before chunks gc collected were forgotten (tombstones are kept "
+                      "for --tombstone_ttl); run the upload again (it stores what is missing anew)");
+  }
   Adder adder(txn, ds, version, v.rec);
   // In path order (stable, so an append follows its file): directory entries
   // of one directory then land in neighbouring B-tree pages.

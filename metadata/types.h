@@ -59,6 +59,11 @@ struct RebalancePlan {
   uint64_t bytes_to_copy = 0;  // estimated: the source's bytes per data slot
 };
 
+struct TombstonePrune {
+  uint64_t pruned = 0;        // tombstones deleted
+  uint64_t pruned_epoch = 0;  // drafts begun before this gc epoch are refused AddFiles
+};
+
 // A node that may hold chunks of a stripe it no longer needs (it was moved
 // off or down the stripe's list).
 struct StripeCleanup {

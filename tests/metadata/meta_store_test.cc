@@ -1257,5 +1257,63 @@ TEST_F(MetaStoreTest, ClaimOrphansTakesOnlyChunksNothingNames) {
   EXPECT_EQ(store_->claimOrphans(std::vector<Hash128>(20000)).status().code(), StatusCode::kInvalidArgument);
 }
 
+// Tombstones are forgotten by whole gc epochs once all of an epoch's are
+// older than the TTL; an upload whose draft was begun before a forgotten
+// epoch is refused (it may hold a lookup of a collected chunk), a later one
+// is not, and the forgotten epoch survives a restart.
+TEST_F(MetaStoreTest, OldTombstonesAreForgottenAndOlderDraftsRefused) {
+  const int64_t kTtl = 7 * 24 * 3600 * 1000ll;
+  createDataset("imgs");
+  uint32_t v1 = draft("imgs");
+  add("imgs", v1, {makeFile("a", 1)});
+  commit("imgs", v1);
+  const uint32_t before_gc = draft("imgs");  // begun in epoch 0; looks "a" up, say
+  ASSERT_TRUE(store_->deleteVersion("imgs", v1, /*force=*/true).isOk());
+  auto collected = store_->collectGarbage(100);  // epoch 1: a
+  ASSERT_TRUE(collected.isOk());
+  ASSERT_EQ(collected->size(), 1u);
+  const uint32_t after_gc = draft("imgs");  // begun in epoch 1
+  // Within the TTL the tombstone refuses "a" to both drafts, and nothing goes.
+  EXPECT_EQ(store_->addFiles("imgs", before_gc, std::vector<FileSpec>{makeFile("a", 1)}).status().code(),
+            StatusCode::kConflict);
+  auto early = store_->pruneTombstones(kTtl);
+  ASSERT_TRUE(early.isOk()) << early.status().toString();
+  EXPECT_EQ(early->pruned, 0u);
+  EXPECT_EQ(early->pruned_epoch, 0u);
+
+  clock_.advance(std::chrono::hours(24 * 6));
+  auto orphan = store_->claimOrphans(std::vector<Hash128>{makeFile("z", 9).extents[0].chunk});  // epoch 2
+  ASSERT_TRUE(orphan.isOk());
+  ASSERT_EQ(orphan->size(), 1u);
+  clock_.advance(std::chrono::hours(24 * 2));
+  // Epoch 1 is 8 days old, epoch 2 two days: only epoch 1's goes.
+  auto pruned = store_->pruneTombstones(kTtl);
+  ASSERT_TRUE(pruned.isOk()) << pruned.status().toString();
+  EXPECT_EQ(pruned->pruned, 1u);
+  EXPECT_EQ(pruned->pruned_epoch, 1u);
+
+  reopen();  // durable
+  // The draft begun before epoch 1 can no longer be protected: refused, saying why.
+  auto refused = store_->addFiles("imgs", before_gc, std::vector<FileSpec>{makeFile("b", 2)});
+  EXPECT_EQ(refused.status().code(), StatusCode::kConflict);
+  EXPECT_NE(refused.status().message().find("run the upload again"), std::string::npos)
+      << refused.status().toString();
+  // The one begun after it could not have learned of "a" before it was
+  // collected (a lookup then finds nothing live); naming it again (its
+  // bytes put anew) is allowed now the tombstone is gone.
+  ASSERT_TRUE(store_->addFiles("imgs", after_gc, std::vector<FileSpec>{makeFile("a", 1)}).isOk());
+  // Epoch 2's tombstone is still there.
+  EXPECT_EQ(store_->addFiles("imgs", after_gc, std::vector<FileSpec>{makeFile("z", 9)}).status().code(),
+            StatusCode::kConflict);
+  // A new draft works, and a prune with nothing old enough changes nothing.
+  const uint32_t fresh = draft("imgs");
+  EXPECT_TRUE(store_->addFiles("imgs", fresh, std::vector<FileSpec>{makeFile("c", 3)}).isOk());
+  auto again = store_->pruneTombstones(kTtl);
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(again->pruned, 0u);
+  EXPECT_EQ(again->pruned_epoch, 1u);
+  EXPECT_EQ(store_->pruneTombstones(0).status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace sluice::meta
