@@ -583,10 +583,13 @@ TEST(Repair, MetaKilledMidRebalanceFinishesOnRestart) {
     writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(90000 + static_cast<size_t>(i) * 3001, i + 11));
   }
   writeFile(fs::path(src) / "large.bin", makeContent(size_t{14} << 20, 23));
-  auto r = tc.runCli({"dataset", "create", "mk", "--replication", "2"});
-  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  // 1 MiB chunks: ~18 of them, so the stripes the new node takes hold some
+  // (with ~5 chunks of 4 MiB, salted anywhere, now and then none did).
+  auto r = tc.runCli({"dataset", "create", "mk", "--replication", "2", "--chunk-size", "1M"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0) << (r.isOk() ? r->err : r.status().toString());
   r = tc.runCli({"put", src, "mk", "-q"});
   ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  ASSERT_GE(chunkCopies(tc, 3).size(), 12u);
   ASSERT_TRUE(tc.addNode().isOk());
   // Slow copies, so sluice-meta dies with moves done and moves pending.
   r = tc.runCli({"rebalance", "apply", "--rate", "2M", "--no-wait"});
