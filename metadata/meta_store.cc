@@ -162,6 +162,11 @@ Status MetaStore::initCluster() {
   params_.stripe_count = static_cast<uint32_t>(sc);
   params_.max_replicas = static_cast<uint32_t>(mr);
   params_.default_replication = static_cast<uint8_t>(dr);
+  // gc epochs start at 1, in stores made before they existed too: their
+  // tombstones read as epoch 1 and their drafts as epoch 0, so forgetting
+  // those tombstones refuses those drafts (see pruneTombstones).
+  SLUICE_ASSIGN_OR_RETURN(auto gc_epoch, txn.find(Db::kMeta, kKeyGcEpoch));
+  if (!gc_epoch) SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyGcEpoch, 1));
   SLUICE_ASSIGN_OR_RETURN(std::vector<NodeRecord> nodes, loadNodes(txn));
   SLUICE_RETURN_IF_ERROR(txn.commit());
   int64_t now = steadyMs();

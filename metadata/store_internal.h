@@ -29,7 +29,8 @@ inline constexpr std::string_view kKeyFormat = "format";
 // gc epoch: advanced by each collect or claim that tombstones chunks; each
 // tombstone and each draft records the epoch it was made in. Tombstones of
 // epochs up to the pruned epoch are gone (see MetaStore::pruneTombstones).
-// Both absent in stores made before they existed: 0.
+// The gc epoch starts at 1 (set on open where absent); drafts made before
+// it existed read as epoch 0, tombstones as epoch 1. pruned_epoch absent: 0.
 inline constexpr std::string_view kKeyGcEpoch = "gc_epoch";
 inline constexpr std::string_view kKeyPrunedEpoch = "pruned_epoch";
 
@@ -49,7 +50,7 @@ Result<uint64_t> getU64Or0(const Txn& txn, std::string_view key);
 std::string encodeTombstone(int64_t ms, uint64_t epoch);
 struct Tombstone {
   int64_t ms = 0;
-  uint64_t epoch = 0;  // 0 for tombstones made before epochs existed
+  uint64_t epoch = 1;  // 1 for tombstones made before epochs existed (8-byte values)
 };
 Tombstone decodeTombstone(std::string_view v);
 

@@ -313,43 +313,61 @@ Result<std::vector<Hash128>> MetaStore::claimOrphans(std::span<const Hash128> ch
 
 Result<TombstonePrune> MetaStore::pruneTombstones(int64_t older_than_ms) {
   if (older_than_ms <= 0) return invalidArgument("older_than_ms: must be positive");
-  SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
   const int64_t cutoff = nowMs() - older_than_ms;
-  SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64Or0(txn, kKeyGcEpoch));
-  SLUICE_ASSIGN_OR_RETURN(uint64_t pruned, getU64Or0(txn, kKeyPrunedEpoch));
-  // The horizon H: the epochs all of whose tombstones are old enough. Every
-  // tombstone of an epoch <= H goes, and every one of a later epoch stays,
-  // so "a draft begun in an epoch below H" is exactly "a draft some pruned
-  // tombstone would have guarded" (a clock stepped back only lowers H).
-  uint64_t horizon = epoch;
+  // The horizon H, from a read transaction (writers go on meanwhile): the
+  // epochs all of whose tombstones are old enough. Tombstones made after
+  // this snapshot belong to later epochs and are untouched.
+  uint64_t horizon = 0, pruned = 0;
   {
+    SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
+    SLUICE_ASSIGN_OR_RETURN(horizon, getU64Or0(txn, kKeyGcEpoch));
+    SLUICE_ASSIGN_OR_RETURN(pruned, getU64Or0(txn, kKeyPrunedEpoch));
     SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kTombstones));
     SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
     while (ok) {
       const Tombstone t = decodeTombstone(c.value());
-      if (t.ms > cutoff) {
-        if (t.epoch == 0) return TombstonePrune{0, pruned};  // a young pre-epoch one holds all back
-        horizon = std::min(horizon, t.epoch - 1);
-      }
+      if (t.ms > cutoff) horizon = std::min(horizon, t.epoch == 0 ? 0 : t.epoch - 1);
       SLUICE_ASSIGN_OR_RETURN(ok, c.next());
     }
   }
+  // Refusals first, in their own transaction: from its commit on, AddFiles
+  // turns away every draft a tombstone about to go could have guarded, so
+  // the deletions may then run in short batches (no long write lock, no
+  // transaction outgrowing LMDB's dirty-page limit), and a crash between
+  // batches leaves the rest for the next prune.
   TombstonePrune out{0, std::max(pruned, horizon)};
-  {
+  if (out.pruned_epoch > pruned) {
+    SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+    SLUICE_ASSIGN_OR_RETURN(uint64_t now_pruned, getU64Or0(txn, kKeyPrunedEpoch));
+    out.pruned_epoch = std::max(out.pruned_epoch, now_pruned);
+    SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyPrunedEpoch, out.pruned_epoch));
+    SLUICE_RETURN_IF_ERROR(txn.commit());
+  }
+  constexpr size_t kBatch = 10000;
+  std::string after;  // the last key a batch looked at
+  for (bool more = true; more;) {
+    SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
     SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kTombstones));
-    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
-    while (ok) {
+    SLUICE_ASSIGN_OR_RETURN(bool ok, after.empty() ? c.first() : c.seek(after));
+    if (ok && !after.empty() && c.key() == after) {
+      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+    }
+    size_t deleted = 0, seen = 0;
+    while (ok && deleted < kBatch && seen < 8 * kBatch) {
+      ++seen;
+      after = std::string(c.key());
       // After a del, next yields the entry that followed the deleted one.
-      if (decodeTombstone(c.value()).epoch <= horizon) {
+      if (decodeTombstone(c.value()).epoch <= out.pruned_epoch) {
         SLUICE_RETURN_IF_ERROR(c.del());
-        ++out.pruned;
+        ++deleted;
       }
       SLUICE_ASSIGN_OR_RETURN(ok, c.next());
     }
+    more = ok;
+    if (deleted == 0) continue;  // nothing written: the transaction aborts
+    SLUICE_RETURN_IF_ERROR(txn.commit());
+    out.pruned += deleted;
   }
-  if (out.pruned == 0) return TombstonePrune{0, pruned};  // nothing written
-  SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyPrunedEpoch, out.pruned_epoch));
-  SLUICE_RETURN_IF_ERROR(txn.commit());
   return out;
 }
 

@@ -514,7 +514,9 @@ Result<AddFilesResult> MetaStore::addFiles(std::string_view dataset, uint32_t ve
     return Status(StatusCode::kConflict,
                   "dataset '" + ds.name + "' draft v" + std::to_string(version) +
                       " was begun before chunks gc collected were forgotten (tombstones are kept "
-                      "for --tombstone_ttl); run the upload again (it stores what is missing anew)");
+                      "for --tombstone_ttl); run the upload again (it stores what is missing anew), "
+                      "and 'sluice version rm " + ds.name + "@v" + std::to_string(version) +
+                      "' removes this draft");
   }
   Adder adder(txn, ds, version, v.rec);
   // In path order (stable, so an append follows its file): directory entries
