@@ -347,23 +347,26 @@ Result<TombstonePrune> MetaStore::pruneTombstones(int64_t older_than_ms) {
   std::string after;  // the last key a batch looked at
   for (bool more = true; more;) {
     SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
-    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kTombstones));
-    SLUICE_ASSIGN_OR_RETURN(bool ok, after.empty() ? c.first() : c.seek(after));
-    if (ok && !after.empty() && c.key() == after) {
-      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
-    }
-    size_t deleted = 0, seen = 0;
-    while (ok && deleted < kBatch && seen < 8 * kBatch) {
-      ++seen;
-      after = std::string(c.key());
-      // After a del, next yields the entry that followed the deleted one.
-      if (decodeTombstone(c.value()).epoch <= out.pruned_epoch) {
-        SLUICE_RETURN_IF_ERROR(c.del());
-        ++deleted;
+    size_t deleted = 0;
+    {  // the cursor closes before the commit (LMDB frees write cursors there)
+      SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kTombstones));
+      SLUICE_ASSIGN_OR_RETURN(bool ok, after.empty() ? c.first() : c.seek(after));
+      if (ok && !after.empty() && c.key() == after) {
+        SLUICE_ASSIGN_OR_RETURN(ok, c.next());
       }
-      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+      size_t seen = 0;
+      while (ok && deleted < kBatch && seen < 8 * kBatch) {
+        ++seen;
+        after = std::string(c.key());
+        // After a del, next yields the entry that followed the deleted one.
+        if (decodeTombstone(c.value()).epoch <= out.pruned_epoch) {
+          SLUICE_RETURN_IF_ERROR(c.del());
+          ++deleted;
+        }
+        SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+      }
+      more = ok;
     }
-    more = ok;
     if (deleted == 0) continue;  // nothing written: the transaction aborts
     SLUICE_RETURN_IF_ERROR(txn.commit());
     out.pruned += deleted;
