@@ -194,6 +194,9 @@ int run(int argc, char** argv) {
         if (!pruned.isOk()) {
           spdlog::error("tombstone prune: {}", pruned.status().toString());
         } else if (pruned->pruned > 0) {
+          static sluice::Counter& forgotten = sluice::MetricsRegistry::global().counter(
+              "sluice_meta_tombstones_pruned_total", "gc tombstones forgotten after --tombstone_ttl");
+          forgotten.inc(pruned->pruned);
           spdlog::info("gc: forgot {} tombstones older than {} s (gc epochs up to {}; drafts begun "
                        "before that must upload again)",
                        pruned->pruned, ttl_ms / 1000, pruned->pruned_epoch);

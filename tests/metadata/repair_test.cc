@@ -696,7 +696,9 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
 }
 
 TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {
-  auto cluster = TestCluster::start();
+  TestCluster::Options o;
+  o.extra_meta_args = {"--tombstone_ttl", "2s"};  // forgotten within seconds (below)
+  auto cluster = TestCluster::start(o);
   ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
   TestCluster& tc = **cluster;
   std::string v1 = tc.dir() + "/v1", v2 = tc.dir() + "/v2";
@@ -750,6 +752,21 @@ TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {
   r = tc.runCli({"gc"});
   ASSERT_TRUE(r.isOk());
   EXPECT_NE(r->out.find("gc: 0 chunks collected"), std::string::npos) << r->out;
+
+  // The daemon forgets the tombstones once they are older than the TTL, and
+  // uploads go on (a new draft is begun after the forgotten epoch).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (readFile(tc.dir() + "/meta.log").find("tombstones older than") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "meta never forgot the tombstones";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  r = tc.runCli({"put", v1, "gcds", "-q"});  // v1's bytes again, collected before
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  r = tc.runCli({"get", "gcds@latest", tc.dir() + "/back1", "-q"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  for (const auto& f : listFiles(v1)) EXPECT_EQ(readFile(tc.dir() + "/back1/" + f), readFile(fs::path(v1) / f)) << f;
 }
 
 // An upload that placed chunks with a map older than a move's cleanup leaves
