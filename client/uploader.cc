@@ -599,6 +599,7 @@ class Upload {
       t.dataset = dataset_;
       t.tag = options_.tag;
       t.version = version_;
+      t.dataset_id = dataset_id_;
       SLUICE_ASSIGN_OR_RETURN(auto tresp, (cluster_.meta<meta::SetTagRequest, meta::SetTagResponse>(
                                               meta::MetaMethod::SetTag, t, "SetTag")));
       (void)tresp;

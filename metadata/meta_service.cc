@@ -288,7 +288,7 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
 
   // ---- tags
   serve<w::SetTagRequest>(ep, MetaMethod::SetTag, [st](const auto& r, auto& fbb) {
-    SLUICE_ASSIGN_OR_RETURN(uint32_t prev, st->setTag(sv(r.dataset()), sv(r.tag()), r.version()));
+    SLUICE_ASSIGN_OR_RETURN(uint32_t prev, st->setTag(sv(r.dataset()), sv(r.tag()), r.version(), r.dataset_id()));
     fbb.Finish(w::CreateSetTagResponse(fbb, prev));
     return Status::ok();
   });

@@ -165,7 +165,9 @@ class MetaStore {
 
   // ---- tags
   // Returns the version the tag named before (0: new tag).
-  Result<uint32_t> setTag(std::string_view dataset, std::string_view tag, uint32_t version);
+  // `dataset_id` as in addFiles.
+  Result<uint32_t> setTag(std::string_view dataset, std::string_view tag, uint32_t version,
+                          uint64_t dataset_id = 0);
   Status deleteTag(std::string_view dataset, std::string_view tag);
   Result<VersionInfo> resolveVersion(std::string_view dataset, std::string_view ref) const;
   Result<std::vector<TagInfo>> listTags(std::string_view dataset) const;

@@ -640,10 +640,11 @@ Result<uint32_t> MetaStore::deleteVersion(std::string_view dataset, uint32_t ver
 // ---- tags
 
 Result<uint32_t> MetaStore::setTag(std::string_view dataset, std::string_view tag,
-                                   uint32_t version) {
+                                   uint32_t version, uint64_t dataset_id) {
   SLUICE_RETURN_IF_ERROR(validateTagName(tag, "tag"));
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));
+  SLUICE_RETURN_IF_ERROR(checkSameDataset(ds, version, dataset_id));
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, loadVersion(txn, ds, version));
   if (v.rec.state != VersionState::kCommitted) {
     return failedPrecondition("tag '" + std::string(tag) + "': v" + std::to_string(version) +

@@ -269,6 +269,8 @@ TEST_F(MetaStoreTest, StaleUploadCannotTouchADraftOfADatasetCreatedAgain) {
       << added.status().toString();
   auto committed = store_->commitVersion("d", fresh->version, "", false, old_id);
   EXPECT_EQ(committed.status().code(), StatusCode::kConflict);
+  // Nor can it tag what it thinks it committed.
+  EXPECT_EQ(store_->setTag("d", "stale", fresh->version, old_id).status().code(), StatusCode::kConflict);
   // Nothing of the stale upload landed; the new draft's own upload works.
   files = {makeFile("mine.bin", 2)};
   ASSERT_TRUE(store_->addFiles("d", fresh->version, files, fresh->dataset_id).isOk());
