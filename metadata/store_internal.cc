@@ -24,9 +24,11 @@ Result<uint64_t> getU64Or0(const Txn& txn, std::string_view key) {
   return getU64(txn, key);
 }
 
-std::string encodeTombstone(int64_t ms, uint64_t epoch) {
+Result<std::string> nextTombstoneStamp(Txn& txn, int64_t now_ms) {
+  SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64Or0(txn, kKeyGcEpoch));
+  SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyGcEpoch, ++epoch));
   std::string out;
-  putBe64(out, static_cast<uint64_t>(ms));
+  putBe64(out, static_cast<uint64_t>(now_ms));
   putBe64(out, epoch);
   return out;
 }

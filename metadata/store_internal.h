@@ -46,8 +46,10 @@ Result<uint32_t> dataSlots(const Txn& txn);
 Status putU64(Txn& txn, std::string_view key, uint64_t v);
 // getU64 for a key that may be absent (0 then).
 Result<uint64_t> getU64Or0(const Txn& txn, std::string_view key);
-// A tombstone's value: when (wall ms) and in which gc epoch it was made.
-std::string encodeTombstone(int64_t ms, uint64_t epoch);
+// Advances the stored gc epoch and returns the value for the tombstones made
+// in it (when, in wall ms, and the new epoch). Call once per transaction
+// that tombstones chunks, and only if it does.
+Result<std::string> nextTombstoneStamp(Txn& txn, int64_t now_ms);
 struct Tombstone {
   int64_t ms = 0;
   uint64_t epoch = 1;  // 1 for tombstones made before epochs existed (8-byte values)

@@ -272,9 +272,7 @@ Result<std::vector<GarbageChunk>> MetaStore::collectGarbage(uint32_t limit) {
   }
   std::string stamp;
   if (!out.empty()) {
-    SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64Or0(txn, kKeyGcEpoch));
-    SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyGcEpoch, ++epoch));
-    stamp = encodeTombstone(nowMs(), epoch);
+    SLUICE_ASSIGN_OR_RETURN(stamp, nextTombstoneStamp(txn, nowMs()));
   }
   for (const auto& g : out) {
     SLUICE_RETURN_IF_ERROR(txn.del(Db::kGarbage, chunkKey(g.chunk)));
@@ -289,9 +287,7 @@ Result<std::vector<Hash128>> MetaStore::claimOrphans(std::span<const Hash128> ch
     return invalidArgument("chunks: at most " + std::to_string(kMaxPageLimit) + " per call");
   }
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
-  SLUICE_ASSIGN_OR_RETURN(uint64_t epoch, getU64Or0(txn, kKeyGcEpoch));
-  const std::string stamp = encodeTombstone(nowMs(), epoch + 1);
-  bool tombstoned = false;
+  std::string stamp;  // made with the first tombstone: a claim of none keeps the epoch
   std::vector<Hash128> claimed;
   for (const Hash128& chunk : chunks) {
     SLUICE_ASSIGN_OR_RETURN(bool live, chunkIsLive(txn, chunk));
@@ -300,13 +296,14 @@ Result<std::vector<Hash128>> MetaStore::claimOrphans(std::span<const Hash128> ch
     if (garbage) continue;  // collectGarbage's to take
     SLUICE_ASSIGN_OR_RETURN(auto dead, txn.find(Db::kTombstones, chunkKey(chunk)));
     if (!dead && !dry_run) {
+      if (stamp.empty()) {
+        SLUICE_ASSIGN_OR_RETURN(stamp, nextTombstoneStamp(txn, nowMs()));
+      }
       SLUICE_RETURN_IF_ERROR(txn.put(Db::kTombstones, chunkKey(chunk), stamp));
-      tombstoned = true;
     }
     claimed.push_back(chunk);
   }
   if (dry_run) return claimed;  // the transaction aborts unwritten
-  if (tombstoned) SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyGcEpoch, epoch + 1));
   SLUICE_RETURN_IF_ERROR(txn.commit());
   return claimed;
 }

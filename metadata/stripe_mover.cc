@@ -283,7 +283,6 @@ void StripeMover::findStrays() {
   std::set<std::pair<uint64_t, uint32_t>> skip;  // copy targets, and cleanups already queued
   for (const auto& m : *moves) skip.insert({m.to, m.stripe});
   for (const auto& c : *cleanups) skip.insert({c.node, c.stripe});
-  const uint32_t width = map.max_replicas;
   std::vector<StripeCleanup> found;
   // Copies no version references (an upload in flight, garbage, orphans)
   // are left to gc, so a stray stripe can come back every check unchanged:
@@ -306,7 +305,7 @@ void StripeMover::findStrays() {
     for (const auto& st : (*stats)->stats) {
       const uint32_t s = st.stripe();
       if (st.chunks() == 0 || s >= map.stripe_count || skip.count({n.id, s})) continue;
-      std::span<const uint64_t> slots(map.replicas.data() + size_t{s} * width, width);
+      const auto slots = map.slots(s);
       if (std::find(slots.begin(), slots.end(), n.id) != slots.end()) continue;
       found.push_back({n.id, s});
       seen[{n.id, s}] = st.chunks();
@@ -393,7 +392,7 @@ Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {
   }
   SLUICE_ASSIGN_OR_RETURN(std::vector<uint32_t> needed, store_.chunkReplication(held));
   const uint32_t width = map.max_replicas;
-  std::span<const uint64_t> slots(map.replicas.data() + size_t{c.stripe} * width, width);
+  const auto slots = map.slots(c.stripe);
   auto at = std::find(slots.begin(), slots.end(), c.node);
   const uint32_t my_slot = at == slots.end() ? UINT32_MAX : static_cast<uint32_t>(at - slots.begin());
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,11 @@ struct ClusterMap {
   // 0 = empty slot, empty slots trail.
   std::vector<uint64_t> replicas;
   std::vector<NodeRecord> nodes;
+
+  // Stripe `stripe`'s max_replicas slots in `replicas`.
+  std::span<const uint64_t> slots(uint32_t stripe) const {
+    return {replicas.data() + size_t{stripe} * max_replicas, max_replicas};
+  }
 };
 
 enum class Codec : uint8_t { kNone = 0, kZstd = 1 };

@@ -1,7 +1,5 @@
 #include "tools/mounts.h"
 
-#include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -88,16 +86,6 @@ std::vector<std::string> sluiceMounts() {
   return out;
 }
 
-bool processRuns(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return false;
-  // "4242 (sluice-fuse) S ...": the state follows the last ')'.
-  const size_t close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' &&
-         stat[close + 2] != 'X';
-}
-
 bool isSluiceMount(const std::string& path) {
   std::string want = normalize(path);
   for (const auto& m : sluiceMounts()) {
@@ -114,17 +102,19 @@ Status checkNotSluiceMount(const std::string& path) {
 
 Status unmountSluice(const std::string& path, bool lazy, std::chrono::milliseconds daemon_wait) {
   // The daemon, known before the mount goes (after it, its pid could be
-  // anyone's): pid from the mount's source, checked to be a sluice-fuse of
-  // this pid namespace.
+  // anyone's): pid from the mount's source, and its binary, which must be a
+  // sluice-fuse (a pid from another pid namespace names someone else).
   pid_t daemon = 0;
+  std::string daemon_exe;
   if (!lazy) {
     const std::string want = normalize(path);
     for (const auto& m : currentMounts()) {
       if (m.mountpoint == want && m.daemon > 0) daemon = m.daemon;
     }
-    std::ifstream comm("/proc/" + std::to_string(daemon) + "/comm");
-    std::string name;
-    if (daemon > 0 && !(std::getline(comm, name) && name == "sluice-fuse")) daemon = 0;
+    std::error_code ec;
+    daemon_exe = std::filesystem::read_symlink("/proc/" + std::to_string(daemon) + "/exe", ec).string();
+    if (daemon_exe.ends_with(" (deleted)")) daemon_exe.resize(daemon_exe.size() - 10);  // rebuilt since
+    if (ec || std::filesystem::path(daemon_exe).filename() != "sluice-fuse") daemon = 0;
   }
   auto fusermount = findExecutable("fusermount3");
   if (!fusermount.isOk()) return fusermount.status();
@@ -145,7 +135,7 @@ Status unmountSluice(const std::string& path, bool lazy, std::chrono::millisecon
   // Unmounted, but the daemon may still be closing down, holding the mount
   // point's lock: a mount started now would be refused as its rival.
   const auto deadline = std::chrono::steady_clock::now() + daemon_wait;
-  while (processRuns(daemon)) {
+  while (isRunning(daemon, daemon_exe)) {  // a zombie has ended
     if (std::chrono::steady_clock::now() >= deadline) {
       return Status(StatusCode::kTimeout,
                     path + " is unmounted, but its daemon (pid " + std::to_string(daemon) +

@@ -36,7 +36,4 @@ Status checkNotSluiceMount(const std::string& path);
 Status unmountSluice(const std::string& path, bool lazy = false,
                      std::chrono::milliseconds daemon_wait = std::chrono::seconds(30));
 
-// True while process `pid` runs (a zombie has ended).
-bool processRuns(pid_t pid);
-
 }  // namespace sluice::tools

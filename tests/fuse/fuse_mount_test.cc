@@ -551,13 +551,16 @@ TEST_F(FuseMount, SimultaneousMountsOfOneDirectoryGiveOneMount) {
     auto all = tools::sluiceMounts();
     EXPECT_EQ(std::count(all.begin(), all.end(), mp), 1) << "mounts stacked on " << mp;
     EXPECT_EQ(readFile(mp + "/ds/v1/docs/readme.txt"), "version one\n");
+    std::error_code ec;
+    const std::string daemon_exe = fs::read_symlink("/proc/" + std::to_string(daemon) + "/exe", ec).string();
+    EXPECT_TRUE(tools::isRunning(daemon, daemon_exe)) << daemon_exe;
     auto u = cluster_->runCli({"umount", mp});
     ASSERT_TRUE(u.isOk());
     EXPECT_EQ(u->exit_code, 0) << u->err;
     EXPECT_FALSE(tools::isSluiceMount(mp)) << "a second mount was hidden under the first";
     // umount returns once the daemon has exited, so the next round's mounts
     // are not refused as rivals of a daemon still closing.
-    EXPECT_FALSE(tools::processRuns(daemon)) << "the daemon (pid " << daemon << ") outlived umount";
+    EXPECT_FALSE(tools::isRunning(daemon, daemon_exe)) << "the daemon (pid " << daemon << ") outlived umount";
   }
 }
 

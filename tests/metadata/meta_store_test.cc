@@ -53,6 +53,13 @@ class MetaStoreTest : public ::testing::Test {
     auto r = store_->commitVersion(ds, v, "", false);
     ASSERT_TRUE(r.isOk()) << r.status().toString();
   }
+  // A committed version of dataset `ds` holding the one file `f`.
+  uint32_t commitOne(const std::string& ds, const FileSpec& f) {
+    uint32_t v = draft(ds);
+    add(ds, v, {f});
+    commit(ds, v);
+    return v;
+  }
 
   TempDir dir_;
   ManualClock clock_;
@@ -1259,16 +1266,15 @@ TEST_F(MetaStoreTest, ClaimOrphansTakesOnlyChunksNothingNames) {
   EXPECT_EQ(store_->claimOrphans(std::vector<Hash128>(20000)).status().code(), StatusCode::kInvalidArgument);
 }
 
+constexpr int64_t kTtl = 7 * 24 * 3600 * 1000ll;  // --tombstone_ttl's default
+
 // Tombstones are forgotten by whole gc epochs once all of an epoch's are
 // older than the TTL; an upload whose draft was begun before a forgotten
 // epoch is refused (it may hold a lookup of a collected chunk), a later one
 // is not, and the forgotten epoch survives a restart.
 TEST_F(MetaStoreTest, OldTombstonesAreForgottenAndOlderDraftsRefused) {
-  const int64_t kTtl = 7 * 24 * 3600 * 1000ll;
   createDataset("imgs");
-  uint32_t v1 = draft("imgs");
-  add("imgs", v1, {makeFile("a", 1)});
-  commit("imgs", v1);
+  const uint32_t v1 = commitOne("imgs", makeFile("a", 1));
   const uint32_t before_gc = draft("imgs");  // begun in epoch 1; looks "a" up, say
   ASSERT_TRUE(store_->deleteVersion("imgs", v1, /*force=*/true).isOk());
   auto collected = store_->collectGarbage(100);  // epoch 2: a
@@ -1323,11 +1329,8 @@ TEST_F(MetaStoreTest, OldTombstonesAreForgottenAndOlderDraftsRefused) {
 // must refuse those drafts (they may have looked a collected chunk up), and
 // not drafts begun after the upgrade.
 TEST_F(MetaStoreTest, TombstonesAndDraftsFromBeforeEpochsArePrunedSafely) {
-  const int64_t kTtl = 7 * 24 * 3600 * 1000ll;
   createDataset("imgs");
-  uint32_t v1 = draft("imgs");
-  add("imgs", v1, {makeFile("a", 1)});
-  commit("imgs", v1);
+  const uint32_t v1 = commitOne("imgs", makeFile("a", 1));
   auto legacy = store_->beginVersion("imgs", "from before the upgrade");
   ASSERT_TRUE(legacy.isOk());
   const Hash128 a = makeFile("a", 1).extents[0].chunk;

@@ -763,10 +763,9 @@ TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {
   r = tc.runCli({"put", v1, "gcds", "-q"});  // v1's bytes again, collected before
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->exit_code, 0) << r->err;
-  r = tc.runCli({"get", "gcds@latest", tc.dir() + "/back1", "-q"});
-  ASSERT_TRUE(r.isOk());
-  EXPECT_EQ(r->exit_code, 0) << r->err;
-  for (const auto& f : listFiles(v1)) EXPECT_EQ(readFile(tc.dir() + "/back1/" + f), readFile(fs::path(v1) / f)) << f;
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk()) << conn.status().toString();
+  expectReadsBack(**conn, "gcds", v1, "latest");
 }
 
 // An upload that placed chunks with a map older than a move's cleanup leaves

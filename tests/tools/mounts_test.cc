@@ -1,10 +1,5 @@
-// Mount bookkeeping that needs no FUSE: reading mountinfo, and telling a
-// running process from one that ended.
+// Mount bookkeeping that needs no FUSE: reading mountinfo.
 #include "tools/mounts.h"
-
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -29,23 +24,6 @@ TEST(Mounts, ParsesSluiceMountsAndTheirDaemonsFromMountinfo) {
   EXPECT_EQ(m[2].mountpoint, "/mnt/old");
   EXPECT_EQ(m[2].daemon, 0);
   EXPECT_EQ(m[3].daemon, 0);
-}
-
-TEST(Mounts, ProcessRunsUntilItEndsEvenBeforeItIsReaped) {
-  EXPECT_TRUE(processRuns(::getpid()));
-  pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    ::pause();
-    ::_exit(0);
-  }
-  EXPECT_TRUE(processRuns(child));
-  ::kill(child, SIGKILL);
-  // Ended but not reaped (a zombie): no longer running.
-  for (int i = 0; i < 200 && processRuns(child); ++i) ::usleep(5000);
-  EXPECT_FALSE(processRuns(child));
-  ::waitpid(child, nullptr, 0);
-  EXPECT_FALSE(processRuns(child));
 }
 
 }  // namespace
