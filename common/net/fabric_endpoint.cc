@@ -171,12 +171,30 @@ struct SendOp : OpContext {
   std::chrono::steady_clock::time_point first_refused;   // the first FI_EAGAIN
 };
 
+// Names an RMA in messages. It is kept as its parts and put into words only
+// when a message needs them: a record read is tens of microseconds, and
+// formatting the text (allocations, and the peer's name looked up under the
+// endpoint's lock) on every one was pure overhead.
+struct RmaName {
+  bool read = false;
+  size_t length = 0;
+  PeerId peer = 0;                          // 0: no operation named yet
+  const std::string* peer_name = nullptr;  // the Peer's; peers are never removed or renamed
+  bool empty() const { return peer == 0; }
+  // "rmaRead of 4096 bytes from peer 127.0.0.1:7000"
+  std::string text() const {
+    return std::string(read ? "rmaRead" : "rmaWrite") + " of " + std::to_string(length) +
+           " bytes " + (read ? "from" : "to") + " peer " +
+           (peer_name != nullptr ? *peer_name : "#" + std::to_string(peer));
+  }
+};
+
 struct RmaWait {
   std::mutex mu;
   std::condition_variable cv;
   size_t remaining = 0;  // GUARDED_BY(mu)
   Status error;          // GUARDED_BY(mu): the first failure
-  std::string what;      // GUARDED_BY(mu): the first operation, for timeout messages
+  RmaName what;          // GUARDED_BY(mu): the first operation, for timeout messages
   std::chrono::steady_clock::time_point deadline{};  // GUARDED_BY(mu): set by the first post
   // GUARDED_BY(mu): run once, outside the lock, when `remaining` drops to 0
   // or the endpoint shuts down; see whenRmaDone.
@@ -208,7 +226,7 @@ Status shutDown(const std::string& what) {
 void abandonRmaWait(RmaWait& wait) {
   std::unique_lock<std::mutex> lock(wait.mu);
   if (!wait.on_done) return;
-  if (wait.error.isOk()) wait.error = shutDown(wait.what);
+  if (wait.error.isOk()) wait.error = shutDown(wait.what.text());
   wait.remaining = 0;
   settleRmaWait(wait, lock);
 }
@@ -216,7 +234,7 @@ void abandonRmaWait(RmaWait& wait) {
 struct RmaOp : OpContext {
   RmaOp() : OpContext(OpKind::kRma) {}
   std::shared_ptr<RmaWait> wait;
-  std::string what;  // "rmaRead of 4096 bytes from peer 127.0.0.1:7000"
+  RmaName what;
 };
 
 // A checked RMA, its pieces counted into its wait, ready to post from
@@ -224,7 +242,7 @@ struct RmaOp : OpContext {
 struct RmaPlan {
   bool read = false;
   std::shared_ptr<RmaWait> wait;
-  std::string what;
+  RmaName what;
   void* desc = nullptr;
   uint8_t* local = nullptr;  // the first byte
   uint64_t remote_addr = 0;  // the first byte
@@ -249,7 +267,7 @@ struct HandOff {
 struct Peer {
   fi_addr_t fi_addr = FI_ADDR_UNSPEC;
   std::string raw;         // fabric address bytes
-  std::string name;        // "host:port" for messages
+  std::string name;        // "host:port" for messages; immutable
   std::string advertised;  // our address as put in requests to this peer; immutable
   size_t inflight = 0;
   std::deque<uint64_t> waiting;  // request ids queued for an in-flight slot
@@ -352,8 +370,8 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   // kShutdown once shutdown has begun, kTimeout (saying `why`) past the
   // plan's deadline, else OK.
   Status tooLate(const RmaPlan& plan, const char* why) const {
-    if (stopped_) return shutDown(plan.what);
-    if (Clock::now() >= plan.deadline) return timeoutError(plan.what + ": " + why);
+    if (stopped_) return shutDown(plan.what.text());
+    if (Clock::now() >= plan.deadline) return timeoutError(plan.what.text() + ": " + why);
     return Status::ok();
   }
 
@@ -577,7 +595,7 @@ class FabricIncomingCall final : public IncomingCall {
     auto core = core_;
     auto shared = std::make_shared<RmaPlan>(std::move(plan));
     core_->handOff(HandOff{peer_, [core, shared] { return core->postRmaPieces(*shared, false); },
-                           [core, shared] { core->dropRmaPieces(*shared, shutDown(shared->what)); }});
+                           [core, shared] { core->dropRmaPieces(*shared, shutDown(shared->what.text())); }});
     return Status::ok();
   }
   Status awaitWrites() override { return writes_ ? core_->awaitRma(*writes_) : Status::ok(); }
@@ -1653,7 +1671,6 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
                                     size_t remote_offset, size_t length,
                                     const std::shared_ptr<RmaWait>& wait) {
   const char* op_name = read ? "rmaRead" : "rmaWrite";
-  std::string peer_name = peerName(peer);
   auto* region = dynamic_cast<const FabricMemoryRegion*>(&local);
   if (region == nullptr || region->core() != this) {
     return invalidArgument(std::string(op_name) +
@@ -1664,12 +1681,21 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
                       std::to_string(local_offset) + " overruns the local region of " +
                       std::to_string(local.size()) + " bytes");
   }
+  // The peer's name is read without the lock later: it never changes once
+  // the peer is added, and peers are never removed.
+  const Peer* p = nullptr;
+  fi_addr_t dest = FI_ADDR_UNSPEC;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    p = peerLocked(peer);
+    if (p != nullptr) dest = p->fi_addr;
+  }
   if (remote_offset > remote.length || length > remote.length - remote_offset ||
       remote.addr + remote_offset < remote.addr) {
     return outOfRange(std::string(op_name) + " of " + std::to_string(length) + " bytes at " +
                       std::to_string(remote_offset) + " overruns the " +
-                      std::to_string(remote.length) + "-byte buffer peer " + peer_name +
-                      " advertised");
+                      std::to_string(remote.length) + "-byte buffer peer " +
+                      (p != nullptr ? p->name : "#" + std::to_string(peer)) + " advertised");
   }
   RmaPlan plan;
   plan.read = read;
@@ -1677,15 +1703,10 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
   plan.length = length;
   if (length == 0) return plan;
   if (stopped_) return Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down");
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Peer* p = peerLocked(peer);
-    if (p == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
-    plan.dest = p->fi_addr;
-  }
+  if (p == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
+  plan.dest = dest;
   plan.pieces = (length + rma_piece_ - 1) / rma_piece_;
-  plan.what = std::string(op_name) + " of " + std::to_string(length) + " bytes " +
-              (read ? "from" : "to") + " peer " + peer_name;
+  plan.what = RmaName{read, length, peer, &p->name};
   plan.desc = region->desc();
   plan.local = local.data() + local_offset;
   plan.remote_addr = remote.addr + remote_offset;
@@ -1740,7 +1761,7 @@ bool FabricCore::postRmaPieces(RmaPlan& plan, bool may_wait) {
     }
     op.reset(raw);  // not posted: still ours
     untrack(raw);
-    Status failed = rc != -FI_EAGAIN ? fabricError(plan.what, rc)
+    Status failed = rc != -FI_EAGAIN ? fabricError(plan.what.text(), rc)
                                      : tooLate(plan, "provider queue stayed full");
     if (!failed.isOk()) {
       dropRmaPieces(plan, failed);
@@ -1842,7 +1863,7 @@ void FabricCore::expireAsyncRma(bool shutdown, bool closing) {
         // stays out of use until the completion (or shutdown) comes.
         wait->overdue = true;
         spdlog::warn("net {}: {} has not completed after {} ms; its buffer stays reserved until it does",
-                     address_, wait->what, options_.default_timeout.count());
+                     address_, wait->what.text(), options_.default_timeout.count());
       }
       return false;
     });
@@ -1853,10 +1874,10 @@ void FabricCore::expireAsyncRma(bool shutdown, bool closing) {
 Status FabricCore::awaitRma(RmaWait& wait) {
   std::unique_lock<std::mutex> lock(wait.mu);
   while (wait.remaining > 0) {
-    if (stopped_) return shutDown(wait.what);
+    if (stopped_) return shutDown(wait.what.text());
     auto now = Clock::now();
     if (now >= wait.deadline) {
-      return timeoutError(wait.what + " did not complete within " +
+      return timeoutError(wait.what.text() + " did not complete within " +
                           std::to_string(options_.default_timeout.count()) + " ms");
     }
     wait.cv.wait_until(lock, std::min(wait.deadline, now + std::chrono::milliseconds(50)));
@@ -2082,7 +2103,7 @@ void FabricCore::handleCqError() {
       std::unique_ptr<RmaOp> op(static_cast<RmaOp*>(ctx));
       std::unique_lock<std::mutex> lock(op->wait->mu);
       if (op->wait->error.isOk()) {
-        op->wait->error = Status(StatusCode::kFabricError, op->what + " failed: " + why);
+        op->wait->error = Status(StatusCode::kFabricError, op->what.text() + " failed: " + why);
       }
       if (op->wait->remaining > 0) --op->wait->remaining;
       op->wait->cv.notify_all();
