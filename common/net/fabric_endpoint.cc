@@ -185,7 +185,7 @@ struct RmaName {
   std::string text() const {
     return std::string(read ? "rmaRead" : "rmaWrite") + " of " + std::to_string(length) +
            " bytes " + (read ? "from" : "to") + " peer " +
-           (peer_name != nullptr ? *peer_name : "#" + std::to_string(peer));
+           (peer_name != nullptr ? *peer_name : "peer#" + std::to_string(peer));
   }
 };
 
@@ -980,7 +980,9 @@ struct ParkedShmEndpoint {
   fi_info* ep_info;
   // The receive buffers are freed: shm copies into a posted receive only
   // during its own endpoint's progress, which a parked endpoint never makes.
-  std::vector<OpContext*> ops;  // still referenced by the provider
+  // Still referenced by the provider; never read again. (An RmaOp's name
+  // points into its core's peers, which are gone once the core is.)
+  std::vector<OpContext*> ops;
 };
 // Cores shut down from one of their own threads (FabricCore::shutdown): never
 // freed. Held from a global, so leak checkers see them as reachable.
@@ -1695,18 +1697,18 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
     return outOfRange(std::string(op_name) + " of " + std::to_string(length) + " bytes at " +
                       std::to_string(remote_offset) + " overruns the " +
                       std::to_string(remote.length) + "-byte buffer peer " +
-                      (p != nullptr ? p->name : "#" + std::to_string(peer)) + " advertised");
+                      (p != nullptr ? p->name : "peer#" + std::to_string(peer)) + " advertised");
   }
   RmaPlan plan;
   plan.read = read;
   plan.wait = wait;
   plan.length = length;
+  plan.what = RmaName{read, length, peer, p != nullptr ? &p->name : nullptr};
   if (length == 0) return plan;
   if (stopped_) return Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down");
   if (p == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
   plan.dest = dest;
   plan.pieces = (length + rma_piece_ - 1) / rma_piece_;
-  plan.what = RmaName{read, length, peer, &p->name};
   plan.desc = region->desc();
   plan.local = local.data() + local_offset;
   plan.remote_addr = remote.addr + remote_offset;
