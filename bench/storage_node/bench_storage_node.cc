@@ -328,6 +328,11 @@ struct Bracket {
   }
 };
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 void line(const std::string& name, double bps, double limit, const std::string& limit_name,
           const std::string& note = "") {
   if (limit > 0) {
@@ -692,10 +697,10 @@ int run(int argc, char** argv) {
             }
           }
           if (ratios.size() > 1) {
-            std::sort(ratios.begin(), ratios.end());
             std::printf("%-34s median ratio %.2f of %zu rounds (lowest %.2f, highest %.2f)\n",
-                        ("  " + name).c_str(), ratios[ratios.size() / 2], ratios.size(),
-                        ratios.front(), ratios.back());
+                        ("  " + name).c_str(), median(ratios), ratios.size(),
+                        *std::min_element(ratios.begin(), ratios.end()),
+                        *std::max_element(ratios.begin(), ratios.end()));
           }
         }
       }
@@ -705,11 +710,10 @@ int run(int argc, char** argv) {
   // What the node serves with no disk at all (records from the page cache)
   // bounds what it can serve cold: a ratio below 0.85 here means this run's
   // disk outpaced what the node and the wire can carry on this machine.
-  for (auto& [shape, fios] : record_fio) {
+  for (const auto& [shape, fios] : record_fio) {
     auto it = record_no_disk.find(shape);
     if (it == record_no_disk.end() || fios.empty()) continue;
-    std::sort(fios.begin(), fios.end());
-    const double fio_median = fios[fios.size() / 2];
+    const double fio_median = median(fios);
     std::printf("128K ceiling without the disk, %-14s %7.1f MiB/s (page cache) = %.2f of cold fio %.1f MiB/s\n",
                 (shape + ":").c_str(), it->second / (1 << 20), it->second / fio_median,
                 fio_median / (1 << 20));

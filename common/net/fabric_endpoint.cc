@@ -181,11 +181,14 @@ struct RmaName {
   PeerId peer = 0;                          // 0: no operation named yet
   const std::string* peer_name = nullptr;  // the Peer's; peers are never removed or renamed
   bool empty() const { return peer == 0; }
+  const char* op() const { return read ? "rmaRead" : "rmaWrite"; }
+  std::string peerText() const {
+    return peer_name != nullptr ? *peer_name : "peer#" + std::to_string(peer);
+  }
   // "rmaRead of 4096 bytes from peer 127.0.0.1:7000"
   std::string text() const {
-    return std::string(read ? "rmaRead" : "rmaWrite") + " of " + std::to_string(length) +
-           " bytes " + (read ? "from" : "to") + " peer " +
-           (peer_name != nullptr ? *peer_name : "peer#" + std::to_string(peer));
+    return std::string(op()) + " of " + std::to_string(length) + " bytes " +
+           (read ? "from" : "to") + " peer " + peerText();
   }
 };
 
@@ -1672,7 +1675,8 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
                                     size_t local_offset, const RemoteBuffer& remote,
                                     size_t remote_offset, size_t length,
                                     const std::shared_ptr<RmaWait>& wait) {
-  const char* op_name = read ? "rmaRead" : "rmaWrite";
+  RmaName name{read, length, peer, nullptr};
+  const char* op_name = name.op();
   auto* region = dynamic_cast<const FabricMemoryRegion*>(&local);
   if (region == nullptr || region->core() != this) {
     return invalidArgument(std::string(op_name) +
@@ -1685,28 +1689,29 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
   }
   // The peer's name is read without the lock later: it never changes once
   // the peer is added, and peers are never removed.
-  const Peer* p = nullptr;
   fi_addr_t dest = FI_ADDR_UNSPEC;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    p = peerLocked(peer);
-    if (p != nullptr) dest = p->fi_addr;
+    if (const Peer* p = peerLocked(peer); p != nullptr) {
+      name.peer_name = &p->name;
+      dest = p->fi_addr;
+    }
   }
   if (remote_offset > remote.length || length > remote.length - remote_offset ||
       remote.addr + remote_offset < remote.addr) {
     return outOfRange(std::string(op_name) + " of " + std::to_string(length) + " bytes at " +
                       std::to_string(remote_offset) + " overruns the " +
-                      std::to_string(remote.length) + "-byte buffer peer " +
-                      (p != nullptr ? p->name : "peer#" + std::to_string(peer)) + " advertised");
+                      std::to_string(remote.length) + "-byte buffer peer " + name.peerText() +
+                      " advertised");
   }
   RmaPlan plan;
   plan.read = read;
   plan.wait = wait;
   plan.length = length;
-  plan.what = RmaName{read, length, peer, p != nullptr ? &p->name : nullptr};
+  plan.what = name;
   if (length == 0) return plan;
   if (stopped_) return Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down");
-  if (p == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
+  if (name.peer_name == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
   plan.dest = dest;
   plan.pieces = (length + rma_piece_ - 1) / rma_piece_;
   plan.desc = region->desc();
