@@ -41,7 +41,7 @@
 // record read by one client waits for the disk and then the wire, one after
 // the other, so that line also gets the limit in series: fio's read plus
 // fi_pingpong's one-way time for the record and for a small request, on the
-// same provider. The run ends with the record ceiling: the node serving
+// same provider. The run ends with the ceilings: the node serving chunks and
 // records from the page cache (no disk at all) at each shape measured both
 // ways, as a ratio of fio's cold figure for that shape. Cold reads cannot
 // beat it, so where it is below 0.85 the disk of that run outpaced what the
@@ -328,6 +328,11 @@ struct Bracket {
   }
 };
 
+// "4 clients x8": who reads, and how many reads each keeps in flight.
+std::string shapeOf(const std::string& clients, size_t depth) {
+  return clients + (depth == 1 ? "" : " x" + std::to_string(depth));
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -569,10 +574,10 @@ int run(int argc, char** argv) {
   std::vector<std::pair<size_t, uint64_t>> records(a.records);
   for (auto& r : records) r = {rng() % a.chunks, (rng() % (kChunk / kRecord)) * kRecord};
 
-  // By "<clients> x<depth>": fio's cold 128 KiB figures (each round's
+  // By "<size>, <clients> x<depth>": fio's cold figures (each cold run's
   // bracket) and the page-cache-warm node's figure, for the closing lines.
-  std::map<std::string, std::vector<double>> record_fio;
-  std::map<std::string, double> record_no_disk;
+  std::map<std::string, std::vector<double>> cold_fio;
+  std::map<std::string, double> no_disk;
   for (bool direct : {true, false}) {
     if (!a.only.empty() && direct == a.buffered) continue;
     testing::StorageDaemon daemon;
@@ -631,11 +636,12 @@ int run(int argc, char** argv) {
         if (!direct && !warm) continue;  // buffered mode only adds warm figures
         if (!a.only.empty() && warm == direct) continue;
         const std::string temp = warm ? "warm" : "cold";
-        // Whole chunks one at a time per client, then (cold) `chunk_depth`
-        // in flight per client, as readers keep chunks ahead; each against
-        // fio with as many bytes in flight (a chunk is four 1 MiB reads).
+        // Whole chunks one at a time per client, then `chunk_depth` in flight
+        // per client, as readers keep chunks ahead; each against fio with as
+        // many bytes in flight (a chunk is four 1 MiB reads). Warm O_DIRECT
+        // reads are cold ones again, so only the page cache adds depth there.
         std::vector<size_t> chunk_depths = {1};
-        if (a.chunk_depth > 1 && !warm) chunk_depths.push_back(a.chunk_depth);
+        if (a.chunk_depth > 1 && (!warm || !direct)) chunk_depths.push_back(a.chunk_depth);
         for (size_t d : a.only != "get128k" ? chunk_depths : std::vector<size_t>{}) {
           const size_t qd = 4 * k * d;
           const double seq_limit = seqLimit(qd);
@@ -650,8 +656,11 @@ int run(int argc, char** argv) {
             return 1;
           }
           const Bracket b{seq_limit, warm ? 0.0 : seqLimit(qd)};
-          line("GetChunk 4M " + temp + mode + ", " + clients + (d == 1 ? "" : " x" + std::to_string(d)), *r,
-               b.mean(), "fio read 1M QD" + std::to_string(qd), b.note());
+          const std::string shape = "4M, " + shapeOf(clients, d);
+          line("GetChunk 4M " + temp + mode + ", " + shapeOf(clients, d), *r, b.mean(),
+               "fio read 1M QD" + std::to_string(qd), b.note());
+          if (direct && !warm && b.mean() > 0) cold_fio[shape].push_back(b.mean());
+          if (!direct && warm) no_disk[shape] = *r;
         }
         if (a.only == "get4m") continue;
         // Records one at a time per client, then `depth` in flight per
@@ -663,10 +672,9 @@ int run(int argc, char** argv) {
         if (a.depth > 1 && (!warm || !direct)) depths.push_back(a.depth);
         for (size_t d : depths) {
           const size_t qd = k * d;
-          const std::string name = "GetChunk 128K " + temp + mode + ", " + clients +
-                                   (d == 1 ? "" : " x" + std::to_string(d));
+          const std::string name = "GetChunk 128K " + temp + mode + ", " + shapeOf(clients, d);
           const std::string fio_name = "fio randread 128k QD" + std::to_string(qd);
-          const std::string shape = clients + (d == 1 ? "" : " x" + std::to_string(d));
+          const std::string shape = "128K, " + shapeOf(clients, d);
           // Cold: `rounds` runs, each between two fio runs (one round's
           // "after" is the next one's "before"), so every figure is paired
           // with the disk of its own minute; the median ratio is the figure.
@@ -689,8 +697,8 @@ int run(int argc, char** argv) {
             const std::string tag = rounds == 1 ? "" : " #" + std::to_string(round + 1);
             line(name + tag, *q, b.mean(), fio_name, b.note() + cpu_note);
             if (b.mean() > 0) ratios.push_back(*q / b.mean());
-            if (direct && !warm && b.mean() > 0) record_fio[shape].push_back(b.mean());
-            if (!direct && warm) record_no_disk[shape] = *q;
+            if (direct && !warm && b.mean() > 0) cold_fio[shape].push_back(b.mean());
+            if (!direct && warm) no_disk[shape] = *q;
             if (qd == 1 && direct && !warm && b.mean() > 0 && wire_us > 0) {
               const double series = kRecord / (kRecord / b.mean() + wire_us * 1e-6);
               line("  (same)", *q, series, "fio QD1 + fi_pingpong");
@@ -707,14 +715,14 @@ int run(int argc, char** argv) {
     }
     daemon.stop();
   }
-  // What the node serves with no disk at all (records from the page cache)
-  // bounds what it can serve cold: a ratio below 0.85 here means this run's
-  // disk outpaced what the node and the wire can carry on this machine.
-  for (const auto& [shape, fios] : record_fio) {
-    auto it = record_no_disk.find(shape);
-    if (it == record_no_disk.end() || fios.empty()) continue;
+  // What the node serves with no disk at all (from the page cache) bounds
+  // what it can serve cold: a ratio below 0.85 here means this run's disk
+  // outpaced what the node and the wire can carry on this machine.
+  for (const auto& [shape, fios] : cold_fio) {
+    auto it = no_disk.find(shape);
+    if (it == no_disk.end() || fios.empty()) continue;
     const double fio_median = median(fios);
-    std::printf("128K ceiling without the disk, %-14s %7.1f MiB/s (page cache) = %.2f of cold fio %.1f MiB/s\n",
+    std::printf("ceiling without the disk, %-19s %7.1f MiB/s (page cache) = %.2f of cold fio %.1f MiB/s\n",
                 (shape + ":").c_str(), it->second / (1 << 20), it->second / fio_median,
                 fio_median / (1 << 20));
   }
