@@ -52,7 +52,15 @@ Status Cluster::refreshMap(uint64_t seen_epoch) {
   auto resp = meta<meta::GetClusterMapRequest, meta::GetClusterMapResponse>(
       meta::MetaMethod::GetClusterMap, req, "GetClusterMap");
   if (!resp.isOk()) return resp.status();
-  if ((*resp)->unchanged) return Status();
+  if ((*resp)->unchanged) {
+    // "Unchanged" answers a map we hold; with none held it leaves us mapless.
+    if (req.known_epoch == 0) {
+      return Status(StatusCode::kProtocolError,
+                    "GetClusterMap: the metadata server answered 'unchanged' to a client that "
+                    "holds no map; check that it runs a matching sluice-meta");
+    }
+    return Status();
+  }
   SLUICE_ASSIGN_OR_RETURN(ClusterMap fresh, ClusterMap::fromResponse(**resp));
   std::lock_guard lock(mu_);
   if (!map_ || fresh.epoch() >= map_->epoch()) {

@@ -194,8 +194,19 @@ Status DatasetReader::completeExtents(FileInfo& file) {
     req.first_index = static_cast<uint32_t>(file.extents.size());
     SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::GetExtentsRequest, meta::GetExtentsResponse>(
                                            meta::MetaMethod::GetExtents, req, "GetExtents")));
+    // Each page must continue the file's bytes and stay within its size, so
+    // a server's `total` can never make this loop grow without bound.
+    uint64_t end = file.extents.empty() ? 0
+                                        : file.extents.back().file_offset + file.extents.back().raw_length;
     for (const auto& e : resp->extents) {
       SLUICE_ASSIGN_OR_RETURN(FileExtent x, extentFromWire(e));
+      if (x.file_offset != end || x.raw_length > file.size - std::min(end, file.size)) {
+        return Status(StatusCode::kProtocolError,
+                      "GetExtents '" + file.path + "': an extent at " + std::to_string(x.file_offset) +
+                          " does not continue the file at " + std::to_string(end) +
+                          " within its " + std::to_string(file.size) + " bytes");
+      }
+      end += x.raw_length;
       file.extents.push_back(x);
     }
     if (file.extents.size() >= resp->total) return Status();

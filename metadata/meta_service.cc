@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/core/copy_rate.h"
 #include "common/core/metrics.h"
 #include "common/wire/body.h"
 #include "metadata/limits.h"
@@ -111,6 +112,24 @@ Status checkEnum(bool ok, const char* field) {
   return ok ? Status::ok() : invalidArgument(std::string(field) + ": unknown enum value");
 }
 
+// Encodes a page's items while the reply stays within kReplyBudget: long
+// names (and symlink targets) can outgrow a frame well before a page's
+// `limit`. A page that does not fit ends early, and `next` becomes the cursor
+// after the last item sent (`cursorOf`), where the caller resumes.
+template <typename T, typename Encode, typename CursorOf>
+auto encodeWithinBudget(fb::FlatBufferBuilder& fbb, const std::vector<T>& items, std::string& next,
+                        Encode encode, CursorOf cursorOf) {
+  std::vector<decltype(encode(items.front()))> out;
+  for (const T& item : items) {
+    if (fbb.GetSize() > kReplyBudget) {
+      next = cursorOf(items[out.size() - 1]);
+      break;
+    }
+    out.push_back(encode(item));
+  }
+  return out;
+}
+
 }  // namespace
 
 void MetaService::registerHandlers(net::Endpoint& ep) {
@@ -182,15 +201,10 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
   });
   serve<w::ListDatasetsRequest>(ep, MetaMethod::ListDatasets, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(Page<DatasetInfo> p, st->listDatasets(sv(r.cursor()), r.limit()));
-    std::vector<fb::Offset<w::DatasetInfo>> items;
     std::string next = p.next_cursor;
-    for (const auto& d : p.items) {
-      if (fbb.GetSize() > kReplyBudget) {
-        next = p.items[items.size() - 1].name;
-        break;
-      }
-      items.push_back(encodeDataset(fbb, d));
-    }
+    auto items = encodeWithinBudget(
+        fbb, p.items, next, [&](const DatasetInfo& d) { return encodeDataset(fbb, d); },
+        [](const DatasetInfo& d) { return d.name; });
     fbb.Finish(w::CreateListDatasetsResponse(fbb, fbb.CreateVector(items), fbb.CreateString(next)));
     return Status::ok();
   });
@@ -263,15 +277,10 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
   serve<w::ListVersionsRequest>(ep, MetaMethod::ListVersions, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(Page<VersionInfo> p,
                             st->listVersions(sv(r.dataset()), sv(r.cursor()), r.limit()));
-    std::vector<fb::Offset<w::VersionInfo>> items;
     std::string next = p.next_cursor;
-    for (const auto& v : p.items) {
-      if (fbb.GetSize() > kReplyBudget) {
-        next = "v" + std::to_string(p.items[items.size() - 1].version);
-        break;
-      }
-      items.push_back(encodeVersion(fbb, v));
-    }
+    auto items = encodeWithinBudget(
+        fbb, p.items, next, [&](const VersionInfo& v) { return encodeVersion(fbb, v); },
+        [](const VersionInfo& v) { return "v" + std::to_string(v.version); });
     fbb.Finish(w::CreateListVersionsResponse(fbb, fbb.CreateVector(items), fbb.CreateString(next)));
     return Status::ok();
   });
@@ -348,9 +357,11 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
   serve<w::ReadDirRequest>(ep, MetaMethod::ReadDir, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(Page<Entry> p, st->readDir(sv(r.dataset()), sv(r.version()),
                                                        sv(r.path()), sv(r.cursor()), r.limit()));
-    std::vector<fb::Offset<w::Entry>> items;
-    for (const auto& e : p.items) items.push_back(encodeEntry(fbb, e));
-    fbb.Finish(w::CreateReadDirResponse(fbb, fbb.CreateVector(items), fbb.CreateString(p.next_cursor)));
+    std::string next = p.next_cursor;
+    auto items = encodeWithinBudget(
+        fbb, p.items, next, [&](const Entry& e) { return encodeEntry(fbb, e); },
+        [](const Entry& e) { return e.path; });  // the entry's name
+    fbb.Finish(w::CreateReadDirResponse(fbb, fbb.CreateVector(items), fbb.CreateString(next)));
     return Status::ok();
   });
   serve<w::GetExtentsRequest>(ep, MetaMethod::GetExtents, [st](const auto& r, auto& fbb) {
@@ -364,31 +375,24 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
   serve<w::ListFilesRequest>(ep, MetaMethod::ListFiles, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(Page<Entry> p, st->listFiles(sv(r.dataset()), sv(r.version()),
                                                          sv(r.cursor()), r.limit()));
-    std::vector<fb::Offset<w::Entry>> items;
     std::string next = p.next_cursor;
-    for (const auto& e : p.items) {
-      if (fbb.GetSize() > kReplyBudget) {
-        next = p.items[items.size() - 1].path;  // stop early; resume after the last sent
-        break;
-      }
-      items.push_back(encodeEntry(fbb, e));
-    }
+    auto items = encodeWithinBudget(
+        fbb, p.items, next, [&](const Entry& e) { return encodeEntry(fbb, e); },
+        [](const Entry& e) { return e.path; });
     fbb.Finish(w::CreateListFilesResponse(fbb, fbb.CreateVector(items), fbb.CreateString(next)));
     return Status::ok();
   });
   serve<w::DiffRequest>(ep, MetaMethod::Diff, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(Page<DiffEntry> p, st->diff(sv(r.dataset()), sv(r.from()), sv(r.to()),
                                                         sv(r.cursor()), r.limit()));
-    std::vector<fb::Offset<w::DiffEntry>> items;
     std::string next = p.next_cursor;
-    for (const auto& d : p.items) {
-      if (fbb.GetSize() > kReplyBudget) {
-        next = p.items[items.size() - 1].path;
-        break;
-      }
-      items.push_back(w::CreateDiffEntry(fbb, fbb.CreateString(d.path),
-                                         static_cast<w::ChangeKind>(d.kind), d.old_size, d.new_size));
-    }
+    auto items = encodeWithinBudget(
+        fbb, p.items, next,
+        [&](const DiffEntry& d) {
+          return w::CreateDiffEntry(fbb, fbb.CreateString(d.path), static_cast<w::ChangeKind>(d.kind),
+                                    d.old_size, d.new_size);
+        },
+        [](const DiffEntry& d) { return d.path; });
     fbb.Finish(w::CreateDiffResponse(fbb, fbb.CreateVector(items), fbb.CreateString(next)));
     return Status::ok();
   });
@@ -472,6 +476,7 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     return Status::ok();
   });
   serve<w::RebalanceRequest>(ep, MetaMethod::Rebalance, [st, moveInfos](const auto& r, auto& fbb) {
+    SLUICE_RETURN_IF_ERROR(checkCopyRate(r.rate_bytes_per_sec(), "Rebalance: rate_bytes_per_sec"));
     SLUICE_ASSIGN_OR_RETURN(RebalancePlan plan, st->planRebalance(r.apply(), r.rate_bytes_per_sec()));
     std::vector<fb::Offset<w::RebalanceNodeInfo>> nodes;
     for (const auto& n : plan.nodes) {

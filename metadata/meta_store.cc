@@ -275,6 +275,13 @@ Result<HeartbeatResult> MetaStore::heartbeat(const Hash128& cluster_id, uint64_t
                                              const NodeUsage& usage) {
   SLUICE_RETURN_IF_ERROR(checkClusterId(cluster_id, params_.cluster_id));
   if (node_id == 0) return invalidArgument("node_id: 0 is not a node; register first");
+  {
+    // The node is alive as of now, even if this heartbeat then waits behind a
+    // long write (a large version's delete): the sweeper must not mark it
+    // down meanwhile. Only nodes already known are noted (ids are untrusted).
+    std::lock_guard<std::mutex> lock(liveness_mu_);
+    if (auto it = last_seen_.find(node_id); it != last_seen_.end()) it->second = steadyMs();
+  }
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
   SLUICE_ASSIGN_OR_RETURN(auto v, txn.find(Db::kNodes, nodeKey(node_id)));
   if (!v) return notFound("node " + std::to_string(node_id) + " is not registered; register first");

@@ -181,7 +181,10 @@ class Adder {
                              "' is already in the draft with different attributes or content");
       }
     } else {
-      if (f.append && !f.extents.empty() && f.extents.front().file_offset != 0) {
+      // Nothing precedes an append to a new file: it must start the file at
+      // 0, or be empty; else the version would hold a file whose bytes are
+      // missing.
+      if (f.append && (f.extents.empty() ? f.size != 0 : f.extents.front().file_offset != 0)) {
         return invalidArgument("file '" + f.path + "': append to a file not in the draft");
       }
       ++rec_.file_count;
@@ -594,6 +597,8 @@ Result<Page<VersionInfo>> MetaStore::listVersions(std::string_view dataset,
   if (!cursor.empty()) {
     after = parseVersionNumber(cursor);
     if (after == 0) return invalidArgument("cursor: expected v<n>");
+    // No version follows the last number (after + 1 would wrap to the start).
+    if (after == UINT32_MAX) return Page<VersionInfo>{};
   }
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));

@@ -385,7 +385,16 @@ Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {
     SLUICE_ASSIGN_OR_RETURN(auto page, (wire::typedCall<storage::ListStripeRequest, storage::ListStripeResponse>(
                                            endpoint_, peer, storageOp(storage::StorageMethod::ListStripe),
                                            list, "ListStripe", options_.call_timeout)));
-    for (const auto& id : page->ids) held.push_back(Hash128{id.hi(), id.lo()});
+    // Ids must rise page after page, or a faulty node could keep this list
+    // growing without end.
+    for (const auto& id : page->ids) {
+      const Hash128 h{id.hi(), id.lo()};
+      if (!held.empty() && !(held.back() < h)) {
+        return protocolError("ListStripe of stripe " + std::to_string(c.stripe) + " on node " +
+                             std::to_string(c.node) + " did not answer in rising id order");
+      }
+      held.push_back(h);
+    }
     if (!page->more || page->ids.empty()) break;
     list.has_after = true;
     list.after = std::make_unique<storage::Hash>(toWire(held.back()));

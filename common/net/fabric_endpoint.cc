@@ -422,7 +422,11 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
 
   // Ends call `id` with `result` unless it already ended. Runs `done` on the
   // calling thread, outside the lock. `replied`: the peer answered it.
-  void finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bool replied = false);
+  // `reply_opcode` (>= 0) is the opcode an arriving reply carries: one that
+  // does not match the call's is not its reply (a stray or forged frame) and
+  // leaves the call pending.
+  void finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bool replied = false,
+                  int reply_opcode = -1);
   // REQUIRES mu_. Adds to `out` the peers to ping: those with calls on the
   // wire that answered nothing for kProbeAfter.
   void dueProbesLocked(Clock::time_point now, std::vector<PeerId>& out);
@@ -1512,7 +1516,8 @@ void FabricCore::releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<Send
   }
 }
 
-void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bool replied) {
+void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bool replied,
+                            int reply_opcode) {
   ReplyCallback done;
   std::vector<std::unique_ptr<SendOp>> admitted;
   {
@@ -1520,6 +1525,11 @@ void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bo
     auto it = pending_.find(id);
     if (it == pending_.end()) return;
     PendingCall& call = it->second;
+    if (reply_opcode >= 0 && reply_opcode != call.opcode) {
+      spdlog::debug("net {}: dropped a reply to request {} with opcode {}, not the call's {}",
+                    address_, id, hexOpcode(static_cast<uint16_t>(reply_opcode)), hexOpcode(call.opcode));
+      return;
+    }
     deadlines_.erase({call.deadline, id});
     if (Peer* p = peerLocked(call.peer)) {
       if (replied) p->last_heard = Clock::now();
@@ -2151,7 +2161,8 @@ void FabricCore::rejectFrame(std::span<const uint8_t> bytes, const Status& why) 
   if (header.isOk() && !header->isRequest()) {
     spdlog::warn("net {}: rejected reply to request {}: {}", address_, header->header.request_id,
                  why.toString());
-    finishCall(header->header.request_id, why.withContext("reply rejected"));
+    finishCall(header->header.request_id, why.withContext("reply rejected"), false,
+               header->header.opcode);
     return;
   }
   if (header.isOk()) {
@@ -2228,9 +2239,9 @@ void FabricCore::handleReply(const FrameView& frame) {
   Status status = replyStatus(frame);
   if (status.isOk()) {
     finishCall(frame.header.request_id, std::vector<uint8_t>(frame.body.begin(), frame.body.end()),
-               true);
+               true, frame.header.opcode);
   } else {
-    finishCall(frame.header.request_id, status, true);
+    finishCall(frame.header.request_id, status, true, frame.header.opcode);
   }
 }
 

@@ -2,8 +2,10 @@
 // 127.0.0.1) against the real sluice-meta binary and a real LMDB directory.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <thread>
 
+#include "metadata/limits.h"
 #include "metadata/meta_client.h"
 #include "tests/metadata/meta_daemon.h"
 #include "tests/metadata/test_util.h"
@@ -517,6 +519,50 @@ TEST_F(MetaRpcTest, DirectoriesAndSymlinksOverTheWire) {
   s = addFiles("tree", v3, {bad_type});
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("files[0].type"), std::string::npos) << s.toString();
+}
+
+// A page of `limit` entries can be larger than a frame (255-byte names with
+// 4 KiB symlink targets): ReadDir stops early with a cursor instead of
+// failing, and paging still returns every entry once, in order.
+TEST_F(MetaRpcTest, ReadDirPagesStayWithinAFrame) {
+  createDataset("links");
+  const int64_t t = 1'600'000'000'000'000'001;
+  uint32_t v1 = begin("links");
+  const std::string target(kMaxSymlinkTargetLength, 't');
+  const int kLinks = 1000;  // ~4.3 MB of entries: more than one reply can carry
+  auto nameOf = [](int i) {
+    char prefix[16];
+    std::snprintf(prefix, sizeof(prefix), "%05d-", i);
+    return std::string(prefix) + std::string(kMaxComponentLength - 6, 'n');
+  };
+  for (int batch = 0; batch < kLinks; batch += 250) {
+    std::vector<FileSpec> specs;
+    for (int i = batch; i < batch + 250; ++i) specs.push_back(linkSpec(nameOf(i), target, t));
+    ASSERT_TRUE(addFiles("links", v1, specs).isOk());
+  }
+  ASSERT_TRUE(commit("links", v1).isOk());
+
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  for (;;) {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(w::CreateReadDirRequestDirect(fbb, "links", "v1", "", cursor.c_str(), kLinks));
+    auto rd = call<w::ReadDirResponse>(MetaMethod::ReadDir, fbb);
+    ASSERT_TRUE(rd.isOk()) << "page " << pages << ": " << rd.status().toString();
+    ++pages;
+    ASSERT_GT((*rd)->entries()->size(), 0u);
+    for (const w::Entry* e : *(*rd)->entries()) {
+      EXPECT_EQ(e->symlink_target()->size(), target.size());
+      seen.push_back(e->path()->str());
+    }
+    cursor = (*rd)->next_cursor()->str();
+    if (cursor.empty()) break;
+    ASSERT_LT(pages, 10) << "paging does not end";
+  }
+  EXPECT_GE(pages, 2);
+  ASSERT_EQ(seen.size(), static_cast<size_t>(kLinks));
+  for (int i = 0; i < kLinks; ++i) EXPECT_EQ(seen[i], nameOf(i));
 }
 
 TEST_F(MetaRpcTest, BadInputIsRefusedNamingTheField) {

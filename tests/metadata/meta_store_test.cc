@@ -351,6 +351,12 @@ TEST_F(MetaStoreTest, DraftIsInvisibleUntilCommitThenComplete) {
   ASSERT_EQ(listed->items.size(), 2u);
   EXPECT_EQ(listed->items[0].file_count, 4u);
   EXPECT_EQ(listed->items[1].file_count, 1u);
+  // A cursor past the last possible version ends the listing; it must not
+  // wrap around and start it again.
+  auto past = store_->listVersions("imgs", "v4294967295", 0);
+  ASSERT_TRUE(past.isOk()) << past.status().toString();
+  EXPECT_TRUE(past->items.empty());
+  EXPECT_TRUE(past->next_cursor.empty());
 }
 
 TEST_F(MetaStoreTest, ConcurrentDraftsGetDistinctVersions) {
@@ -398,6 +404,17 @@ TEST_F(MetaStoreTest, AddFilesIsIdempotentAndSupportsAppend) {
   auto info = store_->resolveVersion("imgs", "v1");
   EXPECT_EQ(info->file_count, 1u);
   EXPECT_EQ(info->logical_bytes, 6000u);
+
+  // An append naming a size but no bytes, to a file not in the draft, would
+  // commit a file no reader can read: refused.
+  uint32_t v2 = draft();
+  FileSpec hollow;
+  hollow.path = "hollow.bin";
+  hollow.append = true;
+  hollow.size = 4096;
+  auto r = store_->addFiles("imgs", v2, std::vector<FileSpec>{hollow});
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().toString();
+  EXPECT_NE(r.status().message().find("hollow.bin"), std::string::npos) << r.status().toString();
 }
 
 TEST_F(MetaStoreTest, InvalidNamesAndPathsAreRefusedNamingTheField) {

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "client/progress.h"
+#include "common/core/copy_rate.h"
 #include "common/core/units.h"
 #include "common/wire/meta_generated.h"
 #include "common/wire/storage_generated.h"
@@ -726,6 +727,7 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
         auto parsed = parseSize(rb->rate);
         if (!parsed.isOk()) return reportError(invalidArgument("--rate: " + parsed.status().message()));
         rate = *parsed;
+        if (Status low = checkCopyRate(rate, "--rate"); !low.isOk()) return reportError(low);
       }
       return rebalance(ctx, true, rate, !rb->no_wait, rb->timeout);
     };

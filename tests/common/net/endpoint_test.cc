@@ -707,6 +707,42 @@ TEST_P(EndpointTest, GarbageAndTruncatedFramesAreRejectedWhileOthersAreServed) {
   EXPECT_EQ(*r, std::vector<uint8_t>{9});
 }
 
+// A reply is taken only for the call it answers: a frame carrying a pending
+// call's request id but another opcode (stray, or forged by a third peer)
+// leaves the call pending, and the real reply still completes it.
+TEST_P(EndpointTest, ReplyWithAnotherOpcodeDoesNotCompleteTheCall) {
+  auto client = makeClient();
+  auto evil = makeClient();
+  ASSERT_TRUE(client && evil);
+  auto peer = client->connect(server_->address());
+  ASSERT_TRUE(peer.isOk());
+  auto pending = std::async(std::launch::async, [&] { return client->call(*peer, kOpBlock, {}); });
+  gate_.waitForWaiters(1);
+
+  auto to_client = evil->connect(client->address());
+  ASSERT_TRUE(to_client.isOk()) << to_client.status().toString();
+  std::vector<uint8_t> addr(16, 0);
+  const std::vector<uint8_t> forged_body(8, 0xEE);
+  for (uint64_t id = 1; id <= 64; ++id) {  // whichever id the call got
+    FrameHeader h;
+    h.opcode = kOpEcho;
+    h.flags = kFlagReply;
+    h.request_id = id;
+    std::vector<uint8_t> frame(frameSize(addr.size(), forged_body.size()));
+    writeFrame(h, addr, forged_body, frame.data());
+    ASSERT_TRUE(sendRawForTest(*evil, *to_client, frame).isOk());
+  }
+  // The forged replies were delivered and dropped: the call is still waiting.
+  auto echo = evil->call(*to_client, kOpPing, std::vector<uint8_t>{1});  // after them on the wire
+  ASSERT_TRUE(echo.isOk()) << echo.status().toString();
+  EXPECT_EQ(pending.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+
+  gate_.release();
+  auto r = pending.get();
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_TRUE(r->empty()) << "the call took a forged reply's body";
+}
+
 // An inline handler answers on the progress thread, so it is served even
 // while every worker is busy, and always by the same thread.
 TEST_P(EndpointTest, InlineHandlerAnswersWhileEveryWorkerIsBusy) {
