@@ -157,6 +157,12 @@ Status ChunkStore::init() {
   if (::fstatvfs(root_fd_, &vfs) == 0) fs_size_ = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
   SLUICE_RETURN_IF_ERROR(probeDirectIo());
   SLUICE_RETURN_IF_ERROR(rebuildInventory());
+  // A put killed between its rename and its directory's fsync leaves a name
+  // the scan trusts (the entry outlives a restart without a reboot), so make
+  // what was found durable before it is served or reported present.
+  if (options_.durable && ::syncfs(root_fd_) != 0) {
+    return errnoStatus(errno, "syncfs of the data directory");
+  }
   uint64_t q = 0;
   SLUICE_RETURN_IF_ERROR(forEachDirEntry(quarantine_fd_, "quarantine", [&](std::string_view, unsigned char) {
     ++q;
@@ -250,8 +256,10 @@ Status ChunkStore::scanStripe(uint32_t stripe, int dirfd) {
       return errnoStatus(errno, "stat " + what + "/" + n);
     }
     uint64_t size = static_cast<uint64_t>(st.st_size);
+    // Against the format's limit, not --max_chunk: lowering the put limit
+    // must not turn chunks stored under the old one into "corrupt" ones.
     if (!S_ISREG(st.st_mode) || size < kChunkHeaderSize ||
-        size - kChunkHeaderSize > options_.max_chunk_bytes) {
+        size - kChunkHeaderSize > kHardMaxChunk) {
       bad.emplace_back(*id, n);
       return Status::ok();
     }
@@ -276,7 +284,9 @@ Result<int> ChunkStore::stripeDir(uint32_t stripe, bool create) {
   if (!create) return notFound("stripe " + name + " has no directory");
   bool created = false;
   SLUICE_RETURN_IF_ERROR(mkdirIfMissing(stripes_fd_, name.c_str(), &created));
-  if (created && options_.durable) SLUICE_RETURN_IF_ERROR(io_->syncFd(stripes_fd_));
+  // Whether or not this call made it: a concurrent first put may have made
+  // it and not yet (or not successfully) synced stripes/. Once per stripe.
+  if (options_.durable) SLUICE_RETURN_IF_ERROR(io_->syncFd(stripes_fd_));
   SLUICE_ASSIGN_OR_RETURN(int fd, openMakingRoom(stripes_fd_, name, O_RDONLY | O_DIRECTORY, 0));
   std::lock_guard lock(mu_);
   auto [it, inserted] = stripe_fds_.emplace(stripe, fd);
@@ -317,8 +327,18 @@ bool ChunkStore::eraseLocked(const ChunkId& id) {
   return true;
 }
 
-void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::string& why) {
+void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::string& why,
+                            const struct stat* found) {
   std::lock_guard id_lock(idLock(id));
+  auto dir = stripeDir(stripe, false);
+  const std::string hex = id.toHex();
+  if (found != nullptr && dir.isOk()) {
+    struct stat now {};
+    if (::fstatat(*dir, hex.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0 ||
+        now.st_dev != found->st_dev || now.st_ino != found->st_ino) {
+      return;  // already moved or removed, and maybe replaced by a good copy
+    }
+  }
   {
     std::lock_guard lock(mu_);
     // Only the entry for this stripe's file: a copy of the same chunk in
@@ -328,9 +348,7 @@ void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::strin
     corrupt_log_.push_back(CorruptReport{id, stripe, why});
     if (corrupt_log_.size() > 64) corrupt_log_.pop_front();
   }
-  auto dir = stripeDir(stripe, false);
   if (!dir.isOk()) return;
-  const std::string hex = id.toHex();
   const std::string dest = hex + "." + std::to_string(::getpid()) + "." +
                            std::to_string(quarantine_seq_.fetch_add(1));
   Status s = io_->renameAt(*dir, hex, quarantine_fd_, dest);
@@ -494,7 +512,8 @@ Result<uint64_t> ChunkStore::readFile(IoContext& ctx, const ChunkId& id, const E
   const int fd = file->fd();
   auto corrupt = [&](const std::string& why) -> Status {
     ++corrupt_found_;
-    quarantine(id, entry.stripe, why);
+    struct stat st {};
+    quarantine(id, entry.stripe, why, ::fstat(fd, &st) == 0 ? &st : nullptr);
     return corruption("chunk " + id.toHex() + " in stripe " + std::to_string(entry.stripe) + ": " +
                       why + "; moved to quarantine, read another replica");
   };

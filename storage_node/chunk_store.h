@@ -19,6 +19,8 @@
 // IoContext is used by one thread at a time.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -204,7 +206,11 @@ class ChunkStore {
   Result<int> stripeDir(uint32_t stripe, bool create);
   void insertLocked(const ChunkId& id, uint32_t stripe, uint64_t length);
   bool eraseLocked(const ChunkId& id);
-  void quarantine(const ChunkId& id, uint32_t stripe, const std::string& why);
+  // Moves the chunk's file to quarantine/ and drops it from the inventory.
+  // `found` (the corrupt file's fstat) makes it move only that file: one that
+  // took its name since (the chunk fetched again from a replica) is good.
+  void quarantine(const ChunkId& id, uint32_t stripe, const std::string& why,
+                  const struct stat* found = nullptr);
   // `verify` (scrub, whole reads) also opens the file afresh: it checks what
   // is on disk under the chunk's name, not a file kept open.
   Result<uint64_t> readFile(IoContext& ctx, const ChunkId& id, const Entry& entry,

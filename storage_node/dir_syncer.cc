@@ -7,6 +7,9 @@ Status DirSyncer::sync(uint64_t key, int dirfd) {
   State& st = dirs_[key];
   const uint64_t mine = ++st.requested;
   while (st.completed < mine) {
+    if (mine <= st.failed_upto) {
+      return st.failure.withContext("fsync of stripe directory " + std::to_string(key));
+    }
     if (st.in_progress) {
       cv_.wait(lock);
       continue;
@@ -21,6 +24,8 @@ Status DirSyncer::sync(uint64_t key, int dirfd) {
     if (s.isOk()) {
       st.completed = target;
     } else {
+      st.failed_upto = target;
+      st.failure = s;
       cv_.notify_all();
       return s.withContext("fsync of stripe directory " + std::to_string(key));
     }

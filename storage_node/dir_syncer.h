@@ -33,6 +33,11 @@ class DirSyncer {
     uint64_t requested = 0;
     uint64_t completed = 0;
     bool in_progress = false;
+    // Registrations up to here were covered by an fsync that failed. Linux
+    // reports a writeback error once per open file, so fsyncing again could
+    // "succeed" without making those renames durable: they fail too.
+    uint64_t failed_upto = 0;
+    Status failure;
   };
   FileIo& io_;
   mutable std::mutex mu_;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "common/core/copy_rate.h"
 #include "common/core/logging.h"
 #include "common/core/metrics.h"
 #include "common/wire/body.h"
@@ -460,6 +461,7 @@ Result<StorageService::Body> StorageService::pushStripe(net::IncomingCall& call)
   }
   const std::string target = req->target()->str();
   if (target == endpoint_.address()) return invalidArgument("PushStripe: target is this node");
+  SLUICE_RETURN_IF_ERROR(checkCopyRate(req->rate_bytes_per_sec(), "PushStripe: rate_bytes_per_sec"));
   const uint32_t stripe = req->stripe();
   std::vector<ChunkInfo> chunks;
   TransferResult t;
@@ -534,6 +536,7 @@ Result<StorageService::Body> StorageService::fetchChunks(net::IncomingCall& call
   }
   const std::string source = req->source()->str();
   if (source == endpoint_.address()) return invalidArgument("FetchChunks: source is this node");
+  SLUICE_RETURN_IF_ERROR(checkCopyRate(req->rate_bytes_per_sec(), "FetchChunks: rate_bytes_per_sec"));
   const uint32_t stripe = req->stripe();
   SLUICE_ASSIGN_OR_RETURN(StorageClient client, StorageClient::connect(endpoint_, source));
   std::vector<std::pair<ChunkId, uint64_t>> to_copy;
@@ -543,7 +546,21 @@ Result<StorageService::Body> StorageService::fetchChunks(net::IncomingCall& call
     for (;;) {
       auto page = client.listStripe(stripe, after, kMaxBatch);
       if (!page.isOk()) return page.status().withContext("FetchChunks from " + source);
-      for (size_t i = 0; i < page->ids.size(); ++i) to_copy.emplace_back(page->ids[i], page->lengths[i]);
+      // Pages must move forward, or a faulty source could make this list grow
+      // without end: at most the batch asked for, ids rising past `after`.
+      if (page->ids.size() > kMaxBatch) {
+        return protocolError("FetchChunks from " + source + ": ListStripe answered " +
+                             std::to_string(page->ids.size()) + " ids for a page of " +
+                             std::to_string(kMaxBatch));
+      }
+      for (size_t i = 0; i < page->ids.size(); ++i) {
+        const std::optional<ChunkId>& prev = i == 0 ? after : std::optional<ChunkId>(page->ids[i - 1]);
+        if (prev && !(*prev < page->ids[i])) {
+          return protocolError("FetchChunks from " + source + ": ListStripe of stripe " +
+                               std::to_string(stripe) + " did not answer in rising id order");
+        }
+        to_copy.emplace_back(page->ids[i], page->lengths[i]);
+      }
       if (!page->more || page->ids.empty()) break;
       after = page->ids.back();
     }

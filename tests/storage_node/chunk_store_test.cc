@@ -291,6 +291,38 @@ TEST_P(ChunkStoreTest, FlippedByteIsCaughtByWholeReadAndQuarantined) {
   EXPECT_EQ(*again, bytes);
 }
 
+// A slow whole read of a corrupt file can end after scrub has quarantined
+// that file and a good copy was fetched under its name: the read fails, but
+// the good copy stays served (only the file found corrupt is moved).
+TEST_P(ChunkStoreTest, LateCorruptReadLeavesTheRepairedCopyAlone) {
+  auto store = open(options());
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  auto other = store->newContext();
+  ASSERT_TRUE(ctx.isOk() && other.isOk());
+  auto bytes = randomBytes(200000, 21);
+  ChunkId id = put(*store, **ctx, bytes);
+  flipPayloadByte(id, 4242, bytes[4242]);
+  bool repaired = false;
+  auto whole = store->read(**ctx, id, 0, 0, [&](uint64_t, std::span<const uint8_t>) {
+    if (!repaired) {
+      repaired = true;
+      // Mid-read: scrub finds the damage, and repair puts the chunk again.
+      EXPECT_EQ(store->verify(**other, id).code(), StatusCode::kCorruption);
+      EXPECT_FALSE(store->find(id));
+      put(*store, **other, bytes);
+    }
+    return Status::ok();
+  });
+  EXPECT_EQ(whole.status().code(), StatusCode::kCorruption) << whole.status().toString();
+  ASSERT_TRUE(repaired);
+  EXPECT_TRUE(store->find(id));
+  EXPECT_EQ(store->stats().quarantined, 1u);
+  auto again = get(*store, **ctx, id);
+  ASSERT_TRUE(again.isOk()) << again.status().toString();
+  EXPECT_EQ(*again, bytes);
+}
+
 // Record reads keep chunk files open between reads. A file that leaves its
 // name must leave the store's hands too: a chunk quarantined and put again is
 // read from its new file, not from the corrupt one still open; a deleted
@@ -426,6 +458,36 @@ TEST_P(ChunkStoreTest, OutOfDescriptorsClosesKeptFilesAndGoesOn) {
   EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().toString();
   EXPECT_NE(refused.status().message().find("open-file limit"), std::string::npos)
       << refused.status().toString();
+}
+
+// --max_chunk limits new puts only: chunks stored under a higher limit are
+// still served after a restart with a lower one, not quarantined.
+TEST_P(ChunkStoreTest, LoweringTheChunkLimitKeepsLargerStoredChunks) {
+  auto big = randomBytes(3u << 20, 7);
+  ChunkId id;
+  {
+    auto store = open(options());
+    ASSERT_TRUE(store);
+    auto ctx = store->newContext();
+    ASSERT_TRUE(ctx.isOk());
+    id = put(*store, **ctx, big);
+  }
+  ChunkStoreOptions lower = options();
+  lower.max_chunk_bytes = 1u << 20;
+  auto store = open(lower);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->stats().chunks, 1u);
+  EXPECT_EQ(store->stats().quarantined, 0u);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto got = get(*store, **ctx, id);
+  ASSERT_TRUE(got.isOk()) << got.status().toString();
+  EXPECT_EQ(*got, big);
+  // New puts above the lowered limit are refused.
+  auto bigger = randomBytes((1u << 20) + 1, 8);
+  auto r = store->put(**ctx, Hash128::of(bigger), stripeOf(Hash128::of(bigger), 64), bigger.size(),
+                      sourceOf(bigger));
+  EXPECT_EQ(r.status().code(), StatusCode::kTooLarge);
 }
 
 TEST_P(ChunkStoreTest, ReopenRebuildsInventoryAndDropsTempFiles) {

@@ -362,6 +362,13 @@ TEST(StorageRepairTest, FetchAndPushCopyVerifiedStripesBetweenNodes) {
   ASSERT_TRUE(fetched.isOk());
   EXPECT_EQ(fetched->failed, 1u);
   EXPECT_NE(fetched->first_error.find("not on"), std::string::npos);
+  // A rate too slow to finish (1 byte/s: a typo for 1M) is refused up front
+  // rather than holding a copy thread for months.
+  fetched = cb->fetchChunks(5, a.endpoint->address(), {}, 1, net::Duration(60000));
+  EXPECT_EQ(fetched.status().code(), StatusCode::kInvalidArgument) << fetched.status().toString();
+  EXPECT_NE(fetched.status().message().find("rate_bytes_per_sec"), std::string::npos);
+  pushed = ca->pushStripe(5, c.endpoint->address(), {}, 1000, net::Duration(60000));
+  EXPECT_EQ(pushed.status().code(), StatusCode::kInvalidArgument) << pushed.status().toString();
   ep->shutdown();
 }
 
