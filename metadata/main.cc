@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "common/core/config.h"
+#include "common/core/copy_rate.h"
 #include "common/core/logging.h"
 #include "common/core/metrics.h"
 #include "common/core/metrics_server.h"
@@ -87,6 +88,10 @@ int run(int argc, char** argv) {
   sluice::addLogOptions(schema, &f.log);
   if (sluice::Status s = schema.parse(argc, argv); !s.isOk()) {
     std::fprintf(stderr, "sluice-meta: %s\n", s.toString().c_str());
+    return 2;
+  }
+  if (sluice::Status s = sluice::checkCopyRate(f.repair_rate, "repair_rate"); !s.isOk()) {
+    std::fprintf(stderr, "sluice-meta: %s\n", s.message().c_str());
     return 2;
   }
   if (schema.helpRequested()) {

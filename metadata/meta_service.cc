@@ -121,7 +121,7 @@ auto encodeWithinBudget(fb::FlatBufferBuilder& fbb, const std::vector<T>& items,
                         Encode encode, CursorOf cursorOf) {
   std::vector<decltype(encode(items.front()))> out;
   for (const T& item : items) {
-    if (fbb.GetSize() > kReplyBudget) {
+    if (!out.empty() && fbb.GetSize() > kReplyBudget) {
       next = cursorOf(items[out.size() - 1]);
       break;
     }

@@ -597,11 +597,11 @@ Result<Page<VersionInfo>> MetaStore::listVersions(std::string_view dataset,
   if (!cursor.empty()) {
     after = parseVersionNumber(cursor);
     if (after == 0) return invalidArgument("cursor: expected v<n>");
-    // No version follows the last number (after + 1 would wrap to the start).
-    if (after == UINT32_MAX) return Page<VersionInfo>{};
   }
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));
+  // No version follows the last number (after + 1 would wrap to the start).
+  if (after == UINT32_MAX) return Page<VersionInfo>{};
   std::string prefix = datasetPrefix(ds.rec.id);
   SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kVersions));
   SLUICE_ASSIGN_OR_RETURN(bool ok, c.seek(versionKey(ds.rec.id, after + 1)));

@@ -6,6 +6,7 @@
 #include <set>
 #include <span>
 
+#include "common/core/copy_rate.h"
 #include "common/core/metrics.h"
 #include "common/wire/storage_generated.h"
 #include "common/wire/typed_call.h"
@@ -223,7 +224,10 @@ Status StripeMover::startCopy(const StripeMove& m, const ClusterMap& map) {
   storage::FetchChunksRequestT req;
   req.stripe = m.stripe;
   req.source = source_address;
-  req.rate_bytes_per_sec = m.rate_bytes_per_sec != 0 ? m.rate_bytes_per_sec : options_.rate_bytes_per_sec;
+  // A move saved with a rate now below the floor (before there was one)
+  // takes the default rather than being refused by the node on every try.
+  req.rate_bytes_per_sec = m.rate_bytes_per_sec >= kMinCopyRateBytesPerSec ? m.rate_bytes_per_sec
+                                                                          : options_.rate_bytes_per_sec;
   auto copy = std::make_shared<Copy>();
   copy->move = m;
   copies_[m.stripe] = copy;

@@ -334,8 +334,8 @@ void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::strin
   const std::string hex = id.toHex();
   if (found != nullptr && dir.isOk()) {
     struct stat now {};
-    if (::fstatat(*dir, hex.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0 ||
-        now.st_dev != found->st_dev || now.st_ino != found->st_ino) {
+    const bool gone = ::fstatat(*dir, hex.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
+    if (gone || (now.st_ino != 0 && (now.st_dev != found->st_dev || now.st_ino != found->st_ino))) {
       return;  // already moved or removed, and maybe replaced by a good copy
     }
   }

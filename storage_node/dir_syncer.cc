@@ -6,10 +6,13 @@ Status DirSyncer::sync(uint64_t key, int dirfd) {
   std::unique_lock lock(mu_);
   State& st = dirs_[key];
   const uint64_t mine = ++st.requested;
-  while (st.completed < mine) {
+  for (;;) {
+    // Failure first: a later fsync that succeeded does not vouch for renames
+    // a failed one covered (their error may have been reported only once).
     if (mine <= st.failed_upto) {
       return st.failure.withContext("fsync of stripe directory " + std::to_string(key));
     }
+    if (st.completed >= mine) break;
     if (st.in_progress) {
       cv_.wait(lock);
       continue;

@@ -23,6 +23,7 @@
 
 #include "common/core/config.h"
 #include "common/core/logging.h"
+#include "common/core/copy_rate.h"
 #include "common/core/metrics.h"
 #include "common/core/metrics_server.h"
 #include "common/net/endpoint.h"
@@ -160,6 +161,10 @@ int run(int argc, char** argv) {
   }
   if (o.data_dir.empty()) {
     std::fprintf(stderr, "sluice-storage: --data_dir is required\n");
+    return 2;
+  }
+  if (Status s = checkCopyRate(o.repair_rate, "repair.rate"); !s.isOk()) {
+    std::fprintf(stderr, "sluice-storage: %s\n", s.message().c_str());
     return 2;
   }
   if (!o.standalone && o.meta.empty()) {
