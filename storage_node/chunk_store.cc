@@ -349,8 +349,14 @@ void ChunkStore::quarantine(const ChunkId& id, uint32_t stripe, const std::strin
     if (corrupt_log_.size() > 64) corrupt_log_.pop_front();
   }
   if (!dir.isOk()) return;
-  const std::string dest = hex + "." + std::to_string(::getpid()) + "." +
-                           std::to_string(quarantine_seq_.fetch_add(1));
+  // The wall-clock time keeps names apart across restarts, where the pid may
+  // repeat (1 in a container) and the sequence starts over: a rename onto an
+  // earlier quarantined copy would silently replace it.
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  const std::string dest = hex + "." + std::to_string(now_ns) + "." + std::to_string(::getpid()) +
+                           "." + std::to_string(quarantine_seq_.fetch_add(1));
   Status s = io_->renameAt(*dir, hex, quarantine_fd_, dest);
   if (!s.isOk()) {
     // Could not move it aside: remove it so it is never served.
@@ -658,6 +664,15 @@ Status ChunkStore::verify(IoContext& ctx, const ChunkId& id) {
     // like a corrupt chunk, so it is reported and fetched again from a replica.
     const std::string why = "chunk " + id.toHex() + " in stripe " + std::to_string(info->stripe) +
                             " is missing from the disk; read another replica";
+    quarantine(id, info->stripe, why);
+    return corruption(why);
+  }
+  if (r.status().code() == StatusCode::kIoError && find(id)) {
+    // The disk cannot give the bytes back (EIO: a bad sector). Kept, the
+    // chunk would count as a copy that no read can serve, and repair would
+    // never replace it: treat it as corrupt.
+    const std::string why = "chunk " + id.toHex() + " in stripe " + std::to_string(info->stripe) +
+                            " cannot be read (" + r.status().message() + "); read another replica";
     quarantine(id, info->stripe, why);
     return corruption(why);
   }

@@ -569,6 +569,30 @@ TEST_P(ChunkStoreTest, DamagedCopyInAnotherStripeLeavesTheGoodOneServed) {
   EXPECT_EQ(*got, bytes);
 }
 
+// Scrub treats a chunk the disk cannot read back (EIO) as corrupt: it leaves
+// the inventory and is reported, so repair fetches it from a replica instead
+// of counting an unreadable copy.
+TEST_P(ChunkStoreTest, ScrubQuarantinesAChunkTheDiskCannotRead) {
+  auto faulty = std::make_shared<FaultyFileIo>(makeUringFileIo());
+  auto o = options();
+  o.file_io = faulty;
+  auto store = open(o);
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto bytes = randomBytes(100000, 31);
+  ChunkId id = put(*store, **ctx, bytes);
+  faulty->faults().read_errno = EIO;
+  Status s = store->verify(**ctx, id);
+  faulty->faults().read_errno = 0;
+  EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.toString();
+  EXPECT_NE(s.message().find("cannot be read"), std::string::npos) << s.toString();
+  EXPECT_FALSE(store->find(id));
+  EXPECT_EQ(store->stats().quarantined, 1u);
+  ASSERT_EQ(store->recentCorruptions().size(), 1u);
+  EXPECT_EQ(store->recentCorruptions()[0].id, id);
+}
+
 TEST_P(ChunkStoreTest, NoSpaceFailsThePutCleanlyAndReadsKeepWorking) {
   auto faulty = std::make_shared<FaultyFileIo>(makeUringFileIo());
   auto o = options(128 * 1024);
@@ -598,6 +622,7 @@ TEST_P(ChunkStoreTest, NoSpaceFailsThePutCleanlyAndReadsKeepWorking) {
   faulty->faults().read_errno = EIO;
   EXPECT_EQ(get(*store, **ctx, good_id).status().code(), StatusCode::kIoError);
   EXPECT_EQ(store->stats().io_errors, 1u);
+  EXPECT_TRUE(store->find(good_id));  // a client read's error takes nothing out of service
   faulty->faults().read_errno = 0;
 
   // Space comes back: the same put succeeds.
