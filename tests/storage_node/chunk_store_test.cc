@@ -50,6 +50,13 @@ class ChunkStoreTest : public ::testing::TestWithParam<bool> {
     EXPECT_TRUE(s.isOk()) << s.status().toString();
     return s.isOk() ? std::move(s).value() : nullptr;
   }
+  // A store whose file I/O goes through `faulty_`, so a test can inject errors.
+  std::unique_ptr<ChunkStore> openFaulty(size_t buffer = 1u << 20) {
+    faulty_ = std::make_shared<FaultyFileIo>(makeUringFileIo());
+    auto o = options(buffer);
+    o.file_io = faulty_;
+    return open(o);
+  }
   ChunkId put(ChunkStore& store, IoContext& ctx, const std::vector<uint8_t>& bytes) {
     ChunkId id = Hash128::of(bytes);
     auto r = store.put(ctx, id, stripeOf(id, 64), bytes.size(), sourceOf(bytes));
@@ -80,6 +87,7 @@ class ChunkStoreTest : public ::testing::TestWithParam<bool> {
     ASSERT_TRUE(f.good()) << "flipping a byte of " << chunkPath(id);
   }
   TempDir dir_;
+  std::shared_ptr<FaultyFileIo> faulty_;  // set by openFaulty
 };
 
 TEST_P(ChunkStoreTest, RoundTripsManySizes) {
@@ -573,11 +581,9 @@ TEST_P(ChunkStoreTest, DamagedCopyInAnotherStripeLeavesTheGoodOneServed) {
 // the inventory and is reported, so repair fetches it from a replica instead
 // of counting an unreadable copy.
 TEST_P(ChunkStoreTest, ScrubQuarantinesAChunkTheDiskCannotRead) {
-  auto faulty = std::make_shared<FaultyFileIo>(makeUringFileIo());
-  auto o = options();
-  o.file_io = faulty;
-  auto store = open(o);
+  auto store = openFaulty();
   ASSERT_TRUE(store);
+  auto& faulty = faulty_;
   auto ctx = store->newContext();
   ASSERT_TRUE(ctx.isOk());
   auto bytes = randomBytes(100000, 31);
@@ -594,11 +600,9 @@ TEST_P(ChunkStoreTest, ScrubQuarantinesAChunkTheDiskCannotRead) {
 }
 
 TEST_P(ChunkStoreTest, NoSpaceFailsThePutCleanlyAndReadsKeepWorking) {
-  auto faulty = std::make_shared<FaultyFileIo>(makeUringFileIo());
-  auto o = options(128 * 1024);
-  o.file_io = faulty;
-  auto store = open(o);
+  auto store = openFaulty(128 * 1024);
   ASSERT_TRUE(store);
+  auto& faulty = faulty_;
   auto ctx = store->newContext();
   ASSERT_TRUE(ctx.isOk());
   auto good = randomBytes(300000, 21);
