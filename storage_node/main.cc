@@ -22,8 +22,8 @@
 #include <random>
 
 #include "common/core/config.h"
-#include "common/core/logging.h"
 #include "common/core/copy_rate.h"
+#include "common/core/logging.h"
 #include "common/core/metrics.h"
 #include "common/core/metrics_server.h"
 #include "common/net/endpoint.h"

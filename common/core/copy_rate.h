@@ -20,7 +20,7 @@ inline constexpr uint64_t kMinCopyRateBytesPerSec = 1u << 20;
 inline Status checkCopyRate(uint64_t rate, const std::string& what) {
   if (rate == 0 || rate >= kMinCopyRateBytesPerSec) return Status::ok();
   return invalidArgument(what + ": " + std::to_string(rate) + " bytes/s is below the minimum of " +
-                         formatSize(kMinCopyRateBytesPerSec) + "/s; give a rate like 200M, or 0 for the default");
+                         formatSize(kMinCopyRateBytesPerSec) + "/s; give a rate like 200M, or 0");
 }
 
 }  // namespace sluice
