@@ -183,7 +183,8 @@ int run(int argc, char** argv) {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
-  // It also forgets old tombstones, every quarter of their TTL (1 s to 1 h).
+  // It also forgets old tombstones, and drops index entries of records whose
+  // chunks lost every user, every quarter of the tombstone TTL (1 s to 1 h).
   const int64_t ttl_ms = std::chrono::duration_cast<std::chrono::milliseconds>(f.tombstone_ttl).count();
   const auto prune_every = std::chrono::milliseconds(std::clamp<int64_t>(ttl_ms / 4, 1000, 3600 * 1000));
   auto next_prune = std::chrono::steady_clock::now() + prune_every;
@@ -193,18 +194,31 @@ int run(int argc, char** argv) {
     while (!cv.wait_for(lock, period, [&] { return stopping; })) {
       lock.unlock();
       const auto now = std::chrono::steady_clock::now();
-      if (ttl_ms > 0 && now >= next_prune) {
+      if (now >= next_prune) {
         next_prune = now + prune_every;
-        auto pruned = (*store)->pruneTombstones(ttl_ms);
-        if (!pruned.isOk()) {
-          spdlog::error("tombstone prune: {}", pruned.status().toString());
-        } else if (pruned->pruned > 0) {
-          static sluice::Counter& forgotten = sluice::MetricsRegistry::global().counter(
-              "sluice_meta_tombstones_pruned_total", "gc tombstones forgotten after --tombstone_ttl");
-          forgotten.inc(pruned->pruned);
-          spdlog::info("gc: forgot {} tombstones older than {} s (gc epochs up to {}; drafts begun "
-                       "before that must upload again)",
-                       pruned->pruned, ttl_ms / 1000, pruned->pruned_epoch);
+        if (ttl_ms > 0) {
+          auto pruned = (*store)->pruneTombstones(ttl_ms);
+          if (!pruned.isOk()) {
+            spdlog::error("tombstone prune: {}", pruned.status().toString());
+          } else if (pruned->pruned > 0) {
+            static sluice::Counter& forgotten = sluice::MetricsRegistry::global().counter(
+                "sluice_meta_tombstones_pruned_total", "gc tombstones forgotten after --tombstone_ttl");
+            forgotten.inc(pruned->pruned);
+            spdlog::info("gc: forgot {} tombstones older than {} s (gc epochs up to {}; drafts begun "
+                         "before that must upload again)",
+                         pruned->pruned, ttl_ms / 1000, pruned->pruned_epoch);
+          }
+        }
+        // Index entries of records whose chunks lost every user, at the same pace.
+        auto records = (*store)->pruneRecordIndex();
+        if (!records.isOk()) {
+          spdlog::error("record index prune: {}", records.status().toString());
+        } else if (*records > 0) {
+          static sluice::Counter& dropped = sluice::MetricsRegistry::global().counter(
+              "sluice_meta_record_index_pruned_total",
+              "record index entries dropped because their chunk has no users left");
+          dropped.inc(*records);
+          spdlog::info("gc: dropped {} record index entries whose chunks have no users", *records);
         }
       }
       auto down = (*store)->markStaleNodesDown();

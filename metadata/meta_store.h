@@ -233,6 +233,11 @@ class MetaStore {
   // gc collections no tombstone records any more. Run it with an age well
   // above how long a gc run takes to delete what it collected.
   Result<TombstonePrune> pruneTombstones(int64_t older_than_ms);
+  // Deletes record-index entries whose chunk has no users left (its versions
+  // were deleted or aborted). Lookups already skip them; without this they
+  // would stay forever, one per distinct record ever indexed. Short write
+  // transactions of at most 10000 deletions; returns how many went.
+  Result<uint64_t> pruneRecordIndex();
 
  private:
   MetaStore(MetaStoreOptions options, std::unique_ptr<LmdbEnv> env);

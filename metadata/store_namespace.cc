@@ -31,6 +31,45 @@ const char* kindName(EntryType t) {
   }
 }
 
+// Deletes the entries of `db` for which doomed(txn, value) holds, in short
+// write transactions (at most 10000 deletions or 80000 entries looked at
+// each), so no long write lock is held and no transaction outgrows LMDB's
+// dirty-page limit; a crash between batches leaves the rest for next time.
+template <typename Doomed>
+Result<uint64_t> deleteInBatches(LmdbEnv& env, Db db, Doomed doomed) {
+  constexpr size_t kBatch = 10000;
+  uint64_t total = 0;
+  std::string after;  // the last key a batch looked at
+  for (bool more = true; more;) {
+    SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(env));
+    size_t deleted = 0;
+    {  // the cursor closes before the commit (LMDB frees write cursors there)
+      SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, db));
+      SLUICE_ASSIGN_OR_RETURN(bool ok, after.empty() ? c.first() : c.seek(after));
+      if (ok && !after.empty() && c.key() == after) {
+        SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+      }
+      size_t seen = 0;
+      while (ok && deleted < kBatch && seen < 8 * kBatch) {
+        ++seen;
+        after = std::string(c.key());
+        SLUICE_ASSIGN_OR_RETURN(bool gone, doomed(txn, c.value()));
+        if (gone) {
+          // After a del, next yields the entry that followed the deleted one.
+          SLUICE_RETURN_IF_ERROR(c.del());
+          ++deleted;
+        }
+        SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+      }
+      more = ok;
+    }
+    if (deleted == 0) continue;  // nothing written: the transaction aborts
+    SLUICE_RETURN_IF_ERROR(txn.commit());
+    total += deleted;
+  }
+  return total;
+}
+
 // What listFiles and diff show: files, symlinks and explicit directories.
 // Implicit directories are implied by the paths below them.
 bool listed(const DecodedEntry& e) { return e.type != EntryType::kDirectory || e.explicit_dir; }
@@ -340,35 +379,19 @@ Result<TombstonePrune> MetaStore::pruneTombstones(int64_t older_than_ms) {
     SLUICE_RETURN_IF_ERROR(putU64(txn, kKeyPrunedEpoch, out.pruned_epoch));
     SLUICE_RETURN_IF_ERROR(txn.commit());
   }
-  constexpr size_t kBatch = 10000;
-  std::string after;  // the last key a batch looked at
-  for (bool more = true; more;) {
-    SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
-    size_t deleted = 0;
-    {  // the cursor closes before the commit (LMDB frees write cursors there)
-      SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kTombstones));
-      SLUICE_ASSIGN_OR_RETURN(bool ok, after.empty() ? c.first() : c.seek(after));
-      if (ok && !after.empty() && c.key() == after) {
-        SLUICE_ASSIGN_OR_RETURN(ok, c.next());
-      }
-      size_t seen = 0;
-      while (ok && deleted < kBatch && seen < 8 * kBatch) {
-        ++seen;
-        after = std::string(c.key());
-        // After a del, next yields the entry that followed the deleted one.
-        if (decodeTombstone(c.value()).epoch <= out.pruned_epoch) {
-          SLUICE_RETURN_IF_ERROR(c.del());
-          ++deleted;
-        }
-        SLUICE_ASSIGN_OR_RETURN(ok, c.next());
-      }
-      more = ok;
-    }
-    if (deleted == 0) continue;  // nothing written: the transaction aborts
-    SLUICE_RETURN_IF_ERROR(txn.commit());
-    out.pruned += deleted;
-  }
+  SLUICE_ASSIGN_OR_RETURN(out.pruned,
+                          deleteInBatches(*env_, Db::kTombstones, [&](const Txn&, std::string_view v) -> Result<bool> {
+                            return decodeTombstone(v).epoch <= out.pruned_epoch;
+                          }));
   return out;
+}
+
+Result<uint64_t> MetaStore::pruneRecordIndex() {
+  return deleteInBatches(*env_, Db::kRecords, [](const Txn& txn, std::string_view v) -> Result<bool> {
+    SLUICE_ASSIGN_OR_RETURN(RecordLocation loc, decodeLocation(v));
+    SLUICE_ASSIGN_OR_RETURN(bool live, chunkIsLive(txn, loc.chunk));
+    return !live;
+  });
 }
 
 Result<Page<GarbageChunk>> MetaStore::listGarbage(int64_t grace_ms, std::string_view cursor,

@@ -579,7 +579,14 @@ TEST_F(MetaStoreTest, RecordIndexDedupAndExactGc) {
   std::set<Hash128> chunks = {g->items[0].chunk, g2->items[0].chunk};
   EXPECT_EQ(chunks, (std::set<Hash128>{c1, c2}));
   EXPECT_EQ(g->items[0].stripe, stripeOf(g->items[0].chunk, 64));
-  // A record whose chunk is garbage is no longer offered for reuse.
+  // A record whose chunk is garbage is no longer offered for reuse, and the
+  // prune drops such entries for good: a's two records and b's one.
+  locs = store_->lookupRecords("imgs", q);
+  EXPECT_FALSE((*locs)[0].found);
+  auto pruned = store_->pruneRecordIndex();
+  ASSERT_TRUE(pruned.isOk()) << pruned.status().toString();
+  EXPECT_EQ(*pruned, 3u);
+  EXPECT_EQ(*store_->pruneRecordIndex(), 0u);
   locs = store_->lookupRecords("imgs", q);
   EXPECT_FALSE((*locs)[0].found);
 
@@ -596,6 +603,11 @@ TEST_F(MetaStoreTest, RecordIndexDedupAndExactGc) {
   add("imgs", v3, {makeFile("again", 1, 1, 1000, c1)});
   g = store_->listGarbage(60'000, "", 100);
   EXPECT_EQ(g->items.size(), 1u);  // c2 only
+  // Entries of live chunks (a draft's too) stay.
+  EXPECT_EQ(*store_->pruneRecordIndex(), 0u);
+  locs = store_->lookupRecords("imgs", q);
+  EXPECT_TRUE((*locs)[0].found);
+  EXPECT_EQ((*locs)[0].chunk, c1);
 }
 
 TEST_F(MetaStoreTest, AbortReleasesChunksAndRefusesCommit) {
