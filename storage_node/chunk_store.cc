@@ -431,7 +431,7 @@ Status ChunkStore::writeTemp(IoContext& ctx, int fd, const ChunkId& id, uint64_t
 }
 
 Result<PutOutcome> ChunkStore::put(IoContext& ctx, const ChunkId& id, uint32_t stripe,
-                                   uint64_t length, const ChunkSource& source) {
+                                   uint64_t length, const ChunkSource& source, Origin origin) {
   const std::string hex = id.toHex();
   if (stripe >= options_.max_stripes) {
     return invalidArgument("chunk " + hex + ": stripe " + std::to_string(stripe) +
@@ -439,10 +439,11 @@ Result<PutOutcome> ChunkStore::put(IoContext& ctx, const ChunkId& id, uint32_t s
                            std::to_string(options_.max_stripes - 1));
   }
   if (length == 0) return invalidArgument("chunk " + hex + ": empty chunks are not stored");
-  if (length > options_.max_chunk_bytes) {
+  const uint64_t limit = origin == Origin::kCopy ? kHardMaxChunk : options_.max_chunk_bytes;
+  if (length > limit) {
     return Status(StatusCode::kTooLarge, "chunk " + hex + ": " + std::to_string(length) +
                                              " bytes exceeds the node's maximum chunk size of " +
-                                             std::to_string(options_.max_chunk_bytes));
+                                             std::to_string(limit));
   }
   const uint64_t capacity = options_.capacity_bytes ? options_.capacity_bytes : fs_size_;
   // Held for the whole put: a concurrent put of the same id waits and then

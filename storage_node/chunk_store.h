@@ -48,7 +48,9 @@ struct ChunkStoreOptions {
   std::string data_dir;
   // Refuse puts once used bytes would exceed this; 0 means the file system's size.
   uint64_t capacity_bytes = 0;
-  uint64_t max_chunk_bytes = 64ull << 20;  // hard cap; clamped to 64 MiB
+  // New chunks from clients; clamped to the format's 64 MiB. Copies between
+  // nodes (repair) and chunks already stored are held to the 64 MiB only.
+  uint64_t max_chunk_bytes = 64ull << 20;
   uint32_t max_stripes = 1u << 16;         // stripe numbers must be below this
   // Per-IoContext buffer: the unit of one read, write and RMA transfer.
   size_t io_buffer_bytes = 8u << 20;
@@ -149,8 +151,11 @@ class ChunkStore {
   // is stored). Idempotent: a chunk already present returns already_present
   // without calling `source`. Errors: kInvalidArgument (stripe), kTooLarge,
   // kNoSpace (capacity or ENOSPC; no file remains), kIoError.
+  // A kCopy (repair, rebalance) may exceed max_chunk_bytes: the chunk was
+  // accepted elsewhere, perhaps before this node's limit was lowered.
+  enum class Origin : uint8_t { kClient, kCopy };
   Result<PutOutcome> put(IoContext& ctx, const ChunkId& id, uint32_t stripe, uint64_t length,
-                         const ChunkSource& source);
+                         const ChunkSource& source, Origin origin = Origin::kClient);
 
   // Streams bytes [offset, offset + length) of chunk `id` to `sink`; length 0
   // means "to the end". A read of the whole chunk verifies its hash; on a

@@ -73,7 +73,7 @@ void declare(ConfigSchema& s, DaemonOptions& o) {
       .addString("meta", &o.meta, "", "sluice-meta address host:port (required unless --standalone)")
       .addBool("standalone", &o.standalone, false, "run without sluice-meta (tests, benches)")
       .addSize("capacity", &o.capacity, 0, "bytes of chunks this node may hold (0: the file system's size)")
-      .addSize("max_chunk", &o.max_chunk, 64ull << 20, "largest chunk accepted (at most 64M)")
+      .addSize("max_chunk", &o.max_chunk, 64ull << 20, "largest chunk accepted from clients (at most 64M; copies from other nodes and chunks already stored may be larger)")
       .addInt("max_stripes", &o.max_stripes, 1 << 16, "stripe numbers must be below this", 1,
               1ll << 24)
       .addInt("stripe_count", &o.stripe_count, 0,

@@ -598,7 +598,8 @@ Result<StorageService::Body> StorageService::fetchChunks(net::IncomingCall& call
                                                  " changed length during the copy");
                           }
                           return Status::ok();
-                        });
+                        },
+                        ChunkStore::Origin::kCopy);
     if (!r.isOk()) {
       noteFailure(t, r.status());
     } else if (r->already_present) {

@@ -491,11 +491,16 @@ TEST_P(ChunkStoreTest, LoweringTheChunkLimitKeepsLargerStoredChunks) {
   auto got = get(*store, **ctx, id);
   ASSERT_TRUE(got.isOk()) << got.status().toString();
   EXPECT_EQ(*got, big);
-  // New puts above the lowered limit are refused.
+  // New puts from clients above the lowered limit are refused; a copy from
+  // another node (repair) of such a chunk is not: it was accepted there.
   auto bigger = randomBytes((1u << 20) + 1, 8);
-  auto r = store->put(**ctx, Hash128::of(bigger), stripeOf(Hash128::of(bigger), 64), bigger.size(),
-                      sourceOf(bigger));
+  const ChunkId bigger_id = Hash128::of(bigger);
+  auto r = store->put(**ctx, bigger_id, stripeOf(bigger_id, 64), bigger.size(), sourceOf(bigger));
   EXPECT_EQ(r.status().code(), StatusCode::kTooLarge);
+  r = store->put(**ctx, bigger_id, stripeOf(bigger_id, 64), bigger.size(), sourceOf(bigger),
+                 ChunkStore::Origin::kCopy);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_TRUE(store->find(bigger_id));
 }
 
 TEST_P(ChunkStoreTest, ReopenRebuildsInventoryAndDropsTempFiles) {
