@@ -134,8 +134,22 @@ Result<ListStripePage> StorageClient::listStripe(uint32_t stripe, const std::opt
   if (resp->ids.size() != resp->lengths.size()) {
     return protocolError("ListStripe on " + *address_ + ": ids and lengths differ in count");
   }
+  if (limit != 0 && resp->ids.size() > limit) {
+    return protocolError("ListStripe on " + *address_ + ": " + std::to_string(resp->ids.size()) +
+                         " ids for a page of " + std::to_string(limit));
+  }
   ListStripePage page;
-  for (const auto& h : resp->ids) page.ids.push_back(storage::fromWire(h));
+  for (const auto& h : resp->ids) {
+    // Pages must move forward (ids rising past `after`), or a caller paging
+    // through a faulty node's stripe would never reach the end.
+    const ChunkId id = storage::fromWire(h);
+    const std::optional<ChunkId> prev = page.ids.empty() ? after : page.ids.back();
+    if (prev && !(*prev < id)) {
+      return protocolError("ListStripe " + std::to_string(stripe) + " on " + *address_ +
+                           ": ids not in rising order");
+    }
+    page.ids.push_back(id);
+  }
   page.lengths = std::move(resp->lengths);
   page.more = resp->more;
   return page;

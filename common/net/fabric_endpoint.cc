@@ -243,15 +243,13 @@ struct RmaOp : OpContext {
 // A checked RMA, its pieces counted into its wait, ready to post from
 // `next` on; see FabricCore::planRma.
 struct RmaPlan {
-  bool read = false;
   std::shared_ptr<RmaWait> wait;
-  RmaName what;
+  RmaName what;  // also the direction and the length
   void* desc = nullptr;
   uint8_t* local = nullptr;  // the first byte
   uint64_t remote_addr = 0;  // the first byte
   uint64_t key = 0;
   fi_addr_t dest = FI_ADDR_UNSPEC;
-  size_t length = 0;
   size_t pieces = 0;
   size_t next = 0;  // pieces posted so far
   Clock::time_point deadline;
@@ -1715,9 +1713,7 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
                       " advertised");
   }
   RmaPlan plan;
-  plan.read = read;
   plan.wait = wait;
-  plan.length = length;
   plan.what = name;
   if (length == 0) return plan;
   if (stopped_) return Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down");
@@ -1760,14 +1756,14 @@ bool FabricCore::postRmaPieces(RmaPlan& plan, bool may_wait) {
       }
     }
     const size_t off = plan.next * rma_piece_;
-    const size_t n = std::min(rma_piece_, plan.length - off);
+    const size_t n = std::min(rma_piece_, plan.what.length - off);
     auto op = std::make_unique<RmaOp>();
     op->wait = plan.wait;
     op->what = plan.what;
     RmaOp* raw = op.get();
     track(raw);
     op.release();  // the provider's once posted: it may complete at once
-    ssize_t rc = plan.read ? fi_read(ep_, plan.local + off, n, plan.desc, plan.dest,
+    ssize_t rc = plan.what.read ? fi_read(ep_, plan.local + off, n, plan.desc, plan.dest,
                                      plan.remote_addr + off, plan.key, static_cast<OpContext*>(raw))
                            : fi_write(ep_, plan.local + off, n, plan.desc, plan.dest,
                                       plan.remote_addr + off, plan.key, static_cast<OpContext*>(raw));

@@ -50,6 +50,16 @@ class ChunkStoreTest : public ::testing::TestWithParam<bool> {
     EXPECT_TRUE(s.isOk()) << s.status().toString();
     return s.isOk() ? std::move(s).value() : nullptr;
   }
+  // Puts `bytes` into a store of options() that is closed again, as before a
+  // restart.
+  ChunkId putThenClose(const std::vector<uint8_t>& bytes) {
+    auto store = open(options());
+    EXPECT_TRUE(store);
+    if (!store) return {};
+    auto ctx = store->newContext();
+    EXPECT_TRUE(ctx.isOk());
+    return ctx.isOk() ? put(*store, **ctx, bytes) : ChunkId{};
+  }
   // A store whose file I/O goes through `faulty_`, so a test can inject errors.
   std::unique_ptr<ChunkStore> openFaulty(size_t buffer = 1u << 20) {
     faulty_ = std::make_shared<FaultyFileIo>(makeUringFileIo());
@@ -472,14 +482,7 @@ TEST_P(ChunkStoreTest, OutOfDescriptorsClosesKeptFilesAndGoesOn) {
 // still served after a restart with a lower one, not quarantined.
 TEST_P(ChunkStoreTest, LoweringTheChunkLimitKeepsLargerStoredChunks) {
   auto big = randomBytes(3u << 20, 7);
-  ChunkId id;
-  {
-    auto store = open(options());
-    ASSERT_TRUE(store);
-    auto ctx = store->newContext();
-    ASSERT_TRUE(ctx.isOk());
-    id = put(*store, **ctx, big);
-  }
+  const ChunkId id = putThenClose(big);
   ChunkStoreOptions lower = options();
   lower.max_chunk_bytes = 1u << 20;
   auto store = open(lower);
@@ -553,14 +556,7 @@ TEST_P(ChunkStoreTest, ReopenRebuildsInventoryAndDropsTempFiles) {
 // whichever stripe the (parallel) scan reaches first.
 TEST_P(ChunkStoreTest, DamagedCopyInAnotherStripeLeavesTheGoodOneServed) {
   const auto bytes = randomBytes(20000, 7);
-  ChunkId id;
-  {
-    auto store = open(options());
-    ASSERT_TRUE(store);
-    auto ctx = store->newContext();
-    ASSERT_TRUE(ctx.isOk());
-    id = put(*store, **ctx, bytes);
-  }
+  const ChunkId id = putThenClose(bytes);
   const uint32_t good = stripeOf(id, 64);
   for (uint32_t other : {(good + 1) % 64, (good + 63) % 64}) {
     const std::string dir = dir_.path() + "/data/stripes/" + std::to_string(other);
@@ -588,14 +584,13 @@ TEST_P(ChunkStoreTest, DamagedCopyInAnotherStripeLeavesTheGoodOneServed) {
 TEST_P(ChunkStoreTest, ScrubQuarantinesAChunkTheDiskCannotRead) {
   auto store = openFaulty();
   ASSERT_TRUE(store);
-  auto& faulty = faulty_;
   auto ctx = store->newContext();
   ASSERT_TRUE(ctx.isOk());
   auto bytes = randomBytes(100000, 31);
   ChunkId id = put(*store, **ctx, bytes);
-  faulty->faults().read_errno = EIO;
+  faulty_->faults().read_errno = EIO;
   Status s = store->verify(**ctx, id);
-  faulty->faults().read_errno = 0;
+  faulty_->faults().read_errno = 0;
   EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.toString();
   EXPECT_NE(s.message().find("cannot be read"), std::string::npos) << s.toString();
   EXPECT_FALSE(store->find(id));
@@ -607,15 +602,14 @@ TEST_P(ChunkStoreTest, ScrubQuarantinesAChunkTheDiskCannotRead) {
 TEST_P(ChunkStoreTest, NoSpaceFailsThePutCleanlyAndReadsKeepWorking) {
   auto store = openFaulty(128 * 1024);
   ASSERT_TRUE(store);
-  auto& faulty = faulty_;
   auto ctx = store->newContext();
   ASSERT_TRUE(ctx.isOk());
   auto good = randomBytes(300000, 21);
   ChunkId good_id = put(*store, **ctx, good);
 
   // The disk fills up after 200 KiB of the next put: a torn write, then ENOSPC.
-  faulty->faults().write_budget = 200 * 1024;
-  faulty->faults().write_errno = ENOSPC;
+  faulty_->faults().write_budget = 200 * 1024;
+  faulty_->faults().write_errno = ENOSPC;
   auto bytes = randomBytes(600000, 22);
   ChunkId id = Hash128::of(bytes);
   auto r = store->put(**ctx, id, stripeOf(id, 64), bytes.size(), sourceOf(bytes));
@@ -628,19 +622,19 @@ TEST_P(ChunkStoreTest, NoSpaceFailsThePutCleanlyAndReadsKeepWorking) {
   EXPECT_EQ(*got, good);
 
   // Read errors are reported as I/O errors and counted.
-  faulty->faults().read_errno = EIO;
+  faulty_->faults().read_errno = EIO;
   EXPECT_EQ(get(*store, **ctx, good_id).status().code(), StatusCode::kIoError);
   EXPECT_EQ(store->stats().io_errors, 1u);
   EXPECT_TRUE(store->find(good_id));  // a client read's error takes nothing out of service
-  faulty->faults().read_errno = 0;
+  faulty_->faults().read_errno = 0;
 
   // Space comes back: the same put succeeds.
-  faulty->faults().write_errno = 0;
+  faulty_->faults().write_errno = 0;
   put(*store, **ctx, bytes);
   EXPECT_TRUE(store->find(id));
 
   // A failing fsync also fails the put and leaves nothing.
-  faulty->faults().fsync_errno = EIO;
+  faulty_->faults().fsync_errno = EIO;
   auto b3 = randomBytes(5000, 23);
   r = store->put(**ctx, Hash128::of(b3), 1, b3.size(), sourceOf(b3));
   EXPECT_EQ(r.status().code(), StatusCode::kIoError);
