@@ -282,11 +282,29 @@ Result<int> ChunkStore::stripeDir(uint32_t stripe, bool create) {
   }
   const std::string name = std::to_string(stripe);
   if (!create) return notFound("stripe " + name + " has no directory");
+  {
+    std::lock_guard lock(mu_);
+    SLUICE_RETURN_IF_ERROR(stripes_unsynced_);
+  }
   bool created = false;
   SLUICE_RETURN_IF_ERROR(mkdirIfMissing(stripes_fd_, name.c_str(), &created));
   // Whether or not this call made it: a concurrent first put may have made
   // it and not yet (or not successfully) synced stripes/. Once per stripe.
-  if (options_.durable) SLUICE_RETURN_IF_ERROR(io_->syncFd(stripes_fd_));
+  if (options_.durable) {
+    if (Status s = io_->syncFd(stripes_fd_); !s.isOk()) {
+      noteIoError(s);
+      std::lock_guard lock(mu_);
+      // Linux may report a failed writeback to one fsync only: a later
+      // one succeeding says nothing about the entries this one covered.
+      if (stripes_unsynced_.isOk()) {
+        stripes_unsynced_ = Status(s.code(), "new stripe directories are refused since an fsync of " +
+                                                 options_.data_dir + "/stripes failed (" +
+                                                 s.message() +
+                                                 "); check the disk, then restart the storage node");
+      }
+      return stripes_unsynced_;
+    }
+  }
   SLUICE_ASSIGN_OR_RETURN(int fd, openMakingRoom(stripes_fd_, name, O_RDONLY | O_DIRECTORY, 0));
   std::lock_guard lock(mu_);
   auto [it, inserted] = stripe_fds_.emplace(stripe, fd);

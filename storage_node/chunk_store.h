@@ -249,6 +249,10 @@ class ChunkStore {
   std::unordered_map<ChunkId, Entry> chunks_;  // GUARDED_BY(mu_)
   std::map<uint32_t, StripeSet> stripes_;      // GUARDED_BY(mu_)
   std::map<uint32_t, int> stripe_fds_;         // GUARDED_BY(mu_)
+  // Set when an fsync of stripes/ failed: which stripe directories it lost
+  // is unknown and a later fsync may not report it again, so no new stripe
+  // directory is trusted until a restart's scan and syncfs.
+  Status stripes_unsynced_;                    // GUARDED_BY(mu_)
   uint64_t used_ = 0;                          // GUARDED_BY(mu_)
   uint64_t reserved_ = 0;                      // GUARDED_BY(mu_): puts in flight
   std::deque<CorruptReport> corrupt_log_;      // GUARDED_BY(mu_)

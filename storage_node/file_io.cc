@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -19,9 +21,24 @@ namespace {
 // the device needs to reach its throughput.
 constexpr size_t kSegment = 1u << 20;
 
+// Takes one injected fault from `left` if any remain.
+bool takeFault(std::atomic<int>& left) {
+  int n = left.load();
+  while (n > 0 && !left.compare_exchange_weak(n, n - 1)) {
+  }
+  return n > 0;
+}
+
+// A ring whose operations never leave work behind: each one returns only
+// once every entry it queued has been submitted and completed, also when it
+// fails part-way (settle()). A completion left on a pooled ring would be
+// taken by the next operation for one of its own, and a write queued but not
+// submitted would be submitted by the next operation, into whatever file then
+// has its descriptor number.
 class UringQueue final : public IoQueue {
  public:
-  UringQueue(unsigned depth, uint8_t* buf, size_t size) : depth_(depth), buf_(buf), size_(size) {}
+  UringQueue(unsigned depth, uint8_t* buf, size_t size, std::shared_ptr<RingFaults> faults)
+      : depth_(depth), buf_(buf), size_(size), faults_(std::move(faults)) {}
   ~UringQueue() override {
     if (ready_) io_uring_queue_exit(&ring_);
   }
@@ -41,6 +58,7 @@ class UringQueue final : public IoQueue {
 
   Result<size_t> readStreaming(int fd, uint8_t* buf, size_t len, uint64_t off,
                                const Progress& progress) override {
+    SLUICE_RETURN_IF_ERROR(broken_);
     size_t done = 0;
     while (done < len) {
       SLUICE_ASSIGN_OR_RETURN(size_t n, readBatch(fd, buf, done, len, off, progress));
@@ -51,6 +69,7 @@ class UringQueue final : public IoQueue {
   }
 
   Status writeStreaming(int fd, uint8_t* buf, size_t len, uint64_t off, const Fill& fill) override {
+    SLUICE_RETURN_IF_ERROR(broken_);
     struct Seg {
       size_t pos;
       size_t len;
@@ -58,20 +77,14 @@ class UringQueue final : public IoQueue {
     };
     std::vector<Seg> segs;
     segs.reserve((len + kSegment - 1) / kSegment);
-    size_t pos = 0, inflight = 0;
+    size_t pos = 0;
     Status err;
-    auto reap = [&](bool block) -> Status {
-      io_uring_cqe* cqe = nullptr;
-      int rc = block ? io_uring_wait_cqe(&ring_, &cqe) : io_uring_peek_cqe(&ring_, &cqe);
-      if (rc == -EAGAIN || rc == -EINTR) return Status::ok();
-      if (rc < 0) return errnoStatus(-rc, "io_uring_wait_cqe");
+    auto record = [&](io_uring_cqe* cqe) {
       segs[io_uring_cqe_get_data64(cqe)].res = cqe->res;
-      io_uring_cqe_seen(&ring_, cqe);
-      --inflight;
-      return Status::ok();
+      seen(cqe);
     };
-    while ((pos < len && err.isOk()) || inflight > 0) {
-      if (pos < len && err.isOk() && inflight < depth_) {
+    while ((pos < len && err.isOk()) || inflight_ > 0) {
+      if (pos < len && err.isOk() && inflight_ < depth_) {
         const size_t n = std::min(kSegment, len - pos);
         if (fill) err = fill(pos, n);
         if (err.isOk()) {
@@ -82,30 +95,22 @@ class UringQueue final : public IoQueue {
             prep(sqe, true, fd, buf + pos, n, off + pos);
             io_uring_sqe_set_data64(sqe, segs.size());
             segs.push_back(Seg{pos, n, 0});
-            int rc = io_uring_submit(&ring_);
-            if (rc < 0) {
-              err = errnoStatus(-rc, "io_uring_submit");
-            } else {
-              ++inflight;
-              pos += n;
-            }
+            err = submit(0);
+            if (err.isOk()) pos += n;
           }
         }
         // Collect whatever finished without waiting, then produce the next segment.
-        while (inflight > 0) {
-          const size_t before = inflight;
-          Status r = reap(false);
-          if (!r.isOk()) return r;  // the ring is unusable; nothing more can be drained
-          if (inflight == before) break;
-        }
+        io_uring_cqe* cqe = nullptr;
+        while (inflight_ > 0 && io_uring_peek_cqe(&ring_, &cqe) == 0) record(cqe);
         continue;
       }
-      if (inflight > 0) {
-        Status r = reap(true);
-        if (!r.isOk()) return r;
+      if (inflight_ > 0) {
+        auto cqe = waitCqe();
+        if (!cqe.isOk()) return settle(cqe.status());
+        record(*cqe);
       }
     }
-    if (!err.isOk()) return err;
+    if (!err.isOk()) return settle(err);
     for (const Seg& sg : segs) {
       if (sg.res < 0) return errnoStatus(-sg.res, "write");
     }
@@ -123,6 +128,7 @@ class UringQueue final : public IoQueue {
   }
 
   Status fsync(int fd) override {
+    SLUICE_RETURN_IF_ERROR(broken_);
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return internalError("io_uring: no submission slot");
     io_uring_prep_fsync(sqe, fd, 0);
@@ -132,18 +138,76 @@ class UringQueue final : public IoQueue {
   }
 
  private:
+  // How often settle() tries again, a millisecond apart, before it gives the
+  // ring up: io_uring_enter's EAGAIN and EBUSY pass.
+  static constexpr int kSettleAttempts = 100;
+
   bool inFixed(const uint8_t* p, size_t len) const {
     return registered_ && p >= buf_ && p + len <= buf_ + size_;
   }
 
-  Result<int> submitOne() {
-    int rc = io_uring_submit_and_wait(&ring_, 1);
+  // Submits every queued entry and, with `wait_nr` 1, sleeps for the first
+  // completion in the same system call. -EINTR means nothing was submitted: a
+  // call that submitted returns its count even when its wait is interrupted.
+  Status submit(unsigned wait_nr) {
+    if (faults_ && takeFault(faults_->submits)) {
+      return errnoStatus(faults_->error.load(), "io_uring_submit (injected)");
+    }
+    int rc;
+    do {
+      rc = io_uring_submit_and_wait(&ring_, wait_nr);
+    } while (rc == -EINTR);
     if (rc < 0) return errnoStatus(-rc, "io_uring_submit");
+    inflight_ += static_cast<unsigned>(rc);
+    return Status::ok();
+  }
+
+  Result<io_uring_cqe*> waitCqe() {
+    if (faults_ && takeFault(faults_->waits)) {
+      return errnoStatus(faults_->error.load(), "io_uring_wait_cqe (injected)");
+    }
     io_uring_cqe* cqe = nullptr;
-    rc = io_uring_wait_cqe(&ring_, &cqe);
+    int rc;
+    do {
+      rc = io_uring_wait_cqe(&ring_, &cqe);
+    } while (rc == -EINTR);
     if (rc < 0) return errnoStatus(-rc, "io_uring_wait_cqe");
-    int res = cqe->res;
+    return cqe;
+  }
+
+  void seen(io_uring_cqe* cqe) {
     io_uring_cqe_seen(&ring_, cqe);
+    --inflight_;
+  }
+
+  // After an operation failed part-way: submits what it left queued and waits
+  // out every completion, discarding them, then returns `why`. If the ring
+  // cannot be brought back to empty it is never entered again (entries left
+  // queued are then never submitted) and every later operation fails.
+  Status settle(Status why) {
+    for (int attempt = 0; io_uring_sq_ready(&ring_) > 0 || inflight_ > 0; ++attempt) {
+      if (attempt == kSettleAttempts) {
+        broken_ = ioError("this I/O ring is out of service: after '" + why.message() +
+                          "' it could not finish the work it had queued; restart the storage node");
+        return broken_;
+      }
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (io_uring_sq_ready(&ring_) > 0 && !submit(0).isOk()) continue;
+      while (inflight_ > 0) {
+        auto cqe = waitCqe();
+        if (!cqe.isOk()) break;
+        seen(*cqe);
+      }
+    }
+    return why;
+  }
+
+  Result<int> submitOne() {
+    if (Status s = submit(1); !s.isOk()) return settle(s);
+    auto cqe = waitCqe();
+    if (!cqe.isOk()) return settle(cqe.status());
+    int res = (*cqe)->res;
+    seen(*cqe);
     return res;
   }
 
@@ -190,31 +254,22 @@ class UringQueue final : public IoQueue {
     for (size_t i = 0; i < segs; ++i) {
       const size_t pos = i * kSegment;
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      if (sqe == nullptr) return internalError("io_uring: no submission slot");
+      if (sqe == nullptr) return settle(internalError("io_uring: no submission slot"));
       prep(sqe, false, fd, buf + pos, std::min(kSegment, total - pos), off + from + pos);
       io_uring_sqe_set_data64(sqe, i);
     }
-    // Submit and sleep for the first completion in one system call.
-    // (-EINTR means nothing was submitted: a call that submitted returns the
-    // count even when its wait is interrupted.)
-    int rc;
-    do {
-      rc = io_uring_submit_and_wait(&ring_, 1);
-    } while (rc == -EINTR);
-    if (rc < 0) return errnoStatus(-rc, "io_uring_submit");
+    if (Status s = submit(1); !s.isOk()) return settle(s);
     size_t next = 0;       // first segment not yet part of the prefix
     size_t prefix = 0;     // contiguous bytes complete
     bool stopped = false;  // a short or failed segment ends the prefix
     Status err;
     for (size_t got = 0; got < segs;) {
-      io_uring_cqe* cqe = nullptr;
-      rc = io_uring_wait_cqe(&ring_, &cqe);
-      if (rc == -EINTR) continue;
-      if (rc < 0) return errnoStatus(-rc, "io_uring_wait_cqe");
-      const size_t i = io_uring_cqe_get_data64(cqe);
-      state[i].res = cqe->res;
+      auto cqe = waitCqe();
+      if (!cqe.isOk()) return settle(cqe.status());
+      const size_t i = io_uring_cqe_get_data64(*cqe);
+      state[i].res = (*cqe)->res;
       state[i].finished = true;
-      io_uring_cqe_seen(&ring_, cqe);
+      seen(*cqe);
       ++got;
       const size_t before = prefix;
       while (!stopped && next < segs && state[next].finished) {
@@ -238,17 +293,21 @@ class UringQueue final : public IoQueue {
   unsigned depth_;
   uint8_t* buf_;
   size_t size_;
+  std::shared_ptr<RingFaults> faults_;  // null outside tests
   io_uring ring_{};
   bool ready_ = false;
   bool registered_ = false;
+  unsigned inflight_ = 0;  // submitted entries whose completion is not yet seen
+  Status broken_;          // set by settle() when the ring is given up
 };
 
 class UringFileIo final : public FileIo {
  public:
-  explicit UringFileIo(unsigned depth) : depth_(depth) {}
+  UringFileIo(unsigned depth, std::shared_ptr<RingFaults> faults)
+      : depth_(depth), faults_(std::move(faults)) {}
 
   Result<std::unique_ptr<IoQueue>> newQueue(uint8_t* buf, size_t size) override {
-    auto q = std::make_unique<UringQueue>(depth_, buf, size);
+    auto q = std::make_unique<UringQueue>(depth_, buf, size, faults_);
     SLUICE_RETURN_IF_ERROR(q->init());
     return std::unique_ptr<IoQueue>(std::move(q));
   }
@@ -283,12 +342,13 @@ class UringFileIo final : public FileIo {
 
  private:
   unsigned depth_;
+  std::shared_ptr<RingFaults> faults_;
 };
 
 }  // namespace
 
-std::shared_ptr<FileIo> makeUringFileIo(unsigned queue_depth) {
-  return std::make_shared<UringFileIo>(queue_depth < 4 ? 4 : queue_depth);
+std::shared_ptr<FileIo> makeUringFileIo(unsigned queue_depth, std::shared_ptr<RingFaults> faults) {
+  return std::make_shared<UringFileIo>(queue_depth < 4 ? 4 : queue_depth, std::move(faults));
 }
 
 }  // namespace sluice::storage

@@ -12,6 +12,8 @@
 
 #include <sys/types.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -72,7 +74,20 @@ class FileIo {
   virtual Status unlinkAt(int dirfd, const std::string& name) = 0;
 };
 
+// Faults injected into the rings themselves, for tests: each of the next
+// `submits` submissions and `waits` completion waits fails with `error`
+// without entering the kernel, as io_uring_enter can fail (EAGAIN, EBUSY).
+struct RingFaults {
+  std::atomic<int> submits{0};
+  std::atomic<int> waits{0};
+  std::atomic<int> error{EIO};
+};
+
 // io_uring-backed FileIo (liburing): ring depth `queue_depth` per IoQueue.
-std::shared_ptr<FileIo> makeUringFileIo(unsigned queue_depth = 8);
+// An operation that fails part-way still waits out all it queued, so no
+// completion or queued write outlives it; a ring that cannot do that is
+// taken out of service and fails every later operation.
+std::shared_ptr<FileIo> makeUringFileIo(unsigned queue_depth = 8,
+                                        std::shared_ptr<RingFaults> faults = nullptr);
 
 }  // namespace sluice::storage

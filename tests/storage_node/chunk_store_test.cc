@@ -578,6 +578,39 @@ TEST_P(ChunkStoreTest, DamagedCopyInAnotherStripeLeavesTheGoodOneServed) {
   EXPECT_EQ(*got, bytes);
 }
 
+// A failed fsync of stripes/ may be reported to that one call only (Linux),
+// so a later one succeeding proves nothing about the stripe directories it
+// covered: the put that saw it fails, and so does every put that needs a new
+// stripe directory until a restart, while stripes already in use go on.
+TEST_P(ChunkStoreTest, AFailedStripesFsyncRefusesNewStripesUntilRestart) {
+  auto store = openFaulty();
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  auto putInto = [&](ChunkStore& s, IoContext& c, uint32_t stripe, const std::vector<uint8_t>& b) {
+    return s.put(c, Hash128::of(b), stripe, b.size(), sourceOf(b)).status();
+  };
+  ASSERT_TRUE(putInto(*store, **ctx, 1, randomBytes(5000, 41)).isOk());
+
+  const auto fresh = randomBytes(5000, 42);
+  faulty_->faults().dir_sync_failures = 1;
+  Status first = putInto(*store, **ctx, 2, fresh);
+  EXPECT_EQ(first.code(), StatusCode::kIoError) << first.toString();
+  Status again = putInto(*store, **ctx, 2, fresh);  // its fsync would now pass
+  EXPECT_EQ(again.code(), StatusCode::kIoError) << again.toString();
+  EXPECT_NE(again.message().find("restart"), std::string::npos) << again.toString();
+  EXPECT_FALSE(store->find(Hash128::of(fresh)));
+  EXPECT_TRUE(putInto(*store, **ctx, 1, randomBytes(5000, 43)).isOk())
+      << "a stripe directory synced before the failure still takes puts";
+
+  store.reset();
+  store = open(options());  // the restart's scan and syncfs make stripes/ durable again
+  ASSERT_TRUE(store);
+  ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  EXPECT_TRUE(putInto(*store, **ctx, 2, fresh).isOk());
+}
+
 // Scrub treats a chunk the disk cannot read back (EIO) as corrupt: it leaves
 // the inventory and is reported, so repair fetches it from a replica instead
 // of counting an unreadable copy.

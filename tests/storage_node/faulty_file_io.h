@@ -17,6 +17,7 @@ struct Faults {
   std::atomic<int64_t> write_budget{0};         // bytes that still succeed before write_errno
   std::atomic<int> read_errno{0};
   std::atomic<int> fsync_errno{0};
+  std::atomic<int> dir_sync_failures{0};  // the next N syncFd calls fail with EIO, then pass
   std::atomic<uint64_t> writes_failed{0};
 };
 
@@ -69,6 +70,9 @@ class FaultyFileIo final : public FileIo {
   Status truncate(int fd, uint64_t size) override { return inner_->truncate(fd, size); }
   Status syncFd(int fd) override {
     if (int e = f_.fsync_errno.load()) return errnoStatus(e, "fsync (injected)");
+    for (int n = f_.dir_sync_failures.load(); n > 0;) {
+      if (f_.dir_sync_failures.compare_exchange_weak(n, n - 1)) return errnoStatus(EIO, "fsync (injected)");
+    }
     return inner_->syncFd(fd);
   }
   Status renameAt(int a, const std::string& from, int b, const std::string& to) override {
