@@ -71,6 +71,12 @@ struct EndpointOptions {
   size_t max_inflight_per_peer = 64;  // calls beyond this wait for a slot (within their timeout)
   Duration default_timeout{10000};    // blocking call() and each handler RMA
   size_t receive_buffers = 16;        // pre-posted receives of maxFrameSize(max_body) each
+  // Requests waiting for a worker, and the bytes of their bodies, at most.
+  // Beyond either, a request is answered kUnavailable at once (the caller
+  // may retry or go to a replica) instead of queuing: each waiting request
+  // holds its body, so a flood of them would otherwise exhaust memory.
+  size_t max_queued_requests = 65536;
+  size_t max_queued_bytes = size_t{1} << 30;
   // Progress thread spins on the completion queue instead of sleeping in
   // fi_cq_sread: lower latency, but one core stays busy even when idle.
   bool busy_poll = false;

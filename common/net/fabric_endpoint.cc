@@ -104,6 +104,14 @@ Counter& livenessPings() {
   return c;
 }
 
+Counter& requestsRefusedOverloaded() {
+  static Counter& c = MetricsRegistry::global().counter(
+      "sluice_rpc_requests_refused_overloaded_total",
+      "requests answered kUnavailable because max_queued_requests or max_queued_bytes were "
+      "already waiting for a worker");
+  return c;
+}
+
 Counter& postsHandedOff() {
   static Counter& c = MetricsRegistry::global().counter(
       "sluice_rpc_writes_handed_off_total",
@@ -551,6 +559,11 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   bool started_ = false;
   std::once_flag shutdown_once_;
   std::unique_ptr<WorkerPool> workers_;
+  // Requests posted to workers_ and not yet started, and their body bytes
+  // (EndpointOptions::max_queued_*): added by the progress thread, taken
+  // away by the worker that starts each.
+  std::atomic<size_t> queued_requests_{0};
+  std::atomic<size_t> queued_bytes_{0};
   std::thread progress_;
   Clock::time_point next_sweep_ = Clock::now();
   Clock::time_point next_probe_scan_ = Clock::now();  // progress thread only
@@ -2209,6 +2222,20 @@ void FabricCore::handleRequest(const FrameView& frame) {
     return;
   }
   const RegisteredHandler* handler = &it->second;
+  const size_t bytes = frame.body.size();
+  if (handler->mode != HandlerMode::kInline &&
+      (queued_requests_.load() >= options_.max_queued_requests ||
+       queued_bytes_.load() + bytes > options_.max_queued_bytes)) {
+    requestsRefusedOverloaded().inc();
+    sendReply(dest, peer, h.request_id, h.opcode,
+              Status(StatusCode::kUnavailable,
+                     "endpoint " + address_ + " is overloaded: " +
+                         std::to_string(queued_requests_.load()) + " requests (" +
+                         std::to_string(queued_bytes_.load()) +
+                         " bytes) already wait for a worker; try again later or elsewhere"),
+              {});
+    return;
+  }
   std::unique_ptr<IncomingCall> incoming = std::make_unique<FabricIncomingCall>(
       shared_from_this(), h.opcode, h.request_id, peer, dest,
       std::vector<uint8_t>(frame.body.begin(), frame.body.end()));
@@ -2221,7 +2248,11 @@ void FabricCore::handleRequest(const FrameView& frame) {
     return;
   }
   auto call = std::make_shared<std::unique_ptr<IncomingCall>>(std::move(incoming));
-  workers_->post([this, handler, call, request_id] {
+  queued_requests_ += 1;
+  queued_bytes_ += bytes;
+  workers_->post([this, handler, call, request_id, bytes] {
+    queued_requests_ -= 1;
+    queued_bytes_ -= bytes;
     tl_core_thread = this;
     RequestIdScope scope(request_id);  // every log line of the handler names its request
     handler->calls->inc();
@@ -2245,6 +2276,11 @@ void FabricCore::handleReply(const FrameView& frame) {
 
 Result<std::unique_ptr<Endpoint>> Endpoint::create(const EndpointOptions& options) {
   if (options.max_body == 0) return invalidArgument("endpoint max_body must be positive");
+  if (options.max_queued_requests == 0 || options.max_queued_bytes < options.max_body) {
+    return invalidArgument("endpoint max_queued_requests must be positive and max_queued_bytes (" +
+                           std::to_string(options.max_queued_bytes) + ") at least max_body (" +
+                           std::to_string(options.max_body) + ")");
+  }
   auto core = std::make_shared<FabricCore>(options);
   Status s = core->open();
   if (!s.isOk()) return s;

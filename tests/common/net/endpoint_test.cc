@@ -774,6 +774,56 @@ TEST_P(EndpointTest, InlineHandlerAnswersWhileEveryWorkerIsBusy) {
   for (auto& f : blocked) EXPECT_TRUE(f.get().isOk());
 }
 
+// Requests beyond what may wait for a worker are answered kUnavailable at
+// once, naming the endpoint, instead of queuing without bound; the queued
+// ones are served once the worker is free, and so are later requests.
+TEST_P(EndpointTest, RequestsBeyondTheQueueLimitAreRefusedAtOnce) {
+  auto options = loopback();
+  options.worker_threads = 1;
+  options.max_queued_requests = 2;
+  Gate gate;
+  auto ep = Endpoint::create(options);
+  ASSERT_TRUE(ep.isOk()) << ep.status().toString();
+  std::unique_ptr<Endpoint> server = std::move(ep).value();
+  server->registerHandler(kOpBlock, [&gate](std::unique_ptr<IncomingCall> call) {
+    gate.wait();
+    call->reply(Status::ok());
+  });
+  // Opened before the server is destroyed, also when an assertion returns early.
+  std::unique_ptr<Gate, void (*)(Gate*)> opened(&gate, [](Gate* g) { g->release(); });
+  ASSERT_TRUE(server->start().isOk());
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server->address());
+  ASSERT_TRUE(peer.isOk());
+  auto send = [&] {
+    auto p = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
+    auto f = p->get_future();
+    client->callAsync(*peer, kOpBlock, {}, Duration(20000),
+                      [p](Result<std::vector<uint8_t>> r) { p->set_value(std::move(r)); });
+    return f;
+  };
+  std::vector<std::future<Result<std::vector<uint8_t>>>> served;
+  served.push_back(send());
+  gate.waitForWaiters(1);  // the one worker is busy
+  served.push_back(send());
+  served.push_back(send());  // two wait for it: the limit
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // both have arrived
+  auto refused = send().get();
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().toString();
+  EXPECT_NE(refused.status().message().find("overloaded"), std::string::npos)
+      << refused.status().toString();
+  EXPECT_NE(refused.status().message().find(server->address()), std::string::npos)
+      << refused.status().toString();
+  gate.release();
+  for (auto& f : served) {
+    auto r = f.get();
+    EXPECT_TRUE(r.isOk()) << r.status().toString();
+  }
+  EXPECT_TRUE(send().get().isOk()) << "the queue empties and takes requests again";
+  server->shutdown();
+}
+
 TEST_P(EndpointTest, SlowHandlerTimesOutExactlyOnce) {
   auto client = makeClient();
   ASSERT_TRUE(client);
