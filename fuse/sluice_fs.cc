@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "client/tags.h"
 #include "common/core/metrics.h"
 
 namespace sluice::fuse {
@@ -378,13 +379,8 @@ Result<std::vector<DirItem>> SluiceFs::metaListing(const Node& dir) {
         }
         cursor = resp->versions.empty() ? "" : resp->next_cursor;
       } while (!cursor.empty());
-      meta::ListTagsRequestT treq;
-      treq.dataset = dir.dataset;
-      SLUICE_ASSIGN_OR_RETURN(auto tags, (cluster_.meta<meta::ListTagsRequest, meta::ListTagsResponse>(
-                                             meta::MetaMethod::ListTags, treq, "ListTags")));
-      for (const auto& t : tags->tags) {
-        if (t) items.push_back({t->name, tagNode(dir.dataset, t->name, t->version)});
-      }
+      SLUICE_ASSIGN_OR_RETURN(auto tags, client::listTags(cluster_, dir.dataset));
+      for (const auto& t : tags) items.push_back({t.name, tagNode(dir.dataset, t.name, t.version)});
       break;
     }
     default:

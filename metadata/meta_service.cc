@@ -312,10 +312,13 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     return Status::ok();
   });
   serve<w::ListTagsRequest>(ep, MetaMethod::ListTags, [st](const auto& r, auto& fbb) {
-    SLUICE_ASSIGN_OR_RETURN(std::vector<TagInfo> tags, st->listTags(sv(r.dataset())));
-    std::vector<fb::Offset<w::TagInfo>> items;
-    for (const auto& t : tags) items.push_back(w::CreateTagInfo(fbb, fbb.CreateString(t.name), t.version));
-    fbb.Finish(w::CreateListTagsResponse(fbb, fbb.CreateVector(items)));
+    SLUICE_ASSIGN_OR_RETURN(Page<TagInfo> p, st->listTags(sv(r.dataset()), sv(r.cursor()), r.limit()));
+    std::string next = p.next_cursor;
+    auto items = encodeWithinBudget(
+        fbb, p.items, next,
+        [&](const TagInfo& t) { return w::CreateTagInfo(fbb, fbb.CreateString(t.name), t.version); },
+        [](const TagInfo& t) { return t.name; });
+    fbb.Finish(w::CreateListTagsResponse(fbb, fbb.CreateVector(items), fbb.CreateString(next)));
     return Status::ok();
   });
 

@@ -170,7 +170,10 @@ class MetaStore {
                           uint64_t dataset_id = 0);
   Status deleteTag(std::string_view dataset, std::string_view tag);
   Result<VersionInfo> resolveVersion(std::string_view dataset, std::string_view ref) const;
-  Result<std::vector<TagInfo>> listTags(std::string_view dataset) const;
+  // Tags in name order after `after` (empty: from the first), at most
+  // `limit` (0: the default page); next_cursor is the last name when more follow.
+  Result<Page<TagInfo>> listTags(std::string_view dataset, std::string_view after,
+                                 uint32_t limit) const;
 
   // ---- namespace of a committed version (ref: "v<n>" or a tag)
   Result<Entry> stat(std::string_view dataset, std::string_view ref, std::string_view path) const;

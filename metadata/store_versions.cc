@@ -684,21 +684,31 @@ Result<VersionInfo> MetaStore::resolveVersion(std::string_view dataset,
   return info;
 }
 
-Result<std::vector<TagInfo>> MetaStore::listTags(std::string_view dataset) const {
+Result<Page<TagInfo>> MetaStore::listTags(std::string_view dataset, std::string_view after,
+                                          uint32_t limit) const {
+  limit = clampLimit(limit);
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));
   std::string prefix = datasetPrefix(ds.rec.id);
   SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kTags));
-  SLUICE_ASSIGN_OR_RETURN(bool ok, c.seek(prefix));
-  std::vector<TagInfo> out;
+  SLUICE_ASSIGN_OR_RETURN(bool ok, c.seek(prefix + std::string(after)));
+  // The cursor names the last tag sent; the page starts after it.
+  if (ok && !after.empty() && c.key() == prefix + std::string(after)) {
+    SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+  }
+  Page<TagInfo> page;
   while (ok && startsWith(c.key(), prefix)) {
+    if (page.items.size() == limit) {
+      page.next_cursor = page.items.back().name;
+      break;
+    }
     TagInfo t;
     t.name = std::string(c.key().substr(prefix.size()));
     if (c.value().size() == 4) std::memcpy(&t.version, c.value().data(), 4);
-    out.push_back(std::move(t));
+    page.items.push_back(std::move(t));
     SLUICE_ASSIGN_OR_RETURN(ok, c.next());
   }
-  return out;
+  return page;
 }
 
 }  // namespace sluice::meta

@@ -367,6 +367,40 @@ TEST_F(ClientE2E, BadArgumentsGiveClearErrorsAndExitCodes) {
   EXPECT_EQ(r->out, "x");
 }
 
+// More tags than one ListTags page (1000): `sluice tag list` follows the
+// pages and shows every tag once, in name order.
+TEST_F(ClientE2E, TagListShowsEveryPage) {
+  TempDir src;
+  writeFile(fs::path(src.path()) / "a.txt", makeContent(1000, 5, true));
+  createDataset("manytags", 1);
+  upload(src.path(), "manytags");
+  constexpr int kTags = 1203;
+  for (int i = 0; i < kTags; ++i) {
+    meta::SetTagRequestT req;
+    req.dataset = "manytags";
+    char name[16];
+    std::snprintf(name, sizeof(name), "t%04d", i);
+    req.tag = name;
+    req.version = 1;
+    auto r = client_->meta<meta::SetTagRequest, meta::SetTagResponse>(meta::MetaMethod::SetTag,
+                                                                      req, "SetTag");
+    ASSERT_TRUE(r.isOk()) << name << ": " << r.status().toString();
+  }
+  auto list = cluster_->runCli({"--json", "tag", "list", "manytags"});
+  ASSERT_TRUE(list.isOk());
+  ASSERT_EQ(list->exit_code, 0) << list->err;
+  for (int i = 0; i < kTags; i += 97) {
+    char name[16];
+    std::snprintf(name, sizeof(name), "\"t%04d\"", i);
+    EXPECT_NE(list->out.find(name), std::string::npos) << name;
+  }
+  // Each tag once: count the names' quotes ("latest" and kTags of ours).
+  size_t names = 0;
+  for (size_t at = 0; (at = list->out.find("\":", at)) != std::string::npos; ++at) ++names;
+  EXPECT_EQ(names, static_cast<size_t>(kTags) + 1) << list->out.substr(0, 200);
+  EXPECT_LT(list->out.find("\"t0999\""), list->out.find("\"t1000\"")) << "name order";
+}
+
 TEST_F(ClientE2E, CliGetReproducesTheTree) {
   TempDir src, dest;
   writeFile(fs::path(src.path()) / "x/y/z.bin", makeContent(1500000, 77));

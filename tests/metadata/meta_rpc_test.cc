@@ -325,6 +325,21 @@ TEST_F(MetaRpcTest, DatasetVersionTagNamespaceFlow) {
   auto tags = call<w::ListTagsResponse>(MetaMethod::ListTags, fbb);
   ASSERT_TRUE(tags.isOk());
   EXPECT_EQ((*tags)->tags()->size(), 2u);
+  EXPECT_TRUE((*tags)->next_cursor()->str().empty());
+  // One tag per page: the cursor carries on from the last name sent.
+  std::vector<std::string> paged;
+  std::string cursor;
+  do {
+    fbb.Clear();
+    fbb.Finish(w::CreateListTagsRequestDirect(fbb, "imgs", cursor.c_str(), 1));
+    auto page = call<w::ListTagsResponse>(MetaMethod::ListTags, fbb);
+    ASSERT_TRUE(page.isOk()) << page.status().toString();
+    ASSERT_EQ((*page)->tags()->size(), 1u);
+    paged.push_back((*page)->tags()->Get(0)->name()->str());
+    cursor = (*page)->next_cursor()->str();
+    ASSERT_LE(paged.size(), 2u) << "paging does not end";
+  } while (!cursor.empty());
+  EXPECT_EQ(paged, (std::vector<std::string>{"clean", "latest"}));
   fbb.Clear();
   fbb.Finish(w::CreateListVersionsRequestDirect(fbb, "imgs", "", 0));
   auto lv = call<w::ListVersionsResponse>(MetaMethod::ListVersions, fbb);

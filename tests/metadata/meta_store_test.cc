@@ -635,8 +635,41 @@ TEST_F(MetaStoreTest, TagsSetMoveDeleteResolve) {
   prev = store_->setTag("imgs", "clean", v2);
   EXPECT_EQ(*prev, v1);
   EXPECT_EQ(store_->resolveVersion("imgs", "clean")->version, v2);
-  auto tags = store_->listTags("imgs");
-  ASSERT_EQ(tags->size(), 2u);
+  auto tags = store_->listTags("imgs", "", 0);
+  ASSERT_TRUE(tags.isOk()) << tags.status().toString();
+  ASSERT_EQ(tags->items.size(), 2u);
+  EXPECT_TRUE(tags->next_cursor.empty());
+  // A page at a time, in name order, each starting after the cursor.
+  for (int i = 0; i < 20; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof(name), "t%02d", i);
+    ASSERT_TRUE(store_->setTag("imgs", name, v1).isOk());
+  }
+  std::vector<std::string> names;
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto page = store_->listTags("imgs", cursor, 7);
+    ASSERT_TRUE(page.isOk()) << page.status().toString();
+    ASSERT_LE(page->items.size(), 7u);
+    for (const auto& t : page->items) names.push_back(t.name);
+    cursor = page->next_cursor;
+    ASSERT_LT(++pages, 10) << "paging does not end";
+  } while (!cursor.empty());
+  EXPECT_EQ(pages, 4);  // 22 tags
+  ASSERT_EQ(names.size(), 22u);
+  EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+  EXPECT_EQ(names.front(), "clean");
+  EXPECT_EQ(names[2], "t00");
+  auto from_gap = store_->listTags("imgs", "t05x", 2);  // a cursor that names no tag
+  ASSERT_TRUE(from_gap.isOk());
+  ASSERT_EQ(from_gap->items.size(), 2u);
+  EXPECT_EQ(from_gap->items[0].name, "t06");
+  for (int i = 0; i < 20; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof(name), "t%02d", i);
+    ASSERT_TRUE(store_->deleteTag("imgs", name).isOk());
+  }
   ASSERT_TRUE(store_->deleteTag("imgs", "clean").isOk());
   EXPECT_EQ(store_->deleteTag("imgs", "clean").code(), StatusCode::kNotFound);
   EXPECT_EQ(store_->resolveVersion("imgs", "clean").status().code(), StatusCode::kNotFound);

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "client/progress.h"
+#include "client/tags.h"
 #include "client/uploader.h"
 #include "common/core/units.h"
 #include "common/wire/meta_generated.h"
@@ -224,21 +225,18 @@ int tagRm(Context& ctx, const std::string& dataset, const std::string& tag) {
 int tagList(Context& ctx, const std::string& dataset) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
-  meta::ListTagsRequestT req;
-  req.dataset = dataset;
-  auto resp = (*cluster)->meta<meta::ListTagsRequest, meta::ListTagsResponse>(
-      meta::MetaMethod::ListTags, req, "ListTags");
-  if (!resp.isOk()) return reportError(resp.status());
+  auto tags = client::listTags(**cluster, dataset);
+  if (!tags.isOk()) return reportError(tags.status());
   if (ctx.json) {
     Json j;
     j.beginObject();
-    for (const auto& t : (*resp)->tags) j.field(t->name, t->version);
+    for (const auto& t : *tags) j.field(t.name, t.version);
     j.endObject();
     std::printf("%s\n", j.str().c_str());
     return kExitOk;
   }
   Table t({"TAG", "VERSION"});
-  for (const auto& tag : (*resp)->tags) t.addRow({tag->name, "v" + std::to_string(tag->version)});
+  for (const auto& tag : *tags) t.addRow({tag.name, "v" + std::to_string(tag.version)});
   std::fputs(t.render().c_str(), stdout);
   return kExitOk;
 }
