@@ -132,57 +132,71 @@ Result<FileInfo> DatasetReader::stat(const std::string& path) {
 }
 
 Result<std::vector<FileInfo>> DatasetReader::statMany(const std::vector<std::string>& paths) {
-  meta::LookupRequestT req;
-  req.dataset = dataset_;
-  req.version = versionRef(version_);
-  req.paths = paths;
-  req.with_extents = true;
-  SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::LookupRequest, meta::LookupResponse>(
-                                         meta::MetaMethod::Lookup, req, "Lookup")));
-  if (resp->results.size() != paths.size()) {
-    return Status(StatusCode::kProtocolError, "Lookup answered " +
-                                                  std::to_string(resp->results.size()) +
-                                                  " results for " + std::to_string(paths.size()));
-  }
   std::vector<FileInfo> out;
   out.reserve(paths.size());
-  for (size_t i = 0; i < paths.size(); ++i) {
-    const auto& r = resp->results[i];
-    if (!r || !r->found || !r->entry) {
-      return notFound(dataset_ + "@" + versionRef(version_) + ": no such file or directory '" +
-                      paths[i] + "'");
+  while (out.size() < paths.size()) {
+    // As many of the paths left as fit one request; meta answers a prefix
+    // of them when all the answers would not fit a reply.
+    meta::LookupRequestT req;
+    req.dataset = dataset_;
+    req.version = versionRef(version_);
+    req.with_extents = true;
+    size_t bytes = 0;
+    for (size_t i = out.size(); i < paths.size() && req.paths.size() < kLookupBatchPaths; ++i) {
+      bytes += paths[i].size() + 8;
+      if (!req.paths.empty() && bytes > kLookupBatchBytes) break;
+      req.paths.push_back(paths[i]);
     }
-    FileInfo f;
-    f.path = paths[i];
-    f.type = typeFromWire(r->entry->type);
-    f.size = r->entry->size;
-    f.mode = r->entry->mode;
-    f.mtime_ns = r->entry->mtime_ns;
-    f.symlink_target = r->entry->symlink_target;
-    for (const auto& e : r->extents) {
-      SLUICE_ASSIGN_OR_RETURN(FileExtent x, extentFromWire(e));
-      f.extents.push_back(x);
+    SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::LookupRequest, meta::LookupResponse>(
+                                           meta::MetaMethod::Lookup, req, "Lookup")));
+    if (resp->results.empty() || resp->results.size() > req.paths.size()) {
+      return Status(StatusCode::kProtocolError, "Lookup answered " +
+                                                    std::to_string(resp->results.size()) +
+                                                    " results for " + std::to_string(req.paths.size()));
     }
-    if (f.type == FileType::kFile &&
-        (!r->extents_complete || f.extents.size() < r->entry->extent_count)) {
-      SLUICE_RETURN_IF_ERROR(completeExtents(f));
+    for (const auto& r : resp->results) {
+      SLUICE_ASSIGN_OR_RETURN(FileInfo f, fileInfoOf(paths[out.size()], r.get()));
+      out.push_back(std::move(f));
     }
-    // The extents must tile the file exactly: reads rely on it.
-    uint64_t next = 0;
-    for (const auto& x : f.extents) {
-      if (x.file_offset != next) {
-        return Status(StatusCode::kProtocolError, "'" + f.path + "': extents do not tile the file");
-      }
-      next += x.raw_length;
-    }
-    if (f.type == FileType::kFile && next != f.size) {
-      return Status(StatusCode::kProtocolError, "'" + f.path + "': extents cover " +
-                                                    std::to_string(next) + " of " +
-                                                    std::to_string(f.size) + " bytes");
-    }
-    out.push_back(std::move(f));
   }
   return out;
+}
+
+Result<FileInfo> DatasetReader::fileInfoOf(const std::string& path,
+                                           const meta::LookupResultT* r) {
+  if (!r || !r->found || !r->entry) {
+    return notFound(dataset_ + "@" + versionRef(version_) + ": no such file or directory '" +
+                    path + "'");
+  }
+  FileInfo f;
+  f.path = path;
+  f.type = typeFromWire(r->entry->type);
+  f.size = r->entry->size;
+  f.mode = r->entry->mode;
+  f.mtime_ns = r->entry->mtime_ns;
+  f.symlink_target = r->entry->symlink_target;
+  for (const auto& e : r->extents) {
+    SLUICE_ASSIGN_OR_RETURN(FileExtent x, extentFromWire(e));
+    f.extents.push_back(x);
+  }
+  if (f.type == FileType::kFile &&
+      (!r->extents_complete || f.extents.size() < r->entry->extent_count)) {
+    SLUICE_RETURN_IF_ERROR(completeExtents(f));
+  }
+  // The extents must tile the file exactly: reads rely on it.
+  uint64_t next = 0;
+  for (const auto& x : f.extents) {
+    if (x.file_offset != next) {
+      return Status(StatusCode::kProtocolError, "'" + f.path + "': extents do not tile the file");
+    }
+    next += x.raw_length;
+  }
+  if (f.type == FileType::kFile && next != f.size) {
+    return Status(StatusCode::kProtocolError, "'" + f.path + "': extents cover " +
+                                                  std::to_string(next) + " of " +
+                                                  std::to_string(f.size) + " bytes");
+  }
+  return f;
 }
 
 Status DatasetReader::completeExtents(FileInfo& file) {

@@ -52,8 +52,13 @@ class DatasetReader {
 
   // A file's metadata with all its extents; kNotFound naming the path.
   Result<FileInfo> stat(const std::string& path);
-  // Many at once (one metadata round trip per batch); missing paths fail.
+  // Many at once; missing paths fail. Paths go to meta in batches of at
+  // most kLookupBatchPaths and kLookupBatchBytes (a request must fit a
+  // frame), and a batch whose answers do not fit one reply is answered in
+  // parts, so any number of paths of any length can be asked.
   Result<std::vector<FileInfo>> statMany(const std::vector<std::string>& paths);
+  static constexpr size_t kLookupBatchPaths = 10000;  // meta's kMaxPathsPerLookup
+  static constexpr size_t kLookupBatchBytes = 1u << 20;
 
   // Reads [offset, offset + out.size()) of `file` into `out`; returns the
   // bytes read (fewer at the end of the file, 0 past it).
@@ -70,6 +75,8 @@ class DatasetReader {
   // the record to the cache.
   Status decodeExtent(const FileExtent& e, std::span<const uint8_t> stored, uint64_t offset,
                       std::span<uint8_t> out, const std::string& name);
+  // `path`'s FileInfo from its Lookup result, its extents completed.
+  Result<FileInfo> fileInfoOf(const std::string& path, const wire::meta::LookupResultT* r);
   Status completeExtents(FileInfo& file);
   void countFetch(uint64_t stored_bytes);
   // Fetches and decodes one extent into `out` (exactly raw_length bytes)

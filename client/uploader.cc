@@ -520,8 +520,12 @@ class Upload {
   Status addFiles(const Batch& batch) {
     constexpr size_t kMaxFilesPerCall = 1024;
     constexpr size_t kMaxExtentsPerCall = 16384;
+    // Long paths and 4 KiB symlink targets fill a frame well before 1024
+    // files: 1000 such symlinks made a 4.4 MB request (max_body 4 MiB).
+    constexpr size_t kMaxBytesPerCall = 2u << 20;
     meta::AddFilesRequestT req;
     size_t extents = 0;
+    size_t bytes = 0;
     auto send = [&]() -> Status {
       if (req.files.empty()) return Status();
       req.dataset = dataset_;
@@ -532,6 +536,18 @@ class Upload {
       (void)resp;
       req.files.clear();
       extents = 0;
+      bytes = 0;
+      return Status();
+    };
+    // Sends what is queued first when `spec` would take the call past its
+    // byte budget (a wire extent is 56 bytes; 64 per spec for the rest).
+    auto queue = [&](std::unique_ptr<meta::FileSpecT> spec) -> Status {
+      const size_t size = 64 + spec->path.size() + spec->symlink_target.size() + 56 * spec->extents.size();
+      if (!req.files.empty() && bytes + size > kMaxBytesPerCall) SLUICE_RETURN_IF_ERROR(send());
+      bytes += size;
+      extents += spec->extents.size();
+      req.files.push_back(std::move(spec));
+      if (req.files.size() >= kMaxFilesPerCall || extents >= kMaxExtentsPerCall) return send();
       return Status();
     };
     // Directories (kept even when empty) and symlinks (targets verbatim).
@@ -550,8 +566,7 @@ class Upload {
         spec->size = e.symlink_target.size();
         report_.symlinks++;
       }
-      req.files.push_back(std::move(spec));
-      if (req.files.size() >= kMaxFilesPerCall) SLUICE_RETURN_IF_ERROR(send());
+      SLUICE_RETURN_IF_ERROR(queue(std::move(spec)));
     }
     for (const Piece& p : batch.pieces) {
       const SourceEntry& e = tree_.entries[p.entry];
@@ -571,15 +586,11 @@ class Upload {
                                    u.location.offset, u.location.stored_size,
                                    static_cast<meta::Codec>(u.location.codec));
       }
-      extents += spec->extents.size();
       if (p.completes_file) {
         report_.files++;
         report_.logical_bytes += e.size;
       }
-      req.files.push_back(std::move(spec));
-      if (req.files.size() >= kMaxFilesPerCall || extents >= kMaxExtentsPerCall) {
-        SLUICE_RETURN_IF_ERROR(send());
-      }
+      SLUICE_RETURN_IF_ERROR(queue(std::move(spec)));
     }
     return send();
   }

@@ -345,15 +345,20 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     SLUICE_ASSIGN_OR_RETURN(std::vector<LookupResult> res,
                             st->lookup(sv(r.dataset()), sv(r.version()), paths, r.with_extents(),
                                        max_extents, &resolved));
-    std::vector<fb::Offset<w::LookupResult>> items;
+    // Results for the first paths only when all would not fit (long paths
+    // and symlink targets): the caller asks again for the rest.
     std::vector<w::Extent> ext;
-    for (const auto& x : res) {
-      ext.clear();
-      for (const auto& e : x.extents) ext.push_back(toWire(e));
-      auto entry = x.found ? encodeEntry(fbb, x.entry) : fb::Offset<w::Entry>();
-      auto extv = fbb.CreateVectorOfStructs(ext);
-      items.push_back(w::CreateLookupResult(fbb, x.found, entry, extv, x.extents_complete));
-    }
+    std::string unused_cursor;
+    auto items = encodeWithinBudget(
+        fbb, res, unused_cursor,
+        [&](const LookupResult& x) {
+          ext.clear();
+          for (const auto& e : x.extents) ext.push_back(toWire(e));
+          auto entry = x.found ? encodeEntry(fbb, x.entry) : fb::Offset<w::Entry>();
+          auto extv = fbb.CreateVectorOfStructs(ext);
+          return w::CreateLookupResult(fbb, x.found, entry, extv, x.extents_complete);
+        },
+        [](const LookupResult&) { return std::string(); });
     fbb.Finish(w::CreateLookupResponse(fbb, fbb.CreateVector(items), resolved));
     return Status::ok();
   });

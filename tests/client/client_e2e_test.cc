@@ -401,6 +401,31 @@ TEST_F(ClientE2E, TagListShowsEveryPage) {
   EXPECT_LT(list->out.find("\"t0999\""), list->out.find("\"t1000\"")) << "name order";
 }
 
+// More answers than one Lookup reply holds (1000 symlinks with the longest
+// names and 4 KiB targets, ~4.3 MB): statMany gets them all.
+TEST_F(ClientE2E, StatManyOfLongSymlinksOutgrowingAReply) {
+  TempDir src;
+  const std::string target(4095, 't');  // the longest Linux keeps
+  std::vector<std::string> names;
+  for (int i = 0; i < 1000; ++i) {
+    char prefix[16];
+    std::snprintf(prefix, sizeof(prefix), "%04d-", i);
+    names.push_back(std::string(prefix) + std::string(250, 'n'));
+    fs::create_symlink(target, fs::path(src.path()) / names.back());
+  }
+  createDataset("longlinks", 1);
+  upload(src.path(), "longlinks");
+  auto reader = client::DatasetReader::open(*client_, "longlinks", "latest");
+  ASSERT_TRUE(reader.isOk()) << reader.status().toString();
+  auto infos = (*reader)->statMany(names);
+  ASSERT_TRUE(infos.isOk()) << infos.status().toString();
+  ASSERT_EQ(infos->size(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    EXPECT_EQ((*infos)[i].path, names[i]);
+    EXPECT_EQ((*infos)[i].symlink_target, target) << names[i];
+  }
+}
+
 TEST_F(ClientE2E, CliGetReproducesTheTree) {
   TempDir src, dest;
   writeFile(fs::path(src.path()) / "x/y/z.bin", makeContent(1500000, 77));

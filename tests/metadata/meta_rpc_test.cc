@@ -84,6 +84,7 @@ class MetaRpcTest : public ::testing::Test {
     fbb.Finish(w::CreateCommitVersionRequestDirect(fbb, ds, v, "done", false));
     return call<w::CommitVersionResponse>(MetaMethod::CommitVersion, fbb).status();
   }
+  void commitLongLinks();  // below, with its names
 
   TempDir dir_;
   std::unique_ptr<MetaDaemon> daemon_;
@@ -539,36 +540,42 @@ TEST_F(MetaRpcTest, DirectoriesAndSymlinksOverTheWire) {
 // A page of `limit` entries can be larger than a frame (255-byte names with
 // 4 KiB symlink targets): ReadDir stops early with a cursor instead of
 // failing, and paging still returns every entry once, in order.
-TEST_F(MetaRpcTest, ReadDirPagesStayWithinAFrame) {
+// Commits dataset "links" v1: kLongLinks symlinks with the longest names
+// and targets, ~4.3 MB of entries, more than one reply can carry.
+constexpr int kLongLinks = 1000;
+const std::string kLongTarget(kMaxSymlinkTargetLength, 't');
+std::string longLinkName(int i) {
+  char prefix[16];
+  std::snprintf(prefix, sizeof(prefix), "%05d-", i);
+  return std::string(prefix) + std::string(kMaxComponentLength - 6, 'n');
+}
+
+void MetaRpcTest::commitLongLinks() {
   createDataset("links");
   const int64_t t = 1'600'000'000'000'000'001;
   uint32_t v1 = begin("links");
-  const std::string target(kMaxSymlinkTargetLength, 't');
-  const int kLinks = 1000;  // ~4.3 MB of entries: more than one reply can carry
-  auto nameOf = [](int i) {
-    char prefix[16];
-    std::snprintf(prefix, sizeof(prefix), "%05d-", i);
-    return std::string(prefix) + std::string(kMaxComponentLength - 6, 'n');
-  };
-  for (int batch = 0; batch < kLinks; batch += 250) {
+  for (int batch = 0; batch < kLongLinks; batch += 250) {
     std::vector<FileSpec> specs;
-    for (int i = batch; i < batch + 250; ++i) specs.push_back(linkSpec(nameOf(i), target, t));
+    for (int i = batch; i < batch + 250; ++i) specs.push_back(linkSpec(longLinkName(i), kLongTarget, t));
     ASSERT_TRUE(addFiles("links", v1, specs).isOk());
   }
   ASSERT_TRUE(commit("links", v1).isOk());
+}
 
+TEST_F(MetaRpcTest, ReadDirPagesStayWithinAFrame) {
+  ASSERT_NO_FATAL_FAILURE(commitLongLinks());
   std::vector<std::string> seen;
   std::string cursor;
   int pages = 0;
   for (;;) {
     flatbuffers::FlatBufferBuilder fbb;
-    fbb.Finish(w::CreateReadDirRequestDirect(fbb, "links", "v1", "", cursor.c_str(), kLinks));
+    fbb.Finish(w::CreateReadDirRequestDirect(fbb, "links", "v1", "", cursor.c_str(), kLongLinks));
     auto rd = call<w::ReadDirResponse>(MetaMethod::ReadDir, fbb);
     ASSERT_TRUE(rd.isOk()) << "page " << pages << ": " << rd.status().toString();
     ++pages;
     ASSERT_GT((*rd)->entries()->size(), 0u);
     for (const w::Entry* e : *(*rd)->entries()) {
-      EXPECT_EQ(e->symlink_target()->size(), target.size());
+      EXPECT_EQ(e->symlink_target()->size(), kLongTarget.size());
       seen.push_back(e->path()->str());
     }
     cursor = (*rd)->next_cursor()->str();
@@ -576,8 +583,36 @@ TEST_F(MetaRpcTest, ReadDirPagesStayWithinAFrame) {
     ASSERT_LT(pages, 10) << "paging does not end";
   }
   EXPECT_GE(pages, 2);
-  ASSERT_EQ(seen.size(), static_cast<size_t>(kLinks));
-  for (int i = 0; i < kLinks; ++i) EXPECT_EQ(seen[i], nameOf(i));
+  ASSERT_EQ(seen.size(), static_cast<size_t>(kLongLinks));
+  for (int i = 0; i < kLongLinks; ++i) EXPECT_EQ(seen[i], longLinkName(i));
+}
+
+// A Lookup whose answers would outgrow a frame is answered for the first
+// paths only; asking again from there answers the rest.
+TEST_F(MetaRpcTest, LookupAnswersWhatFitsAFrameAndTheRestOnRequest) {
+  ASSERT_NO_FATAL_FAILURE(commitLongLinks());
+  std::vector<std::string> paths;
+  for (int i = 0; i < kLongLinks; ++i) paths.push_back(longLinkName(i));
+  size_t answered = 0;
+  int calls = 0;
+  while (answered < paths.size()) {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::vector<std::string> rest(paths.begin() + static_cast<long>(answered), paths.end());
+    fbb.Finish(w::CreateLookupRequest(fbb, fbb.CreateString("links"), fbb.CreateString("v1"),
+                                      fbb.CreateVectorOfStrings(rest), true));
+    auto lk = call<w::LookupResponse>(MetaMethod::Lookup, fbb);
+    ASSERT_TRUE(lk.isOk()) << "call " << calls << ": " << lk.status().toString();
+    ASSERT_GT((*lk)->results()->size(), 0u);
+    ASSERT_LE((*lk)->results()->size(), rest.size());
+    for (const w::LookupResult* r : *(*lk)->results()) {
+      ASSERT_TRUE(r->found());
+      EXPECT_EQ(r->entry()->path()->str(), paths[answered]);
+      EXPECT_EQ(r->entry()->symlink_target()->str(), kLongTarget);
+      ++answered;
+    }
+    ASSERT_LT(++calls, 10) << "answers do not end";
+  }
+  EXPECT_GE(calls, 2);
 }
 
 TEST_F(MetaRpcTest, BadInputIsRefusedNamingTheField) {
