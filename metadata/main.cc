@@ -243,8 +243,11 @@ int run(int argc, char** argv) {
   }
   cv.notify_all();
   sweeper.join();
-  mover.stop();
+  // The endpoint goes down before the mover is joined: that ends the calls
+  // it may be waiting on (a copy can take up to its 30-minute timeout).
+  mover.requestStop();
   (*ep)->shutdown();
+  mover.stop();
   if (metrics) metrics->stop();
   sluice::flushLogs();
   return 0;

@@ -31,14 +31,19 @@ StripeMover::~StripeMover() { stop(); }
 
 void StripeMover::start() { thread_ = std::thread([this] { loop(); }); }
 
-void StripeMover::stop() {
+void StripeMover::requestStop() {
   {
     std::lock_guard lock(signal_->mu);
     signal_->stopping = true;
   }
   signal_->cv.notify_all();
+}
+
+void StripeMover::stop() {
+  requestStop();
   if (thread_.joinable()) thread_.join();
 }
+
 
 Result<std::vector<StripeMove>> StripeMover::repairNow() {
   SLUICE_ASSIGN_OR_RETURN(ClusterMap map, store_.clusterMap());
@@ -107,6 +112,7 @@ void StripeMover::tick() {
   }
   // 2. Pending moves: copies in flight, finished, or to start.
   runMoves();
+  if (stopping()) return;
   // 4. Corrupt chunks found by scrubbers, every five seconds (ticks also
   // come early, when copies finish).
   if (now - last_corrupt_check_ >= std::chrono::seconds(5)) {
@@ -131,6 +137,7 @@ void StripeMover::tick() {
     std::set<std::pair<uint64_t, uint32_t>> copying;
     for (const auto& m : *pending_moves) copying.insert({m.to, m.stripe});
     for (const auto& c : *cleanups) {
+      if (stopping()) return;
       if (copying.count({c.node, c.stripe})) continue;
       if (state.count(c.node) == 0 || state[c.node] == NodeState::kRemoved) {
         (void)store_.finishCleanup(c);
@@ -335,6 +342,7 @@ void StripeMover::repairCorrupt(const ClusterMap& map) {
   static Counter& repaired = MetricsRegistry::global().counter(
       "sluice_meta_corrupt_chunks_repaired_total", "quarantined chunks fetched again from a replica");
   for (const auto& n : map.nodes) {
+    if (stopping()) return;
     if (n.state != NodeState::kUp && n.state != NodeState::kDraining) continue;
     auto peer = endpoint_.connect(n.address);
     if (!peer.isOk()) continue;
@@ -429,6 +437,7 @@ Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {
   }
   bool held_back = false;
   for (const auto& [holder, indices] : check) {
+    if (stopping()) return unavailable("the metadata server is stopping");
     if (state[holder] != NodeState::kUp && state[holder] != NodeState::kDraining) {
       for (size_t i : indices) candidate[i] = false;
       held_back = true;

@@ -71,6 +71,11 @@ class StripeMover {
   StripeMover(MetaStore& store, net::Endpoint& endpoint, MoverOptions options);
   ~StripeMover();
   void start();
+  // Asks the loop to end and returns at once. A daemon calls it, then shuts
+  // its endpoint down (which ends the mover's calls in flight: a copy may
+  // wait up to transfer_timeout), then stop().
+  void requestStop();
+  // requestStop(), then waits for the loop to end.
   void stop();
 
   // Plans repairs of every down node now (no grace period) and wakes the loop.
