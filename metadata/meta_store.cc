@@ -185,9 +185,15 @@ Status MetaStore::replaceMap(Txn& txn, bool node_states_changed) {
     if (n.state == NodeState::kRemoved) continue;
     candidates.push_back({n.id, n.capacity_bytes, n.state == NodeState::kUp});
   }
+  // Stripes move freely only while no data can exist. Chunk users appear
+  // only when an upload names its files; its chunks are on the nodes before
+  // that, from the moment its draft begins. Moved under them, they would sit
+  // on nodes the map no longer lists for their stripe, unreadable until the
+  // stray check copies them over.
   SLUICE_ASSIGN_OR_RETURN(uint64_t users, txn.count(Db::kChunkUsers));
   SLUICE_ASSIGN_OR_RETURN(uint64_t garbage, txn.count(Db::kGarbage));
-  bool allow_moves = users == 0 && garbage == 0;
+  SLUICE_ASSIGN_OR_RETURN(uint64_t versions, txn.count(Db::kVersions));
+  bool allow_moves = users == 0 && garbage == 0 && versions == 0;
   std::vector<uint64_t> next = placeStripes(current, params_.stripe_count, params_.max_replicas,
                                             candidates, allow_moves);
   bool changed = next != current;

@@ -139,6 +139,25 @@ TEST_F(MetaStoreTest, NewNodesOnlyFillEmptySlotsOnceDataExists) {
   }
 }
 
+// A draft with no files named yet may already have chunks on the nodes (an
+// upload puts them before AddFiles): a node joining then fills empty slots
+// only, as once data exists, and moves no stripe from under them.
+TEST_F(MetaStoreTest, NewNodesOnlyFillEmptySlotsOnceADraftBegan) {
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk());
+  createDataset();
+  draft();
+  auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
+  ASSERT_TRUE(b.isOk());
+  auto after = store_->clusterMap();
+  ASSERT_TRUE(after.isOk());
+  for (uint32_t s = 0; s < 64; ++s) {
+    EXPECT_EQ(after->replicas[s * 3], a->node_id) << "stripe " << s << " moved";
+    EXPECT_EQ(after->replicas[s * 3 + 1], b->node_id);
+  }
+}
+
 TEST_F(MetaStoreTest, HeartbeatTimeoutMarksDownAndHeartbeatBringsBackUp) {
   Hash128 cid = store_->params().cluster_id;
   auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
