@@ -674,6 +674,32 @@ TEST_P(ChunkStoreTest, NoSpaceFailsThePutCleanlyAndReadsKeepWorking) {
   EXPECT_EQ(listFiles(dir_.path() + "/data/stripes").size(), 2u);
 }
 
+// A directory holding other things and no chunk store is refused, and left
+// as it was; an empty one, one with only lost+found (a fresh file system),
+// and a store's own (with files added beside it) open.
+TEST_P(ChunkStoreTest, ADirectoryOfSomethingElseIsNotTakenOver) {
+  auto o = options();
+  std::filesystem::create_directories(o.data_dir);
+  { std::ofstream(o.data_dir + "/thesis.pdf") << "years of work"; }
+  auto refused = ChunkStore::open(o);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().toString();
+  EXPECT_NE(refused.status().message().find("thesis.pdf"), std::string::npos)
+      << refused.status().toString();
+  EXPECT_EQ(listFiles(o.data_dir), std::vector<std::string>{"thesis.pdf"});
+  EXPECT_FALSE(std::filesystem::exists(o.data_dir + "/stripes"));
+
+  auto fresh_fs = options();
+  fresh_fs.data_dir = dir_.path() + "/mnt";
+  std::filesystem::create_directories(fresh_fs.data_dir + "/lost+found");
+  EXPECT_TRUE(open(fresh_fs));
+
+  std::filesystem::remove(o.data_dir + "/thesis.pdf");
+  putThenClose(randomBytes(1000, 51));
+  { std::ofstream(o.data_dir + "/README") << "node 7's disk"; }
+  EXPECT_TRUE(open(o)) << "a store's own directory opens with other files beside it";
+}
+
 TEST_P(ChunkStoreTest, CapacityLimitRefusesPuts) {
   auto o = options();
   o.capacity_bytes = 100000;
