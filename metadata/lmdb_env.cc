@@ -4,6 +4,8 @@
 
 #include <cerrno>
 
+#include "common/core/own_directory.h"
+
 namespace sluice::meta {
 
 Status lmdbStatus(int rc, std::string_view what) {
@@ -46,6 +48,7 @@ static_assert(std::size(kDbNames) == static_cast<size_t>(Db::kCount));
 
 Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const LmdbOptions& options) {
   if (options.dir.empty()) return invalidArgument("metadata directory: empty path");
+  SLUICE_RETURN_IF_ERROR(checkOwnDirectory(options.dir, "sluice-meta", "data.mdb", {"lock.mdb"}));
   if (::mkdir(options.dir.c_str(), 0750) != 0 && errno != EEXIST) {
     return errnoStatus(errno, "creating metadata directory " + options.dir);
   }

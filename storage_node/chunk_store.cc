@@ -19,11 +19,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <set>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "common/core/own_directory.h"
 #include "storage_node/chunk_file.h"
 
 namespace sluice::storage {
@@ -33,33 +33,6 @@ constexpr size_t kAlign = 4096;
 constexpr uint64_t kHardMaxChunk = 64ull << 20;
 constexpr const char* kTempPrefix = ".tmp.";
 constexpr size_t kScanThreads = 8;  // stripes scanned at once by rebuildInventory
-
-// A directory that already holds something other than a node's own files
-// is not taken over: a mistyped --data_dir (a home directory, another
-// service's mount) would get LOCK, stripes/ and quarantine/ written into it.
-// Absent or empty is a new node; one with stripes/ is a node's. lost+found
-// is allowed, since a data directory is often a file system of its own.
-Status refuseForeignDirectory(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return Status::ok();
-  if (!fs::is_directory(dir, ec)) {
-    return failedPrecondition(dir + " is not a directory; give sluice-storage a directory of its own");
-  }
-  if (fs::is_directory(fs::path(dir) / "stripes", ec)) return Status::ok();
-  static const std::set<std::string> kOurs = {"LOCK", "NODE", "NODE.tmp", "quarantine",
-                                              ".direct-probe", "lost+found"};
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (kOurs.count(name) == 0) {
-      return failedPrecondition(dir + " holds '" + name +
-                                "' and no chunk store; give sluice-storage an empty directory "
-                                "or its own (one with stripes/)");
-    }
-  }
-  if (ec) return ioError("listing " + dir + ": " + ec.message());
-  return Status::ok();
-}
 
 uint64_t alignDown(uint64_t v) { return v & ~static_cast<uint64_t>(kAlign - 1); }
 uint64_t alignUp(uint64_t v) { return alignDown(v + kAlign - 1); }
@@ -163,7 +136,9 @@ Status ChunkStore::init() {
     open_files = std::min<size_t>(open_files, files.rlim_cur / 4);
   }
   open_chunks_ = std::make_unique<OpenChunks>(open_files);
-  SLUICE_RETURN_IF_ERROR(refuseForeignDirectory(options_.data_dir));
+  // Before anything is written: a mistyped --data_dir is not taken over.
+  SLUICE_RETURN_IF_ERROR(checkOwnDirectory(options_.data_dir, "sluice-storage", "stripes",
+                                           {"LOCK", "NODE", "NODE.tmp", "quarantine", ".direct-probe"}));
   std::error_code ec;
   std::filesystem::create_directories(options_.data_dir, ec);
   if (ec) return ioError("create directory: " + ec.message());

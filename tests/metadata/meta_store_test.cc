@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -142,6 +144,27 @@ TEST_F(MetaStoreTest, NewNodesOnlyFillEmptySlotsOnceDataExists) {
 // A draft with no files named yet may already have chunks on the nodes (an
 // upload puts them before AddFiles): a node joining then fills empty slots
 // only, as once data exists, and moves no stripe from under them.
+// A directory holding other things and no LMDB environment is refused and
+// left as it was (a mistyped --data_dir); one with only lost+found opens.
+TEST(MetaStoreDirectory, ADirectoryOfSomethingElseIsNotTakenOver) {
+  TempDir dir;
+  { std::ofstream(dir.path() + "/notes.txt") << "not metadata"; }
+  LmdbOptions lo;
+  lo.dir = dir.path();
+  auto refused = LmdbEnv::open(lo);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().toString();
+  EXPECT_NE(refused.status().message().find("notes.txt"), std::string::npos)
+      << refused.status().toString();
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data.mdb"));
+
+  TempDir fresh;
+  std::filesystem::create_directories(fresh.path() + "/lost+found");
+  lo.dir = fresh.path();
+  auto opened = LmdbEnv::open(lo);
+  EXPECT_TRUE(opened.isOk()) << opened.status().toString();
+}
+
 TEST_F(MetaStoreTest, NewNodesOnlyFillEmptySlotsOnceADraftBegan) {
   Hash128 cid = store_->params().cluster_id;
   auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
