@@ -286,27 +286,31 @@ Result<int> ChunkStore::stripeDir(uint32_t stripe, bool create) {
   }
   const std::string name = std::to_string(stripe);
   if (!create) return notFound("stripe " + name + " has no directory");
+  // One first use at a time, from the latch check to the directory kept:
+  // two concurrent ones could otherwise see the failed fsync's error only
+  // once, and the other one go on as if its entry were durable.
+  std::lock_guard setup(stripe_setup_mu_);
   {
     std::lock_guard lock(mu_);
+    auto it = stripe_fds_.find(stripe);
+    if (it != stripe_fds_.end()) return it->second;
     SLUICE_RETURN_IF_ERROR(stripes_unsynced_);
   }
   bool created = false;
   SLUICE_RETURN_IF_ERROR(mkdirIfMissing(stripes_fd_, name.c_str(), &created));
-  // Whether or not this call made it: a concurrent first put may have made
-  // it and not yet (or not successfully) synced stripes/. Once per stripe.
+  // Whether or not this call made it: an earlier first put may have made it
+  // and failed to sync stripes/. Once per stripe.
   if (options_.durable) {
     if (Status s = io_->syncFd(stripes_fd_); !s.isOk()) {
-      noteIoError(s);
+      // Linux may report a failed writeback to one fsync only: a later one
+      // succeeding says nothing about the entries this one covered. This put
+      // fails with the fsync's error; later first uses of a stripe fail
+      // kUnavailable (the node, not the request) until a restart.
       std::lock_guard lock(mu_);
-      // Linux may report a failed writeback to one fsync only: a later
-      // one succeeding says nothing about the entries this one covered.
-      if (stripes_unsynced_.isOk()) {
-        stripes_unsynced_ = Status(s.code(), "new stripe directories are refused since an fsync of " +
-                                                 options_.data_dir + "/stripes failed (" +
-                                                 s.message() +
-                                                 "); check the disk, then restart the storage node");
-      }
-      return stripes_unsynced_;
+      stripes_unsynced_ = unavailable("new stripe directories are refused since an fsync of " +
+                                      options_.data_dir + "/stripes failed (" + s.message() +
+                                      "); check the disk, then restart the storage node");
+      return s.withContext("fsync of " + options_.data_dir + "/stripes");
     }
   }
   SLUICE_ASSIGN_OR_RETURN(int fd, openMakingRoom(stripes_fd_, name, O_RDONLY | O_DIRECTORY, 0));

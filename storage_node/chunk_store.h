@@ -253,6 +253,7 @@ class ChunkStore {
   // is unknown and a later fsync may not report it again, so no new stripe
   // directory is trusted until a restart's scan and syncfs.
   Status stripes_unsynced_;                    // GUARDED_BY(mu_)
+  std::mutex stripe_setup_mu_;                 // serialises first uses of stripe directories
   uint64_t used_ = 0;                          // GUARDED_BY(mu_)
   uint64_t reserved_ = 0;                      // GUARDED_BY(mu_): puts in flight
   std::deque<CorruptReport> corrupt_log_;      // GUARDED_BY(mu_)

@@ -127,6 +127,8 @@ class UringQueue final : public IoQueue {
     return Status::ok();
   }
 
+  bool outOfService() const override { return !broken_.isOk(); }
+
   Status fsync(int fd) override {
     SLUICE_RETURN_IF_ERROR(broken_);
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -146,32 +148,46 @@ class UringQueue final : public IoQueue {
     return registered_ && p >= buf_ && p + len <= buf_ + size_;
   }
 
+  // io_uring_enter failing is the ring's trouble, not the disk's: kUnavailable
+  // (the request may go to another replica), never kIoError, which says the
+  // disk could not give a chunk's bytes back and gets the chunk quarantined.
+  static Status ringError(int err, const std::string& what) {
+    return Status(StatusCode::kUnavailable,
+                  what + ": " + std::strerror(err) + " (the node's I/O ring, not the disk)");
+  }
+
   // Submits every queued entry and, with `wait_nr` 1, sleeps for the first
   // completion in the same system call. -EINTR means nothing was submitted: a
   // call that submitted returns its count even when its wait is interrupted.
+  // io_uring_enter may take fewer entries than were queued (a request
+  // allocation failing part-way); the rest are submitted again, so no caller
+  // waits for the completion of an entry still queued.
   Status submit(unsigned wait_nr) {
     if (faults_ && takeFault(faults_->submits)) {
-      return errnoStatus(faults_->error.load(), "io_uring_submit (injected)");
+      return ringError(faults_->error.load(), "io_uring_submit (injected)");
     }
-    int rc;
-    do {
-      rc = io_uring_submit_and_wait(&ring_, wait_nr);
-    } while (rc == -EINTR);
-    if (rc < 0) return errnoStatus(-rc, "io_uring_submit");
-    inflight_ += static_cast<unsigned>(rc);
-    return Status::ok();
+    for (;;) {
+      int rc;
+      do {
+        rc = io_uring_submit_and_wait(&ring_, wait_nr);
+      } while (rc == -EINTR);
+      if (rc < 0) return ringError(-rc, "io_uring_submit");
+      inflight_ += static_cast<unsigned>(rc);
+      if (io_uring_sq_ready(&ring_) == 0) return Status::ok();
+      if (rc == 0) return ringError(EAGAIN, "io_uring_submit took none of the queued entries");
+    }
   }
 
   Result<io_uring_cqe*> waitCqe() {
     if (faults_ && takeFault(faults_->waits)) {
-      return errnoStatus(faults_->error.load(), "io_uring_wait_cqe (injected)");
+      return ringError(faults_->error.load(), "io_uring_wait_cqe (injected)");
     }
     io_uring_cqe* cqe = nullptr;
     int rc;
     do {
       rc = io_uring_wait_cqe(&ring_, &cqe);
     } while (rc == -EINTR);
-    if (rc < 0) return errnoStatus(-rc, "io_uring_wait_cqe");
+    if (rc < 0) return ringError(-rc, "io_uring_wait_cqe");
     return cqe;
   }
 
@@ -185,21 +201,24 @@ class UringQueue final : public IoQueue {
   // cannot be brought back to empty it is never entered again (entries left
   // queued are then never submitted) and every later operation fails.
   Status settle(Status why) {
-    for (int attempt = 0; io_uring_sq_ready(&ring_) > 0 || inflight_ > 0; ++attempt) {
-      if (attempt == kSettleAttempts) {
-        broken_ = ioError("this I/O ring is out of service: after '" + why.message() +
-                          "' it could not finish the work it had queued; restart the storage node");
-        return broken_;
-      }
-      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      if (io_uring_sq_ready(&ring_) > 0 && !submit(0).isOk()) continue;
+    for (int attempt = 0;; ++attempt) {
+      // What was submitted is waited out first, whatever happens to the
+      // rest: those transfers still write into the caller's buffer.
       while (inflight_ > 0) {
         auto cqe = waitCqe();
         if (!cqe.isOk()) break;
         seen(*cqe);
       }
+      if (inflight_ == 0 && io_uring_sq_ready(&ring_) == 0) return why;
+      if (attempt == kSettleAttempts) {
+        broken_ = Status(StatusCode::kUnavailable,
+                         "this I/O ring is out of service: after '" + why.message() +
+                             "' it could not finish the work it had queued; restart the storage node");
+        return broken_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (io_uring_sq_ready(&ring_) > 0) (void)submit(0);  // a failure is tried again
     }
-    return why;
   }
 
   Result<int> submitOne() {

@@ -47,6 +47,10 @@ class IoQueue {
   virtual Status writeStreaming(int fd, uint8_t* buf, size_t len, uint64_t off,
                                 const Fill& fill) = 0;
   virtual Status fsync(int fd) = 0;
+  // True once the ring could not finish the work of a failed operation:
+  // every later operation fails kUnavailable. Its owner may take a new queue
+  // but must keep this one (and its buffer) alive: transfers may still land.
+  virtual bool outOfService() const { return false; }
 
   Result<size_t> readAt(int fd, uint8_t* buf, size_t len, uint64_t off) {
     return readStreaming(fd, buf, len, off, nullptr);

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "storage_node/rate_limiter.h"
 
 namespace sluice::storage {
@@ -80,6 +82,19 @@ void Scrubber::run() {
         spdlog::error("scrub: {}", s.toString());
       } else if (s.code() != StatusCode::kNotFound) {
         spdlog::warn("scrub: chunk {}: {}", id.toHex(), s.toString());
+      }
+      if (ctx_->queue().outOfService()) {
+        // Kept, not freed: its transfers may still land in its buffer. A
+        // few rings lost is a fluke; more is a node to restart.
+        auto fresh = retired_.size() < kMaxRetiredRings ? store_.newContext()
+                                                         : Result<std::unique_ptr<IoContext>>(
+                                                               unavailable("too many rings lost"));
+        if (!fresh.isOk()) {
+          spdlog::error("scrub: stopped until the node restarts: its I/O ring is out of service ({})",
+                        fresh.status().toString());
+          return;
+        }
+        retired_.push_back(std::exchange(ctx_, std::move(fresh).value()));
       }
     }
     {

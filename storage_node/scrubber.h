@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "common/core/clock.h"
 #include "storage_node/chunk_store.h"
@@ -56,6 +57,8 @@ class Scrubber {
   ScrubOptions options_;
   Clock& clock_;
   std::unique_ptr<IoContext> ctx_;
+  std::vector<std::unique_ptr<IoContext>> retired_;  // rings out of service, kept alive
+  static constexpr size_t kMaxRetiredRings = 3;
   std::thread thread_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -597,11 +597,12 @@ TEST_P(ChunkStoreTest, AFailedStripesFsyncRefusesNewStripesUntilRestart) {
   Status first = putInto(*store, **ctx, 2, fresh);
   EXPECT_EQ(first.code(), StatusCode::kIoError) << first.toString();
   Status again = putInto(*store, **ctx, 2, fresh);  // its fsync would now pass
-  EXPECT_EQ(again.code(), StatusCode::kIoError) << again.toString();
+  EXPECT_EQ(again.code(), StatusCode::kUnavailable) << again.toString();
   EXPECT_NE(again.message().find("restart"), std::string::npos) << again.toString();
   EXPECT_FALSE(store->find(Hash128::of(fresh)));
   EXPECT_TRUE(putInto(*store, **ctx, 1, randomBytes(5000, 43)).isOk())
       << "a stripe directory synced before the failure still takes puts";
+  EXPECT_EQ(store->stats().io_errors, 1u) << "the one failed fsync, not each refusal after it";
 
   store.reset();
   store = open(options());  // the restart's scan and syncfs make stripes/ durable again
@@ -698,6 +699,36 @@ TEST_P(ChunkStoreTest, ADirectoryOfSomethingElseIsNotTakenOver) {
   putThenClose(randomBytes(1000, 51));
   { std::ofstream(o.data_dir + "/README") << "node 7's disk"; }
   EXPECT_TRUE(open(o)) << "a store's own directory opens with other files beside it";
+}
+
+// A failure of the node's I/O ring (io_uring_enter refusing) is not the
+// disk's: verify, as scrub runs it, answers kUnavailable and leaves the chunk
+// in place, also once the ring is out of service.
+TEST_P(ChunkStoreTest, ARingFailureQuarantinesNothing) {
+  auto faults = std::make_shared<RingFaults>();
+  auto o = options();
+  o.file_io = makeUringFileIo(8, faults);
+  auto store = open(o);
+  ASSERT_TRUE(store);
+  auto ctx = store->newContext();
+  ASSERT_TRUE(ctx.isOk());
+  const ChunkId id = put(*store, **ctx, randomBytes(3u << 20, 61));
+  faults->waits = 1;
+  Status s = store->verify(**ctx, id);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.toString();
+  faults->waits = 1000000;
+  s = store->verify(**ctx, id);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.toString();
+  faults->waits = 0;
+  EXPECT_TRUE((*ctx)->queue().outOfService());
+  s = store->verify(**ctx, id);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.toString();
+  EXPECT_TRUE(store->find(id)) << "a good chunk was quarantined for the ring's failure";
+  EXPECT_EQ(store->stats().quarantined, 0u);
+  EXPECT_EQ(store->stats().io_errors, 0u);
+  auto fresh = store->newContext();
+  ASSERT_TRUE(fresh.isOk());
+  EXPECT_TRUE(store->verify(**fresh, id).isOk());
 }
 
 TEST_P(ChunkStoreTest, CapacityLimitRefusesPuts) {

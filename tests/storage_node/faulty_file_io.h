@@ -48,6 +48,7 @@ class FaultyQueue final : public IoQueue {
     if (int e = f_.fsync_errno.load()) return errnoStatus(e, "fsync (injected)");
     return inner_->fsync(fd);
   }
+  bool outOfService() const override { return inner_->outOfService(); }
 
  private:
   std::unique_ptr<IoQueue> inner_;
