@@ -134,6 +134,9 @@ Result<FileInfo> DatasetReader::stat(const std::string& path) {
 Result<std::vector<FileInfo>> DatasetReader::statMany(const std::vector<std::string>& paths) {
   std::vector<FileInfo> out;
   out.reserve(paths.size());
+  // Shrinks to what one reply held when meta answers part of a batch: meta
+  // looks up every path it is sent, so sending far more than fits wastes its work.
+  size_t batch_paths = kLookupBatchPaths;
   while (out.size() < paths.size()) {
     // As many of the paths left as fit one request; meta answers a prefix
     // of them when all the answers would not fit a reply.
@@ -142,7 +145,7 @@ Result<std::vector<FileInfo>> DatasetReader::statMany(const std::vector<std::str
     req.version = versionRef(version_);
     req.with_extents = true;
     size_t bytes = 0;
-    for (size_t i = out.size(); i < paths.size() && req.paths.size() < kLookupBatchPaths; ++i) {
+    for (size_t i = out.size(); i < paths.size() && req.paths.size() < batch_paths; ++i) {
       bytes += paths[i].size() + 8;
       if (!req.paths.empty() && bytes > kLookupBatchBytes) break;
       req.paths.push_back(paths[i]);
@@ -153,6 +156,11 @@ Result<std::vector<FileInfo>> DatasetReader::statMany(const std::vector<std::str
       return Status(StatusCode::kProtocolError, "Lookup answered " +
                                                     std::to_string(resp->results.size()) +
                                                     " results for " + std::to_string(req.paths.size()));
+    }
+    if (resp->results.size() < req.paths.size()) {
+      batch_paths = resp->results.size();
+    } else {
+      batch_paths = std::min(kLookupBatchPaths, 2 * batch_paths);
     }
     for (const auto& r : resp->results) {
       SLUICE_ASSIGN_OR_RETURN(FileInfo f, fileInfoOf(paths[out.size()], r.get()));

@@ -145,7 +145,7 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     fbb.Finish(w::CreateRegisterNodeResponse(
         fbb, &cid, res.node_id, res.map_epoch, heartbeatIntervalMs(st->options())));
     return Status::ok();
-  });
+  }, net::HandlerMode::kWorkerUnlimited);
   serve<w::HeartbeatRequest>(ep, MetaMethod::Heartbeat, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(
         HeartbeatResult res,
@@ -154,7 +154,7 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     fbb.Finish(w::CreateHeartbeatResponse(fbb, res.map_epoch, static_cast<w::NodeState>(res.state),
                                           heartbeatIntervalMs(st->options())));
     return Status::ok();
-  });
+  }, net::HandlerMode::kWorkerUnlimited);
   serve<w::GetClusterMapRequest>(ep, MetaMethod::GetClusterMap, [st](const auto& r, auto& fbb) {
     SLUICE_ASSIGN_OR_RETURN(ClusterMap m, st->clusterMap());
     w::Hash cid = toWire(m.cluster_id);

@@ -174,7 +174,11 @@ using Handler = std::function<void(std::unique_ptr<IncomingCall>)>;
 // to a worker, a wake-up on each side, costs more than such a handler's work.
 // An inline handler must not block — no RMA, no calls, no waiting on locks
 // held across I/O — since every message of the endpoint waits while it runs.
-enum class HandlerMode : uint8_t { kWorker, kInline };
+// kWorkerUnlimited: as kWorker, but never refused for a full queue
+// (EndpointOptions::max_queued_*): for calls few enough by nature and costly
+// to lose, such as storage nodes' heartbeats, which a flood of client
+// requests must not turn into nodes marked down.
+enum class HandlerMode : uint8_t { kWorker, kInline, kWorkerUnlimited };
 using ReplyCallback = std::function<void(Result<std::vector<uint8_t>>)>;
 
 class Endpoint {

@@ -2223,7 +2223,7 @@ void FabricCore::handleRequest(const FrameView& frame) {
   }
   const RegisteredHandler* handler = &it->second;
   const size_t bytes = frame.body.size();
-  if (handler->mode != HandlerMode::kInline &&
+  if (handler->mode == HandlerMode::kWorker &&
       (queued_requests_.load() >= options_.max_queued_requests ||
        queued_bytes_.load() + bytes > options_.max_queued_bytes)) {
     requestsRefusedOverloaded().inc();
@@ -2250,7 +2250,7 @@ void FabricCore::handleRequest(const FrameView& frame) {
   auto call = std::make_shared<std::unique_ptr<IncomingCall>>(std::move(incoming));
   queued_requests_ += 1;
   queued_bytes_ += bytes;
-  workers_->post([this, handler, call, request_id, bytes] {
+  const bool posted = workers_->post([this, handler, call, request_id, bytes] {
     queued_requests_ -= 1;
     queued_bytes_ -= bytes;
     tl_core_thread = this;
@@ -2260,6 +2260,10 @@ void FabricCore::handleRequest(const FrameView& frame) {
     handler->handler(std::move(*call));
     tl_core_thread = nullptr;
   });
+  if (!posted) {  // shutting down: the task (and its call) went unrun
+    queued_requests_ -= 1;
+    queued_bytes_ -= bytes;
+  }
 }
 
 void FabricCore::handleReply(const FrameView& frame) {

@@ -368,7 +368,7 @@ TEST_F(ClientE2E, BadArgumentsGiveClearErrorsAndExitCodes) {
 }
 
 // More tags than one ListTags page (1000): `sluice tag list` follows the
-// pages and shows every tag once, in name order.
+// pages and shows every tag once, in name order; `dataset show` shows them all.
 TEST_F(ClientE2E, TagListShowsEveryPage) {
   TempDir src;
   writeFile(fs::path(src.path()) / "a.txt", makeContent(1000, 5, true));
@@ -399,6 +399,10 @@ TEST_F(ClientE2E, TagListShowsEveryPage) {
   for (size_t at = 0; (at = list->out.find("\":", at)) != std::string::npos; ++at) ++names;
   EXPECT_EQ(names, static_cast<size_t>(kTags) + 1) << list->out.substr(0, 200);
   EXPECT_LT(list->out.find("\"t0999\""), list->out.find("\"t1000\"")) << "name order";
+  auto show = cluster_->runCli({"--json", "dataset", "show", "manytags"});
+  ASSERT_TRUE(show.isOk());
+  ASSERT_EQ(show->exit_code, 0) << show->err;
+  EXPECT_NE(show->out.find("\"t1202\""), std::string::npos) << "dataset show lists every page too";
 }
 
 // More answers than one Lookup reply holds (1000 symlinks with the longest

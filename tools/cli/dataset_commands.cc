@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "client/progress.h"
+#include "client/tags.h"
 #include "common/core/units.h"
 #include "common/wire/meta_generated.h"
 #include "tools/cli/commands.h"
@@ -120,10 +121,7 @@ int show(Context& ctx, const std::string& name) {
   auto resp = (*cluster)->meta<meta::GetDatasetRequest, meta::GetDatasetResponse>(
       meta::MetaMethod::GetDataset, req, "GetDataset");
   if (!resp.isOk()) return reportError(resp.status());
-  meta::ListTagsRequestT treq;
-  treq.dataset = name;
-  auto tags = (*cluster)->meta<meta::ListTagsRequest, meta::ListTagsResponse>(
-      meta::MetaMethod::ListTags, treq, "ListTags");
+  auto tags = client::listTags(**cluster, name);
   if (!tags.isOk()) return reportError(tags.status());
   const auto& d = *(*resp)->dataset;
   if (ctx.json) {
@@ -131,7 +129,7 @@ int show(Context& ctx, const std::string& name) {
     j.beginObject();
     datasetJson(j, d);
     j.beginObject("tag_versions");
-    for (const auto& t : (*tags)->tags) j.field(t->name, t->version);
+    for (const auto& t : *tags) j.field(t.name, t.version);
     j.endObject().endObject();
     std::printf("%s\n", j.str().c_str());
     return kExitOk;
@@ -143,8 +141,8 @@ int show(Context& ctx, const std::string& name) {
               compressionName(d.compression).c_str(), d.version_count, d.next_version,
               formatTimeMs(d.created_ms).c_str());
   std::printf("tags        ");
-  if ((*tags)->tags.empty()) std::printf(" -");
-  for (const auto& t : (*tags)->tags) std::printf(" %s=v%u", t->name.c_str(), t->version);
+  if (tags->empty()) std::printf(" -");
+  for (const auto& t : *tags) std::printf(" %s=v%u", t.name.c_str(), t.version);
   std::printf("\n");
   return kExitOk;
 }

@@ -774,14 +774,17 @@ TEST_P(EndpointTest, InlineHandlerAnswersWhileEveryWorkerIsBusy) {
   for (auto& f : blocked) EXPECT_TRUE(f.get().isOk());
 }
 
-// Requests beyond what may wait for a worker are answered kUnavailable at
-// once, naming the endpoint, instead of queuing without bound; the queued
-// ones are served once the worker is free, and so are later requests.
+// Requests beyond what may wait for a worker (by count or by body bytes)
+// are answered kUnavailable at once, naming the endpoint, instead of queuing
+// without bound; a kWorkerUnlimited handler's requests still queue. The
+// queued ones are served once the worker is free, and so are later requests.
 TEST_P(EndpointTest, RequestsBeyondTheQueueLimitAreRefusedAtOnce) {
   auto options = loopback();
   options.worker_threads = 1;
   options.max_queued_requests = 2;
-  Gate gate;
+  options.max_body = 64 * 1024;
+  options.max_queued_bytes = 64 * 1024;
+  Gate gate, second;  // declared before the servers, so they outlive them
   auto ep = Endpoint::create(options);
   ASSERT_TRUE(ep.isOk()) << ep.status().toString();
   std::unique_ptr<Endpoint> server = std::move(ep).value();
@@ -789,6 +792,8 @@ TEST_P(EndpointTest, RequestsBeyondTheQueueLimitAreRefusedAtOnce) {
     gate.wait();
     call->reply(Status::ok());
   });
+  server->registerHandler(kOpEcho, [](std::unique_ptr<IncomingCall> call) { call->reply(Status::ok()); },
+                          HandlerMode::kWorkerUnlimited);
   // Opened before the server is destroyed, also when an assertion returns early.
   std::unique_ptr<Gate, void (*)(Gate*)> opened(&gate, [](Gate* g) { g->release(); });
   ASSERT_TRUE(server->start().isOk());
@@ -796,31 +801,57 @@ TEST_P(EndpointTest, RequestsBeyondTheQueueLimitAreRefusedAtOnce) {
   ASSERT_TRUE(client);
   auto peer = client->connect(server->address());
   ASSERT_TRUE(peer.isOk());
-  auto send = [&] {
+  auto send = [&](uint16_t opcode, size_t body_bytes) {
     auto p = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
     auto f = p->get_future();
-    client->callAsync(*peer, kOpBlock, {}, Duration(20000),
+    client->callAsync(*peer, opcode, std::vector<uint8_t>(body_bytes, 7), Duration(20000),
                       [p](Result<std::vector<uint8_t>> r) { p->set_value(std::move(r)); });
     return f;
   };
+  auto expectOverloaded = [&](Result<std::vector<uint8_t>> r, const char* what) {
+    EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << what << ": " << r.status().toString();
+    EXPECT_NE(r.status().message().find("overloaded"), std::string::npos) << r.status().toString();
+    EXPECT_NE(r.status().message().find(server->address()), std::string::npos)
+        << r.status().toString();
+  };
   std::vector<std::future<Result<std::vector<uint8_t>>>> served;
-  served.push_back(send());
+  served.push_back(send(kOpBlock, 0));
   gate.waitForWaiters(1);  // the one worker is busy
-  served.push_back(send());
-  served.push_back(send());  // two wait for it: the limit
+  served.push_back(send(kOpBlock, 0));
+  served.push_back(send(kOpBlock, 0));  // two wait for it: the limit
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // both have arrived
-  auto refused = send().get();
-  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().toString();
-  EXPECT_NE(refused.status().message().find("overloaded"), std::string::npos)
-      << refused.status().toString();
-  EXPECT_NE(refused.status().message().find(server->address()), std::string::npos)
-      << refused.status().toString();
+  expectOverloaded(send(kOpBlock, 0).get(), "a third waiting request");
+  served.push_back(send(kOpEcho, 0));  // queues all the same
   gate.release();
   for (auto& f : served) {
     auto r = f.get();
     EXPECT_TRUE(r.isOk()) << r.status().toString();
   }
-  EXPECT_TRUE(send().get().isOk()) << "the queue empties and takes requests again";
+  EXPECT_TRUE(send(kOpBlock, 0).get().isOk()) << "the queue empties and takes requests again";
+
+  // By bytes, on a second server (the first gate is open for good): one
+  // blocked request holds the worker and a 40 KiB one waits; another 40 KiB
+  // would take the waiting bodies past 64 KiB.
+  server->shutdown();
+  auto ep2 = Endpoint::create(options);
+  ASSERT_TRUE(ep2.isOk());
+  server = std::move(ep2).value();
+  server->registerHandler(kOpBlock, [&second](std::unique_ptr<IncomingCall> call) {
+    second.wait();
+    call->reply(Status::ok());
+  });
+  std::unique_ptr<Gate, void (*)(Gate*)> opened2(&second, [](Gate* g) { g->release(); });
+  ASSERT_TRUE(server->start().isOk());
+  peer = client->connect(server->address());
+  ASSERT_TRUE(peer.isOk());
+  served.clear();
+  served.push_back(send(kOpBlock, 0));
+  second.waitForWaiters(1);
+  served.push_back(send(kOpBlock, 40 * 1024));  // 40 KiB of the 64 KiB may wait
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  expectOverloaded(send(kOpBlock, 40 * 1024).get(), "80 KiB of bodies waiting");
+  second.release();
+  for (auto& f : served) EXPECT_TRUE(f.get().isOk());
   server->shutdown();
 }
 
