@@ -49,16 +49,38 @@ void waitFor(Clock::Duration d) {
 
 class StorageService::SlotPool {
  public:
-  void add(std::unique_ptr<Slot> slot) {
+  using Maker = std::function<Result<std::unique_ptr<Slot>>()>;
+  explicit SlotPool(Maker make) : make_(std::move(make)) {}
+
+  Status add() {
+    SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<Slot> slot, make_());
     std::lock_guard lock(mu_);
     free_.push_back(slot.get());
     slots_.push_back(std::move(slot));
+    return Status::ok();
   }
+  // A slot whose ring went out of service is replaced as it is taken: the
+  // old one stays in slots_, never handed out again, since a transfer may
+  // still land in its buffer. A few lost rings are a fluke; past
+  // kMaxReplaced the broken slot is handed out and its I/O fails
+  // kUnavailable (the client reads another replica) until a restart.
   Slot* acquire() {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return !free_.empty(); });
     Slot* s = free_.back();
     free_.pop_back();
+    if (s->ctx->queue().outOfService() && replaced_ < kMaxReplaced) {
+      auto fresh = make_();
+      if (fresh.isOk()) {
+        ++replaced_;
+        spdlog::error("storage: an I/O ring went out of service; replaced ({} so far)", replaced_);
+        s = fresh->get();
+        slots_.push_back(std::move(fresh).value());
+      } else {
+        spdlog::error("storage: an I/O ring went out of service and no new one could be made: {}",
+                      fresh.status().toString());
+      }
+    }
     return s;
   }
   void release(Slot* slot) {
@@ -70,10 +92,13 @@ class StorageService::SlotPool {
   }
 
  private:
+  static constexpr size_t kMaxReplaced = 8;
+  const Maker make_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Slot>> slots_;  // GUARDED_BY(mu_)
   std::vector<Slot*> free_;                   // GUARDED_BY(mu_)
+  size_t replaced_ = 0;                       // GUARDED_BY(mu_)
 };
 
 class StorageService::Lease {
@@ -109,9 +134,22 @@ StorageService::StorageService(ChunkStore& store, net::Endpoint& endpoint, Scrub
       endpoint_(endpoint),
       scrubber_(scrubber),
       options_(options),
-      pool_(std::make_shared<SlotPool>()),
-      transfer_pool_(std::make_shared<SlotPool>()) {
+      pool_(std::make_shared<SlotPool>(slotMaker())),
+      transfer_pool_(std::make_shared<SlotPool>(slotMaker())) {
   stripe_count_ = options.stripe_count;
+}
+
+// An I/O context and its buffer registered with the endpoint, for the pools.
+// Used only by the service's own handlers (the pools outlive it only to
+// take slots back).
+std::function<Result<std::unique_ptr<StorageService::Slot>>()> StorageService::slotMaker() {
+  return [this]() -> Result<std::unique_ptr<Slot>> {
+    auto slot = std::make_unique<Slot>();
+    SLUICE_ASSIGN_OR_RETURN(slot->ctx, store_.newContext());
+    SLUICE_ASSIGN_OR_RETURN(slot->mr, endpoint_.registerMemory(slot->ctx->buffer(), slot->ctx->bufferSize(),
+                                                               net::Access::kRemoteWrite));
+    return slot;
+  };
 }
 
 // Copies still queued are dropped unanswered (their callers see an error);
@@ -128,13 +166,9 @@ Result<std::unique_ptr<StorageService>> StorageService::create(ChunkStore& store
   if (options.transfer_threads == 0) options.transfer_threads = 1;
   std::unique_ptr<StorageService> s(new StorageService(store, endpoint, scrubber, options));
   s->transfers_ = std::make_unique<net::WorkerPool>(options.transfer_threads, "transfer");
-  for (size_t i = 0; i < options.io_contexts + options.transfer_threads; ++i) {
-    auto slot = std::make_unique<Slot>();
-    SLUICE_ASSIGN_OR_RETURN(slot->ctx, store.newContext());
-    SLUICE_ASSIGN_OR_RETURN(slot->mr, endpoint.registerMemory(slot->ctx->buffer(),
-                                                              slot->ctx->bufferSize(),
-                                                              net::Access::kRemoteWrite));
-    (i < options.io_contexts ? s->pool_ : s->transfer_pool_)->add(std::move(slot));
+  for (size_t i = 0; i < options.io_contexts; ++i) SLUICE_RETURN_IF_ERROR(s->pool_->add());
+  for (size_t i = 0; i < options.transfer_threads; ++i) {
+    SLUICE_RETURN_IF_ERROR(s->transfer_pool_->add());
   }
   return s;
 }

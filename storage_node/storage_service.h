@@ -26,6 +26,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -76,6 +77,7 @@ class StorageService {
   // after the service is gone.
   class SlotPool;
   class Lease;
+  std::function<Result<std::unique_ptr<Slot>>()> slotMaker();
 
   StorageService(ChunkStore& store, net::Endpoint& endpoint, Scrubber* scrubber,
                  StorageServiceOptions options);

@@ -310,6 +310,41 @@ TEST_F(StorageServiceTest, CorruptChunkIsNotServed) {
   EXPECT_EQ(fromWire(*(*ns)->recent_corrupt[0]->id), id);
 }
 
+// A read whose I/O ring goes out of service answers kUnavailable (the client
+// reads another replica) and quarantines nothing; the pooled slot is
+// replaced as it is next taken, so later reads are served.
+TEST(StorageRingTest, ASlotWhoseRingWentOutOfServiceIsReplaced) {
+  auto faults = std::make_shared<RingFaults>();
+  LocalNode node;
+  ChunkStoreOptions so;
+  so.file_io = makeUringFileIo(8, faults);
+  ASSERT_TRUE(node.start({}, so).isOk());
+  auto ep = clientEndpoint();
+  ASSERT_TRUE(ep);
+  auto c = StorageClient::connect(*ep, node.endpoint->address());
+  ASSERT_TRUE(c.isOk()) << c.status().toString();
+  auto src = ep->allocateMemory(1u << 20, net::Access::kRemoteRead);
+  auto dst = ep->allocateMemory(1u << 20, net::Access::kRemoteWrite);
+  ASSERT_TRUE(src.isOk() && dst.isOk());
+  const auto bytes = randomBytes(300000, 71);
+  std::memcpy((*src)->data(), bytes.data(), bytes.size());
+  const ChunkId id = Hash128::of(bytes);
+  ASSERT_TRUE(c->putChunk(id, stripeOf(id, 64), **src, 0, bytes.size()).isOk());
+
+  faults->waits = 1000000;  // the next read's ring never gives its completion back
+  auto broken = c->getChunk(id, 0, 0, **dst, 0);
+  EXPECT_EQ(broken.status().code(), StatusCode::kUnavailable) << broken.status().toString();
+  faults->waits = 0;
+  for (int i = 0; i < 12; ++i) {  // more reads than the pool's slots, one at a time
+    std::memset((*dst)->data(), 0, bytes.size());
+    auto g = c->getChunk(id, 0, 0, **dst, 0);
+    ASSERT_TRUE(g.isOk()) << "read " << i << ": " << g.status().toString();
+    EXPECT_EQ(std::memcmp((*dst)->data(), bytes.data(), bytes.size()), 0);
+  }
+  EXPECT_EQ(node.store->stats().quarantined, 0u);
+  ep->shutdown();
+}
+
 TEST(StorageRepairTest, FetchAndPushCopyVerifiedStripesBetweenNodes) {
   LocalNode a, b, c;
   ASSERT_TRUE(a.start().isOk());
