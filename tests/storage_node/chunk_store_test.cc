@@ -612,6 +612,49 @@ TEST_P(ChunkStoreTest, AFailedStripesFsyncRefusesNewStripesUntilRestart) {
   EXPECT_TRUE(putInto(*store, **ctx, 2, fresh).isOk());
 }
 
+// Two first uses of stripe directories at once cannot split one failed
+// fsync of stripes/ between them (the error may be reported once): whichever
+// fsync sees it, neither put succeeds.
+TEST_P(ChunkStoreTest, ConcurrentFirstUsesShareAFailedStripesFsync) {
+  auto store = openFaulty();
+  ASSERT_TRUE(store);
+  testing::Faults& f = faulty_->faults();
+  {
+    std::lock_guard lock(f.sync_mu);
+    f.hold_syncs = true;
+  }
+  auto release = [&f] {
+    {
+      std::lock_guard lock(f.sync_mu);
+      f.hold_syncs = false;
+    }
+    f.sync_cv.notify_all();
+  };
+  f.dir_sync_failures = 1;
+  const auto a = randomBytes(5000, 81), b = randomBytes(5000, 82);
+  Status sa, sb;
+  auto putInto = [&](uint32_t stripe, const std::vector<uint8_t>& bytes, Status* out) {
+    auto ctx = store->newContext();
+    *out = ctx.isOk() ? store->put(**ctx, Hash128::of(bytes), stripe, bytes.size(), sourceOf(bytes)).status()
+                      : ctx.status();
+  };
+  std::thread ta(putInto, 5, std::cref(a), &sa);
+  std::thread tb(putInto, 6, std::cref(b), &sb);
+  {
+    std::unique_lock lock(f.sync_mu);
+    f.sync_cv.wait_for(lock, std::chrono::seconds(10), [&] { return f.sync_waiters >= 1; });
+  }
+  // Time for the second put to reach an fsync too, if anything lets it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  release();
+  ta.join();
+  tb.join();
+  EXPECT_FALSE(sa.isOk()) << "stripe 5's put succeeded after the failed fsync";
+  EXPECT_FALSE(sb.isOk()) << "stripe 6's put succeeded after the failed fsync";
+  EXPECT_FALSE(store->find(Hash128::of(a)));
+  EXPECT_FALSE(store->find(Hash128::of(b)));
+}
+
 // Scrub treats a chunk the disk cannot read back (EIO) as corrupt: it leaves
 // the inventory and is reported, so repair fetches it from a replica instead
 // of counting an unreadable copy.

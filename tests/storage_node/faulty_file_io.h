@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 
 #include "storage_node/file_io.h"
 
@@ -19,6 +21,12 @@ struct Faults {
   std::atomic<int> fsync_errno{0};
   std::atomic<int> dir_sync_failures{0};  // the next N syncFd calls fail with EIO, then pass
   std::atomic<uint64_t> writes_failed{0};
+  // While hold_syncs is set, syncFd calls wait (counted in sync_waiters)
+  // until it is cleared, so a test can line threads up inside a sync.
+  std::mutex sync_mu;
+  std::condition_variable sync_cv;
+  bool hold_syncs = false;  // GUARDED_BY(sync_mu)
+  int sync_waiters = 0;     // GUARDED_BY(sync_mu)
 };
 
 class FaultyQueue final : public IoQueue {
@@ -70,6 +78,14 @@ class FaultyFileIo final : public FileIo {
   void closeFd(int fd) override { inner_->closeFd(fd); }
   Status truncate(int fd, uint64_t size) override { return inner_->truncate(fd, size); }
   Status syncFd(int fd) override {
+    {
+      std::unique_lock lock(f_.sync_mu);
+      if (f_.hold_syncs) {
+        ++f_.sync_waiters;
+        f_.sync_cv.notify_all();
+        f_.sync_cv.wait(lock, [&] { return !f_.hold_syncs; });
+      }
+    }
     if (int e = f_.fsync_errno.load()) return errnoStatus(e, "fsync (injected)");
     for (int n = f_.dir_sync_failures.load(); n > 0;) {
       if (f_.dir_sync_failures.compare_exchange_weak(n, n - 1)) return errnoStatus(EIO, "fsync (injected)");
