@@ -13,6 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
+#include "common/core/metrics.h"
+
 namespace sluice::storage {
 namespace {
 
@@ -20,6 +24,15 @@ namespace {
 // once: a 4 MiB chunk read is four 1 MiB reads at queue depth 4, which is what
 // the device needs to reach its throughput.
 constexpr size_t kSegment = 1u << 20;
+
+// Rings given up by settle(), on the daemon's /metrics: each is a node to
+// look at (its log says why), since its operations fail from then on.
+Counter& ringsLost() {
+  static Counter& c = MetricsRegistry::global().counter(
+      "sluice_storage_io_rings_lost_total",
+      "io_uring rings taken out of service because they could not finish a failed operation's work");
+  return c;
+}
 
 // Takes one injected fault from `left` if any remain.
 bool takeFault(std::atomic<int>& left) {
@@ -214,6 +227,8 @@ class UringQueue final : public IoQueue {
         broken_ = Status(StatusCode::kUnavailable,
                          "this I/O ring is out of service: after '" + why.message() +
                              "' it could not finish the work it had queued; restart the storage node");
+        ringsLost().inc();
+        spdlog::error("storage: {}", broken_.message());
         return broken_;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));

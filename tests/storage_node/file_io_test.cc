@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 
+#include "common/core/metrics.h"
 #include "tests/storage_node/test_util.h"
 
 namespace sluice::storage {
@@ -101,8 +102,11 @@ TEST_F(RingRecoveryTest, ARingThatCannotDrainIsTakenOutOfService) {
   const auto x = randomBytes(1u << 20, 3);
   const int fx = create("x", x);
   faults_->waits = 1000000;  // the ring never gives its completions back
+  Counter& lost = MetricsRegistry::global().counter("sluice_storage_io_rings_lost_total", "");
+  const uint64_t lost_before = lost.value();
   auto failed = queue_->readAt(fx, buf_.get(), x.size(), 0);
   EXPECT_FALSE(failed.isOk());
+  EXPECT_EQ(lost.value(), lost_before + 1) << "a lost ring shows on /metrics";
   faults_->waits = 0;
   EXPECT_TRUE(queue_->outOfService());
   auto later = queue_->readAt(fx, buf_.get(), x.size(), 0);
