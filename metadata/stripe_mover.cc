@@ -44,7 +44,6 @@ void StripeMover::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-
 Result<std::vector<StripeMove>> StripeMover::repairNow() {
   SLUICE_ASSIGN_OR_RETURN(ClusterMap map, store_.clusterMap());
   std::vector<uint64_t> down;
