@@ -112,21 +112,28 @@ Status checkEnum(bool ok, const char* field) {
   return ok ? Status::ok() : invalidArgument(std::string(field) + ": unknown enum value");
 }
 
-// Encodes a page's items while the reply stays within kReplyBudget: long
-// names (and symlink targets) can outgrow a frame well before a page's
-// `limit`. A page that does not fit ends early, and `next` becomes the cursor
-// after the last item sent (`cursorOf`), where the caller resumes.
+// Encodes the items, in order, while the reply stays within kReplyBudget
+// (always at least one): long names and symlink targets can outgrow a frame
+// well before a page's `limit`. The caller asks again for the rest.
+template <typename T, typename Encode>
+auto encodePrefixWithinBudget(fb::FlatBufferBuilder& fbb, const std::vector<T>& items,
+                              Encode encode) {
+  std::vector<decltype(encode(items.front()))> out;
+  for (const T& item : items) {
+    if (!out.empty() && fbb.GetSize() > kReplyBudget) break;
+    out.push_back(encode(item));
+  }
+  return out;
+}
+
+// The same for a paged answer: a page that does not fit ends early, and
+// `next` becomes the cursor after the last item sent (`cursorOf`), where the
+// caller resumes.
 template <typename T, typename Encode, typename CursorOf>
 auto encodeWithinBudget(fb::FlatBufferBuilder& fbb, const std::vector<T>& items, std::string& next,
                         Encode encode, CursorOf cursorOf) {
-  std::vector<decltype(encode(items.front()))> out;
-  for (const T& item : items) {
-    if (!out.empty() && fbb.GetSize() > kReplyBudget) {
-      next = cursorOf(items[out.size() - 1]);
-      break;
-    }
-    out.push_back(encode(item));
-  }
+  auto out = encodePrefixWithinBudget(fbb, items, encode);
+  if (out.size() < items.size()) next = cursorOf(items[out.size() - 1]);
   return out;
 }
 
@@ -348,17 +355,13 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     // Results for the first paths only when all would not fit (long paths
     // and symlink targets): the caller asks again for the rest.
     std::vector<w::Extent> ext;
-    std::string unused_cursor;
-    auto items = encodeWithinBudget(
-        fbb, res, unused_cursor,
-        [&](const LookupResult& x) {
-          ext.clear();
-          for (const auto& e : x.extents) ext.push_back(toWire(e));
-          auto entry = x.found ? encodeEntry(fbb, x.entry) : fb::Offset<w::Entry>();
-          auto extv = fbb.CreateVectorOfStructs(ext);
-          return w::CreateLookupResult(fbb, x.found, entry, extv, x.extents_complete);
-        },
-        [](const LookupResult&) { return std::string(); });
+    auto items = encodePrefixWithinBudget(fbb, res, [&](const LookupResult& x) {
+      ext.clear();
+      for (const auto& e : x.extents) ext.push_back(toWire(e));
+      auto entry = x.found ? encodeEntry(fbb, x.entry) : fb::Offset<w::Entry>();
+      auto extv = fbb.CreateVectorOfStructs(ext);
+      return w::CreateLookupResult(fbb, x.found, entry, extv, x.extents_complete);
+    });
     fbb.Finish(w::CreateLookupResponse(fbb, fbb.CreateVector(items), resolved));
     return Status::ok();
   });
