@@ -77,6 +77,12 @@ struct EndpointOptions {
   // holds its body, so a flood of them would otherwise exhaust memory.
   size_t max_queued_requests = 65536;
   size_t max_queued_bytes = size_t{1} << 30;
+  // A peer learned from requests (not connect()ed to) that nothing was
+  // exchanged with for this long, with no call, transfer or handler still
+  // holding it, is forgotten: its address-vector entry and bookkeeping are
+  // freed. It comes back with its next request. Without this a long-running
+  // daemon would keep every client process that ever called it.
+  Duration peer_idle_timeout{10 * 60 * 1000};
   // Progress thread spins on the completion queue instead of sleeping in
   // fi_cq_sread: lower latency, but one core stays busy even when idle.
   bool busy_poll = false;
@@ -216,6 +222,9 @@ class Endpoint {
                          Duration timeout, ReplyCallback done) = 0;
   // EndpointOptions::default_timeout of this endpoint.
   virtual Duration defaultTimeout() const { return Duration{10000}; }
+  // Peers this endpoint knows now: those connect()ed to, and those heard
+  // from within EndpointOptions::peer_idle_timeout (or still being served).
+  virtual size_t peerCount() const = 0;
 
   // Blocking call with the default timeout. Never call from a `done`
   // callback (it would wait on the thread that delivers its own reply).

@@ -98,6 +98,17 @@ Counter& peersFoundGone() {
       "times a peer was found gone (sends refused or failed) and its pending calls ended");
   return c;
 }
+Counter& peersForgotten() {
+  static Counter& c = MetricsRegistry::global().counter(
+      "sluice_rpc_peers_forgotten_total",
+      "peers learned from requests and forgotten after peer_idle_timeout without traffic");
+  return c;
+}
+Gauge& peersKnown() {
+  static Gauge& g = MetricsRegistry::global().gauge(
+      "sluice_rpc_peers", "peers the process's endpoints currently know (connected or learned)");
+  return g;
+}
 Counter& livenessPings() {
   static Counter& c = MetricsRegistry::global().counter(
       "sluice_rpc_liveness_pings_total", "pings sent to peers that left calls unanswered for 1 s");
@@ -148,6 +159,8 @@ AlignedBytes allocatePageAligned(size_t size) {
 
 enum class OpKind : uint8_t { kRecv, kSend, kRma };
 
+struct Peer;
+
 // Every operation posted to libfabric carries one of these as its context;
 // fi_context2 comes first for providers that require FI_CONTEXT/FI_CONTEXT2.
 struct OpContext {
@@ -174,6 +187,7 @@ struct SendOp : OpContext {
   void* desc = nullptr;
   fi_addr_t dest = FI_ADDR_UNSPEC;
   PeerId peer = 0;
+  std::shared_ptr<const Peer> keep;  // the peer is not forgotten while this may reach it
   uint64_t request_id = 0;                               // non-zero: the request of a pending call
   std::chrono::steady_clock::time_point retry_deadline;  // set on the first FI_EAGAIN
   std::chrono::steady_clock::time_point first_refused;   // the first FI_EAGAIN
@@ -186,13 +200,13 @@ struct SendOp : OpContext {
 struct RmaName {
   bool read = false;
   size_t length = 0;
-  PeerId peer = 0;                          // 0: no operation named yet
-  const std::string* peer_name = nullptr;  // the Peer's; peers are never removed or renamed
+  PeerId peer = 0;  // 0: no operation named yet
+  // Keeps the peer (and its name) from being forgotten while the operation,
+  // its plan or its wait lives: they all hold a copy of this name.
+  std::shared_ptr<const Peer> peer_ref;
   bool empty() const { return peer == 0; }
   const char* op() const { return read ? "rmaRead" : "rmaWrite"; }
-  std::string peerText() const {
-    return peer_name != nullptr ? *peer_name : "peer#" + std::to_string(peer);
-  }
+  std::string peerText() const;
   // "rmaRead of 4096 bytes from peer 127.0.0.1:7000"
   std::string text() const {
     return std::string(op()) + " of " + std::to_string(length) + " bytes " +
@@ -273,7 +287,13 @@ struct HandOff {
   std::function<void()> cancel;
 };
 
+// A peer the endpoint knows: one it connect()ed to by name, or one learned
+// from a request's sender address. Objects that may still reach a peer (an
+// incoming call, a send, an RMA, its plan or wait) hold a shared_ptr to it;
+// a learned peer that nothing holds and that was idle for
+// EndpointOptions::peer_idle_timeout is forgotten (see forgetIdlePeersLocked).
 struct Peer {
+  PeerId id = 0;
   fi_addr_t fi_addr = FI_ADDR_UNSPEC;
   std::string raw;         // fabric address bytes
   std::string name;        // "host:port" for messages; immutable
@@ -282,8 +302,14 @@ struct Peer {
   std::deque<uint64_t> waiting;  // request ids queued for an in-flight slot
   Clock::time_point last_heard{};  // the last reply from it
   Clock::time_point busy_since{};  // when inflight last rose from 0
+  Clock::time_point last_used{};   // the last request from it or call to it
   bool probing = false;            // a liveness ping to it is pending
+  bool named = false;              // connect()ed to: callers keep its PeerId, so never forgotten
 };
+
+std::string RmaName::peerText() const {
+  return peer_ref != nullptr ? peer_ref->name : "peer#" + std::to_string(peer);
+}
 
 struct PendingCall {
   PeerId peer = 0;
@@ -344,6 +370,10 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   const std::string& address() const { return address_; }
   const std::string& provider() const { return provider_; }
   Duration defaultTimeout() const { return options_.default_timeout; }
+  size_t peerCount() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peers_.size();
+  }
   Result<PeerId> connect(const std::string& host_port);
   // `probe`: the endpoint's own liveness ping, which takes an in-flight slot
   // even when all are busy (calls stuck on a dead peer hold them all).
@@ -354,7 +384,7 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   Status sendRaw(PeerId peer, std::span<const uint8_t> bytes);
 
   // Used by incoming calls.
-  void sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uint16_t opcode,
+  void sendReply(std::shared_ptr<const Peer> to, uint64_t request_id, uint16_t opcode,
                  const Status& status, std::span<const uint8_t> body);
   Status rma(bool read, PeerId peer, const MemoryRegion& local, size_t local_offset,
              const RemoteBuffer& remote, size_t remote_offset, size_t length);
@@ -444,7 +474,13 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
   // queued requests of that peer into `out`.
   void releaseSlotLocked(PeerId peer, std::vector<std::unique_ptr<SendOp>>& out);
   Peer* peerLocked(PeerId id);
+  std::shared_ptr<Peer> peerRefLocked(PeerId id);
   Result<PeerId> peerForAddressLocked(const std::string& raw);
+  // REQUIRES mu_. Forgets learned peers that nothing holds and that sent or
+  // got nothing for peer_idle_timeout: removes them from the address vector
+  // and the maps. Without this every client process that ever called (each
+  // CLI run, each data loader worker) would stay in a long-running daemon.
+  void forgetIdlePeersLocked(Clock::time_point now);
   // fi_endpoint + binds + fi_enable on `info`; on failure ep_ stays null and
   // the libfabric code is returned (-FI_EBUSY: an shm name held by a live
   // process).
@@ -509,7 +545,9 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
 
   std::mutex mu_;
   bool stopping_ = false;                                  // GUARDED_BY(mu_)
-  std::vector<std::unique_ptr<Peer>> peers_;               // GUARDED_BY(mu_); PeerId = index + 1
+  std::unordered_map<PeerId, std::shared_ptr<Peer>> peers_;  // GUARDED_BY(mu_)
+  PeerId next_peer_id_ = 1;                                // GUARDED_BY(mu_); ids are never reused
+  Clock::time_point next_forget_scan_ = Clock::now();      // GUARDED_BY(mu_)
   std::unordered_map<std::string, PeerId> peers_by_raw_;   // GUARDED_BY(mu_)
   std::unordered_map<std::string, PeerId> peers_by_name_;  // GUARDED_BY(mu_)
   std::unordered_map<uint64_t, PendingCall> pending_;      // GUARDED_BY(mu_)
@@ -571,13 +609,13 @@ class FabricCore : public std::enable_shared_from_this<FabricCore> {
 
 class FabricIncomingCall final : public IncomingCall {
  public:
-  FabricIncomingCall(std::shared_ptr<FabricCore> core, uint16_t opcode, uint64_t id, PeerId peer,
-                     fi_addr_t addr, std::vector<uint8_t> body)
+  FabricIncomingCall(std::shared_ptr<FabricCore> core, uint16_t opcode, uint64_t id,
+                     std::shared_ptr<const Peer> from, std::vector<uint8_t> body)
       : core_(std::move(core)),
         opcode_(opcode),
         id_(id),
-        peer_(peer),
-        addr_(addr),
+        from_(std::move(from)),
+        peer_(from_->id),
         body_(std::move(body)) {}
   ~FabricIncomingCall() override {
     if (!replied_.load()) {
@@ -633,7 +671,7 @@ class FabricIncomingCall final : public IncomingCall {
       // The reply must not overtake the bytes it announces.
       Status written = awaitWrites();
       if (status.isOk() && !written.isOk()) {
-        core_->sendReply(addr_, peer_, id_, opcode_, written, {});
+        core_->sendReply(from_, id_, opcode_, written, {});
         return;
       }
     }
@@ -643,7 +681,7 @@ class FabricIncomingCall final : public IncomingCall {
       // take bytes that never left for an answer.
       auto core = core_;
       auto writes = writes_;
-      auto send = [core, writes, a = addr_, p = peer_, id = id_, op = opcode_, status,
+      auto send = [core, writes, from = from_, id = id_, op = opcode_, status,
                    copy = std::vector<uint8_t>(body.begin(), body.end())] {
         Status failed;
         {
@@ -651,9 +689,9 @@ class FabricIncomingCall final : public IncomingCall {
           failed = writes->error;
         }
         if (status.isOk() && !failed.isOk()) {
-          core->sendReply(a, p, id, op, failed, {});
+          core->sendReply(from, id, op, failed, {});
         } else {
-          core->sendReply(a, p, id, op, status, copy);
+          core->sendReply(from, id, op, status, copy);
         }
       };
       // Cancelled (the progress thread is gone), it still tries: sendReply
@@ -666,7 +704,7 @@ class FabricIncomingCall final : public IncomingCall {
                              send});
       return;
     }
-    core_->sendReply(addr_, peer_, id_, opcode_, status, body);
+    core_->sendReply(from_, id_, opcode_, status, body);
   }
   bool replied() const override { return replied_.load(); }
 
@@ -674,8 +712,8 @@ class FabricIncomingCall final : public IncomingCall {
   std::shared_ptr<FabricCore> core_;
   uint16_t opcode_;
   uint64_t id_;
+  std::shared_ptr<const Peer> from_;  // the caller, kept known until the call and its work end
   PeerId peer_;
-  fi_addr_t addr_;
   std::vector<uint8_t> body_;
   std::atomic<bool> replied_{false};
   std::shared_ptr<RmaWait> writes_;  // postRmaWrite's transfers, created by the first
@@ -696,6 +734,7 @@ class FabricEndpoint final : public Endpoint {
   std::string address() const override { return core_->address(); }
   const std::string& provider() const override { return core_->provider(); }
   Duration defaultTimeout() const override { return core_->defaultTimeout(); }
+  size_t peerCount() const override { return core_->peerCount(); }
   Result<PeerId> connect(const std::string& host_port) override {
     return core_->connect(host_port);
   }
@@ -1025,6 +1064,7 @@ void unlinkParkedShmRegions() {
 }
 
 FabricCore::~FabricCore() {
+  peersKnown().add(-static_cast<int64_t>(peers_.size()));
   // Threads are stopped by shutdown(), which the owning FabricEndpoint runs.
   if (shm_ && ep_ != nullptr) {
     std::string region;
@@ -1140,8 +1180,47 @@ void FabricCore::shutdown() {
 // ---------------------------------------------------------------- peers
 
 Peer* FabricCore::peerLocked(PeerId id) {
-  if (id == 0 || id > peers_.size()) return nullptr;
-  return peers_[id - 1].get();
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<Peer> FabricCore::peerRefLocked(PeerId id) {
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : it->second;
+}
+
+void FabricCore::forgetIdlePeersLocked(Clock::time_point now) {
+  if (now < next_forget_scan_) return;
+  const auto idle = options_.peer_idle_timeout;
+  next_forget_scan_ = now + std::clamp<Clock::duration>(idle / 4, std::chrono::milliseconds(10),
+                                                         std::chrono::seconds(10));
+  size_t forgotten = 0;
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    Peer& p = *it->second;
+    // use_count 1: only this map holds it, and new holders take it from the
+    // map under mu_, so none can appear while we decide.
+    if (p.named || it->second.use_count() != 1 || p.inflight != 0 || !p.waiting.empty() ||
+        p.probing || now - p.last_used < idle) {
+      ++it;
+      continue;
+    }
+    fi_addr_t addr = p.fi_addr;
+    if (int rc = fi_av_remove(av_, &addr, 1, 0); rc != 0) {
+      // Kept (and tried again next scan): a peer still in the address
+      // vector must stay findable by its address.
+      spdlog::warn("net {}: cannot forget idle peer {}: {}", address_, p.name, fiErrorText(rc));
+      ++it;
+      continue;
+    }
+    peers_by_raw_.erase(p.raw);
+    retry_accepted_.erase(p.id);  // the progress thread's, and this runs there
+    it = peers_.erase(it);
+    ++forgotten;
+  }
+  if (forgotten > 0) {
+    peersForgotten().inc(forgotten);
+    peersKnown().add(-static_cast<int64_t>(forgotten));
+  }
 }
 
 Result<PeerId> FabricCore::peerForAddressLocked(const std::string& raw) {
@@ -1199,9 +1278,12 @@ Result<PeerId> FabricCore::peerForAddressLocked(const std::string& raw) {
                   "cannot add peer " + peer->name + " to the address vector" +
                       (rc < 0 ? ": " + fiErrorText(rc) : std::string(" (invalid address)")));
   }
-  peers_.push_back(std::move(peer));
-  PeerId id = peers_.size();
+  const PeerId id = next_peer_id_++;
+  peer->id = id;
+  peer->last_used = Clock::now();
+  peers_.emplace(id, std::move(peer));
   peers_by_raw_.emplace(raw, id);
+  peersKnown().add(1);
   return id;
 }
 
@@ -1283,6 +1365,7 @@ Result<PeerId> FabricCore::connect(const std::string& host_port) {
   auto id = peerForAddressLocked(raw);
   if (!id.isOk()) return id.status().withContext("connecting to " + host_port);
   peers_by_name_[host_port] = *id;
+  peerLocked(*id)->named = true;
   return id;
 }
 
@@ -1445,11 +1528,12 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
                     "-byte frame limit of provider shm (move bulk data by RMA)"));
     return;
   }
-  const std::string* advertised = nullptr;  // Peer objects live as long as the core
+  std::shared_ptr<const Peer> target;  // holds `advertised` until the frame is written
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (Peer* p = peerLocked(peer)) advertised = &p->advertised;
+    target = peerRefLocked(peer);
   }
+  const std::string* advertised = target ? &target->advertised : nullptr;
   if (advertised == nullptr) {
     done(invalidArgument("call to unknown peer id " + std::to_string(peer) +
                          " (use connect() first)"));
@@ -1481,7 +1565,7 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
       done(Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down"));
       return;
     }
-    Peer* p = peerLocked(peer);
+    auto p = peerRefLocked(peer);
     if (p == nullptr) {
       lock.unlock();
       done(invalidArgument("call to unknown peer id " + std::to_string(peer) +
@@ -1489,6 +1573,7 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
       return;
     }
     op->dest = p->fi_addr;
+    p->last_used = Clock::now();
     PendingCall call;
     call.peer = peer;
     call.opcode = opcode;
@@ -1496,8 +1581,9 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
     call.deadline = Clock::now() + timeout;
     call.probe = probe;
     call.done = std::move(done);
+    op->keep = p;
     if (probe || p->inflight < std::max<size_t>(options_.max_inflight_per_peer, 1)) {
-      takeSlotLocked(p);
+      takeSlotLocked(p.get());
       to_send = std::move(op);
     } else {
       call.queued = std::move(op);
@@ -1555,13 +1641,13 @@ void FabricCore::finishCall(uint64_t id, Result<std::vector<uint8_t>> result, bo
 }
 
 void FabricCore::dueProbesLocked(Clock::time_point now, std::vector<PeerId>& out) {
-  for (size_t i = 0; i < peers_.size(); ++i) {
-    Peer& p = *peers_[i];
+  for (auto& [id, peer] : peers_) {
+    Peer& p = *peer;
     if (p.inflight == 0 || p.probing) continue;
     // Silent since its calls went out and since its last answer: ping it.
     if (now - std::max(p.last_heard, p.busy_since) < kProbeAfter) continue;
     p.probing = true;
-    out.push_back(static_cast<PeerId>(i + 1));
+    out.push_back(id);
   }
 }
 
@@ -1576,6 +1662,7 @@ void FabricCore::sweepDeadlines() {
       next_probe_scan_ = now + kProbeScanInterval;
       dueProbesLocked(now, probe);
     }
+    forgetIdlePeersLocked(now);
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
       uint64_t id = deadlines_.begin()->second;
       deadlines_.erase(deadlines_.begin());
@@ -1609,7 +1696,7 @@ void FabricCore::sweepDeadlines() {
   }
 }
 
-void FabricCore::sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uint16_t opcode,
+void FabricCore::sendReply(std::shared_ptr<const Peer> to, uint64_t request_id, uint16_t opcode,
                            const Status& status, std::span<const uint8_t> body) {
   if (stopped_) return;
   Status st = status;
@@ -1644,12 +1731,14 @@ void FabricCore::sendReply(fi_addr_t dest, PeerId peer, uint64_t request_id, uin
   header.request_id = request_id;
   header.status = static_cast<int32_t>(st.code());
   writeFrame(header, {}, body, op->frame.data());
-  op->dest = dest;
-  op->peer = peer;
+  op->dest = to->fi_addr;
+  op->peer = to->id;
+  const std::string name = to->name;
+  op->keep = std::move(to);
   Status s = postSend(std::move(op));
   if (!s.isOk()) {
-    spdlog::warn("net {}: reply to request {} from {} not sent: {}", address_, request_id,
-                 peerName(peer), s.toString());
+    spdlog::warn("net {}: reply to request {} from {} not sent: {}", address_, request_id, name,
+                 s.toString());
   }
 }
 
@@ -1664,9 +1753,10 @@ Status FabricCore::sendRaw(PeerId peer, std::span<const uint8_t> bytes) {
   if (!bytes.empty()) std::memcpy(op->frame.data(), bytes.data(), bytes.size());
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Peer* p = peerLocked(peer);
+    auto p = peerRefLocked(peer);
     if (p == nullptr) return invalidArgument("unknown peer id " + std::to_string(peer));
     op->dest = p->fi_addr;
+    op->keep = std::move(p);
   }
   op->peer = peer;
   return postSend(std::move(op));
@@ -1709,13 +1799,13 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
                       std::to_string(local.size()) + " bytes");
   }
   // The peer's name is read without the lock later: it never changes once
-  // the peer is added, and peers are never removed.
+  // the peer is added, and the name's reference keeps the peer.
   fi_addr_t dest = FI_ADDR_UNSPEC;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (const Peer* p = peerLocked(peer); p != nullptr) {
-      name.peer_name = &p->name;
+    if (auto p = peerRefLocked(peer); p != nullptr) {
       dest = p->fi_addr;
+      name.peer_ref = std::move(p);
     }
   }
   if (remote_offset > remote.length || length > remote.length - remote_offset ||
@@ -1730,7 +1820,7 @@ Result<RmaPlan> FabricCore::planRma(bool read, PeerId peer, const MemoryRegion& 
   plan.what = name;
   if (length == 0) return plan;
   if (stopped_) return Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down");
-  if (name.peer_name == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
+  if (name.peer_ref == nullptr) return invalidArgument(std::string(op_name) + ": unknown peer");
   plan.dest = dest;
   plan.pieces = (length + rma_piece_ - 1) / rma_piece_;
   plan.desc = region->desc();
@@ -2180,12 +2270,12 @@ void FabricCore::rejectFrame(std::span<const uint8_t> bytes, const Status& why) 
     std::unique_lock<std::mutex> lock(mu_);
     auto peer = peerForAddressLocked(raw);
     if (peer.isOk()) {
-      fi_addr_t dest = peerLocked(*peer)->fi_addr;
-      std::string name = peerLocked(*peer)->name;
+      std::shared_ptr<Peer> from = peerRefLocked(*peer);
+      from->last_used = Clock::now();
       lock.unlock();
-      spdlog::warn("net {}: rejected request {} from {}: {}", address_, f.header.request_id, name,
-                   why.toString());
-      sendReply(dest, *peer, f.header.request_id, f.header.opcode, why, {});
+      spdlog::warn("net {}: rejected request {} from {}: {}", address_, f.header.request_id,
+                   from->name, why.toString());
+      sendReply(std::move(from), f.header.request_id, f.header.opcode, why, {});
       return;
     }
   }
@@ -2195,8 +2285,7 @@ void FabricCore::rejectFrame(std::span<const uint8_t> bytes, const Status& why) 
 
 void FabricCore::handleRequest(const FrameView& frame) {
   std::string raw(reinterpret_cast<const char*>(frame.address.data()), frame.address.size());
-  PeerId peer;
-  fi_addr_t dest;
+  std::shared_ptr<Peer> from;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto id = peerForAddressLocked(raw);
@@ -2205,17 +2294,17 @@ void FabricCore::handleRequest(const FrameView& frame) {
                    id.status().toString());
       return;
     }
-    peer = *id;
-    dest = peerLocked(peer)->fi_addr;
+    from = peerRefLocked(*id);
+    from->last_used = Clock::now();
   }
   const FrameHeader& h = frame.header;
   if (h.opcode == kOpPing) {
-    sendReply(dest, peer, h.request_id, h.opcode, Status::ok(), frame.body);
+    sendReply(from, h.request_id, h.opcode, Status::ok(), frame.body);
     return;
   }
   auto it = handlers_.find(h.opcode);
   if (it == handlers_.end()) {
-    sendReply(dest, peer, h.request_id, h.opcode,
+    sendReply(from, h.request_id, h.opcode,
               Status(StatusCode::kUnimplemented,
                      "endpoint " + address_ + " has no handler for opcode " + hexOpcode(h.opcode)),
               {});
@@ -2227,7 +2316,7 @@ void FabricCore::handleRequest(const FrameView& frame) {
       (queued_requests_.load() >= options_.max_queued_requests ||
        queued_bytes_.load() + bytes > options_.max_queued_bytes)) {
     requestsRefusedOverloaded().inc();
-    sendReply(dest, peer, h.request_id, h.opcode,
+    sendReply(from, h.request_id, h.opcode,
               Status(StatusCode::kUnavailable,
                      "endpoint " + address_ + " is overloaded: " +
                          std::to_string(queued_requests_.load()) + " requests (" +
@@ -2237,7 +2326,7 @@ void FabricCore::handleRequest(const FrameView& frame) {
     return;
   }
   std::unique_ptr<IncomingCall> incoming = std::make_unique<FabricIncomingCall>(
-      shared_from_this(), h.opcode, h.request_id, peer, dest,
+      shared_from_this(), h.opcode, h.request_id, std::move(from),
       std::vector<uint8_t>(frame.body.begin(), frame.body.end()));
   uint64_t request_id = h.request_id;
   if (handler->mode == HandlerMode::kInline) {

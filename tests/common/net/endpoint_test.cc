@@ -855,6 +855,91 @@ TEST_P(EndpointTest, RequestsBeyondTheQueueLimitAreRefusedAtOnce) {
   server->shutdown();
 }
 
+// A daemon learns a peer from every client process that calls it; one idle
+// for peer_idle_timeout is forgotten, and comes back with its next request.
+TEST_P(EndpointTest, IdleLearnedPeersAreForgottenAndComeBackWithTheirNextCall) {
+  auto options = loopback();
+  options.peer_idle_timeout = Duration(300);
+  Gate gate;  // declared before the server, so it outlives it
+  auto ep = Endpoint::create(options);
+  ASSERT_TRUE(ep.isOk()) << ep.status().toString();
+  std::unique_ptr<Endpoint> server = std::move(ep).value();
+  server->registerHandler(kOpEcho, [](std::unique_ptr<IncomingCall> call) {
+    call->reply(Status::ok(), call->body());
+  });
+  server->registerHandler(kOpBlock, [&gate](std::unique_ptr<IncomingCall> call) {
+    gate.wait();
+    call->reply(Status::ok());
+  });
+  Endpoint* self = server.get();
+  server->registerHandler(kOpPushReleased, [self](std::unique_ptr<IncomingCall> call) {
+    RmaRequest req;
+    auto region = rmaRegionFor(*self, *call, &req);
+    if (!region.isOk()) return call->reply(region.status());
+    fillPattern((*region)->data(), req.buffer.length, req.seed);
+    call->reply(call->postRmaWrite(**region, 0, req.buffer, 0, req.buffer.length));
+    call->whenWritesDone([held = std::shared_ptr<MemoryRegion>(std::move(*region))](Status) {});
+  });
+  std::unique_ptr<Gate, void (*)(Gate*)> opened(&gate, [](Gate* g) { g->release(); });
+  ASSERT_TRUE(server->start().isOk());
+  auto waitForPeers = [&](size_t want) {
+    for (int i = 0; i < 300 && server->peerCount() != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return server->peerCount();
+  };
+  const std::vector<uint8_t> hello = {1, 2, 3};
+
+  // Client processes that call once and go away: none stays known.
+  for (int i = 0; i < 20; ++i) {
+    auto client = makeClient();
+    ASSERT_TRUE(client);
+    auto peer = client->connect(server->address());
+    ASSERT_TRUE(peer.isOk());
+    auto r = client->call(*peer, kOpEcho, hello);
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+  }
+  EXPECT_GE(server->peerCount(), 1u);
+  EXPECT_EQ(waitForPeers(0), 0u) << "idle learned peers are forgotten";
+
+  // A client that stays: forgotten while idle, answered again when it calls.
+  auto client = makeClient();
+  ASSERT_TRUE(client);
+  auto peer = client->connect(server->address());
+  ASSERT_TRUE(peer.isOk());
+  std::vector<uint8_t> target(256 << 10), expected(target.size());
+  auto dst = client->registerMemory(target.data(), target.size(), Access::kRemoteWrite);
+  ASSERT_TRUE(dst.isOk()) << dst.status().toString();
+  for (int round = 0; round < 3; ++round) {
+    auto r = client->call(*peer, kOpEcho, hello);
+    ASSERT_TRUE(r.isOk()) << "round " << round << ": " << r.status().toString();
+    EXPECT_EQ(*r, hello);
+    // The server writes into our memory again, through its new entry for us.
+    RmaRequest push{(*dst)->remote(), static_cast<uint64_t>(100 + round)};
+    auto w = client->call(*peer, kOpPushReleased, toBytes(&push, sizeof(push)));
+    ASSERT_TRUE(w.isOk()) << "round " << round << ": " << w.status().toString();
+    fillPattern(expected.data(), expected.size(), push.seed);
+    EXPECT_EQ(target, expected) << "round " << round;
+    EXPECT_EQ(server->peerCount(), 1u);
+    EXPECT_EQ(waitForPeers(0), 0u) << "round " << round;
+    EXPECT_EQ(client->peerCount(), 1u) << "a peer connect()ed to is never forgotten";
+  }
+
+  // A call still being handled holds its peer past the idle timeout.
+  auto p = std::make_shared<std::promise<Status>>();
+  auto held = p->get_future();
+  client->callAsync(*peer, kOpBlock, {}, Duration(10000),
+                    [p](Result<std::vector<uint8_t>> r) { p->set_value(r.status()); });
+  gate.waitForWaiters(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  EXPECT_EQ(server->peerCount(), 1u) << "the peer of a call in progress is kept";
+  gate.release();
+  Status s = held.get();
+  EXPECT_TRUE(s.isOk()) << s.toString();
+  EXPECT_EQ(waitForPeers(0), 0u);
+  server->shutdown();
+}
+
 TEST_P(EndpointTest, SlowHandlerTimesOutExactlyOnce) {
   auto client = makeClient();
   ASSERT_TRUE(client);
