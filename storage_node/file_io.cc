@@ -385,4 +385,6 @@ std::shared_ptr<FileIo> makeUringFileIo(unsigned queue_depth, std::shared_ptr<Ri
   return std::make_shared<UringFileIo>(queue_depth < 4 ? 4 : queue_depth, std::move(faults));
 }
 
+uint64_t ioRingsLost() { return ringsLost().value(); }
+
 }  // namespace sluice::storage

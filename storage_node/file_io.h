@@ -94,4 +94,8 @@ struct RingFaults {
 std::shared_ptr<FileIo> makeUringFileIo(unsigned queue_depth = 8,
                                         std::shared_ptr<RingFaults> faults = nullptr);
 
+// Rings this process has taken out of service so far
+// (sluice_storage_io_rings_lost_total).
+uint64_t ioRingsLost();
+
 }  // namespace sluice::storage

@@ -9,6 +9,7 @@
 #include "common/net/address.h"
 #include "common/wire/meta_generated.h"
 #include "common/wire/typed_call.h"
+#include "storage_node/file_io.h"
 
 namespace sluice::storage {
 
@@ -152,7 +153,9 @@ void MetaReporter::sendHeartbeat() {
   req.capacity_bytes = st.capacity_bytes;
   req.used_bytes = st.used_bytes;
   req.chunk_count = st.chunks;
-  req.error_count = st.io_errors + st.corrupt_found;
+  // A lost I/O ring counts as an error too, so `sluice status` shows the
+  // node needs a look (its log says why) and not only /metrics.
+  req.error_count = st.io_errors + st.corrupt_found + ioRingsLost();
   std::vector<uint8_t> body = wire::packBody<wm::HeartbeatRequest>(req);
   {
     std::lock_guard lock(mu_);

@@ -63,6 +63,7 @@ class FakeMeta {
           auto req = wire::decodeBody<wm::HeartbeatRequest>(call->body(), "Heartbeat");
           if (!req.isOk()) return call->reply(req.status());
           last_chunks_ = (*req)->chunk_count();
+          last_errors_ = (*req)->error_count();
           last_node_ = (*req)->node_id();
           ++heartbeats_;
           {
@@ -130,6 +131,7 @@ class FakeMeta {
   std::atomic<int> heartbeats_{0};
   std::atomic<uint64_t> last_chunks_{0};
   std::atomic<uint64_t> last_node_{0};
+  std::atomic<uint64_t> last_errors_{0};
 
  private:
   Hash128 cluster_;

@@ -9,8 +9,10 @@
 #include <functional>
 #include <thread>
 
+#include "common/core/metrics.h"
 #include "common/net/endpoint.h"
 #include "storage_node/chunk_store.h"
+#include "storage_node/file_io.h"
 #include "storage_node/meta_reporter.h"
 #include "tests/storage_node/fake_meta.h"
 #include "tests/storage_node/test_util.h"
@@ -88,6 +90,20 @@ TEST_F(MetaReporterTest, AnUnansweredHeartbeatDoesNotHoldBackTheNext) {
   EXPECT_EQ(reporter_->heartbeatIntervalMs(), 150u);  // Heartbeat answers update it
   EXPECT_EQ(meta_.last_node_.load(), 7u);
   EXPECT_EQ(meta_.registrations_.load(), 1);
+}
+
+// A ring taken out of service shows in `sluice status` through the node's
+// error count, not only on /metrics.
+TEST_F(MetaReporterTest, ALostIoRingCountsAsAnErrorInHeartbeats) {
+  ASSERT_TRUE(reporter_->registerNode().isOk());
+  ASSERT_TRUE(reporter_->start().isOk());
+  ASSERT_TRUE(eventually([&] { return meta_.heartbeats_.load() >= 1; }));
+  const uint64_t before = meta_.last_errors_.load();
+  EXPECT_EQ(before, ioRingsLost()) << "a fresh store has no errors of its own";
+  // What settle() does when a ring cannot drain (RingRecoveryTest covers that).
+  MetricsRegistry::global().counter("sluice_storage_io_rings_lost_total", "").inc();
+  EXPECT_TRUE(eventually([&] { return meta_.last_errors_.load() == before + 1; }))
+      << "error count in heartbeats stayed " << meta_.last_errors_.load();
 }
 
 TEST_F(MetaReporterTest, RegistersAgainWhenMetaNoLongerKnowsTheNode) {
