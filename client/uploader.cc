@@ -19,6 +19,7 @@
 #include "common/codec/chunk_builder.h"
 #include "common/codec/codec_limits.h"
 #include "common/codec/record_codec.h"
+#include "metadata/names.h"
 
 namespace sluice::client {
 namespace {
@@ -98,6 +99,9 @@ class Upload {
   Result<UploadReport> run(const std::string& source_dir) {
     auto start = std::chrono::steady_clock::now();
     SLUICE_RETURN_IF_ERROR(validateMaxRecordSize(options_.max_record_size));
+    // Checked before anything is sent: the tag is set after the commit, and
+    // a tag refused then would leave a committed version behind an error.
+    if (!options_.tag.empty()) SLUICE_RETURN_IF_ERROR(sluice::meta::validateTagName(options_.tag, "--tag"));
     SLUICE_ASSIGN_OR_RETURN(tree_, walkSourceTree(source_dir));
     report_.warnings = tree_.warnings;
     report_.dataset = dataset_;
@@ -611,9 +615,14 @@ class Upload {
       t.tag = options_.tag;
       t.version = version_;
       t.dataset_id = dataset_id_;
-      SLUICE_ASSIGN_OR_RETURN(auto tresp, (cluster_.meta<meta::SetTagRequest, meta::SetTagResponse>(
-                                              meta::MetaMethod::SetTag, t, "SetTag")));
-      (void)tresp;
+      auto tagged = cluster_.meta<meta::SetTagRequest, meta::SetTagResponse>(meta::MetaMethod::SetTag, t,
+                                                                               "SetTag");
+      if (!tagged.isOk()) {
+        return tagged.status().withContext(dataset_ + "@v" + std::to_string(version_) +
+                                           " was committed, but tagging it '" + options_.tag +
+                                           "' failed (tag it with 'sluice tag set " + dataset_ + "@v" +
+                                           std::to_string(version_) + " " + options_.tag + "')");
+      }
     }
     return Status();
   }

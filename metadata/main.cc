@@ -98,18 +98,21 @@ int run(int argc, char** argv) {
     std::printf("%s", schema.helpText().c_str());
     return 0;
   }
+  // Block the stop signals before any thread starts (logging starts one to
+  // flush) so only sigwait sees them: a thread that left them unblocked got
+  // a SIGTERM and ran the process's exit from inside the logger's own flush
+  // thread, which then aborted joining itself.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   if (sluice::Status s = sluice::initLogging("sluice-meta", f.log); !s.isOk()) {
     std::fprintf(stderr, "sluice-meta: %s\n", s.toString().c_str());
     return 2;
   }
   spdlog::info("starting with\n{}", schema.effectiveConfig());
 
-  // Block the stop signals before any thread starts so only sigwait sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   sluice::meta::MetaStoreOptions o;
   o.lmdb.dir = f.data_dir;

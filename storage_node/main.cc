@@ -14,12 +14,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <random>
+#include <thread>
 
 #include "common/core/config.h"
 #include "common/core/copy_rate.h"
@@ -177,20 +179,22 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "sluice-storage: %s\n", s.toString().c_str());
     return 2;
   }
-  if (Status s = initLogging("sluice-storage", o.log); !s.isOk()) {
-    std::fprintf(stderr, "sluice-storage: %s\n", s.toString().c_str());
-    return 2;
-  }
-  spdlog::info("starting with\n{}", schema.effectiveConfig());
-
   // SIGTERM/SIGINT are taken synchronously by the main thread; block them
-  // before any thread starts so every thread inherits the mask.
+  // before any thread starts (logging starts one to flush) so every thread
+  // inherits the mask. A thread without it took a SIGTERM sent while the
+  // node was still registering and aborted the process from there.
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  if (Status s = initLogging("sluice-storage", o.log); !s.isOk()) {
+    std::fprintf(stderr, "sluice-storage: %s\n", s.toString().c_str());
+    return 2;
+  }
+  spdlog::info("starting with\n{}", schema.effectiveConfig());
+
 
   ChunkStoreOptions so;
   so.data_dir = o.data_dir;
@@ -251,7 +255,28 @@ int run(int argc, char** argv) {
     mo.advertise_address = address;
     mo.data_dir = o.data_dir;
     reporter = std::make_unique<MetaReporter>(**endpoint, **store, mo);
+    // Registration retries while meta is unreachable; a stop signal then
+    // ends it (the main thread is busy registering, so another one waits).
+    std::atomic<bool> registering{true}, stop_requested{false};
+    std::thread signal_watch([&] {
+      while (registering.load()) {
+        timespec tick{0, 100'000'000};
+        int sig = sigtimedwait(&sigs, nullptr, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+          stop_requested = true;
+          reporter->stop();
+          return;
+        }
+      }
+    });
     auto id = reporter->registerNode();
+    registering = false;
+    signal_watch.join();
+    if (stop_requested.load()) {
+      spdlog::info("stopped while registering with sluice-meta at {}", o.meta);
+      (*endpoint)->shutdown();
+      return 0;
+    }
     if (!id.isOk()) return fail("registering with sluice-meta at " + o.meta, id.status());
     identity = *id;
     (*service)->setIdentity(identity, false);

@@ -362,6 +362,15 @@ TEST_F(ClientE2E, BadArgumentsGiveClearErrorsAndExitCodes) {
   EXPECT_EQ(r->exit_code, 2) << r->err;
   r = cluster_->runCli({"dataset", "create", "bad name"});
   EXPECT_EQ(r->exit_code, 2) << r->err;
+  // A tag that cannot be set fails the put before anything is committed.
+  for (const char* tag : {"bad tag", "v9"}) {
+    r = cluster_->runCli({"-q", "put", src.path(), "args", "--tag", tag});
+    EXPECT_EQ(r->exit_code, 2) << tag << ": " << r->err;
+    EXPECT_NE(r->err.find("--tag"), std::string::npos) << r->err;
+  }
+  r = cluster_->runCli({"--json", "versions", "args"});
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_EQ(r->out.find("\"version\":2"), std::string::npos) << "no version was added: " << r->out;
   r = cluster_->runCli({"cat", "args@v1", "f"});
   EXPECT_EQ(r->exit_code, 0);
   EXPECT_EQ(r->out, "x");
@@ -438,6 +447,10 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
   fs::permissions(fs::path(src.path()) / "empty-dir", fs::perms(0750));
   fs::create_symlink("x/y/z.bin", fs::path(src.path()) / "link");
   fs::create_symlink("../../outside", fs::path(src.path()) / "x" / "escape");
+  // A name at the file system's limit: the temporary file of a get needs a
+  // shorter name than "<name>.sluice-part".
+  const std::string long_name(250, 'n');
+  writeFile(fs::path(src.path()) / "x" / long_name, "long");
   createDataset("cliget", 2);
   auto put = cluster_->runCli({"-q", "put", src.path(), "cliget", "-m", "first", "--tag", "gold"});
   ASSERT_TRUE(put.isOk());
@@ -458,6 +471,10 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
   EXPECT_TRUE(fs::is_symlink(copy / "link"));
   EXPECT_EQ(fs::read_symlink(copy / "link"), "x/y/z.bin");
   EXPECT_EQ(fs::read_symlink(copy / "x" / "escape"), "../../outside");
+  // One file into a directory that does not exist yet, named with a '/'.
+  get = cluster_->runCli({"-q", "get", "cliget@v1", "top.txt", dest.path() + "/new-dir/"});
+  ASSERT_EQ(get->exit_code, 0) << get->err;
+  EXPECT_EQ(readFile(fs::path(dest.path()) / "new-dir" / "top.txt"), readFile(fs::path(src.path()) / "top.txt"));
   auto cat_link = cluster_->runCli({"cat", "cliget@v1", "link"});
   EXPECT_EQ(cat_link->exit_code, 2);
   EXPECT_NE(cat_link->err.find("symlink"), std::string::npos) << cat_link->err;

@@ -31,6 +31,12 @@ class StorageDaemon {
   // `work_dir`; waits until it serves (its address is then address()) or
   // exits (its exit code is then exitCode()).
   Status start(const std::string& work_dir, std::vector<std::string> args) {
+    SLUICE_RETURN_IF_ERROR(launch(work_dir, std::move(args)));
+    return waitReady();
+  }
+
+  // Starts the daemon as start() does, without waiting for it to serve.
+  Status launch(const std::string& work_dir, std::vector<std::string> args) {
     ready_ = work_dir + "/ready";
     log_ = work_dir + "/daemon.log";
     ::unlink(ready_.c_str());
@@ -52,6 +58,11 @@ class StorageDaemon {
       ::execv(bin.c_str(), argv.data());
       ::_exit(127);
     }
+    return Status::ok();
+  }
+
+  // Waits until a launched daemon serves or exits (see start()).
+  Status waitReady() {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < deadline) {
       std::ifstream in(ready_);
@@ -93,6 +104,7 @@ class StorageDaemon {
   }
 
   const std::string& address() const { return address_; }
+  const std::string& logFile() const { return log_; }
   pid_t pid() const { return pid_; }
   int exitCode() const { return exit_code_; }
   std::string output(const std::string& work_dir) const {

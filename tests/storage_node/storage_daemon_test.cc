@@ -360,6 +360,27 @@ TEST(StorageDaemonTest, RegistersHeartbeatsAndRefusesAnotherClustersDataDir) {
   EXPECT_NE(out.find("not this cluster"), std::string::npos) << out;
 }
 
+// SIGTERM while the node still waits for meta (registration retries) ends it
+// cleanly: it used to abort, the signal taken by the logger's flush thread.
+TEST(StorageDaemonTest, StopsCleanlyWhileStillRegistering) {
+  TempDir dir;
+  StorageDaemon daemon;
+  ASSERT_TRUE(daemon.launch(dir.path(), {"--data_dir=" + dir.path() + "/d", "--listen=127.0.0.1:0",
+                                         "--meta=127.0.0.1:1"})
+                  .isOk());
+  bool retrying = false;
+  for (int i = 0; i < 1000 && !retrying; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::ifstream in(daemon.logFile());
+    std::string log((std::istreambuf_iterator<char>(in)), {});
+    retrying = log.find("retrying") != std::string::npos;
+  }
+  ASSERT_TRUE(retrying) << "the node never tried to register";
+  EXPECT_EQ(daemon.stop(), 0) << daemon.output(dir.path());
+  EXPECT_EQ(daemon.output(dir.path()).find("terminate called"), std::string::npos)
+      << daemon.output(dir.path());
+}
+
 TEST(StorageDaemonTest, BadConfigurationExitsWithCodeTwo) {
   TempDir dir;
   StorageDaemon daemon;

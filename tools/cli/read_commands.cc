@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <mutex>
 
+#include <xxhash.h>
+
 #include "client/parallel.h"
 #include "client/progress.h"
 #include "client/reader.h"
@@ -210,6 +212,21 @@ std::array<struct timespec, 2> atimeAndMtime(int64_t mtime_ns) {
   return {t, t};
 }
 
+// Where writeLocal puts a file's bytes before renaming it into `target`:
+// beside it, named after it so a re-run truncates the same file. A name near
+// the 255-byte limit leaves no room for the suffix, so it gets a short name
+// derived from its own.
+fs::path tempPathFor(const fs::path& target) {
+  constexpr size_t kNameMax = 255;
+  const std::string name = target.filename().string();
+  const std::string suffix = ".sluice-part";
+  if (name.size() + suffix.size() <= kNameMax) return fs::path(target.string() + suffix);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(XXH3_64bits(name.data(), name.size())));
+  return target.parent_path() / (".long-name-" + std::string(hex) + suffix);
+}
+
 // Writes one file atomically under dest: temp file, then rename; mode and
 // mtime as uploaded.
 Status writeLocal(client::DatasetReader& reader, const client::FileInfo& file,
@@ -217,7 +234,7 @@ Status writeLocal(client::DatasetReader& reader, const client::FileInfo& file,
   std::error_code ec;
   fs::create_directories(target.parent_path(), ec);
   if (ec) return ioError("creating '" + target.parent_path().string() + "': " + ec.message());
-  std::string tmp = target.string() + ".sluice-part";
+  const std::string tmp = tempPathFor(target).string();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return errnoStatus(errno, "creating '" + tmp + "'");
   std::vector<uint8_t> buf(std::min<uint64_t>(file.size, 8u << 20));
@@ -280,7 +297,9 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
     if ((*st)->entry->type != meta::EntryType::Directory) {
       auto file = (*reader)->stat(prefix);
       if (!file.isOk()) return reportError(file.status());
-      fs::path target = fs::is_directory(dest) ? fs::path(dest) / fs::path(prefix).filename() : fs::path(dest);
+      // DEST names a directory if it is one, or ends in '/' (made if missing).
+      const bool into_dir = fs::is_directory(dest) || (!dest.empty() && dest.back() == '/');
+      fs::path target = into_dir ? fs::path(dest) / fs::path(prefix).filename() : fs::path(dest);
       Status s = writeLocal(**reader, *file, target, nullptr);
       if (!s.isOk()) return reportError(s);
       if (!ctx.json) std::printf("wrote %s (%s)\n", target.c_str(), ProgressMeter::formatBytes(file->size).c_str());

@@ -1,4 +1,5 @@
 // sluice put | versions | version rm | tag set|rm|list | diff
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -27,6 +28,14 @@ struct PutArgs {
 };
 
 double ratio(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : static_cast<double>(a) / b; }
+
+// Share of the version's bytes that were already stored: a ratio of logical
+// to new bytes grows without bound as the new part shrinks (17096305.33x for
+// one changed record), and means nothing when nothing was new.
+double reusedPercent(uint64_t logical, uint64_t new_raw) {
+  if (logical == 0) return 0.0;
+  return 100.0 * static_cast<double>(logical - std::min(logical, new_raw)) / static_cast<double>(logical);
+}
 
 int put(Context& ctx, const PutArgs& a) {
   auto cluster = ctx.cluster();
@@ -62,6 +71,7 @@ int put(Context& ctx, const PutArgs& a) {
         .field("replaced_chunks", r.replaced_chunks)
         .field("bytes_sent", r.bytes_sent)
         .field("dedup_ratio", dedup)
+        .field("reused_bytes_percent", reusedPercent(r.logical_bytes, r.new_raw_bytes))
         .field("compression_ratio", compression)
         .field("seconds", r.seconds)
         .endObject();
@@ -76,10 +86,12 @@ int put(Context& ctx, const PutArgs& a) {
               ProgressMeter::formatBytes(r.new_stored_bytes).c_str(),
               ProgressMeter::formatCount(r.chunks).c_str(),
               r.logical_bytes ? 100.0 * static_cast<double>(r.new_raw_bytes) / r.logical_bytes : 0.0);
-  std::printf("  dedup      %s of %s records already stored (ratio %.2fx)\n",
+  std::printf("  dedup      %s of %s records already stored (%.1f%% of the bytes)\n",
               ProgressMeter::formatCount(r.reused_records).c_str(),
-              ProgressMeter::formatCount(r.records).c_str(), dedup);
-  std::printf("  compression %.2fx;  %s sent to storage nodes in %s (%s/s)\n", compression,
+              ProgressMeter::formatCount(r.records).c_str(), reusedPercent(r.logical_bytes, r.new_raw_bytes));
+  char compressed[32] = "- (nothing new)";
+  if (r.new_stored_bytes > 0) std::snprintf(compressed, sizeof compressed, "%.2fx", compression);
+  std::printf("  compression %s;  %s sent to storage nodes in %s (%s/s)\n", compressed,
               ProgressMeter::formatBytes(r.bytes_sent).c_str(),
               ProgressMeter::formatDuration(r.seconds).c_str(),
               ProgressMeter::formatBytes(r.seconds > 0 ? static_cast<uint64_t>(r.logical_bytes / r.seconds) : 0).c_str());
