@@ -116,9 +116,13 @@ class Upload {
     SLUICE_RETURN_IF_ERROR(beginVersion());
     Status s = uploadAll();
     if (!s.isOk()) {
+      // A re-run starts a new version; what it finds in the record index
+      // (the files this draft already holds) it does not send again.
+      const std::string draft = dataset_ + "@v" + std::to_string(version_);
       return s.withContext("uploading to " + dataset_ + " draft v" + std::to_string(version_) +
-                           " (the draft is kept; re-run the same command to resume: data "
-                           "already stored is not sent again)");
+                           " (re-run the same command once the cause is fixed: files the draft "
+                           "already holds are not sent again; the unfinished draft stays until "
+                           "'sluice version rm " + draft + "')");
     }
     SLUICE_RETURN_IF_ERROR(commit());
     report_.seconds =

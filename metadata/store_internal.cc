@@ -76,8 +76,11 @@ Result<VersionHandle> resolveCommitted(const Txn& txn, const DatasetHandle& ds,
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, resolveRef(txn, ds, ref));
   if (v.rec.state != VersionState::kCommitted) {
     return failedPrecondition("dataset '" + ds.name + "' v" + std::to_string(v.number) + " is " +
-                              (v.rec.state == VersionState::kDraft ? "a draft; commit it first"
-                                                                   : "aborted"));
+                              (v.rec.state == VersionState::kDraft
+                                   ? "a draft: an upload that has not finished (re-run its put, or "
+                                     "delete it with 'sluice version rm " + ds.name + "@v" +
+                                         std::to_string(v.number) + "')"
+                                   : "aborted"));
   }
   return v;
 }

@@ -368,6 +368,10 @@ TEST_F(ClientE2E, BadArgumentsGiveClearErrorsAndExitCodes) {
     EXPECT_EQ(r->exit_code, 2) << tag << ": " << r->err;
     EXPECT_NE(r->err.find("--tag"), std::string::npos) << r->err;
   }
+  r = cluster_->runCli({"gc", "--grace", "5"});
+  EXPECT_EQ(r->exit_code, 2) << "--grace means nothing without --dry-run: " << r->err;
+  r = cluster_->runCli({"gc", "--dry-run", "--grace", "-1"});
+  EXPECT_EQ(r->exit_code, 2) << r->err;
   r = cluster_->runCli({"--json", "versions", "args"});
   EXPECT_EQ(r->exit_code, 0) << r->err;
   EXPECT_EQ(r->out.find("\"version\":2"), std::string::npos) << "no version was added: " << r->out;

@@ -352,7 +352,9 @@ int gc(Context& ctx, uint64_t grace_seconds, uint64_t orphan_grace_s) {
   std::string cursor;
   do {
     meta::ListGarbageRequestT req;
-    req.grace_ms = grace_seconds * 1000;
+    // On the wire 0 asks for the server's default (a day), so "no grace"
+    // goes as the shortest one there is.
+    req.grace_ms = grace_seconds == 0 ? 1 : grace_seconds * 1000;
     req.cursor = cursor;
     auto resp = (*cluster)->meta<meta::ListGarbageRequest, meta::ListGarbageResponse>(
         meta::MetaMethod::ListGarbage, req, "ListGarbage");
@@ -747,6 +749,7 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   sc->add_option("--timeout", sa->timeout, "seconds to wait (default 3600)");
   sc->callback([&ctx, &action, sa] { action = [&ctx, sa] { return scrub(ctx, sa->node, !sa->no_wait, sa->timeout); }; });
 
+  constexpr uint64_t kMaxGraceSeconds = 10ull * 365 * 86400;  // ten years: anything longer is a typo
   struct GcArgs {
     uint64_t grace = 3600;
     uint64_t orphan_grace = 3600;
@@ -755,10 +758,17 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   auto ga = std::make_shared<GcArgs>();
   auto* g = app.add_subcommand("gc", "delete chunks that no version references any more, and report the bytes freed");
   g->add_flag("--dry-run", ga->dry_run, "only list what is unreferenced (also by drafts idle longer than --grace)");
-  g->add_option("--grace", ga->grace, "with --dry-run: seconds a draft protects its chunks (default 3600)");
+  auto* grace = g->add_option("--grace", ga->grace,
+                              "with --dry-run: seconds a draft protects its chunks (default 3600; 0: none)")
+                    ->check(CLI::Range(uint64_t{0}, kMaxGraceSeconds));
   g->add_option("--orphan-grace", ga->orphan_grace,
-                "seconds before a chunk no version or draft names (left by a failed upload) is deleted (default 3600)");
-  g->callback([&ctx, &action, ga] {
+                "seconds before a chunk no version or draft names (left by a failed upload) is deleted (default 3600)")
+      ->check(CLI::Range(uint64_t{0}, kMaxGraceSeconds));
+  g->callback([&ctx, &action, ga, grace] {
+    if (grace->count() > 0 && !ga->dry_run) {
+      throw CLI::ValidationError("--grace", "only applies with --dry-run (a real gc deletes what sluice-meta "
+                                            "has tombstoned, after its own draft_grace)");
+    }
     action = [&ctx, ga] { return ga->dry_run ? gc(ctx, ga->grace, ga->orphan_grace) : collect(ctx, ga->orphan_grace); };
   });
 }
