@@ -693,6 +693,36 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
     ASSERT_TRUE(fs::exists(lost)) << "the chunk whose file was deleted was not fetched again: " << lost;
     EXPECT_EQ(readFile(lost), lost_content);
   }
+
+  // Both copies of one chunk damaged: no repair can bring it back, so scrub
+  // ends (it used to wait out its timeout) and names it as lost.
+  std::set<std::string> before;
+  for (const auto& [id, nodes] : chunkCopies(tc, 3)) before.insert(id);
+  writeFile(fs::path(src) / "g", makeContent(300000, 99));
+  r = tc.runCli({"put", src, "sc", "-q"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0);
+  std::string doomed;
+  for (const auto& [id, nodes] : chunkCopies(tc, 3)) {
+    if (nodes.size() != 2 || before.count(id)) continue;
+    doomed = id;
+    for (int n : nodes) {
+      for (const auto& f : tc.chunkFiles(n)) {
+        if (fs::path(f).filename() != id) continue;
+        std::string bytes = readFile(f);
+        ASSERT_GT(bytes.size(), 100u);
+        std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+        io.seekp(100);
+        io.put(static_cast<char>(bytes[100] ^ 0x5a));
+      }
+    }
+    break;
+  }
+  ASSERT_FALSE(doomed.empty());
+  r = tc.runCli({"scrub", "--timeout", "90", "-q"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 6) << "not 5, a timeout: " << r->err << r->out;
+  EXPECT_NE(r->err.find("no good copy left"), std::string::npos) << r->err;
+  EXPECT_NE(r->err.find(doomed), std::string::npos) << r->err;
 }
 
 TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {

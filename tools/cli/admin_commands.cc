@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <optional>
 #include <thread>
 
@@ -581,16 +582,42 @@ int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeo
 
 // Kicks a scrub pass on the nodes, waits for it, then for sluice-meta to
 // fetch every corrupt chunk found again from a replica.
+std::string chunkHex(const storage::Hash& id) {
+  char hex[33];
+  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(id.hi()),
+                static_cast<unsigned long long>(id.lo()));
+  return hex;
+}
+
+// For each of `ids` (missing on node `from`): does another of `nodes` still
+// hold a copy that a repair could fetch?
+Result<std::vector<bool>> copiesElsewhere(client::Cluster& c, const std::vector<client::NodeId>& nodes,
+                                          client::NodeId from, const std::vector<storage::Hash>& ids) {
+  std::vector<bool> found(ids.size(), false);
+  if (ids.empty()) return found;
+  storage::HasChunksRequestT has;
+  has.ids = ids;
+  for (auto other : nodes) {
+    if (other == from) continue;
+    auto h = storageCall<storage::HasChunksRequest, storage::HasChunksResponse>(c, other, storage::StorageMethod::HasChunks,
+                                                                                has, "HasChunks");
+    if (!h.isOk()) return h.status();
+    for (size_t i = 0; i < (*h)->lengths.size() && i < ids.size(); ++i) found[i] = found[i] || (*h)->lengths[i] > 0;
+  }
+  return found;
+}
+
 int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
   client::Cluster& c = **cluster;
   if (Status s = c.refreshMap(); !s.isOk()) return reportError(s);
   auto map = c.map();
-  std::vector<client::NodeId> nodes;
+  std::vector<client::NodeId> nodes, live;  // to scrub; every node a repair could fetch from
   for (const auto& n : map->nodes()) {
-    if (only_node != 0 && n.id != only_node) continue;
-    if (n.state == meta::NodeState::Up || n.state == meta::NodeState::Draining) nodes.push_back(n.id);
+    if (n.state != meta::NodeState::Up && n.state != meta::NodeState::Draining) continue;
+    live.push_back(n.id);
+    if (only_node == 0 || n.id == only_node) nodes.push_back(n.id);
   }
   if (nodes.empty()) {
     return reportError(notFound(only_node ? "node " + std::to_string(only_node) + " is not an up storage node"
@@ -611,6 +638,9 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
   if (!ctx.json && !ctx.quiet) std::fprintf(stderr, "scrub started on %zu nodes\n", nodes.size());
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   std::map<client::NodeId, std::unique_ptr<storage::NodeStatsResponseT>> stats;
+  // Chunks quarantined with no good copy left on any up node: no repair can
+  // bring them back, so they are reported instead of waited for.
+  std::set<std::string> lost;
   for (bool pending = true; pending;) {
     pending = false;
     for (auto id : nodes) {
@@ -627,7 +657,19 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
         auto h = storageCall<storage::HasChunksRequest, storage::HasChunksResponse>(c, id, storage::StorageMethod::HasChunks,
                                                                                     has, "HasChunks");
         if (!h.isOk()) return reportError(h.status());
-        for (uint64_t len : (*h)->lengths) missing += len == 0 ? 1 : 0;
+        std::vector<storage::Hash> gone;
+        for (size_t i = 0; i < (*h)->lengths.size() && i < has.ids.size(); ++i) {
+          if ((*h)->lengths[i] == 0) gone.push_back(has.ids[i]);
+        }
+        auto elsewhere = copiesElsewhere(c, live, id, gone);
+        if (!elsewhere.isOk()) return reportError(elsewhere.status());
+        for (size_t i = 0; i < gone.size(); ++i) {
+          if ((*elsewhere)[i]) {
+            ++missing;  // a replica has it: the node's repair fetches it
+          } else {
+            lost.insert(chunkHex(gone[i]));
+          }
+        }
       }
       pending |= wait && (!scrubbed || missing > 0);
       stats[id] = std::move(*r);
@@ -654,7 +696,15 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
     std::printf("%s\n", j.str().c_str());
   } else {
     std::fputs(t.render().c_str(), stdout);
-    if (wait) std::printf("every corrupt chunk found has been fetched again from a good replica\n");
+    if (wait && lost.empty()) std::printf("every corrupt chunk found has been fetched again from a good replica\n");
+  }
+  if (!lost.empty()) {
+    std::string ids;
+    for (const auto& hex : lost) ids += (ids.empty() ? "" : ", ") + hex;
+    return reportError(Status(StatusCode::kCorruption,
+                              std::to_string(lost.size()) + " corrupt chunk(s) have no good copy left on any up node, so "
+                              "they cannot be repaired: " + ids + ". Reads of the files that use them fail; upload those "
+                              "files again (a new version), or bring back a node that holds a good copy."));
   }
   return kExitOk;
 }
