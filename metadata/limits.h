@@ -23,6 +23,10 @@ inline constexpr uint32_t kMaxRecordBytes = 64u << 20;
 inline constexpr uint32_t kMinChunkSize = 64u << 10;
 inline constexpr uint32_t kMaxChunkSize = 1u << 30;
 inline constexpr uint32_t kDefaultChunkSize = 4u << 20;
+// A dataset's chunk size: uploaders build chunks of at most 64 MiB
+// (codec_limits.h's kMaxChunkSizeCap), which is also a storage node's default
+// max_chunk, so a larger setting would only be clamped.
+inline constexpr uint32_t kMaxDatasetChunkSize = 64u << 20;
 inline constexpr uint32_t kMaxReplicas = 16;
 inline constexpr uint32_t kMaxStripes = 1u << 16;
 // stripe_count * max_replicas: the map's ids must fit one GetClusterMap reply.

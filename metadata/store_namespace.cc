@@ -112,7 +112,7 @@ Result<std::vector<LookupResult>> MetaStore::lookup(std::string_view dataset,
     return invalidArgument("paths: at most " + std::to_string(kMaxPathsPerLookup) + " per lookup");
   }
   for (size_t i = 0; i < paths.size(); ++i) {
-    SLUICE_RETURN_IF_ERROR(validatePath(paths[i], "paths[" + std::to_string(i) + "]", true));
+    SLUICE_RETURN_IF_ERROR(validatePath(paths[i], "path", true));  // the path itself names which
   }
   SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
   SLUICE_ASSIGN_OR_RETURN(DatasetHandle ds, loadDataset(txn, dataset));

@@ -372,9 +372,9 @@ Result<DatasetInfo> MetaStore::createDataset(std::string_view name, const Datase
                            std::to_string(params_.max_replicas) + " replicas");
   }
   uint32_t chunk_size = o.chunk_size == 0 ? kDefaultChunkSize : o.chunk_size;
-  if (chunk_size < kMinChunkSize || chunk_size > kMaxChunkSize) {
-    return invalidArgument("chunk_size: must be " + std::to_string(kMinChunkSize) + ".." +
-                           std::to_string(kMaxChunkSize) + " bytes");
+  if (chunk_size < kMinChunkSize || chunk_size > kMaxDatasetChunkSize) {
+    return invalidArgument("chunk_size: must be 64K..64M (" + std::to_string(kMinChunkSize) + ".." +
+                           std::to_string(kMaxDatasetChunkSize) + " bytes)");
   }
   if (o.compression != CompressionPolicy::kAuto && o.compression != CompressionPolicy::kNone) {
     return invalidArgument("compression: unknown policy");

@@ -485,6 +485,11 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
 
   auto ls = cluster_->runCli({"ls", "-R", "cliget@v1"});
   EXPECT_NE(ls->out.find("x/y/z.bin"), std::string::npos) << ls->out;
+  // A file is listed as itself, as ls(1) does.
+  ls = cluster_->runCli({"ls", "-l", "cliget@v1", "x/y/z.bin"});
+  EXPECT_EQ(ls->exit_code, 0) << ls->err;
+  EXPECT_NE(ls->out.find("x/y/z.bin"), std::string::npos) << ls->out;
+  EXPECT_NE(ls->out.find("1,500,000"), std::string::npos) << ls->out;
   auto status = cluster_->runCli({"status"});
   EXPECT_EQ(status->exit_code, 0);
   EXPECT_NE(status->out.find("up"), std::string::npos) << status->out;

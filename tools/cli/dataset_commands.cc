@@ -41,7 +41,7 @@ int create(Context& ctx, const CreateArgs& a) {
   req.replication = static_cast<uint8_t>(a.replication);
   auto size = parseSize(a.chunk_size);
   if (!size.isOk()) return reportError(size.status().withContext("--chunk-size"));
-  if (*size > UINT32_MAX) return reportError(invalidArgument("--chunk-size: at most 64M"));
+  if (*size > UINT32_MAX) return reportError(invalidArgument("--chunk-size: must be 64K..64M"));
   req.chunk_size = static_cast<uint32_t>(*size);
   if (a.compression == "auto") {
     req.compression = meta::CompressionPolicy::Auto;

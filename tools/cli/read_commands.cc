@@ -75,6 +75,28 @@ struct LsArgs {
   bool recursive = false;
 };
 
+// One line of ls: `full` is the entry's path in the version, `shown` its name
+// as listed.
+template <typename Entry>
+void addListing(const Entry& e, const std::string& full, std::string shown, const LsArgs& a, Table& table,
+                Json& json) {
+  if (e.type == meta::EntryType::Symlink && a.long_format) shown += " -> " + e.symlink_target;
+  json.beginObject()
+      .field("path", full)
+      .field("type", typeName(e.type))
+      .field("symlink_target", e.symlink_target)
+      .field("size", e.size)
+      .field("mode", e.mode)
+      .field("mtime_ns", e.mtime_ns)
+      .endObject();
+  if (a.long_format) {
+    table.addRow({typeChar(e.type) + formatMode(e.mode), ProgressMeter::formatCount(e.size),
+                  formatTimeMs(e.mtime_ns / 1'000'000), shown});
+  } else {
+    table.addRow({shown});
+  }
+}
+
 Status listDir(client::Cluster& cluster, const VersionRef& ref, const std::string& dir,
                const LsArgs& a, Table& table, Json& json) {
   std::vector<std::string> subdirs;
@@ -91,22 +113,7 @@ Status listDir(client::Cluster& cluster, const VersionRef& ref, const std::strin
       std::string full = dir.empty() ? e->path : dir + "/" + e->path;
       bool is_dir = e->type == meta::EntryType::Directory;
       if (is_dir && a.recursive) subdirs.push_back(full);
-      std::string shown = (a.recursive ? full : e->path) + (is_dir ? "/" : "");
-      if (e->type == meta::EntryType::Symlink && a.long_format) shown += " -> " + e->symlink_target;
-      json.beginObject()
-          .field("path", full)
-          .field("type", typeName(e->type))
-          .field("symlink_target", e->symlink_target)
-          .field("size", e->size)
-          .field("mode", e->mode)
-          .field("mtime_ns", e->mtime_ns)
-          .endObject();
-      if (a.long_format) {
-        table.addRow({typeChar(e->type) + formatMode(e->mode), ProgressMeter::formatCount(e->size),
-                      formatTimeMs(e->mtime_ns / 1'000'000), shown});
-      } else {
-        table.addRow({shown});
-      }
+      addListing(*e, full, (a.recursive ? full : e->path) + (is_dir ? "/" : ""), a, table, json);
     }
     cursor = resp->next_cursor;
   } while (!cursor.empty());
@@ -123,7 +130,23 @@ int ls(Context& ctx, const LsArgs& a) {
                               : Table({"NAME"});
   Json json;
   json.beginArray();
-  Status s = listDir(**cluster, *ref, normalizeArg(a.path), a, table, json);
+  const std::string path = normalizeArg(a.path);
+  // A file or a symlink is listed as itself, as ls(1) does.
+  meta::StatRequestT st;
+  st.dataset = ref->dataset;
+  st.version = ref->version;
+  st.path = path;
+  Status s;
+  if (path.empty()) {
+    s = listDir(**cluster, *ref, path, a, table, json);
+  } else if (auto entry = (*cluster)->meta<meta::StatRequest, meta::StatResponse>(meta::MetaMethod::Stat, st, "Stat");
+             !entry.isOk()) {
+    s = entry.status();
+  } else if ((*entry)->entry->type != meta::EntryType::Directory) {
+    addListing(*(*entry)->entry, path, path, a, table, json);
+  } else {
+    s = listDir(**cluster, *ref, path, a, table, json);
+  }
   if (!s.isOk()) return reportError(s);
   json.endArray();
   if (ctx.json) {
@@ -188,7 +211,8 @@ int cat(Context& ctx, const std::string& ref_text, const std::string& path) {
                                        file->symlink_target + "': cat its target instead"));
   }
   if (file->type == client::FileType::kDirectory) {
-    return reportError(invalidArgument("'" + file->path + "' is a directory: use 'sluice ls'"));
+    return reportError(invalidArgument("'" + (file->path.empty() ? "/" : file->path) +
+                                       "' is a directory: use 'sluice ls'"));
   }
   std::vector<uint8_t> buf(8u << 20);
   for (uint64_t off = 0; off < file->size;) {
