@@ -81,7 +81,8 @@ struct EndpointOptions {
   // exchanged with for this long, with no call, transfer or handler still
   // holding it, is forgotten: its address-vector entry and bookkeeping are
   // freed. It comes back with its next request. Without this a long-running
-  // daemon would keep every client process that ever called it.
+  // daemon would keep every client process that ever called it. 0 or less:
+  // never forget. shm endpoints never forget (see forgetIdlePeersLocked).
   Duration peer_idle_timeout{10 * 60 * 1000};
   // Progress thread spins on the completion queue instead of sleeping in
   // fi_cq_sread: lower latency, but one core stays busy even when idle.
@@ -118,7 +119,10 @@ class MemoryRegion {
   RemoteBuffer remote() const { return remote(0, size()); }
 };
 
-using PeerId = uint64_t;  // an endpoint-local handle for a connected peer
+// An endpoint-local handle for a peer: one connect()ed to, valid for the
+// endpoint's life; or one an incoming call came from, valid while that call
+// and its work last (a learned peer may be forgotten once idle). Never reused.
+using PeerId = uint64_t;
 
 // What a handler receives. The handler, or whoever it hands the call to, must
 // call reply() exactly once; a call destroyed without a reply answers

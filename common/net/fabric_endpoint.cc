@@ -304,7 +304,7 @@ struct Peer {
   Clock::time_point busy_since{};  // when inflight last rose from 0
   Clock::time_point last_used{};   // the last request from it or call to it
   bool probing = false;            // a liveness ping to it is pending
-  bool named = false;              // connect()ed to: callers keep its PeerId, so never forgotten
+  bool named = false;  // connect()ed to (callers keep its PeerId) or not removable: never forgotten
 };
 
 std::string RmaName::peerText() const {
@@ -1190,25 +1190,39 @@ std::shared_ptr<Peer> FabricCore::peerRefLocked(PeerId id) {
 }
 
 void FabricCore::forgetIdlePeersLocked(Clock::time_point now) {
-  if (now < next_forget_scan_) return;
+  // shm (libfabric 1.17) unmaps a removed peer's region but leaves the peer
+  // using the id we knew it by: its next message over 4 KiB makes our
+  // provider read through the stale mapping (SIGSEGV). Same-host peers are
+  // few, so shm keeps them. A timeout of 0 or less also keeps every peer.
   const auto idle = options_.peer_idle_timeout;
+  if (shm_ || idle <= Duration::zero() || now < next_forget_scan_) return;
   next_forget_scan_ = now + std::clamp<Clock::duration>(idle / 4, std::chrono::milliseconds(10),
                                                          std::chrono::seconds(10));
   size_t forgotten = 0;
   for (auto it = peers_.begin(); it != peers_.end();) {
     Peer& p = *it->second;
+    if (p.named) {
+      ++it;
+      continue;
+    }
     // use_count 1: only this map holds it, and new holders take it from the
-    // map under mu_, so none can appear while we decide.
-    if (p.named || it->second.use_count() != 1 || p.inflight != 0 || !p.waiting.empty() ||
-        p.probing || now - p.last_used < idle) {
+    // map under mu_, so none can appear while we decide. A peer still in use
+    // starts its idle time over: it is idle from when its last work ended.
+    if (it->second.use_count() != 1 || p.inflight != 0 || !p.waiting.empty() || p.probing) {
+      p.last_used = now;
+      ++it;
+      continue;
+    }
+    if (now - p.last_used < idle) {
       ++it;
       continue;
     }
     fi_addr_t addr = p.fi_addr;
     if (int rc = fi_av_remove(av_, &addr, 1, 0); rc != 0) {
-      // Kept (and tried again next scan): a peer still in the address
-      // vector must stay findable by its address.
-      spdlog::warn("net {}: cannot forget idle peer {}: {}", address_, p.name, fiErrorText(rc));
+      // Kept for good: a peer still in the address vector must stay
+      // findable by its address, and one warning says why.
+      spdlog::warn("net {}: cannot forget idle peer {} (kept): {}", address_, p.name, fiErrorText(rc));
+      p.named = true;
       ++it;
       continue;
     }
