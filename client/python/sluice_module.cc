@@ -167,6 +167,21 @@ PYBIND11_MODULE(_sluice, m) {
   using sluice::python::PyPrefetcher;
   using sluice::python::SampleBuffer;
   m.doc() = "Sluice: versioned datasets for GPU training clusters (native part)";
+  // Loading libfabric loads libinfinipath (its psm provider), whose
+  // constructor puts its own SIGINT and SIGTERM handlers in place of the
+  // interpreter's: Ctrl-C then ended a training script with exit code 1
+  // instead of raising KeyboardInterrupt. Setting Python's handlers again
+  // puts the interpreter's back. Only the main thread may set them; an
+  // import elsewhere keeps the provider's.
+  try {
+    py::module_ signal = py::module_::import("signal");
+    for (const char* name : {"SIGINT", "SIGTERM"}) {
+      py::object sig = signal.attr(name);
+      py::object handler = signal.attr("getsignal")(sig);
+      if (!handler.is_none()) signal.attr("signal")(sig, handler);
+    }
+  } catch (const py::error_already_set&) {
+  }
   py::class_<SampleBuffer, std::shared_ptr<SampleBuffer>>(m, "SampleBuffer", py::buffer_protocol())
       .def_buffer([](SampleBuffer& b) -> py::buffer_info {
         return py::buffer_info(const_cast<uint8_t*>(b.bytes->data.get()), 1,

@@ -89,6 +89,19 @@ class PrefetchPython(unittest.TestCase):
         self.assertTrue(data.readonly)
         self.assertEqual(hashlib.sha256(data).hexdigest(), self.expected[path], path)
 
+    def test_ctrl_c_still_raises_keyboard_interrupt(self):
+        # libfabric's psm provider (libinfinipath) replaces the process's
+        # SIGINT handler when it loads; the module puts Python's back.
+        code = ("import os, signal, sluice\n"
+                "try:\n"
+                "    os.kill(os.getpid(), signal.SIGINT)\n"
+                "    signal.pause()\n"
+                "except KeyboardInterrupt:\n"
+                "    print('KeyboardInterrupt')\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("KeyboardInterrupt", r.stdout)
+
     def test_every_sample_once_with_right_bytes(self):
         p = self.prefetcher(seed=1)
         seen = []
