@@ -56,8 +56,10 @@ DirCache::Loaded DirCache::load(const std::string& dataset, uint32_t version,
 }
 
 Result<std::shared_ptr<const DirListing>> DirCache::get(const std::string& dataset,
-                                                        uint32_t version, const std::string& dir) {
-  std::string key = dataset + '\0' + std::to_string(version) + '\0' + dir;
+                                                        uint64_t dataset_id, uint32_t version,
+                                                        const std::string& dir) {
+  std::string key = dataset + '\0' + std::to_string(dataset_id) + '\0' + std::to_string(version) +
+                    '\0' + dir;
   std::promise<Loaded> promise;
   std::shared_future<Loaded> future;
   bool loader = false;

@@ -40,9 +40,10 @@ class DirCache {
   DirCache(client::Cluster& cluster, size_t max_entries);
 
   // The listing of `dir` ("" for the version's root) in dataset@v<version>;
-  // kNotFound when it is not a directory of that version.
-  Result<std::shared_ptr<const DirListing>> get(const std::string& dataset, uint32_t version,
-                                                const std::string& dir);
+  // kNotFound when it is not a directory of that version. `dataset_id`
+  // keeps the listings of a dataset deleted and created again apart.
+  Result<std::shared_ptr<const DirListing>> get(const std::string& dataset, uint64_t dataset_id,
+                                                uint32_t version, const std::string& dir);
   // The entry `name` of the listing, or null.
   static const DirEntry* find(const DirListing& listing, const std::string& name);
 

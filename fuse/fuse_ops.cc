@@ -17,6 +17,7 @@ SluiceFs& fsOf(fuse_req_t req) { return *static_cast<SluiceFs*>(fuse_req_userdat
 // with offsets is consistent and costs no further round trips.
 struct DirHandle {
   std::vector<DirItem> items;
+  Ino parent = 0;  // for ".."
 };
 
 void replyError(fuse_req_t req, const Status& s, const char* op) {
@@ -105,11 +106,14 @@ void opRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 void opOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto r = fsOf(req).listDir(ino);
   if (!r.isOk()) return replyError(req, r.status(), "opendir");
-  auto* h = new DirHandle{std::move(*r)};
+  auto* h = new DirHandle{std::move(*r), fsOf(req).parentOf(ino)};
   fi->fh = reinterpret_cast<uint64_t>(h);
-  // Listings of committed versions never change.
-  fi->cache_readdir = 1;
-  fi->keep_cache = 1;
+  // Listings of committed versions never change; those of the root and of
+  // datasets do (datasets, versions and tags come and go), and a listing the
+  // kernel kept would hide the new ones from `ls` for as long as it kept it.
+  const bool immutable = fsOf(req).listingNeverChanges(ino);
+  fi->cache_readdir = immutable ? 1 : 0;
+  fi->keep_cache = immutable ? 1 : 0;
   if (fuse_reply_open(req, fi) != 0) delete h;
 }
 
@@ -118,7 +122,8 @@ void readdirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   auto* h = reinterpret_cast<DirHandle*>(fi->fh);
   std::vector<char> buf(size);
   size_t used = 0;
-  // Offsets: 1 is ".", 2 is "..", 3 + i is items[i].
+  // Entry `next` is "." (0), ".." (1) or items[next - 2]; each names the
+  // offset after it.
   for (off_t next = off; ; ++next) {
     std::string name;
     struct stat st {};
@@ -126,7 +131,8 @@ void readdirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
     Ino taken = 0;
     if (next == 0 || next == 1) {
       name = next == 0 ? "." : "..";
-      st.st_ino = next == 0 ? ino : 0;
+      // readdir(3) skips entries with inode 0.
+      st.st_ino = next == 0 ? ino : h->parent;
       st.st_mode = S_IFDIR;
       e.attr = st;
     } else {

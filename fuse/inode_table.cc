@@ -18,6 +18,8 @@ std::string InodeTable::keyOf(const Node& node) {
   std::string key(1, static_cast<char>('0' + static_cast<int>(node.kind)));
   key += node.dataset;
   key += '\0';
+  key += std::to_string(node.dataset_id);
+  key += '\0';
   key += std::to_string(node.version);
   key += '\0';
   key += node.name;
@@ -44,6 +46,13 @@ std::shared_ptr<Node> InodeTable::get(Ino ino) const {
   std::lock_guard lock(mu_);
   auto it = by_ino_.find(ino);
   return it == by_ino_.end() ? nullptr : it->second.node;
+}
+
+Ino InodeTable::find(const Node& node) const {
+  std::string key = keyOf(node);
+  std::lock_guard lock(mu_);
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? 0 : it->second;
 }
 
 void InodeTable::forget(Ino ino, uint64_t n) {

@@ -11,7 +11,10 @@
 // An inode lives while the kernel holds lookups on it (FUSE's lookup count:
 // +1 for each entry replied, -n on forget). The same name always gets the
 // same inode while it lives, so hard-link-free trees look stable to `find`
-// and `tar`.
+// and `tar`. A dataset deleted and created again under its old name is a
+// different dataset: its id is part of every name below the root, so the
+// kernel, seeing a new inode for the dataset's directory, drops what it
+// cached beneath the old one.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -37,6 +40,7 @@ enum class NodeKind : uint8_t { kRoot, kControlDir, kStatsFile, kDataset, kTag, 
 struct Node {
   NodeKind kind = NodeKind::kRoot;
   std::string dataset;
+  uint64_t dataset_id = 0;  // meta's id of `dataset`, never reused (0: an older meta)
   uint32_t version = 0;  // kVersion, kEntry
   std::string name;      // kTag: the tag; kEntry: the path inside the version
   struct stat attr {};   // st_ino filled in by the table
@@ -53,6 +57,8 @@ class InodeTable {
   // stored (attributes of an existing inode are kept).
   std::pair<Ino, std::shared_ptr<Node>> acquire(Node node, uint64_t lookups);
   std::shared_ptr<Node> get(Ino ino) const;
+  // The live inode of `node` (by kind, dataset, version and name), or 0.
+  Ino find(const Node& node) const;
   // The kernel dropped `n` lookups; the inode is freed when none remain.
   void forget(Ino ino, uint64_t n);
   // A file's extents, fetched on first open and kept while the inode lives.

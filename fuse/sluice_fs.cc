@@ -133,11 +133,12 @@ Node SluiceFs::controlNode(NodeKind kind) const {
 }
 
 // A read-only directory of the mount's upper levels.
-Node SluiceFs::directoryNode(NodeKind kind, const std::string& dataset, uint32_t version,
-                             int64_t mtime_ns) const {
+Node SluiceFs::directoryNode(NodeKind kind, const std::string& dataset, uint64_t dataset_id,
+                             uint32_t version, int64_t mtime_ns) const {
   Node n;
   n.kind = kind;
   n.dataset = dataset;
+  n.dataset_id = dataset_id;
   n.version = version;
   n.attr.st_mode = S_IFDIR | 0555;
   n.attr.st_nlink = 2;
@@ -147,18 +148,22 @@ Node SluiceFs::directoryNode(NodeKind kind, const std::string& dataset, uint32_t
   return n;
 }
 
-Node SluiceFs::datasetNode(const std::string& name, int64_t created_ms) const {
-  return directoryNode(NodeKind::kDataset, name, 0, created_ms * 1000000);
+Node SluiceFs::datasetNode(const meta::DatasetInfoT& info) const {
+  return directoryNode(NodeKind::kDataset, info.name, info.dataset_id, 0,
+                       info.created_ms * 1000000);
 }
 
-Node SluiceFs::versionNode(const std::string& dataset, uint32_t version, int64_t committed_ms) const {
-  return directoryNode(NodeKind::kVersion, dataset, version, committed_ms * 1000000);
+Node SluiceFs::versionNode(const meta::VersionInfoT& info) const {
+  return directoryNode(NodeKind::kVersion, info.dataset, info.dataset_id, info.version,
+                       info.committed_ms * 1000000);
 }
 
-Node SluiceFs::tagNode(const std::string& dataset, const std::string& tag, uint32_t version) const {
+Node SluiceFs::tagNode(const std::string& dataset, uint64_t dataset_id, const std::string& tag,
+                       uint32_t version) const {
   Node n;
   n.kind = NodeKind::kTag;
   n.dataset = dataset;
+  n.dataset_id = dataset_id;
   // The target is part of the identity: a tag that moves is a new symlink,
   // so a kernel that cached the old one sees a different inode.
   n.version = version;
@@ -177,6 +182,7 @@ Node SluiceFs::entryNode(const Node& parent, const DirEntry& e) const {
   Node n;
   n.kind = NodeKind::kEntry;
   n.dataset = parent.dataset;
+  n.dataset_id = parent.dataset_id;
   n.version = parent.version;
   n.name = parent.kind == NodeKind::kVersion ? e.name : parent.name + "/" + e.name;
   n.symlink_target = e.symlink_target;
@@ -204,7 +210,8 @@ EntryReply SluiceFs::entry(const Node& node) {
 }
 
 Result<std::shared_ptr<const DirListing>> SluiceFs::listingOf(const Node& dir) {
-  return dirs_.get(dir.dataset, dir.version, dir.kind == NodeKind::kVersion ? "" : dir.name);
+  return dirs_.get(dir.dataset, dir.dataset_id, dir.version,
+                   dir.kind == NodeKind::kVersion ? "" : dir.name);
 }
 
 Result<EntryReply> SluiceFs::lookup(Ino parent, const std::string& name) {
@@ -225,7 +232,7 @@ Result<EntryReply> SluiceFs::lookup(Ino parent, const std::string& name) {
         return unanswered(parent, name, resp.status());
       }
       if (!(*resp)->dataset) return absent;
-      return answered(parent, name, datasetNode(name, (*resp)->dataset->created_ms));
+      return answered(parent, name, datasetNode(*(*resp)->dataset));
     }
     case NodeKind::kControlDir:
       if (name == "stats") return entry(controlNode(NodeKind::kStatsFile));
@@ -242,10 +249,10 @@ Result<EntryReply> SluiceFs::lookup(Ino parent, const std::string& name) {
       }
       const auto& v = (*resp)->version;
       if (!v || v->state != meta::VersionState::Committed) return absent;
-      if (name == "v" + std::to_string(v->version)) {
-        return answered(parent, name, versionNode(p->dataset, v->version, v->committed_ms));
-      }
-      return answered(parent, name, tagNode(p->dataset, name, v->version));
+      // The version's own dataset id, not the parent's: the parent may be
+      // a dataset since deleted and created again.
+      if (name == "v" + std::to_string(v->version)) return answered(parent, name, versionNode(*v));
+      return answered(parent, name, tagNode(p->dataset, v->dataset_id, name, v->version));
     }
     case NodeKind::kVersion:
     case NodeKind::kEntry: {
@@ -303,6 +310,37 @@ Result<std::string> SluiceFs::readlink(Ino ino) {
   return n->symlink_target;
 }
 
+Ino SluiceFs::parentOf(Ino ino) const {
+  auto n = inodes_.get(ino);
+  if (!n) return ino;
+  Node parent;
+  parent.dataset = n->dataset;
+  parent.dataset_id = n->dataset_id;
+  switch (n->kind) {
+    case NodeKind::kVersion:
+      parent.kind = NodeKind::kDataset;
+      break;
+    case NodeKind::kEntry: {
+      size_t slash = n->name.rfind('/');
+      parent.kind = slash == std::string::npos ? NodeKind::kVersion : NodeKind::kEntry;
+      parent.version = n->version;
+      parent.name = slash == std::string::npos ? "" : n->name.substr(0, slash);
+      break;
+    }
+    default:  // the root, and the directories in it
+      return kRootIno;
+  }
+  // The kernel keeps a directory's parent while it keeps the directory, so
+  // this finds it unless the parent is of a dataset since created again.
+  Ino found = inodes_.find(parent);
+  return found != 0 ? found : ino;
+}
+
+bool SluiceFs::listingNeverChanges(Ino ino) const {
+  auto n = inodes_.get(ino);
+  return n && (n->kind == NodeKind::kVersion || n->kind == NodeKind::kEntry);
+}
+
 Result<std::vector<DirItem>> SluiceFs::listDir(Ino ino) {
   auto p = inodes_.get(ino);
   if (!p) return notFound("inode " + std::to_string(ino));
@@ -357,7 +395,7 @@ Result<std::vector<DirItem>> SluiceFs::metaListing(const Node& dir) {
         SLUICE_ASSIGN_OR_RETURN(auto resp, (cluster_.meta<meta::ListDatasetsRequest, meta::ListDatasetsResponse>(
                                                meta::MetaMethod::ListDatasets, req, "ListDatasets")));
         for (const auto& d : resp->datasets) {
-          if (d) items.push_back({d->name, datasetNode(d->name, d->created_ms)});
+          if (d) items.push_back({d->name, datasetNode(*d)});
         }
         cursor = resp->datasets.empty() ? "" : resp->next_cursor;
       } while (!cursor.empty());
@@ -374,13 +412,14 @@ Result<std::vector<DirItem>> SluiceFs::metaListing(const Node& dir) {
                                                meta::MetaMethod::ListVersions, req, "ListVersions")));
         for (const auto& v : resp->versions) {
           if (!v || v->state != meta::VersionState::Committed) continue;
-          std::string name = "v" + std::to_string(v->version);
-          items.push_back({name, versionNode(dir.dataset, v->version, v->committed_ms)});
+          items.push_back({"v" + std::to_string(v->version), versionNode(*v)});
         }
         cursor = resp->versions.empty() ? "" : resp->next_cursor;
       } while (!cursor.empty());
       SLUICE_ASSIGN_OR_RETURN(auto tags, client::listTags(cluster_, dir.dataset));
-      for (const auto& t : tags) items.push_back({t.name, tagNode(dir.dataset, t.name, t.version)});
+      for (const auto& t : tags) {
+        items.push_back({t.name, tagNode(dir.dataset, dir.dataset_id, t.name, t.version)});
+      }
       break;
     }
     default:
@@ -389,9 +428,8 @@ Result<std::vector<DirItem>> SluiceFs::metaListing(const Node& dir) {
   return items;
 }
 
-Result<std::shared_ptr<client::DatasetReader>> SluiceFs::readerFor(const std::string& dataset,
-                                                                   uint32_t version) {
-  auto key = std::make_pair(dataset, version);
+Result<std::shared_ptr<client::DatasetReader>> SluiceFs::readerFor(const Node& node) {
+  auto key = std::make_tuple(node.dataset, node.dataset_id, node.version);
   {
     std::lock_guard lock(readers_mu_);
     if (auto it = readers_.find(key); it != readers_.end()) return it->second;
@@ -399,17 +437,19 @@ Result<std::shared_ptr<client::DatasetReader>> SluiceFs::readerFor(const std::st
   client::ReaderOptions ro;
   ro.cache = cache_;
   ro.slots = 64;
-  SLUICE_ASSIGN_OR_RETURN(auto reader, client::DatasetReader::open(cluster_, dataset,
-                                                                   "v" + std::to_string(version), ro));
+  const std::string version = "v" + std::to_string(node.version);
+  SLUICE_ASSIGN_OR_RETURN(auto reader, client::DatasetReader::open(cluster_, node.dataset, version, ro));
   std::shared_ptr<client::DatasetReader> shared(std::move(reader));
   std::lock_guard lock(readers_mu_);
   auto [it, inserted] = readers_.emplace(key, shared);
   return it->second;
 }
 
-Result<std::shared_ptr<const client::FileInfo>> SluiceFs::fileInfo(client::DatasetReader& reader,
-                                                                    const std::string& path) {
-  std::string prefix = reader.dataset() + '\0' + std::to_string(reader.version()) + '\0';
+Result<std::shared_ptr<const client::FileInfo>> SluiceFs::fileInfo(const Node& file,
+                                                                    client::DatasetReader& reader) {
+  const std::string& path = file.name;
+  std::string prefix = file.dataset + '\0' + std::to_string(file.dataset_id) + '\0' +
+                       std::to_string(file.version) + '\0';
   {
     std::lock_guard lock(files_mu_);
     if (auto it = files_.find(prefix + path); it != files_.end()) return it->second;
@@ -419,7 +459,7 @@ Result<std::shared_ptr<const client::FileInfo>> SluiceFs::fileInfo(client::Datas
   std::vector<std::string> batch = {path};
   size_t slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "" : path.substr(0, slash);
-  auto listing = dirs_.get(reader.dataset(), reader.version(), dir);
+  auto listing = dirs_.get(file.dataset, file.dataset_id, file.version, dir);
   if (listing.isOk()) {
     std::lock_guard lock(files_mu_);
     for (const auto& e : **listing) {
@@ -462,10 +502,10 @@ Result<OpenFile*> SluiceFs::open(Ino ino, int flags) {
   if (n->kind != NodeKind::kEntry || !S_ISREG(n->attr.st_mode)) {
     return Status(StatusCode::kFailedPrecondition, "not a regular file");
   }
-  SLUICE_ASSIGN_OR_RETURN(file->reader, readerFor(n->dataset, n->version));
+  SLUICE_ASSIGN_OR_RETURN(file->reader, readerFor(*n));
   file->info = inodes_.file(ino);
   if (!file->info) {
-    SLUICE_ASSIGN_OR_RETURN(file->info, fileInfo(*file->reader, n->name));
+    SLUICE_ASSIGN_OR_RETURN(file->info, fileInfo(*n, *file->reader));
     inodes_.setFile(ino, file->info);
   }
   opens_++;

@@ -4,8 +4,11 @@
 //
 // Committed versions are immutable, so their entries, attributes and
 // listings are cached for a long time (in this process and, through the
-// timeouts returned, in the kernel); the dataset level (versions and tags
-// come and go) is re-asked after a second.
+// timeouts returned, in the kernel); the dataset level (datasets, versions
+// and tags come and go) is re-asked after a second. A version is immutable
+// only within one incarnation of its dataset: a dataset deleted and created
+// again has a new id, which is part of the identity of every inode below
+// it, so nothing cached for the old one answers for the new one.
 //
 // Reads go through one DatasetReader per version, behind a record cache in
 // memory and, optionally, the node-local disk cache shared with the prefetch
@@ -25,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -80,6 +84,13 @@ class SluiceFs {
   void forget(Ino ino, uint64_t n) { inodes_.forget(ino, n); }
   Result<std::pair<struct stat, double>> getattr(Ino ino);
   Result<std::string> readlink(Ino ino);
+  // The directory holding directory `ino`, for its ".." entry: the root for
+  // the root, `ino` itself when the parent is no longer known.
+  Ino parentOf(Ino ino) const;
+  // True when the listing of directory `ino` never changes (a version's
+  // directories), so the kernel may keep it across opens; the root and
+  // dataset directories must be listed afresh.
+  bool listingNeverChanges(Ino ino) const;
 
   // The children of a directory, not yet known to the kernel; entry()
   // turns one into a reply that holds one lookup (readdirplus).
@@ -100,21 +111,21 @@ class SluiceFs {
 
  private:
   SluiceFs(client::Cluster& cluster, FsOptions options);
-  Result<std::shared_ptr<client::DatasetReader>> readerFor(const std::string& dataset,
-                                                           uint32_t version);
+  Result<std::shared_ptr<client::DatasetReader>> readerFor(const Node& node);
   Result<std::shared_ptr<const DirListing>> listingOf(const Node& dir);
-  Node directoryNode(NodeKind kind, const std::string& dataset, uint32_t version,
-                     int64_t mtime_ns) const;
-  Node datasetNode(const std::string& name, int64_t created_ms) const;
-  Node versionNode(const std::string& dataset, uint32_t version, int64_t committed_ms) const;
-  Node tagNode(const std::string& dataset, const std::string& tag, uint32_t version) const;
+  Node directoryNode(NodeKind kind, const std::string& dataset, uint64_t dataset_id,
+                     uint32_t version, int64_t mtime_ns) const;
+  Node datasetNode(const wire::meta::DatasetInfoT& info) const;
+  Node versionNode(const wire::meta::VersionInfoT& info) const;
+  Node tagNode(const std::string& dataset, uint64_t dataset_id, const std::string& tag,
+               uint32_t version) const;
   Node entryNode(const Node& parent, const DirEntry& e) const;
   Node controlNode(NodeKind kind) const;
   double timeoutOf(NodeKind kind) const;
   void startReadahead(OpenFile* file, uint64_t begin, uint64_t end);
   // A file's extents, from the cache or fetched with its siblings'.
-  Result<std::shared_ptr<const client::FileInfo>> fileInfo(client::DatasetReader& reader,
-                                                           const std::string& path);
+  Result<std::shared_ptr<const client::FileInfo>> fileInfo(const Node& file,
+                                                           client::DatasetReader& reader);
   // Lookups of dataset and version names ask meta each time their short
   // entry timeout ends. `answered` keeps what meta said; `unanswered` gives
   // the last answer when meta cannot be reached, so a job keeps opening the
@@ -137,13 +148,15 @@ class SluiceFs {
   client::RecordCache* cache_ = nullptr;
 
   mutable std::mutex readers_mu_;
-  std::map<std::pair<std::string, uint32_t>, std::shared_ptr<client::DatasetReader>> readers_;
+  // (dataset, dataset id, version) -> its reader.
+  std::map<std::tuple<std::string, uint64_t, uint32_t>, std::shared_ptr<client::DatasetReader>>
+      readers_;
 
   static constexpr uint64_t kReadaheadStep = 4ull << 20;
   static constexpr size_t kFileInfoBatch = 256;
   static constexpr size_t kMaxCachedFileInfos = 1u << 20;
   std::mutex files_mu_;
-  // "dataset\0version\0path" -> extents; immutable, dropped wholesale when full.
+  // "dataset\0dataset id\0version\0path" -> extents; immutable, dropped wholesale when full.
   std::unordered_map<std::string, std::shared_ptr<const client::FileInfo>> files_;
 
   static constexpr size_t kMaxKnownNames = 100000;

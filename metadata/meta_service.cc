@@ -40,7 +40,7 @@ fb::Offset<w::NodeInfo> encodeNode(fb::FlatBufferBuilder& fbb, const NodeRecord&
 fb::Offset<w::DatasetInfo> encodeDataset(fb::FlatBufferBuilder& fbb, const DatasetInfo& d) {
   return w::CreateDatasetInfo(fbb, fbb.CreateString(d.name), d.replication, d.chunk_size,
                               static_cast<w::CompressionPolicy>(d.compression), d.created_ms,
-                              d.next_version, d.version_count, d.tag_count);
+                              d.next_version, d.version_count, d.tag_count, d.id);
 }
 
 fb::Offset<w::VersionInfo> encodeVersion(fb::FlatBufferBuilder& fbb, const VersionInfo& v) {

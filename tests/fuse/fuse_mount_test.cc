@@ -2,12 +2,14 @@
 // mounted with `sluice mount`, and read with the programs training jobs and
 // people use (ls, find, stat, sha256sum, tar, python, fio). Every test
 // unmounts, also when it fails (MountGuard).
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -562,6 +564,128 @@ TEST_F(FuseMount, SimultaneousMountsOfOneDirectoryGiveOneMount) {
     // are not refused as rivals of a daemon still closing.
     EXPECT_FALSE(tools::isRunning(daemon, daemon_exe)) << "the daemon (pid " << daemon << ") outlived umount";
   }
+}
+
+// Deletes a dataset a test created, also when the test fails, so the
+// datasets other tests list stay as SetUpTestSuite made them.
+struct DatasetRemover {
+  const TestCluster& cluster;
+  std::string name;
+  ~DatasetRemover() { (void)cluster.runCli({"dataset", "rm", "--force", name}); }
+};
+
+std::string lsOf(const std::string& dir, const std::string& flags = "-1") {
+  return sh("ls " + flags + " '" + dir + "'").out;
+}
+
+// A dataset deleted and created again under its old name is another
+// dataset: its v1 is not the v1 the mount read before, whose entries, pages,
+// listing and missing names the kernel and the mount would otherwise keep
+// for a day.
+TEST_F(FuseMount, ADatasetCreatedAgainUnderItsNameServesItsNewVersions) {
+  const std::string old_src = cluster_->dir() + "/reborn-old";
+  const std::string new_src = cluster_->dir() + "/reborn-new";
+  writeFile(fs::path(old_src) / "f.txt", "OLDCONTENT\n");
+  writeFile(fs::path(new_src) / "f.txt", "NEW-CONTENT-DIFFERENT\n");
+  writeFile(fs::path(new_src) / "g.txt", "extra\n");
+  DatasetRemover remover{*cluster_, "reborn"};
+  runOk({"dataset", "create", "reborn"});
+  runOk({"put", old_src, "reborn", "-q"});
+  MountGuard m(*cluster_, mountpoint("m-reborn"));
+  ASSERT_TRUE(m.ok()) << m.error();
+  const std::string v1 = m.path() + "/reborn/v1";
+  EXPECT_EQ(readFile(v1 + "/f.txt"), "OLDCONTENT\n");
+  EXPECT_FALSE(fs::exists(v1 + "/g.txt"));
+  EXPECT_EQ(lsOf(v1), "f.txt\n");
+  // A reader of the old file keeps it open (and its pages cached) throughout.
+  const int old_fd = ::open((v1 + "/f.txt").c_str(), O_RDONLY);
+  ASSERT_GE(old_fd, 0) << std::strerror(errno);
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{old_fd};
+
+  runOk({"dataset", "rm", "--force", "reborn"});
+  runOk({"gc"});
+  runOk({"dataset", "create", "reborn"});
+  runOk({"put", new_src, "reborn", "-q"});
+  // The dataset level is asked again once its one-second timeout passes.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_EQ(readFile(v1 + "/f.txt"), "NEW-CONTENT-DIFFERENT\n");
+  EXPECT_EQ(readFile(v1 + "/g.txt"), "extra\n");
+  EXPECT_EQ(lsOf(v1), "f.txt\ng.txt\n");
+  EXPECT_EQ(sh("cat '" + v1 + "/f.txt'").out, "NEW-CONTENT-DIFFERENT\n");
+}
+
+// `ls` of the root and of a dataset shows datasets and versions made after
+// the mount listed them, within the dataset level's second; a version's own
+// listings are the kernel's to keep.
+TEST_F(FuseMount, NewDatasetsAndVersionsAppearInListingsWithinASecond) {
+  const std::string src = cluster_->dir() + "/listed-src";
+  writeFile(fs::path(src) / "a.txt", "one\n");
+  MountGuard m(*cluster_, mountpoint("m-listed"));
+  ASSERT_TRUE(m.ok()) << m.error();
+  DatasetRemover remover{*cluster_, "listed"};
+  EXPECT_EQ(lsOf(m.path()), "ds\n");
+  runOk({"dataset", "create", "listed"});
+  runOk({"put", src, "listed", "-q"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(lsOf(m.path()), "ds\nlisted\n");
+  EXPECT_EQ(lsOf(m.path() + "/listed"), "latest\nv1\n");
+  writeFile(fs::path(src) / "b.txt", "two\n");
+  runOk({"put", src, "listed", "-q"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(lsOf(m.path() + "/listed"), "latest\nv1\nv2\n");
+  EXPECT_EQ(lsOf(m.path() + "/listed/v2"), "a.txt\nb.txt\n");
+}
+
+// Every directory lists "." and "..", the latter with its parent's inode.
+TEST_F(FuseMount, ListingsHaveDotAndDotDot) {
+  MountGuard m(*cluster_, mountpoint("m-dots"));
+  ASSERT_TRUE(m.ok()) << m.error();
+  for (const std::string dir : {"", "/ds", "/ds/v1", "/ds/v1/docs", "/.sluice"}) {
+    EXPECT_EQ(sh("LC_ALL=C ls -a '" + m.path() + dir + "' | head -2").out, ".\n..\n") << dir;
+  }
+  auto dotDotIno = [](const std::string& dir) -> ino_t {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return 0;
+    ino_t ino = 0;
+    while (const dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, "..") == 0) ino = e->d_ino;
+    }
+    ::closedir(d);
+    return ino;
+  };
+  for (const std::string dir : {"/ds", "/ds/v1", "/ds/v1/docs", "/ds/v1/empty/nested"}) {
+    struct stat parent {};
+    const std::string path = m.path() + dir;
+    ASSERT_EQ(::stat((path + "/..").c_str(), &parent), 0) << dir;
+    EXPECT_EQ(dotDotIno(path), parent.st_ino) << dir;
+  }
+}
+
+// A mount whose daemon was killed answers ENOTCONN to everything; the CLI
+// says so and how to clean it up rather than blaming the directory.
+TEST_F(FuseMount, ADeadMountIsReportedAsSuchWithTheWayToCleanUp) {
+  const std::string mp = mountpoint("m-gone");
+  MountGuard m(*cluster_, mp);
+  ASSERT_TRUE(m.ok()) << m.error();
+  ASSERT_EQ(::kill(m.pid(), SIGKILL), 0);
+  for (int i = 0; i < 100 && ::kill(m.pid(), 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"mount", "--stats", mp},
+                                               std::vector<std::string>{"mount", mp}}) {
+    auto r = cluster_->runCli(args);
+    ASSERT_TRUE(r.isOk());
+    EXPECT_EQ(r->exit_code, 5) << r->err;
+    EXPECT_NE(r->err.find("ransport endpoint is not connected"), std::string::npos) << r->err;
+    EXPECT_NE(r->err.find("sluice umount " + mp), std::string::npos) << r->err;
+    EXPECT_EQ(r->err.find("not a directory"), std::string::npos) << r->err;
+  }
+  auto u = cluster_->runCli({"umount", mp});
+  ASSERT_TRUE(u.isOk());
+  EXPECT_EQ(u->exit_code, 0) << u->err;
 }
 
 }  // namespace

@@ -418,6 +418,36 @@ TEST_F(MetaRpcTest, DatasetVersionTagNamespaceFlow) {
   EXPECT_TRUE(call<w::GetDatasetResponse>(MetaMethod::GetDataset, fbb).isOk());
 }
 
+// DatasetInfo names the dataset's id, the one its versions carry, so a
+// client (the FUSE mount) tells a dataset deleted and created again under
+// its name from the one before.
+TEST_F(MetaRpcTest, DatasetInfoCarriesAnIdThatARecreatedDatasetDoesNotShare) {
+  auto datasetId = [&] {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(w::CreateGetDatasetRequestDirect(fbb, "again"));
+    auto gd = call<w::GetDatasetResponse>(MetaMethod::GetDataset, fbb);
+    EXPECT_TRUE(gd.isOk()) << gd.status().toString();
+    return gd.isOk() ? (*gd)->dataset()->dataset_id() : 0;
+  };
+  createDataset("again");
+  const uint32_t v = begin("again");
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(w::CreateGetVersionRequestDirect(fbb, "again", ("v" + std::to_string(v)).c_str()));
+  auto gv = call<w::GetVersionResponse>(MetaMethod::GetVersion, fbb);
+  ASSERT_TRUE(gv.isOk()) << gv.status().toString();
+  const uint64_t first = datasetId();
+  EXPECT_NE(first, 0u);
+  EXPECT_EQ((*gv)->version()->dataset_id(), first);
+
+  fbb.Clear();
+  fbb.Finish(w::CreateDeleteDatasetRequestDirect(fbb, "again", true));
+  ASSERT_TRUE(call<w::DeleteDatasetResponse>(MetaMethod::DeleteDataset, fbb).isOk());
+  createDataset("again");
+  const uint64_t second = datasetId();
+  EXPECT_NE(second, 0u);
+  EXPECT_NE(second, first);
+}
+
 FileSpec dirSpec(std::string path, uint32_t mode, int64_t mtime_ns) {
   FileSpec f;
   f.path = std::move(path);

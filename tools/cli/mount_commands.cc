@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -58,13 +60,26 @@ int showStats(Context& ctx, const std::string& mountpoint) {
   return kExitOk;
 }
 
-int mount(Context& ctx, const MountArgs& a) {
+// A mount whose daemon died (killed, crashed) stays in the mount table and
+// answers ENOTCONN to everything, the stat of its mount point too; only
+// unmounting it frees the directory.
+Status checkMountPoint(const std::string& mountpoint) {
   struct stat st {};
-  if (::stat(a.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return reportError(invalidArgument("mount point " + a.mountpoint +
-                                       " is not a directory; create it first (mkdir -p " +
-                                       a.mountpoint + ")"));
+  if (::stat(mountpoint.c_str(), &st) != 0 && errno == ENOTCONN) {
+    return Status(StatusCode::kUnavailable,
+                  "the mount at " + mountpoint + " has lost its sluice-fuse daemon (" +
+                      std::strerror(ENOTCONN) + "); clean it up with 'sluice umount " + mountpoint +
+                      "'");
   }
+  if (!S_ISDIR(st.st_mode)) {
+    return invalidArgument("mount point " + mountpoint +
+                           " is not a directory; create it first (mkdir -p " + mountpoint + ")");
+  }
+  return Status::ok();
+}
+
+int mount(Context& ctx, const MountArgs& a) {
+  if (Status s = checkMountPoint(a.mountpoint); !s.isOk()) return reportError(s);
   if (a.stats) return showStats(ctx, a.mountpoint);
   if (Status s = tools::checkNotSluiceMount(a.mountpoint); !s.isOk()) return reportError(s);
   auto fuse = tools::findExecutable("sluice-fuse");
