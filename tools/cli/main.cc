@@ -7,10 +7,12 @@
 //
 // Exit codes: see tools/cli/output.h (0 ok, 2 usage, 3 not found, 4 conflict,
 // 5 cluster unavailable, 6 data error, 1 anything else).
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -19,8 +21,40 @@
 #include "tools/cli/output.h"
 #include "tools/process.h"
 
+namespace {
+
+// Ctrl-C (or SIGTERM) ends the command with 128 + the signal, as a shell
+// expects, and says what an unfinished command leaves. Installed over the
+// handlers libfabric's psm provider (libinfinipath) puts in place when it
+// loads, which ended the command with exit code 1 and no word. Only
+// async-signal-safe calls here.
+void onStopSignal(int sig) {
+  static const char kMessage[] =
+      "\nsluice: interrupted (an unfinished get leaves *.sluice-part files a re-run replaces; an "
+      "unfinished put leaves a draft version, see 'sluice versions')\n";
+  ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  (void)ignored;
+  ::_exit(128 + sig);
+}
+
+void installStopSignalHandlers() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = onStopSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old;
+    // A signal the caller ignores (nohup, a background job) stays ignored.
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace sluice::cli;
+  installStopSignalHandlers();
   spdlog::set_level(spdlog::level::warn);  // the library's info logs are for daemons
   CLI::App app{"sluice: versioned datasets for GPU training clusters"};
   app.require_subcommand(1);
