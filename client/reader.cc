@@ -380,7 +380,21 @@ Result<size_t> DatasetReader::read(const FileInfo& file, uint64_t offset, std::s
 Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint8_t> out,
                                         NodeId failed, Status first_error) {
   const std::string name = "record " + extent.record.toHex() + " (chunk " + extent.chunk.toHex() + ")";
-  std::string errors = "node " + std::to_string(failed) + ": " + first_error.toString();
+  // Each node's answer once, in the order first heard, with how often it
+  // came: rounds retry the same nodes, and a list naming each three times
+  // hid which nodes there were.
+  std::vector<std::pair<std::string, int>> answers;
+  auto note = [&](NodeId node, const Status& s) {
+    std::string a = "node " + std::to_string(node) + ": " + s.toString();
+    for (auto& [text, times] : answers) {
+      if (text == a) {
+        ++times;
+        return;
+      }
+    }
+    answers.emplace_back(std::move(a), 1);
+  };
+  note(failed, first_error);
   std::set<NodeId> bad_copy;  // answered with a corrupt or unreadable copy: never again
   if (!mayPass(first_error)) bad_copy.insert(failed);
   for (int round = 0; round < kFailoverRounds; ++round) {
@@ -427,7 +441,7 @@ Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint
         countFetch(extent.stored_length);
         return s;
       }
-      errors += "; node " + std::to_string(node) + ": " + s.toString();
+      note(node, s);
       if (mayPass(s)) {
         worth_another_round = true;
       } else {
@@ -436,8 +450,16 @@ Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint
     }
     if (!worth_another_round) break;
   }
+  std::string errors;
+  for (const auto& [text, times] : answers) {
+    errors += (errors.empty() ? "" : "; ") + text + (times > 1 ? " (" + std::to_string(times) + " times)" : "");
+  }
   StatusCode code = first_error.code();
   if (code == StatusCode::kCorruption) code = StatusCode::kChecksumMismatch;
+  // The version names this record, so "not found" on every replica left is
+  // lost data, not a wrong name: a data error (EIO through the mount, exit
+  // code 6), not ENOENT or "not found".
+  if (code == StatusCode::kNotFound) code = StatusCode::kCorruption;
   return Status(code, name + ": no replica could serve it (" + errors + ")");
 }
 

@@ -35,6 +35,19 @@ struct CreateArgs {
   std::string compression = "auto";
 };
 
+// The dataset is created either way (nodes may be on their way), but its
+// first upload would fail: say so now rather than then.
+void warnIfTooFewNodes(client::Cluster& cluster, const std::string& name, unsigned replication) {
+  if (!cluster.refreshMap().isOk()) return;
+  size_t up = 0;
+  for (const auto& n : cluster.map()->nodes()) up += n.state == meta::NodeState::Up ? 1 : 0;
+  if (up >= replication) return;
+  std::fprintf(stderr,
+               "sluice: warning: %s keeps %u replicas but only %zu storage node%s up: uploads to it "
+               "fail until %u are (see 'sluice status')\n",
+               name.c_str(), replication, up, up == 1 ? " is" : "s are", replication);
+}
+
 int create(Context& ctx, const CreateArgs& a) {
   meta::CreateDatasetRequestT req;
   req.name = a.name;
@@ -69,6 +82,7 @@ int create(Context& ctx, const CreateArgs& a) {
                 ProgressMeter::formatBytes(d.chunk_size).c_str(),
                 compressionName(d.compression).c_str());
   }
+  warnIfTooFewNodes(**cluster, d.name, d.replication);
   return kExitOk;
 }
 
