@@ -91,8 +91,10 @@ int status(Context& ctx, bool nodes_only) {
       meta::MetaMethod::GetClusterMap, req, "GetClusterMap");
   if (!map.isOk()) return reportError(map.status());
   const auto& m = **map;
-  // Stripes per node, and stripes that list a node that is down (their
-  // chunks have a copy fewer until repair moves them).
+  // Stripes whose data each node holds (its slot among the first R, R the
+  // largest replication: slots past them hold nothing), and stripes that
+  // list a node that is down (their chunks have a copy fewer until repair
+  // moves them).
   std::map<uint64_t, uint64_t> primary, replicas;
   uint64_t under = 0;
   std::map<uint64_t, meta::NodeState> state;
@@ -104,7 +106,7 @@ int status(Context& ctx, bool nodes_only) {
     uint32_t live = 0;  // UINT32_MAX: the stripe lists a down node
     for (uint32_t i = 0; i < m.max_replicas; ++i) {
       uint64_t id = m.replicas[static_cast<size_t>(s) * m.max_replicas + i];
-      if (id == 0) continue;
+      if (id == 0 || i >= data_slots) continue;
       replicas[id]++;
       if (i == 0) primary[id]++;
       if (state[id] == meta::NodeState::Down && i < data_slots) live = UINT32_MAX;
