@@ -86,6 +86,24 @@ Result<uint32_t> internal::dataSlots(const Txn& txn) {
   return slots;
 }
 
+Result<uint64_t> internal::dropMovesFrom(Txn& txn, uint64_t node) {
+  std::vector<StripeMove> leaving;
+  {
+    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kMoves));
+    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+    while (ok) {
+      SLUICE_ASSIGN_OR_RETURN(StripeMove m, decodeMove(c.key(), c.value()));
+      if (m.from == node) leaving.push_back(m);
+      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+    }
+  }
+  for (const StripeMove& m : leaving) {
+    SLUICE_RETURN_IF_ERROR(txn.del(Db::kMoves, moveKey(m.stripe)));
+    SLUICE_RETURN_IF_ERROR(txn.put(Db::kCleanups, cleanupKey(m.to, m.stripe), ""));
+  }
+  return leaving.size();
+}
+
 Result<std::vector<StripeMove>> MetaStore::planRepairs(const std::vector<uint64_t>& nodes) {
   std::vector<StripeMove> planned;
   if (nodes.empty()) return planned;

@@ -341,6 +341,46 @@ TEST_F(MetaStoreTest, DrainAndRemove) {
   EXPECT_EQ(store_->heartbeat(cid, b->node_id, {}).status().code(), StatusCode::kFailedPrecondition);
 }
 
+// With replication 2 and one other node up, a drained node's stripes have
+// nowhere to go and every upload would fail: the drain is refused, saying
+// why. Once a node joins it is allowed, and calling it off (up again) drops
+// the moves planned away from the node.
+TEST_F(MetaStoreTest, DrainIsRefusedWithoutRoomElsewhereAndCanBeCalledOff) {
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
+  auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  ASSERT_TRUE(store_->createDataset("imgs", DatasetOptions{2}).isOk());
+  commitOne("imgs", makeFile("x", 1));
+
+  auto refused = store_->setNodeState(b->node_id, NodeState::kDraining);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("cannot be drained"), std::string::npos) << refused.status().toString();
+  EXPECT_NE(refused.status().message().find("add a node"), std::string::npos) << refused.status().toString();
+  auto nodes = store_->listNodes();
+  ASSERT_TRUE(nodes.isOk());
+  for (const NodeRecord& n : *nodes) EXPECT_EQ(n.state, NodeState::kUp) << "node " << n.id;
+
+  auto c = store_->registerNode(cid, 0, "127.0.0.1:3", {100, 0, 0, 0});
+  ASSERT_TRUE(c.isOk());
+  ASSERT_TRUE(store_->setNodeState(b->node_id, NodeState::kDraining).isOk());
+  auto planned = store_->planRepairs({b->node_id});
+  ASSERT_TRUE(planned.isOk());
+  ASSERT_FALSE(planned->empty());
+
+  auto undrained = store_->setNodeState(b->node_id, NodeState::kUp);
+  ASSERT_TRUE(undrained.isOk()) << undrained.status().toString();
+  EXPECT_EQ(undrained->state, NodeState::kUp);
+  auto moves = store_->listMoves();
+  ASSERT_TRUE(moves.isOk());
+  EXPECT_TRUE(moves->empty()) << moves->size() << " moves left after the drain was called off";
+  // Each dropped move's target may hold part of a copy: its cleanup is queued.
+  auto cleanups = store_->listCleanups();
+  ASSERT_TRUE(cleanups.isOk());
+  EXPECT_EQ(cleanups->size(), planned->size());
+}
+
 TEST_F(MetaStoreTest, DatasetLifecycle) {
   createDataset("a");
   createDataset("b");

@@ -1,4 +1,5 @@
 // sluice status | node list | gc
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -490,6 +491,12 @@ Result<uint64_t> stripesHolding(client::Cluster& cluster, uint64_t node) {
   return holding;
 }
 
+// Pending moves to or from `node`.
+size_t movesInvolving(const meta::ListMovesResponseT& moves, uint64_t node) {
+  return std::count_if(moves.moves.begin(), moves.moves.end(),
+                       [node](const auto& m) { return m->from == node || m->to == node; });
+}
+
 int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -503,7 +510,9 @@ int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
     meta::ListMovesRequestT mreq;
     auto moves = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, mreq, "ListMoves");
     if (!moves.isOk()) return reportError(moves.status());
-    bool done = *holding == 0 && (*moves)->moves.empty() && (*moves)->cleanups == 0;
+    // Done when its data is elsewhere: moves and cleanups of other nodes (a
+    // down node's cleanups wait for it to return) do not hold the drain up.
+    bool done = *holding == 0 && movesInvolving(**moves, node) == 0;
     if (done || !wait) {
       if (ctx.json) {
         Json j;
@@ -525,9 +534,9 @@ int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
                                                           std::to_string(timeout_s) + " s; the drain continues"));
     }
     if (!ctx.quiet && !ctx.json) {
-      std::fprintf(stderr, "\rdrain: node %llu holds data of %llu stripes, %zu moves pending ",
+      std::fprintf(stderr, "\rdrain: node %llu holds data of %llu stripes, %zu of its moves pending ",
                    static_cast<unsigned long long>(node), static_cast<unsigned long long>(*holding),
-                   (*moves)->moves.size());
+                   movesInvolving(**moves, node));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
@@ -659,6 +668,28 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
   return kExitOk;
 }
 
+// Calls a drain off: the node takes new data again and keeps the stripes it
+// still holds; moves planned away from it are dropped.
+int undrain(Context& ctx, uint64_t node) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  auto r = setNodeState(**cluster, node, meta::NodeState::Up);
+  if (!r.isOk()) return reportError(r.status());
+  const meta::NodeState now = (*r)->node ? (*r)->node->state : meta::NodeState::Up;
+  if (ctx.json) {
+    Json j;
+    j.beginObject().field("node", node).field("state", stateName(now)).endObject();
+    std::printf("%s\n", j.str().c_str());
+  } else if (now == meta::NodeState::Down) {
+    std::printf("node %llu is no longer to be drained; it is down and comes back up when it heartbeats again\n",
+                static_cast<unsigned long long>(node));
+  } else {
+    std::printf("node %llu is up and no longer draining: it keeps the stripes it holds and takes new data again\n",
+                static_cast<unsigned long long>(node));
+  }
+  return kExitOk;
+}
+
 int removeNode(Context& ctx, uint64_t node) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -690,6 +721,9 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   nd->add_flag("--no-wait", na->no_wait, "start the drain and return");
   nd->add_option("--timeout", na->timeout, "seconds to wait (default 3600)");
   nd->callback([&ctx, &action, na] { action = [&ctx, na] { return drain(ctx, na->id, !na->no_wait, na->timeout); }; });
+  auto* nu = node->add_subcommand("undrain", "call a drain off: the node keeps its stripes and takes new data again");
+  nu->add_option("id", na->id, "the node id")->required();
+  nu->callback([&ctx, &action, na] { action = [&ctx, na] { return undrain(ctx, na->id); }; });
   auto* nr = node->add_subcommand("remove", "remove a node that holds no data (drain it first)");
   nr->add_option("id", na->id, "the node id")->required();
   nr->callback([&ctx, &action, na] { action = [&ctx, na] { return removeNode(ctx, na->id); }; });
