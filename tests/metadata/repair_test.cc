@@ -645,9 +645,15 @@ TEST(Repair, ANodeBackFromRepairIsRebalancedAndDrainsNeedRoomAndCanBeCalledOff) 
   ASSERT_TRUE(r.isOk());
   ASSERT_EQ(r->exit_code, 0) << r->err;
   EXPECT_EQ(r->out.find("plan: 0 stripe moves"), std::string::npos) << r->out;
-  r = tc.runCli({"rebalance", "apply", "--timeout", "60", "-q"});
+  // Node 2's row estimates the bytes it will hold, not 0 B.
+  const size_t row = r->out.find("\n   2 ");
+  ASSERT_NE(row, std::string::npos) << r->out;
+  const std::string line = r->out.substr(row + 1, r->out.find('\n', row + 1) - row - 1);
+  EXPECT_NE(line.substr(line.size() - 4), " 0 B") << r->out;
+  r = tc.runCli({"rebalance", "apply", "--timeout", "60"});
   ASSERT_TRUE(r.isOk());
   ASSERT_EQ(r->exit_code, 0) << r->err << r->out;
+  EXPECT_EQ(r->err.find("repair"), std::string::npos) << "progress labelled as a repair: " << r->err;
   auto held = dataSlotsHeld(c, 2);
   const auto [lo, hi] = std::minmax({held[1], held[2], held[3]});
   EXPECT_LE(hi - lo, 1) << held[1] << " " << held[2] << " " << held[3];
@@ -713,6 +719,9 @@ TEST(Repair, ANodeBackFromRepairIsRebalancedAndDrainsNeedRoomAndCanBeCalledOff) 
   r = tc.runCli({"node", "remove", "2"});
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->exit_code, 0) << r->err;
+  r = tc.runCli({"status"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->out.find("nodes   2 up of 3 "), std::string::npos) << r->out;  // node 2 removed: not counted
   expectReadsBack(c, "back", src);
 }
 

@@ -114,8 +114,11 @@ int status(Context& ctx, bool nodes_only) {
     }
     if (live == UINT32_MAX) under++;
   }
-  uint64_t capacity = 0, used = 0, chunks = 0, up = 0;
+  // Totals over the nodes in the cluster: removed ones are listed, not counted.
+  uint64_t capacity = 0, used = 0, chunks = 0, up = 0, members = 0;
   for (const auto& n : m.nodes) {
+    if (n->state == meta::NodeState::Removed) continue;
+    members++;
     capacity += n->capacity_bytes;
     used += n->used_bytes;
     chunks += n->chunk_count;
@@ -155,8 +158,8 @@ int status(Context& ctx, bool nodes_only) {
     std::string id = m.cluster_id ? Hash128{m.cluster_id->hi(), m.cluster_id->lo()}.toHex() : "-";
     std::printf("cluster %s   map epoch %llu   %u stripes x up to %u replicas\n", id.substr(0, 12).c_str(),
                 static_cast<unsigned long long>(m.epoch), m.stripe_count, m.max_replicas);
-    std::printf("nodes   %llu up of %zu   used %s of %s   %s chunks\n",
-                static_cast<unsigned long long>(up), m.nodes.size(),
+    std::printf("nodes   %llu up of %llu   used %s of %s   %s chunks\n",
+                static_cast<unsigned long long>(up), static_cast<unsigned long long>(members),
                 ProgressMeter::formatBytes(used).c_str(), ProgressMeter::formatBytes(capacity).c_str(),
                 ProgressMeter::formatCount(chunks).c_str());
     if (under > 0) {
@@ -386,8 +389,9 @@ int gc(Context& ctx, uint64_t grace_seconds, uint64_t orphan_grace_s) {
 }
 
 // Repairs now (unless only asked for status), then reports pending moves
-// until none are left (with --wait) or once.
-int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
+// until none are left (with --wait) or once. `label` names the work on the
+// progress line ("repair", "rebalance").
+int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s, const char* label = "repair") {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
   Json j;
@@ -453,7 +457,7 @@ int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
     }
     if (!meter) {
       // Totals from the first look: moves left and the bytes their stripes hold.
-      meter.emplace("repair", r.moves.size(), pendingMoveBytes(**cluster, r));
+      meter.emplace(label, r.moves.size(), pendingMoveBytes(**cluster, r));
       meter->setEnabled(!ctx.quiet && !ctx.json);
       meter->setUnit("moves");
       moves_seen = r.moves_done;
@@ -542,6 +546,16 @@ int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
   }
 }
 
+// The bytes an average data slot holds: the up nodes' usage over their slots.
+uint64_t bytesPerDataSlot(const meta::RebalanceResponseT& plan) {
+  uint64_t used = 0, slots = 0;
+  for (const auto& n : plan.nodes) {
+    used += n->used_bytes;
+    slots += n->slots_before;
+  }
+  return slots ? used / slots : 0;
+}
+
 // plan: what would move, bytes, usage before/after. apply: persist the moves
 // and (unless no_wait) follow them like `repair` does.
 int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeout_s) {
@@ -570,11 +584,17 @@ int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeo
                 ProgressMeter::formatBytes(p.bytes_to_copy).c_str());
     Table t({"NODE", "CAPACITY", "USED NOW", "DATA SLOTS NOW", "AFTER", "USED AFTER (est.)"},
             {true, true, true, true, true, true});
+    const uint64_t per_slot = bytesPerDataSlot(p);
     for (const auto& n : p.nodes) {
-      uint64_t per_slot = n->slots_before ? n->used_bytes / n->slots_before : 0;
+      // What the node has, plus or minus an average slot's bytes per slot
+      // gained or given up (a node with no slots yet has no bytes per slot
+      // of its own to go by).
+      const int64_t delta = (static_cast<int64_t>(n->slots_after) - static_cast<int64_t>(n->slots_before)) *
+                            static_cast<int64_t>(per_slot);
+      const uint64_t after = static_cast<uint64_t>(std::max<int64_t>(0, static_cast<int64_t>(n->used_bytes) + delta));
       t.addRow({std::to_string(n->id), ProgressMeter::formatBytes(n->capacity_bytes),
                 ProgressMeter::formatBytes(n->used_bytes), std::to_string(n->slots_before),
-                std::to_string(n->slots_after), ProgressMeter::formatBytes(per_slot * n->slots_after)});
+                std::to_string(n->slots_after), ProgressMeter::formatBytes(after)});
     }
     std::fputs(t.render().c_str(), stdout);
     for (size_t i = 0; i < p.moves.size() && i < 8 && !apply; ++i) {
@@ -585,7 +605,7 @@ int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeo
     if (!apply && !p.moves.empty()) std::printf("apply with 'sluice rebalance apply [--rate BYTES/S]'\n");
   }
   if (!apply || !wait) return kExitOk;
-  return repair(ctx, /*status_only=*/true, /*wait=*/true, timeout_s);
+  return repair(ctx, /*status_only=*/true, /*wait=*/true, timeout_s, "rebalance");
 }
 
 // Kicks a scrub pass on the nodes, waits for it, then for sluice-meta to
