@@ -207,6 +207,28 @@ Status MetaStore::replaceMap(Txn& txn, bool node_states_changed) {
 
 namespace {
 
+// A drain moves the node's stripes to the other up nodes, and uploads skip
+// stripes with a draining replica. With fewer other up nodes than the
+// largest replication, no stripe could keep its replicas: every upload
+// would fail and the drain would never end.
+Status checkOthersCanTakeItsStripes(const Txn& txn, uint64_t node_id, uint32_t max_replicas) {
+  SLUICE_ASSIGN_OR_RETURN(uint32_t needed, dataSlots(txn));
+  needed = std::min(needed, max_replicas);
+  SLUICE_ASSIGN_OR_RETURN(std::vector<NodeRecord> nodes, loadNodes(txn));
+  std::string others;
+  uint32_t count = 0;
+  for (const NodeRecord& n : nodes) {
+    if (n.id == node_id || n.state != NodeState::kUp) continue;
+    others += (count++ == 0 ? " (node " : ", node ") + std::to_string(n.id);
+  }
+  if (count >= needed) return Status::ok();
+  return failedPrecondition("node " + std::to_string(node_id) + " cannot be drained: datasets replicated " +
+                            std::to_string(needed) + " times need " + std::to_string(needed) +
+                            " up nodes besides it to hold their stripes, and " + std::to_string(count) +
+                            (count == 1 ? " is up" : " are up") + (count > 0 ? others + ")" : "") +
+                            "; add a node or bring a down one back, then drain");
+}
+
 // What a node may advertise: an address others can connect to. A wildcard
 // host or port 0 is what it listens on, not where to reach it.
 Status checkNodeAddress(const std::string& address) {
@@ -369,12 +391,23 @@ Result<NodeRecord> MetaStore::setNodeState(uint64_t node_id, NodeState state) {
                                 std::to_string(node_id) + "' (or 'sluice repair' if the node is down)");
     }
   }
-  if (state == NodeState::kUp && rec.state == NodeState::kDown) {
+  if (state == NodeState::kDraining && rec.state == NodeState::kUp) {
+    SLUICE_RETURN_IF_ERROR(checkOthersCanTakeItsStripes(txn, node_id, params_.max_replicas));
+  }
+  if (state == NodeState::kUp && rec.state == NodeState::kDown && !rec.drain_requested) {
     return failedPrecondition("node " + std::to_string(node_id) +
                               " is down; it comes up when it heartbeats again");
   }
-  bool changed = rec.state != state;
-  rec.state = state;
+  // Up for a draining node calls the drain off: the moves planned away from
+  // it are dropped (it keeps the stripes it still holds). A down node whose
+  // drain is called off stays down and forgets the request: its next
+  // heartbeat brings it back up, not draining.
+  if (state == NodeState::kUp && rec.state == NodeState::kDraining) {
+    SLUICE_RETURN_IF_ERROR(dropMovesFrom(txn, node_id).status());
+  }
+  const bool undrain_while_down = state == NodeState::kUp && rec.state == NodeState::kDown;
+  bool changed = rec.state != state && !undrain_while_down;
+  if (!undrain_while_down) rec.state = state;
   if (state != NodeState::kRemoved) rec.drain_requested = state == NodeState::kDraining;
   SLUICE_RETURN_IF_ERROR(txn.put(Db::kNodes, nodeKey(node_id), encodeNode(rec)));
   SLUICE_RETURN_IF_ERROR(replaceMap(txn, changed));

@@ -92,6 +92,10 @@ class MetaStore {
   Result<uint64_t> mapEpoch() const;
   Result<std::vector<NodeRecord>> listNodes() const;
   // Admin transitions: up, draining, removed (down is set by timeouts only).
+  // Draining is refused (kFailedPrecondition) while fewer other nodes are up
+  // than the largest replication: its stripes would have nowhere to go. Up
+  // calls a drain off: pending moves away from the node are dropped.
+  // Removed is refused while the node holds data slots.
   Result<NodeRecord> setNodeState(uint64_t node_id, NodeState state);
   // Marks up/draining nodes silent for longer than the heartbeat timeout
   // down; returns their ids. The daemon calls this periodically.

@@ -43,6 +43,10 @@ Result<std::vector<NodeRecord>> loadNodes(const Txn& txn);
 // How many leading slots of a stripe hold data: the largest replication of
 // any dataset.
 Result<uint32_t> dataSlots(const Txn& txn);
+// Forgets the pending moves away from `node` (a drain called off), queueing
+// a cleanup of each one's partial copy on its target, as dropMove does.
+// Returns how many were dropped.
+Result<uint64_t> dropMovesFrom(Txn& txn, uint64_t node);
 Status putU64(Txn& txn, std::string_view key, uint64_t v);
 // getU64 for a key that may be absent (0 then).
 Result<uint64_t> getU64Or0(const Txn& txn, std::string_view key);

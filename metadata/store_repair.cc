@@ -86,6 +86,24 @@ Result<uint32_t> internal::dataSlots(const Txn& txn) {
   return slots;
 }
 
+Result<uint64_t> internal::dropMovesFrom(Txn& txn, uint64_t node) {
+  std::vector<StripeMove> leaving;
+  {
+    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kMoves));
+    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+    while (ok) {
+      SLUICE_ASSIGN_OR_RETURN(StripeMove m, decodeMove(c.key(), c.value()));
+      if (m.from == node) leaving.push_back(m);
+      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+    }
+  }
+  for (const StripeMove& m : leaving) {
+    SLUICE_RETURN_IF_ERROR(txn.del(Db::kMoves, moveKey(m.stripe)));
+    SLUICE_RETURN_IF_ERROR(txn.put(Db::kCleanups, cleanupKey(m.to, m.stripe), ""));
+  }
+  return leaving.size();
+}
+
 Result<std::vector<StripeMove>> MetaStore::planRepairs(const std::vector<uint64_t>& nodes) {
   std::vector<StripeMove> planned;
   if (nodes.empty()) return planned;
@@ -184,11 +202,15 @@ Result<RebalancePlan> MetaStore::planRebalance(bool apply, uint64_t rate_bytes_p
   std::map<uint64_t, uint64_t> held;
   for (const auto& n : plan.nodes) held[n.id] = n.slots_before;
   // Greedy, stripe by stripe: a slot of a node above its share goes to the
-  // node furthest below its share that the stripe does not list yet.
+  // node furthest below its share that the stripe's data slots do not list.
+  // A node in a slot past them (a node back from repair, which swapped it
+  // there, or one that filled a slot a removed node left) holds none of the
+  // stripe's data, so it may take the slot: the move swaps the two.
   for (uint32_t s = 0; s < params_.stripe_count; ++s) {
     SLUICE_ASSIGN_OR_RETURN(auto pending, txn.find(Db::kMoves, moveKey(s)));
     if (pending) continue;
     auto slots = slotsOf(map, s, width);
+    const auto holding = slots.first(data_slots);
     for (uint32_t i = 0; i < data_slots; ++i) {
       uint64_t from = slots[i];
       if (by_id.count(from) == 0) continue;  // down or draining: repair's and drain's business
@@ -196,7 +218,7 @@ Result<RebalancePlan> MetaStore::planRebalance(bool apply, uint64_t rate_bytes_p
       uint64_t best = 0;
       double best_gap = 0.5;
       for (const auto& n : plan.nodes) {
-        if (std::find(slots.begin(), slots.end(), n.id) != slots.end()) continue;
+        if (std::find(holding.begin(), holding.end(), n.id) != holding.end()) continue;
         double gap = target[n.id] - static_cast<double>(held[n.id]);
         if (gap > best_gap) {
           best_gap = gap;
@@ -215,7 +237,7 @@ Result<RebalancePlan> MetaStore::planRebalance(bool apply, uint64_t rate_bytes_p
       if (src->slots_before > 0) plan.bytes_to_copy += src->used_bytes / src->slots_before;
       held[from]--;
       held[best]++;
-      slots[i] = best;  // at most one move per stripe
+      applyMove(slots, m);  // at most one move per stripe
       plan.moves.push_back(m);
       break;
     }

@@ -181,6 +181,82 @@ TEST_F(MetaStoreTest, NewNodesOnlyFillEmptySlotsOnceADraftBegan) {
   }
 }
 
+// Data slots (the first `replication` of each stripe) each node holds.
+std::map<uint64_t, int> dataSlotsHeld(const MetaStore& store, uint32_t replication) {
+  std::map<uint64_t, int> held;
+  auto map = store.clusterMap();
+  EXPECT_TRUE(map.isOk());
+  if (!map.isOk()) return held;
+  for (uint32_t s = 0; s < map->stripe_count; ++s) {
+    for (uint32_t r = 0; r < replication; ++r) held[map->replicas[size_t{s} * map->max_replicas + r]]++;
+  }
+  return held;
+}
+
+// Every pending move done, as the mover does once a copy is verified.
+void completeAllMoves(MetaStore& store) {
+  auto moves = store.listMoves();
+  ASSERT_TRUE(moves.isOk());
+  for (const StripeMove& m : *moves) ASSERT_TRUE(store.completeMove(m).isOk());
+}
+
+// Node `dead` misses its heartbeats (the others do not) and is repaired.
+void killAndRepair(MetaStore& store, ManualClock& clock, uint64_t dead, const std::vector<uint64_t>& alive) {
+  const Hash128 cid = store.params().cluster_id;
+  clock.advance(std::chrono::milliseconds(6000));
+  for (uint64_t id : alive) ASSERT_TRUE(store.heartbeat(cid, id, {100, 0, 0, 0}).isOk());
+  auto down = store.markStaleNodesDown();
+  ASSERT_TRUE(down.isOk());
+  ASSERT_EQ(*down, std::vector<uint64_t>{dead});
+  ASSERT_TRUE(store.planRepairs({dead}).isOk());
+  completeAllMoves(store);
+}
+
+// Rebalances until the plan is empty; the data slots are then even (within
+// one) over `nodes`.
+void rebalanceAndExpectEven(MetaStore& store, const std::vector<uint64_t>& nodes) {
+  auto plan = store.planRebalance(/*apply=*/true, 0);
+  ASSERT_TRUE(plan.isOk()) << plan.status().toString();
+  EXPECT_GT(plan->moves.size(), 0u) << "nothing planned for the empty node";
+  completeAllMoves(store);
+  auto again = store.planRebalance(/*apply=*/false, 0);
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(again->moves.size(), 0u);
+  auto held = dataSlotsHeld(store, 2);
+  int lo = INT32_MAX, hi = 0;
+  for (uint64_t id : nodes) {
+    lo = std::min(lo, held[id]);
+    hi = std::max(hi, held[id]);
+  }
+  EXPECT_LE(hi - lo, 1) << "data slots of nodes " << ::testing::PrintToString(held);
+}
+
+// A node back after repair sits past the data slots of every stripe (repair
+// swapped it there), and a node that joins after one was removed fills the
+// slots it left, also past the data slots: both hold no data, and rebalance
+// must fill them like any empty node.
+TEST_F(MetaStoreTest, RebalanceFillsANodeBackFromRepairAndOneThatJoinedAfterARemoval) {
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
+  auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
+  auto c = store_->registerNode(cid, 0, "127.0.0.1:3", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk() && b.isOk() && c.isOk());
+  ASSERT_TRUE(store_->createDataset("imgs", DatasetOptions{2}).isOk());
+  commitOne("imgs", makeFile("x", 1));
+
+  killAndRepair(*store_, clock_, b->node_id, {a->node_id, c->node_id});
+  EXPECT_EQ(dataSlotsHeld(*store_, 2)[b->node_id], 0);
+  ASSERT_TRUE(store_->heartbeat(cid, b->node_id, {100, 0, 0, 0}).isOk());  // back, empty
+  rebalanceAndExpectEven(*store_, {a->node_id, b->node_id, c->node_id});
+
+  killAndRepair(*store_, clock_, c->node_id, {a->node_id, b->node_id});
+  ASSERT_TRUE(store_->setNodeState(c->node_id, NodeState::kRemoved).isOk());
+  auto d = store_->registerNode(cid, 0, "127.0.0.1:4", {100, 0, 0, 0});
+  ASSERT_TRUE(d.isOk());
+  EXPECT_EQ(dataSlotsHeld(*store_, 2)[d->node_id], 0);
+  rebalanceAndExpectEven(*store_, {a->node_id, b->node_id, d->node_id});
+}
+
 TEST_F(MetaStoreTest, HeartbeatTimeoutMarksDownAndHeartbeatBringsBackUp) {
   Hash128 cid = store_->params().cluster_id;
   auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
@@ -263,6 +339,46 @@ TEST_F(MetaStoreTest, DrainAndRemove) {
   auto map = store_->clusterMap();
   for (uint64_t id : map->replicas) EXPECT_NE(id, b->node_id);
   EXPECT_EQ(store_->heartbeat(cid, b->node_id, {}).status().code(), StatusCode::kFailedPrecondition);
+}
+
+// With replication 2 and one other node up, a drained node's stripes have
+// nowhere to go and every upload would fail: the drain is refused, saying
+// why. Once a node joins it is allowed, and calling it off (up again) drops
+// the moves planned away from the node.
+TEST_F(MetaStoreTest, DrainIsRefusedWithoutRoomElsewhereAndCanBeCalledOff) {
+  Hash128 cid = store_->params().cluster_id;
+  auto a = store_->registerNode(cid, 0, "127.0.0.1:1", {100, 0, 0, 0});
+  auto b = store_->registerNode(cid, 0, "127.0.0.1:2", {100, 0, 0, 0});
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  ASSERT_TRUE(store_->createDataset("imgs", DatasetOptions{2}).isOk());
+  commitOne("imgs", makeFile("x", 1));
+
+  auto refused = store_->setNodeState(b->node_id, NodeState::kDraining);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("cannot be drained"), std::string::npos) << refused.status().toString();
+  EXPECT_NE(refused.status().message().find("add a node"), std::string::npos) << refused.status().toString();
+  auto nodes = store_->listNodes();
+  ASSERT_TRUE(nodes.isOk());
+  for (const NodeRecord& n : *nodes) EXPECT_EQ(n.state, NodeState::kUp) << "node " << n.id;
+
+  auto c = store_->registerNode(cid, 0, "127.0.0.1:3", {100, 0, 0, 0});
+  ASSERT_TRUE(c.isOk());
+  ASSERT_TRUE(store_->setNodeState(b->node_id, NodeState::kDraining).isOk());
+  auto planned = store_->planRepairs({b->node_id});
+  ASSERT_TRUE(planned.isOk());
+  ASSERT_FALSE(planned->empty());
+
+  auto undrained = store_->setNodeState(b->node_id, NodeState::kUp);
+  ASSERT_TRUE(undrained.isOk()) << undrained.status().toString();
+  EXPECT_EQ(undrained->state, NodeState::kUp);
+  auto moves = store_->listMoves();
+  ASSERT_TRUE(moves.isOk());
+  EXPECT_TRUE(moves->empty()) << moves->size() << " moves left after the drain was called off";
+  // Each dropped move's target may hold part of a copy: its cleanup is queued.
+  auto cleanups = store_->listCleanups();
+  ASSERT_TRUE(cleanups.isOk());
+  EXPECT_EQ(cleanups->size(), planned->size());
 }
 
 TEST_F(MetaStoreTest, DatasetLifecycle) {

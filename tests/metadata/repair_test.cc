@@ -44,6 +44,18 @@ std::unique_ptr<meta::ListMovesResponseT> listMoves(client::Cluster& c) {
   return r.isOk() ? std::move(*r) : nullptr;
 }
 
+// Waits (up to a minute) until no cleanup is pending.
+void waitForCleanups(client::Cluster& c) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    auto m = listMoves(c);
+    ASSERT_NE(m, nullptr);
+    if (m->cleanups == 0) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << m->cleanups << " cleanups still pending";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
 // Every file of `src` reads back byte-identical from dataset@version.
 void expectReadsBack(client::Cluster& c, const std::string& dataset, const std::string& src,
                      const std::string& version = "v1") {
@@ -440,7 +452,9 @@ TEST(Repair, DrainMovesEveryStripeOffANodeThenRemoveIsAllowed) {
   ASSERT_TRUE(r.isOk());
   EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
   EXPECT_EQ(errors.load(), 0);
-  // The node left every stripe, so its copies were deleted; the others hold two of each.
+  // The node left every stripe, so its copies are deleted (by the cleanups
+  // that follow the drain); the others hold two of each.
+  waitForCleanups(**conn);
   EXPECT_TRUE(tc.chunkFiles(victim).empty()) << tc.chunkFiles(victim).size() << " chunks left on node " << id;
   for (const auto& [chunk, nodes] : chunkCopies(tc, 4)) {
     EXPECT_EQ(nodes.size(), 2u) << chunk;
@@ -569,6 +583,146 @@ TEST(Repair, AddedNodeIsRebalancedWhileAReaderLoopsAndUploadsGoOn) {
   ASSERT_TRUE(r.isOk());
   EXPECT_NE(r->out.find("\"moves\":0"), std::string::npos) << r->out;
   std::printf("after: %s", r->out.c_str());
+}
+
+// Waits (up to 30 s) until meta reports node `id` in `state`.
+void waitForNodeState(client::Cluster& c, client::NodeId id, meta::NodeState state) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    ASSERT_TRUE(c.refreshMap().isOk());
+    const client::NodeEntry* n = c.map()->node(id);
+    if (n != nullptr && n->state == state) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "node " << id << " never reached the state";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+// Data slots (the first `replication` of each stripe) per node, from meta's map.
+std::map<client::NodeId, int> dataSlotsHeld(client::Cluster& c, uint32_t replication) {
+  std::map<client::NodeId, int> held;
+  EXPECT_TRUE(c.refreshMap().isOk());
+  auto map = c.map();
+  for (uint32_t s = 0; s < map->stripeCount(); ++s) {
+    for (client::NodeId n : map->stripeNodes(s, replication)) held[n]++;
+  }
+  return held;
+}
+
+// A node back after repair (swapped past every stripe's data slots) is an
+// empty node: rebalance fills it until the data slots are even, and uploads
+// reach it again. Then, with a node down and only two up for replication 2,
+// draining one is refused up front; with three up, a drain can be called off.
+TEST(Repair, ANodeBackFromRepairIsRebalancedAndDrainsNeedRoomAndCanBeCalledOff) {
+  TestCluster::Options o;
+  o.nodes = 3;
+  o.replication = 2;
+  o.extra_meta_args = {"--heartbeat_timeout", "2s", "--repair_grace", "1s"};
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  auto conn = tc.connect();
+  ASSERT_TRUE(conn.isOk());
+  client::Cluster& c = **conn;
+  std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 20; ++i) writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(60000, i + 1));
+  createDataset(c, "back", 2, 1 << 20);
+  ASSERT_TRUE(client::uploadDirectory(c, src, "back", client::UploadOptions{}).isOk());
+
+  ASSERT_TRUE(tc.kill("node2").isOk());
+  waitForNodeState(c, 2, meta::NodeState::Down);
+  auto r = tc.runCli({"repair", "--timeout", "60", "-q"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  ASSERT_EQ(dataSlotsHeld(c, 2)[2], 0);
+  ASSERT_TRUE(tc.restart("node2").isOk());
+  waitForNodeState(c, 2, meta::NodeState::Up);
+  waitForCleanups(c);
+  r = tc.runCli({"status"});
+  ASSERT_TRUE(r.isOk());
+  std::printf("%s", r->out.c_str());
+
+  r = tc.runCli({"rebalance", "plan"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_EQ(r->out.find("plan: 0 stripe moves"), std::string::npos) << r->out;
+  // Node 2's row estimates the bytes it will hold, not 0 B.
+  const size_t row = r->out.find("\n   2 ");
+  ASSERT_NE(row, std::string::npos) << r->out;
+  const std::string line = r->out.substr(row + 1, r->out.find('\n', row + 1) - row - 1);
+  EXPECT_NE(line.substr(line.size() - 4), " 0 B") << r->out;
+  r = tc.runCli({"rebalance", "apply", "--timeout", "60"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err << r->out;
+  EXPECT_EQ(r->err.find("repair"), std::string::npos) << "progress labelled as a repair: " << r->err;
+  auto held = dataSlotsHeld(c, 2);
+  const auto [lo, hi] = std::minmax({held[1], held[2], held[3]});
+  EXPECT_LE(hi - lo, 1) << held[1] << " " << held[2] << " " << held[3];
+  // STRIPES counts the stripes whose data the node holds.
+  r = tc.runCli({"--json", "status"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->out.find("\"id\":2,"), std::string::npos) << r->out;
+  EXPECT_NE(r->out.find("\"stripes\":" + std::to_string(held[2]) + ","), std::string::npos) << r->out;
+  // New uploads reach node 2 again.
+  waitForCleanups(c);
+  const size_t on_node2 = tc.chunkFiles(2).size();
+  std::string src2 = tc.dir() + "/src2";
+  for (int i = 0; i < 20; ++i) writeFile(fs::path(src2) / ("g" + std::to_string(i)), makeContent(60000, i + 100));
+  ASSERT_TRUE(client::uploadDirectory(c, src2, "back", client::UploadOptions{}).isOk());
+  EXPECT_GT(tc.chunkFiles(2).size(), on_node2);
+  expectReadsBack(c, "back", src);
+
+  // Node 3 down: nodes 1 and 2 are all there is for replication 2.
+  ASSERT_TRUE(tc.kill("node3").isOk());
+  waitForNodeState(c, 3, meta::NodeState::Down);
+  r = tc.runCli({"node", "drain", "2", "--no-wait"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 4) << r->out;
+  EXPECT_NE(r->err.find("cannot be drained"), std::string::npos) << r->err;
+  waitForNodeState(c, 2, meta::NodeState::Up);
+
+  // Node 3 back: a drain starts, and is called off.
+  ASSERT_TRUE(tc.restart("node3").isOk());
+  waitForNodeState(c, 3, meta::NodeState::Up);
+  r = tc.runCli({"node", "drain", "2", "--no-wait"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  waitForNodeState(c, 2, meta::NodeState::Draining);
+  r = tc.runCli({"node", "--help"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->out.find("undrain"), std::string::npos) << r->out;
+  r = tc.runCli({"node", "undrain", "2"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  waitForNodeState(c, 2, meta::NodeState::Up);
+  auto m = listMoves(c);
+  ASSERT_NE(m, nullptr);
+  for (const auto& move : m->moves) EXPECT_NE(move->from, 2u) << "stripe " << move->stripe;
+  expectReadsBack(c, "back", src);
+
+  // A node joins; node 3 goes down again and is repaired: the cleanups it
+  // owes wait for it. Node 2 is drained: the drain ends once node 2's data
+  // is on nodes 1 and 4, whatever node 3 still owes, and node 2 can be
+  // removed. (The test cluster adds a node only while all are up.)
+  auto added = tc.addNode();
+  ASSERT_TRUE(added.isOk()) << added.status().toString();
+  ASSERT_TRUE(tc.kill("node3").isOk());
+  waitForNodeState(c, 3, meta::NodeState::Down);
+  r = tc.runCli({"repair", "--timeout", "60", "-q"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  m = listMoves(c);
+  ASSERT_NE(m, nullptr);
+  EXPECT_GT(m->cleanups, 0u) << "node 3 owes no cleanups: the drain below proves nothing";
+  r = tc.runCli({"node", "drain", "2", "--timeout", "60", "-q"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err << r->out;
+  r = tc.runCli({"node", "remove", "2"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  r = tc.runCli({"status"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->out.find("nodes   2 up of 3 "), std::string::npos) << r->out;  // node 2 removed: not counted
+  expectReadsBack(c, "back", src);
 }
 
 TEST(Repair, MetaKilledMidRebalanceFinishesOnRestart) {

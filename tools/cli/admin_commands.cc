@@ -1,4 +1,5 @@
 // sluice status | node list | gc
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -92,8 +93,10 @@ int status(Context& ctx, bool nodes_only) {
       meta::MetaMethod::GetClusterMap, req, "GetClusterMap");
   if (!map.isOk()) return reportError(map.status());
   const auto& m = **map;
-  // Stripes per node, and stripes that list a node that is down (their
-  // chunks have a copy fewer until repair moves them).
+  // Stripes whose data each node holds (its slot among the first R, R the
+  // largest replication: slots past them hold nothing), and stripes that
+  // list a node that is down (their chunks have a copy fewer until repair
+  // moves them).
   std::map<uint64_t, uint64_t> primary, replicas;
   uint64_t under = 0;
   std::map<uint64_t, meta::NodeState> state;
@@ -105,15 +108,18 @@ int status(Context& ctx, bool nodes_only) {
     uint32_t live = 0;  // UINT32_MAX: the stripe lists a down node
     for (uint32_t i = 0; i < m.max_replicas; ++i) {
       uint64_t id = m.replicas[static_cast<size_t>(s) * m.max_replicas + i];
-      if (id == 0) continue;
+      if (id == 0 || i >= data_slots) continue;
       replicas[id]++;
       if (i == 0) primary[id]++;
       if (state[id] == meta::NodeState::Down && i < data_slots) live = UINT32_MAX;
     }
     if (live == UINT32_MAX) under++;
   }
-  uint64_t capacity = 0, used = 0, chunks = 0, up = 0;
+  // Totals over the nodes in the cluster: removed ones are listed, not counted.
+  uint64_t capacity = 0, used = 0, chunks = 0, up = 0, members = 0;
   for (const auto& n : m.nodes) {
+    if (n->state == meta::NodeState::Removed) continue;
+    members++;
     capacity += n->capacity_bytes;
     used += n->used_bytes;
     chunks += n->chunk_count;
@@ -153,8 +159,8 @@ int status(Context& ctx, bool nodes_only) {
     std::string id = m.cluster_id ? Hash128{m.cluster_id->hi(), m.cluster_id->lo()}.toHex() : "-";
     std::printf("cluster %s   map epoch %llu   %u stripes x up to %u replicas\n", id.substr(0, 12).c_str(),
                 static_cast<unsigned long long>(m.epoch), m.stripe_count, m.max_replicas);
-    std::printf("nodes   %llu up of %zu   used %s of %s   %s chunks\n",
-                static_cast<unsigned long long>(up), m.nodes.size(),
+    std::printf("nodes   %llu up of %llu   used %s of %s   %s chunks\n",
+                static_cast<unsigned long long>(up), static_cast<unsigned long long>(members),
                 ProgressMeter::formatBytes(used).c_str(), ProgressMeter::formatBytes(capacity).c_str(),
                 ProgressMeter::formatCount(chunks).c_str());
     if (under > 0) {
@@ -386,8 +392,9 @@ int gc(Context& ctx, uint64_t grace_seconds, uint64_t orphan_grace_s) {
 }
 
 // Repairs now (unless only asked for status), then reports pending moves
-// until none are left (with --wait) or once.
-int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
+// until none are left (with --wait) or once. `label` names the work on the
+// progress line ("repair", "rebalance").
+int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s, const char* label = "repair") {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
   Json j;
@@ -453,7 +460,7 @@ int repair(Context& ctx, bool status_only, bool wait, uint64_t timeout_s) {
     }
     if (!meter) {
       // Totals from the first look: moves left and the bytes their stripes hold.
-      meter.emplace("repair", r.moves.size(), pendingMoveBytes(**cluster, r));
+      meter.emplace(label, r.moves.size(), pendingMoveBytes(**cluster, r));
       meter->setEnabled(!ctx.quiet && !ctx.json);
       meter->setUnit("moves");
       moves_seen = r.moves_done;
@@ -491,6 +498,12 @@ Result<uint64_t> stripesHolding(client::Cluster& cluster, uint64_t node) {
   return holding;
 }
 
+// Pending moves to or from `node`.
+size_t movesInvolving(const meta::ListMovesResponseT& moves, uint64_t node) {
+  return std::count_if(moves.moves.begin(), moves.moves.end(),
+                       [node](const auto& m) { return m->from == node || m->to == node; });
+}
+
 int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -504,7 +517,9 @@ int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
     meta::ListMovesRequestT mreq;
     auto moves = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, mreq, "ListMoves");
     if (!moves.isOk()) return reportError(moves.status());
-    bool done = *holding == 0 && (*moves)->moves.empty() && (*moves)->cleanups == 0;
+    // Done when its data is elsewhere: moves and cleanups of other nodes (a
+    // down node's cleanups wait for it to return) do not hold the drain up.
+    bool done = *holding == 0 && movesInvolving(**moves, node) == 0;
     if (done || !wait) {
       if (ctx.json) {
         Json j;
@@ -526,12 +541,22 @@ int drain(Context& ctx, uint64_t node, bool wait, uint64_t timeout_s) {
                                                           std::to_string(timeout_s) + " s; the drain continues"));
     }
     if (!ctx.quiet && !ctx.json) {
-      std::fprintf(stderr, "\rdrain: node %llu holds data of %llu stripes, %zu moves pending ",
+      std::fprintf(stderr, "\rdrain: node %llu holds data of %llu stripes, %zu of its moves pending ",
                    static_cast<unsigned long long>(node), static_cast<unsigned long long>(*holding),
-                   (*moves)->moves.size());
+                   movesInvolving(**moves, node));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
+}
+
+// The bytes an average data slot holds: the up nodes' usage over their slots.
+uint64_t bytesPerDataSlot(const meta::RebalanceResponseT& plan) {
+  uint64_t used = 0, slots = 0;
+  for (const auto& n : plan.nodes) {
+    used += n->used_bytes;
+    slots += n->slots_before;
+  }
+  return slots ? used / slots : 0;
 }
 
 // plan: what would move, bytes, usage before/after. apply: persist the moves
@@ -562,11 +587,17 @@ int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeo
                 ProgressMeter::formatBytes(p.bytes_to_copy).c_str());
     Table t({"NODE", "CAPACITY", "USED NOW", "DATA SLOTS NOW", "AFTER", "USED AFTER (est.)"},
             {true, true, true, true, true, true});
+    const uint64_t per_slot = bytesPerDataSlot(p);
     for (const auto& n : p.nodes) {
-      uint64_t per_slot = n->slots_before ? n->used_bytes / n->slots_before : 0;
+      // What the node has, plus or minus an average slot's bytes per slot
+      // gained or given up (a node with no slots yet has no bytes per slot
+      // of its own to go by).
+      const int64_t delta = (static_cast<int64_t>(n->slots_after) - static_cast<int64_t>(n->slots_before)) *
+                            static_cast<int64_t>(per_slot);
+      const uint64_t after = static_cast<uint64_t>(std::max<int64_t>(0, static_cast<int64_t>(n->used_bytes) + delta));
       t.addRow({std::to_string(n->id), ProgressMeter::formatBytes(n->capacity_bytes),
                 ProgressMeter::formatBytes(n->used_bytes), std::to_string(n->slots_before),
-                std::to_string(n->slots_after), ProgressMeter::formatBytes(per_slot * n->slots_after)});
+                std::to_string(n->slots_after), ProgressMeter::formatBytes(after)});
     }
     std::fputs(t.render().c_str(), stdout);
     for (size_t i = 0; i < p.moves.size() && i < 8 && !apply; ++i) {
@@ -577,7 +608,7 @@ int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeo
     if (!apply && !p.moves.empty()) std::printf("apply with 'sluice rebalance apply [--rate BYTES/S]'\n");
   }
   if (!apply || !wait) return kExitOk;
-  return repair(ctx, /*status_only=*/true, /*wait=*/true, timeout_s);
+  return repair(ctx, /*status_only=*/true, /*wait=*/true, timeout_s, "rebalance");
 }
 
 // Kicks a scrub pass on the nodes, waits for it, then for sluice-meta to
@@ -709,6 +740,28 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
   return kExitOk;
 }
 
+// Calls a drain off: the node takes new data again and keeps the stripes it
+// still holds; moves planned away from it are dropped.
+int undrain(Context& ctx, uint64_t node) {
+  auto cluster = ctx.cluster();
+  if (!cluster.isOk()) return reportError(cluster.status());
+  auto r = setNodeState(**cluster, node, meta::NodeState::Up);
+  if (!r.isOk()) return reportError(r.status());
+  const meta::NodeState now = (*r)->node ? (*r)->node->state : meta::NodeState::Up;
+  if (ctx.json) {
+    Json j;
+    j.beginObject().field("node", node).field("state", stateName(now)).endObject();
+    std::printf("%s\n", j.str().c_str());
+  } else if (now == meta::NodeState::Down) {
+    std::printf("node %llu is no longer to be drained; it is down and comes back up when it heartbeats again\n",
+                static_cast<unsigned long long>(node));
+  } else {
+    std::printf("node %llu is up and no longer draining: it keeps the stripes it holds and takes new data again\n",
+                static_cast<unsigned long long>(node));
+  }
+  return kExitOk;
+}
+
 int removeNode(Context& ctx, uint64_t node) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -740,6 +793,9 @@ void addAdminCommands(CLI::App& app, Context& ctx, Action& action) {
   nd->add_flag("--no-wait", na->no_wait, "start the drain and return");
   nd->add_option("--timeout", na->timeout, "seconds to wait (default 3600)");
   nd->callback([&ctx, &action, na] { action = [&ctx, na] { return drain(ctx, na->id, !na->no_wait, na->timeout); }; });
+  auto* nu = node->add_subcommand("undrain", "call a drain off: the node keeps its stripes and takes new data again");
+  nu->add_option("id", na->id, "the node id")->required();
+  nu->callback([&ctx, &action, na] { action = [&ctx, na] { return undrain(ctx, na->id); }; });
   auto* nr = node->add_subcommand("remove", "remove a node that holds no data (drain it first)");
   nr->add_option("id", na->id, "the node id")->required();
   nr->callback([&ctx, &action, na] { action = [&ctx, na] { return removeNode(ctx, na->id); }; });
