@@ -389,11 +389,12 @@ TEST_F(FuseMount, DiskCacheServesASecondMountWithoutTheCluster) {
   };
   // Everything came from the disk cache but the one corrupt record (which
   // a readahead and the read itself may both find corrupt and drop, and
-  // both fetch, having both missed).
+  // both fetch, having both missed; on a loaded machine the kernel's
+  // concurrent reads of that record's pages may fetch it once more).
   EXPECT_GE(value("disk_cache_dropped_corrupt"), 1) << stats;
-  EXPECT_LE(value("disk_cache_dropped_corrupt"), 2) << stats;
+  EXPECT_LE(value("disk_cache_dropped_corrupt"), 3) << stats;
   EXPECT_GE(value("records_fetched"), 1) << stats;
-  EXPECT_LE(value("records_fetched"), 2) << stats;
+  EXPECT_LE(value("records_fetched"), 3) << stats;
   EXPECT_LE(value("disk_cache_used_bytes"), 256ll << 20) << stats;
 }
 
