@@ -10,11 +10,11 @@ InodeTable::InodeTable(struct timespec root_mtime) {
   root->attr.st_nlink = 2;
   root->attr.st_mtim = root->attr.st_ctim = root->attr.st_atim = root_mtime;
   // The root is never forgotten: one lookup that no forget can take.
-  by_ino_[kRootIno] = Slot{root, 1, keyOf(*root), nullptr};
-  by_key_[keyOf(*root)] = kRootIno;
+  by_ino_[kRootIno] = Slot{root, 1, identityOf(*root), nullptr};
+  by_key_[identityOf(*root)] = kRootIno;
 }
 
-std::string InodeTable::keyOf(const Node& node) {
+std::string InodeTable::identityOf(const Node& node) {
   std::string key(1, static_cast<char>('0' + static_cast<int>(node.kind)));
   key += node.dataset;
   key += '\0';
@@ -27,7 +27,7 @@ std::string InodeTable::keyOf(const Node& node) {
 }
 
 std::pair<Ino, std::shared_ptr<Node>> InodeTable::acquire(Node node, uint64_t lookups) {
-  std::string key = keyOf(node);
+  std::string key = identityOf(node);
   std::lock_guard lock(mu_);
   if (auto it = by_key_.find(key); it != by_key_.end()) {
     Slot& slot = by_ino_.at(it->second);
@@ -49,7 +49,7 @@ std::shared_ptr<Node> InodeTable::get(Ino ino) const {
 }
 
 Ino InodeTable::find(const Node& node) const {
-  std::string key = keyOf(node);
+  std::string key = identityOf(node);
   std::lock_guard lock(mu_);
   auto it = by_key_.find(key);
   return it == by_key_.end() ? 0 : it->second;

@@ -47,6 +47,12 @@ struct Node {
   std::string symlink_target;
 };
 
+// A directory's child: its name and what it is.
+struct DirItem {
+  std::string name;
+  Node node;
+};
+
 class InodeTable {
  public:
   // The root directory's times are `root_mtime` (the mount's start).
@@ -65,6 +71,10 @@ class InodeTable {
   void setFile(Ino ino, std::shared_ptr<const client::FileInfo> file);
   std::shared_ptr<const client::FileInfo> file(Ino ino) const;
   size_t size() const;
+  // What `node` is (kind, dataset, dataset id, version, name), whatever
+  // inode it has or had: the key of its inode, and of what is kept about it
+  // past the inode's life.
+  static std::string identityOf(const Node& node);
 
  private:
   struct Slot {
@@ -73,7 +83,6 @@ class InodeTable {
     std::string key;
     std::shared_ptr<const client::FileInfo> file;
   };
-  static std::string keyOf(const Node& node);
 
   mutable std::mutex mu_;
   Ino next_ = kRootIno + 1;

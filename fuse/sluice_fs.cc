@@ -223,36 +223,42 @@ Result<EntryReply> SluiceFs::lookup(Ino parent, const std::string& name) {
   switch (p->kind) {
     case NodeKind::kRoot: {
       if (name == ".sluice") return entry(controlNode(NodeKind::kControlDir));
+      if (auto held = heldAnswer(*p, name)) return *held;
       meta::GetDatasetRequestT req;
       req.name = name;
       auto resp = cluster_.meta<meta::GetDatasetRequest, meta::GetDatasetResponse>(
           meta::MetaMethod::GetDataset, req, "GetDataset");
       if (!resp.isOk()) {
+        if (metaUnreachable(resp.status())) return unanswered(*p, name, resp.status());
+        last_.metaAnswered();
         if (isNotFound(resp.status())) return absent;
-        return unanswered(parent, name, resp.status());
+        return resp.status();
       }
       if (!(*resp)->dataset) return absent;
-      return answered(parent, name, datasetNode(*(*resp)->dataset));
+      return answered(*p, name, datasetNode(*(*resp)->dataset));
     }
     case NodeKind::kControlDir:
       if (name == "stats") return entry(controlNode(NodeKind::kStatsFile));
       return absent;
     case NodeKind::kDataset: {
+      if (auto held = heldAnswer(*p, name)) return *held;
       meta::GetVersionRequestT req;
       req.dataset = p->dataset;
       req.version = name;
       auto resp = cluster_.meta<meta::GetVersionRequest, meta::GetVersionResponse>(
           meta::MetaMethod::GetVersion, req, "GetVersion");
       if (!resp.isOk()) {
+        if (metaUnreachable(resp.status())) return unanswered(*p, name, resp.status());
+        last_.metaAnswered();
         if (isNotFound(resp.status())) return absent;
-        return unanswered(parent, name, resp.status());
+        return resp.status();
       }
       const auto& v = (*resp)->version;
       if (!v || v->state != meta::VersionState::Committed) return absent;
       // The version's own dataset id, not the parent's: the parent may be
       // a dataset since deleted and created again.
-      if (name == "v" + std::to_string(v->version)) return answered(parent, name, versionNode(*v));
-      return answered(parent, name, tagNode(p->dataset, v->dataset_id, name, v->version));
+      if (name == "v" + std::to_string(v->version)) return answered(*p, name, versionNode(*v));
+      return answered(*p, name, tagNode(p->dataset, v->dataset_id, name, v->version));
     }
     case NodeKind::kVersion:
     case NodeKind::kEntry: {
@@ -269,32 +275,43 @@ Result<EntryReply> SluiceFs::lookup(Ino parent, const std::string& name) {
   }
 }
 
-Result<EntryReply> SluiceFs::answered(Ino parent, const std::string& name, const Node& node) {
-  {
-    std::lock_guard lock(known_mu_);
-    if (known_.size() >= kMaxKnownNames) known_.clear();
-    known_[{parent, name}] = node;
-  }
+Result<EntryReply> SluiceFs::answered(const Node& parent, const std::string& name,
+                                      const Node& node) {
+  last_.metaAnswered();
+  last_.keepName(parent, name, node);
   return entry(node);
 }
 
-Result<EntryReply> SluiceFs::unanswered(Ino parent, const std::string& name,
+Result<EntryReply> SluiceFs::unanswered(const Node& parent, const std::string& name,
                                         const Status& failure) {
-  std::optional<Node> last;
-  if (metaUnreachable(failure)) {
-    std::lock_guard lock(known_mu_);
-    if (auto it = known_.find({parent, name}); it != known_.end()) last = it->second;
+  last_.metaUnreachable(failure);
+  auto last = last_.name(parent, name);
+  if (!last) {
+    return failure.withContext("'" + name + "' in " + pathOf(parent) +
+                               ", which this mount has not looked up before");
   }
-  if (!last) return failure;
+  return standIn(*last);
+}
+
+std::optional<EntryReply> SluiceFs::heldAnswer(const Node& parent, const std::string& name) {
+  if (!last_.metaJustFailed()) return std::nullopt;
+  auto last = last_.name(parent, name);
+  if (!last) return std::nullopt;
+  return standIn(*last);
+}
+
+EntryReply SluiceFs::standIn(const Node& last) {
   // A version never changes under its name; a tag may have moved or a
   // dataset been deleted meanwhile. Each ask of an unreachable meta costs
   // the caller its failure time (about a second), so the kernel keeps this
   // answer a little longer than a fresh one before asking again.
-  spdlog::warn("lookup of '{}': the metadata server is unreachable ({}); using its last answer",
-               name, failure.toString());
-  EntryReply reply = entry(*last);
+  EntryReply reply = entry(last);
   reply.timeout = std::max(reply.timeout, kUnreachableEntryTimeout);
   return reply;
+}
+
+std::string SluiceFs::pathOf(const Node& dir) {
+  return dir.kind == NodeKind::kDataset ? "/" + dir.dataset : "/";
 }
 
 Result<std::pair<struct stat, double>> SluiceFs::getattr(Ino ino) {
@@ -349,19 +366,14 @@ Result<std::vector<DirItem>> SluiceFs::listDir(Ino ino) {
     case NodeKind::kRoot:
     case NodeKind::kDataset: {
       // Datasets and versions come from meta; while it cannot be reached, its
-      // last listing of this directory stands in (as for lookups).
+      // last listing of this directory stands in (as for lookups). Unlike a
+      // lookup, a listing always asks first: `ls` must show what is new as
+      // soon as meta is back.
       auto fresh = metaListing(*p);
-      std::lock_guard lock(known_mu_);
-      if (fresh.isOk()) {
-        if (known_listings_.size() >= kMaxKnownListings) known_listings_.clear();
-        known_listings_[ino] = *fresh;
-        return fresh;
-      }
-      auto it = known_listings_.find(ino);
-      if (!metaUnreachable(fresh.status()) || it == known_listings_.end()) return fresh.status();
-      spdlog::warn("listing of '{}': the metadata server is unreachable ({}); using its last answer",
-                   p->kind == NodeKind::kRoot ? "/" : p->dataset, fresh.status().toString());
-      return it->second;
+      if (!fresh.isOk() && metaUnreachable(fresh.status())) return lastListing(*p, fresh.status());
+      last_.metaAnswered();
+      if (fresh.isOk()) last_.keepListing(*p, *fresh);
+      return fresh;
     }
     case NodeKind::kControlDir:
       items.push_back({"stats", controlNode(NodeKind::kStatsFile)});
@@ -380,6 +392,15 @@ Result<std::vector<DirItem>> SluiceFs::listDir(Ino ino) {
       return Status(StatusCode::kFailedPrecondition, "not a directory");
   }
   return items;
+}
+
+Result<std::vector<DirItem>> SluiceFs::lastListing(const Node& dir, const Status& failure) {
+  last_.metaUnreachable(failure);
+  auto last = last_.listing(dir);
+  if (!last) {
+    return failure.withContext("listing " + pathOf(dir) + ", which this mount has not listed before");
+  }
+  return std::move(*last);
 }
 
 Result<std::vector<DirItem>> SluiceFs::metaListing(const Node& dir) {

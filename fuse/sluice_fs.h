@@ -5,7 +5,9 @@
 // Committed versions are immutable, so their entries, attributes and
 // listings are cached for a long time (in this process and, through the
 // timeouts returned, in the kernel); the dataset level (datasets, versions
-// and tags come and go) is re-asked after a second. A version is immutable
+// and tags come and go) is re-asked after a second; while meta cannot be
+// reached, its last answers there stand in (LastAnswers), so what the mount
+// has resolved keeps being served. A version is immutable
 // only within one incarnation of its dataset: a dataset deleted and created
 // again has a new id, which is part of the identity of every inode below
 // it, so nothing cached for the old one answers for the new one.
@@ -27,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -39,6 +42,7 @@
 #include "common/core/result.h"
 #include "fuse/dir_cache.h"
 #include "fuse/inode_table.h"
+#include "fuse/last_answers.h"
 
 namespace sluice::fuse {
 
@@ -56,11 +60,6 @@ struct EntryReply {
   Ino ino = 0;  // 0: the name does not exist (cache the absence for `timeout`)
   struct stat attr {};
   double timeout = 0;
-};
-
-struct DirItem {
-  std::string name;
-  Node node;
 };
 
 class OpenFile;
@@ -129,11 +128,22 @@ class SluiceFs {
   // Lookups of dataset and version names ask meta each time their short
   // entry timeout ends. `answered` keeps what meta said; `unanswered` gives
   // the last answer when meta cannot be reached, so a job keeps opening the
-  // files of its version while meta restarts.
-  Result<EntryReply> answered(Ino parent, const std::string& name, const Node& node);
-  Result<EntryReply> unanswered(Ino parent, const std::string& name, const Status& failure);
+  // files of its version while meta is down, and fails names never seen.
+  Result<EntryReply> answered(const Node& parent, const std::string& name, const Node& node);
+  Result<EntryReply> unanswered(const Node& parent, const std::string& name,
+                                const Status& failure);
+  // Meta's last answer for `name`, without asking meta, when a call to it
+  // has just failed (LastAnswers::metaJustFailed); else nothing.
+  std::optional<EntryReply> heldAnswer(const Node& parent, const std::string& name);
+  // A last answer as a reply, held by the kernel for a while.
+  EntryReply standIn(const Node& last);
   // The root's datasets or a dataset's versions and tags, from meta.
   Result<std::vector<DirItem>> metaListing(const Node& dir);
+  // Meta's last listing of `dir`, standing in when `failure` says meta
+  // could not be reached; that failure when there is none.
+  Result<std::vector<DirItem>> lastListing(const Node& dir, const Status& failure);
+  // "/" or "/<dataset>", for messages.
+  static std::string pathOf(const Node& dir);
 
   client::Cluster& cluster_;
   const FsOptions options_;
@@ -159,12 +169,8 @@ class SluiceFs {
   // "dataset\0dataset id\0version\0path" -> extents; immutable, dropped wholesale when full.
   std::unordered_map<std::string, std::shared_ptr<const client::FileInfo>> files_;
 
-  static constexpr size_t kMaxKnownNames = 100000;
   static constexpr double kUnreachableEntryTimeout = 10.0;  // seconds
-  std::mutex known_mu_;
-  std::map<std::pair<Ino, std::string>, Node> known_;  // GUARDED_BY(known_mu_)
-  static constexpr size_t kMaxKnownListings = 10000;
-  std::unordered_map<Ino, std::vector<DirItem>> known_listings_;  // GUARDED_BY(known_mu_)
+  LastAnswers last_;
 
   std::atomic<uint64_t> readahead_bytes_{0};
   std::atomic<uint64_t> opens_{0};

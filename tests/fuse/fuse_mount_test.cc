@@ -665,6 +665,75 @@ TEST_F(FuseMount, ListingsHaveDotAndDotDot) {
   }
 }
 
+// Restarts meta at the end of a test that killed it, also when the test
+// fails, so the tests after it find the cluster whole.
+struct MetaRestarter {
+  TestCluster& cluster;
+  bool down = false;
+  ~MetaRestarter() {
+    if (down) (void)cluster.restart("meta");
+  }
+};
+
+// The metadata server stays down under a mount (a crash, a long outage):
+// what the mount has already resolved keeps being served from its caches,
+// also once the kernel has forgotten the inodes it held (as memory pressure
+// makes it do) and the dataset level's short timeouts have passed; reads go
+// to the storage nodes. Once meta is back, its fresh answers are used again.
+TEST_F(FuseMount, WhatTheMountHasSeenIsServedWhileMetaIsDown) {
+  const std::string src = cluster_->dir() + "/outage-src";
+  writeFile(fs::path(src) / "a.txt", "alpha\n");
+  writeFile(fs::path(src) / "sub/b.bin", makeContent(300000, 77));
+  writeFile(fs::path(src) / "sub/deeper/c.txt", "gamma\n");
+  DatasetRemover remover{*cluster_, "outage"};
+  runOk({"dataset", "create", "outage"});
+  runOk({"put", src, "outage", "-q"});
+  // No memory cache: with the kernel's pages dropped, reads reach the nodes.
+  MountGuard m(*cluster_, mountpoint("m-outage"), {"--memory-cache", "0"});
+  ASSERT_TRUE(m.ok()) << m.error();
+  const std::string v1 = m.path() + "/outage/v1";
+  const std::string tree = describeTree(src);
+  const auto files = listFiles(src);
+  ASSERT_EQ(files.size(), 3u);
+  expectSameLines(describeTree(v1), tree, "v1 with meta up");
+  for (const auto& f : files) EXPECT_EQ(readFile(v1 + "/" + f), readFile(src + "/" + f)) << f;
+  const std::string root = lsOf(m.path());
+  const std::string versions = lsOf(m.path() + "/outage");
+  ASSERT_NE(root.find("outage\n"), std::string::npos) << root;
+  ASSERT_EQ(versions, "latest\nv1\n");
+
+  MetaRestarter restarter{*cluster_};
+  ASSERT_TRUE(cluster_->kill("meta").isOk());
+  restarter.down = true;
+  // Every name is looked up again: the kernel drops what it does not hold
+  // and the dataset level's one-second entries end.
+  sh("echo 3 > /proc/sys/vm/drop_caches");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  const auto t0 = std::chrono::steady_clock::now();
+  expectSameLines(describeTree(v1), tree, "v1 with meta down");
+  for (const auto& f : files) EXPECT_EQ(readFile(v1 + "/" + f), readFile(src + "/" + f)) << f;
+  EXPECT_EQ(lsOf(m.path()), root) << "listing the root with meta down";
+  EXPECT_EQ(lsOf(m.path() + "/outage"), versions) << "listing the dataset with meta down";
+  for (const std::string p : {"", "/outage", "/outage/v1", "/outage/v1/sub", "/outage/v1/sub/b.bin"}) {
+    struct stat st {};
+    EXPECT_EQ(::stat((m.path() + p).c_str(), &st), 0) << p << ": " << std::strerror(errno);
+  }
+  // A name the mount never saw cannot be answered without meta.
+  struct stat st {};
+  errno = 0;
+  EXPECT_NE(::stat((m.path() + "/never-seen").c_str(), &st), 0);
+  EXPECT_EQ(errno, EIO) << std::strerror(errno);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(secs, 10.0) << "serving known names with meta down took " << secs << " s";
+
+  ASSERT_TRUE(cluster_->restart("meta").isOk());
+  restarter.down = false;
+  writeFile(fs::path(src) / "d.txt", "delta\n");
+  runOk({"put", src, "outage", "-q"});
+  EXPECT_EQ(lsOf(m.path() + "/outage"), "latest\nv1\nv2\n");
+  EXPECT_EQ(readFile(m.path() + "/outage/v2/d.txt"), "delta\n");
+}
+
 // A mount whose daemon was killed answers ENOTCONN to everything; the CLI
 // says so and how to clean it up rather than blaming the directory.
 TEST_F(FuseMount, ADeadMountIsReportedAsSuchWithTheWayToCleanUp) {
