@@ -557,6 +557,16 @@ TEST_F(FuseMount, SimultaneousMountsOfOneDirectoryGiveOneMount) {
     std::error_code ec;
     const std::string daemon_exe = fs::read_symlink("/proc/" + std::to_string(daemon) + "/exe", ec).string();
     EXPECT_TRUE(tools::isRunning(daemon, daemon_exe)) << daemon_exe;
+    if (round == 0) {
+      // Busy (a file open in it): refused as a conflict, exit code 4, saying what to do.
+      std::ifstream held(mp + "/ds/v1/docs/readme.txt");
+      ASSERT_TRUE(held.good());
+      auto busy = cluster_->runCli({"umount", mp});
+      ASSERT_TRUE(busy.isOk());
+      EXPECT_EQ(busy->exit_code, 4) << busy->err;
+      EXPECT_NE(busy->err.find("busy"), std::string::npos) << busy->err;
+      EXPECT_TRUE(tools::isSluiceMount(mp));
+    }
     auto u = cluster_->runCli({"umount", mp});
     ASSERT_TRUE(u.isOk());
     EXPECT_EQ(u->exit_code, 0) << u->err;

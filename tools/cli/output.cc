@@ -20,6 +20,7 @@ int exitCodeFor(const Status& status) {
     case StatusCode::kConflict:
     case StatusCode::kNotEmpty:
     case StatusCode::kFailedPrecondition:
+    case StatusCode::kBusy:  // e.g. a mount in use
       return kExitConflict;
     case StatusCode::kUnavailable:
     case StatusCode::kTimeout:
