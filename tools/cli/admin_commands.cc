@@ -611,15 +611,6 @@ int rebalance(Context& ctx, bool apply, uint64_t rate, bool wait, uint64_t timeo
   return repair(ctx, /*status_only=*/true, /*wait=*/true, timeout_s, "rebalance");
 }
 
-// Kicks a scrub pass on the nodes, waits for it, then for sluice-meta to
-// fetch every corrupt chunk found again from a replica.
-std::string chunkHex(const storage::Hash& id) {
-  char hex[33];
-  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(id.hi()),
-                static_cast<unsigned long long>(id.lo()));
-  return hex;
-}
-
 // For each of `ids` (missing on node `from`): does another of `nodes` still
 // hold a copy that a repair could fetch?
 Result<std::vector<bool>> copiesElsewhere(client::Cluster& c, const std::vector<client::NodeId>& nodes,
@@ -638,6 +629,8 @@ Result<std::vector<bool>> copiesElsewhere(client::Cluster& c, const std::vector<
   return found;
 }
 
+// Kicks a scrub pass on the nodes, waits for it, then for sluice-meta to
+// fetch every corrupt chunk found again from a replica.
 int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
   auto cluster = ctx.cluster();
   if (!cluster.isOk()) return reportError(cluster.status());
@@ -698,7 +691,7 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
           if ((*elsewhere)[i]) {
             ++missing;  // a replica has it: the node's repair fetches it
           } else {
-            lost.insert(chunkHex(gone[i]));
+            lost.insert(Hash128{gone[i].hi(), gone[i].lo()}.toHex());
           }
         }
       }

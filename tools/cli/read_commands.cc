@@ -131,21 +131,19 @@ int ls(Context& ctx, const LsArgs& a) {
   Json json;
   json.beginArray();
   const std::string path = normalizeArg(a.path);
-  // A file or a symlink is listed as itself, as ls(1) does.
-  meta::StatRequestT st;
-  st.dataset = ref->dataset;
-  st.version = ref->version;
-  st.path = path;
-  Status s;
-  if (path.empty()) {
-    s = listDir(**cluster, *ref, path, a, table, json);
-  } else if (auto entry = (*cluster)->meta<meta::StatRequest, meta::StatResponse>(meta::MetaMethod::Stat, st, "Stat");
-             !entry.isOk()) {
-    s = entry.status();
-  } else if ((*entry)->entry->type != meta::EntryType::Directory) {
-    addListing(*(*entry)->entry, path, path, a, table, json);
-  } else {
-    s = listDir(**cluster, *ref, path, a, table, json);
+  Status s = listDir(**cluster, *ref, path, a, table, json);
+  if (s.code() == StatusCode::kFailedPrecondition && !path.empty()) {
+    // Not a directory: a file or a symlink is listed as itself, as ls(1)
+    // does (asked only then, so listing a directory costs no extra call).
+    meta::StatRequestT st;
+    st.dataset = ref->dataset;
+    st.version = ref->version;
+    st.path = path;
+    auto entry = (*cluster)->meta<meta::StatRequest, meta::StatResponse>(meta::MetaMethod::Stat, st, "Stat");
+    if (entry.isOk() && (*entry)->entry->type != meta::EntryType::Directory) {
+      addListing(*(*entry)->entry, path, path, a, table, json);
+      s = Status::ok();
+    }
   }
   if (!s.isOk()) return reportError(s);
   json.endArray();
