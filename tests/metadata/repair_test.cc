@@ -662,12 +662,16 @@ TEST(Repair, ANodeBackFromRepairIsRebalancedAndDrainsNeedRoomAndCanBeCalledOff) 
   ASSERT_TRUE(r.isOk());
   EXPECT_NE(r->out.find("\"id\":2,"), std::string::npos) << r->out;
   EXPECT_NE(r->out.find("\"stripes\":" + std::to_string(held[2]) + ","), std::string::npos) << r->out;
-  // New uploads reach node 2 again.
+  // New uploads reach node 2 again. With 64 KiB chunks each 60 KB file of
+  // random bytes is a chunk of its own, so the chance that none of the 40
+  // lands on one of node 2's ~43 data slots of 128 is (85/128)^40, about
+  // 1e-7. With the dataset's 1 MiB chunks (two chunks) it was one run in nine.
   waitForCleanups(c);
   const size_t on_node2 = tc.chunkFiles(2).size();
   std::string src2 = tc.dir() + "/src2";
-  for (int i = 0; i < 20; ++i) writeFile(fs::path(src2) / ("g" + std::to_string(i)), makeContent(60000, i + 100));
-  ASSERT_TRUE(client::uploadDirectory(c, src2, "back", client::UploadOptions{}).isOk());
+  for (int i = 0; i < 40; ++i) writeFile(fs::path(src2) / ("g" + std::to_string(i)), makeContent(60000, i + 100));
+  createDataset(c, "back-small-chunks", 2, 64 << 10);
+  ASSERT_TRUE(client::uploadDirectory(c, src2, "back-small-chunks", client::UploadOptions{}).isOk());
   EXPECT_GT(tc.chunkFiles(2).size(), on_node2);
   expectReadsBack(c, "back", src);
 
