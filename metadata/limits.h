@@ -32,5 +32,10 @@ inline constexpr uint32_t kMaxStripes = 1u << 16;
 // stripe_count * max_replicas: the map's ids must fit one GetClusterMap reply.
 inline constexpr uint64_t kMaxStripeSlots = 1u << 18;
 inline constexpr uint32_t kMaxFileMode = 07777;
+// MetaStore::chunkUsers: chunks per call, paths per version, and the bytes
+// of names one answer carries (well inside a reply frame).
+inline constexpr size_t kMaxChunksPerUsersCall = 1000;
+inline constexpr uint32_t kMaxPathsPerChunkUser = 1000;
+inline constexpr size_t kChunkUsersAnswerBytes = 2u << 20;
 
 }  // namespace sluice::meta

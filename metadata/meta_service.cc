@@ -471,6 +471,27 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     return Status::ok();
   });
 
+  serve<w::FindChunkUsersRequest>(ep, MetaMethod::FindChunkUsers, [st](const auto& r, auto& fbb) {
+    std::vector<Hash128> chunks;
+    if (r.chunks() != nullptr) {
+      if (r.chunks()->size() > kMaxChunksPerUsersCall) {
+        return invalidArgument("FindChunkUsers: more than " + std::to_string(kMaxChunksPerUsersCall) + " chunks");
+      }
+      for (const w::Hash* h : *r.chunks()) chunks.push_back(fromWire(h));
+    }
+    SLUICE_ASSIGN_OR_RETURN(ChunkUsers found, st->chunkUsers(chunks, r.max_paths()));
+    std::vector<fb::Offset<w::ChunkUserInfo>> items;
+    for (const auto& u : found.users) {
+      w::Hash chunk = toWire(u.chunk);
+      std::vector<fb::Offset<fb::String>> paths;
+      for (const auto& p : u.paths) paths.push_back(fbb.CreateString(p));
+      items.push_back(w::CreateChunkUserInfoDirect(fbb, &chunk, u.dataset.c_str(), u.dataset_id, u.version,
+                                                   static_cast<w::VersionState>(u.state), &paths, u.more_paths));
+    }
+    fbb.Finish(w::CreateFindChunkUsersResponseDirect(fbb, &items, found.truncated));
+    return Status::ok();
+  });
+
   // ---- repair
   StripeMover* mover = mover_;
   auto moveInfos = [](fb::FlatBufferBuilder& fbb, const std::vector<StripeMove>& moves) {
@@ -501,8 +522,17 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     SLUICE_ASSIGN_OR_RETURN(auto moves, st->listMoves());
     SLUICE_ASSIGN_OR_RETURN(auto cleanups, st->listCleanups());
     MoverProgress p = mover ? mover->progress() : MoverProgress{};
-    fbb.Finish(w::CreateListMovesResponse(fbb, moveInfos(fbb, moves), cleanups.size(), p.moves_done,
-                                          p.chunks_copied, p.bytes_copied, p.chunks_deleted, p.corrupt_repaired));
+    std::vector<w::Hash> lost;
+    if (mover) {
+      for (const auto& l : mover->lostChunks()) {
+        if (lost.size() == kMaxChunksPerUsersCall) break;  // each can be asked FindChunkUsers
+        lost.push_back(toWire(l.chunk));
+      }
+    }
+    auto moves_offset = moveInfos(fbb, moves);
+    fbb.Finish(w::CreateListMovesResponse(fbb, moves_offset, cleanups.size(), p.moves_done, p.chunks_copied,
+                                          p.bytes_copied, p.chunks_deleted, p.corrupt_repaired,
+                                          fbb.CreateVectorOfStructs(lost)));
     return Status::ok();
   });
 }

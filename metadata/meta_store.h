@@ -232,6 +232,12 @@ class MetaStore {
   // names one later is refused, so the caller may delete them. `dry_run`:
   // which would be claimed, nothing written.
   Result<std::vector<Hash128>> claimOrphans(std::span<const Hash128> chunks, bool dry_run = false);
+  // The versions (drafts too) that use each of `chunks`, each with up to
+  // `max_paths` paths of its files that have records in the chunk: what a
+  // lost chunk takes with it. A chunk no version uses has no entry. Walks
+  // each such version's namespace once, so it costs a listing of those
+  // versions; meant for admin tools (scrub), not the data path.
+  Result<ChunkUsers> chunkUsers(std::span<const Hash128> chunks, uint32_t max_paths) const;
   // Forgets tombstones older than `older_than_ms` (by whole gc epochs: all
   // of an epoch's go together, and only when all are old enough), so meta
   // does not grow by one entry per chunk ever collected. From then on

@@ -337,9 +337,17 @@ void StripeMover::findStrays() {
                changed);
 }
 
+std::vector<StripeMover::LostChunk> StripeMover::lostChunks() const {
+  std::lock_guard lock(lost_mu_);
+  return lost_;
+}
+
 void StripeMover::repairCorrupt(const ClusterMap& map) {
   static Counter& repaired = MetricsRegistry::global().counter(
       "sluice_meta_corrupt_chunks_repaired_total", "quarantined chunks fetched again from a replica");
+  static Gauge& lost_gauge = MetricsRegistry::global().gauge(
+      "sluice_meta_chunks_lost", "quarantined chunks still in use with no good copy on any up node of their stripe");
+  std::vector<LostChunk> lost;
   for (const auto& n : map.nodes) {
     if (stopping()) return;
     if (n.state != NodeState::kUp && n.state != NodeState::kDraining) continue;
@@ -358,6 +366,7 @@ void StripeMover::repairCorrupt(const ClusterMap& map) {
       if (!here.isOk() || here->get()->lengths.size() != 1 || here->get()->lengths[0] != 0) continue;
       // Another node of the stripe that still has a good copy.
       const size_t width = map.max_replicas;
+      bool copy_elsewhere = false;
       for (size_t i = 0; i < width; ++i) {
         uint64_t other = map.replicas[size_t{bad->stripe} * width + i];
         if (other == 0 || other == n.id) continue;
@@ -366,6 +375,7 @@ void StripeMover::repairCorrupt(const ClusterMap& map) {
         auto there = wire::typedCall<storage::HasChunksRequest, storage::HasChunksResponse>(
             endpoint_, *op, storageOp(storage::StorageMethod::HasChunks), has, "HasChunks", options_.call_timeout);
         if (!there.isOk() || there->get()->lengths.size() != 1 || there->get()->lengths[0] == 0) continue;
+        copy_elsewhere = true;
         storage::FetchChunksRequestT fetch;
         fetch.stripe = bad->stripe;
         for (const auto& m : map.nodes) {
@@ -383,8 +393,25 @@ void StripeMover::repairCorrupt(const ClusterMap& map) {
           break;
         }
       }
+      if (copy_elsewhere) continue;
+      // No up node of the stripe has it. Lost, unless no version uses it any
+      // more (deleted and collected since it was quarantined).
+      const Hash128 id{bad->id->hi(), bad->id->lo()};
+      auto users = store_.chunkUsers(std::span(&id, 1), 0);
+      if (users.isOk() && !users->users.empty()) lost.push_back(LostChunk{id, bad->stripe, n.id});
     }
   }
+  std::sort(lost.begin(), lost.end(), [](const LostChunk& a, const LostChunk& b) { return a.chunk < b.chunk; });
+  lost.erase(std::unique(lost.begin(), lost.end(), [](const LostChunk& a, const LostChunk& b) { return a.chunk == b.chunk; }),
+             lost.end());
+  if (lost.size() > lostChunks().size()) {
+    spdlog::error("mover: {} chunk(s) in use have no good copy on any up node of their stripe; "
+                  "'sluice scrub' names the files that use them",
+                  lost.size());
+  }
+  lost_gauge.set(static_cast<int64_t>(lost.size()));
+  std::lock_guard lock(lost_mu_);
+  lost_ = std::move(lost);
 }
 
 Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {

@@ -81,6 +81,16 @@ class StripeMover {
   // Plans repairs of every down node now (no grace period) and wakes the loop.
   Result<std::vector<StripeMove>> repairNow();
   MoverProgress progress() const;
+  // Chunks a scrubber quarantined that no up node of their stripe holds a
+  // good copy of and that a version still uses: data lost unless a down node
+  // comes back with a copy. As of the last corrupt check (every 5 s), from
+  // the nodes' recent corruption reports (their last 64 each).
+  struct LostChunk {
+    Hash128 chunk;
+    uint32_t stripe = 0;
+    uint64_t found_on = 0;  // the node whose scrub found it corrupt
+  };
+  std::vector<LostChunk> lostChunks() const;
 
  private:
   void loop();
@@ -140,6 +150,8 @@ class StripeMover {
   std::atomic<uint64_t> cleanups_done_{0}, chunks_deleted_{0};
   std::atomic<uint64_t> corrupt_repaired_{0}, stray_cleanups_queued_{0};
   std::chrono::steady_clock::time_point last_corrupt_check_{};  // loop thread only
+  mutable std::mutex lost_mu_;
+  std::vector<LostChunk> lost_;  // GUARDED_BY(lost_mu_)
   std::chrono::steady_clock::time_point last_stray_check_{};    // loop thread only
   // (node, stripe) -> chunks it held at the last stray check; loop thread only
   std::map<std::pair<uint64_t, uint32_t>, uint64_t> stray_chunks_seen_;

@@ -198,6 +198,24 @@ struct GarbageChunk {
   uint32_t stripe = 0;
 };
 
+// One version (draft or committed) that uses a chunk, and the paths of its
+// files with records in the chunk (at most the asked number; more_paths
+// when there are others). `dataset` is empty when the dataset was deleted
+// while the version's data was still being released.
+struct ChunkUser {
+  Hash128 chunk;
+  std::string dataset;
+  uint64_t dataset_id = 0;
+  uint32_t version = 0;
+  VersionState state = VersionState::kCommitted;
+  std::vector<std::string> paths;
+  bool more_paths = false;
+};
+struct ChunkUsers {
+  std::vector<ChunkUser> users;  // by chunk in the asked order, then dataset id and version
+  bool truncated = false;        // the answer budget ran out: users or paths left out
+};
+
 struct TagInfo {
   std::string name;
   uint32_t version = 0;

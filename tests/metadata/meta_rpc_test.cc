@@ -683,6 +683,19 @@ TEST_F(MetaRpcTest, BadInputIsRefusedNamingTheField) {
   EXPECT_EQ(ns.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(ns.status().message().find("state"), std::string::npos);
 
+  std::vector<w::Hash> chunks(1001, w::Hash(1, 2));
+  fbb.Clear();
+  fbb.Finish(w::CreateFindChunkUsersRequestDirect(fbb, &chunks, 5));
+  auto users = call<w::FindChunkUsersResponse>(MetaMethod::FindChunkUsers, fbb);
+  EXPECT_EQ(users.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(users.status().message().find("chunks"), std::string::npos) << users.status().toString();
+  chunks.resize(3);
+  fbb.Clear();
+  fbb.Finish(w::CreateFindChunkUsersRequestDirect(fbb, &chunks, 5000));
+  users = call<w::FindChunkUsersResponse>(MetaMethod::FindChunkUsers, fbb);
+  EXPECT_EQ(users.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(users.status().message().find("max_paths"), std::string::npos) << users.status().toString();
+
   // An unknown method number.
   auto unknown = ep_->call(client_->peer(), net::makeOpcode(net::ServiceId::kMeta, 200), junk);
   EXPECT_EQ(unknown.status().code(), StatusCode::kUnimplemented);

@@ -768,6 +768,64 @@ TEST_F(MetaStoreTest, RecordIndexDedupAndExactGc) {
   EXPECT_EQ((*locs)[0].chunk, c1);
 }
 
+// What a lost chunk takes with it: the versions (a draft too) that use it
+// and their files with records in it, named once per version, capped, and
+// nothing for a chunk no version uses.
+TEST_F(MetaStoreTest, ChunkUsersNameTheVersionsAndFilesThatUseAChunk) {
+  createDataset();
+  createDataset("other");
+  const Hash128 shared{20, 1}, only_v2{20, 2}, unused{20, 3};
+  uint32_t v1 = draft();
+  add("imgs", v1, {makeFile("a/x", 1, 2, 1000, shared), makeFile("a/y", 2, 1, 1000, Hash128{20, 9})});
+  commit("imgs", v1);
+  uint32_t v2 = draft();
+  FileSpec mixed = makeFile("m", 3, 2, 1000, shared);
+  mixed.extents[1].chunk = only_v2;  // one record in each chunk
+  add("imgs", v2, {makeFile("a/x", 1, 2, 1000, shared), mixed, makeFile("z", 4, 1, 1000, only_v2)});
+  commit("imgs", v2);
+  uint32_t d = draft("other");
+  std::vector<FileSpec> many;
+  for (int i = 0; i < 12; ++i) many.push_back(makeFile("f" + std::to_string(i), 100 + i, 1, 1000, shared));
+  add("other", d, many);
+
+  std::vector<Hash128> ask = {shared, only_v2, unused, shared};
+  auto r = store_->chunkUsers(ask, 10);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_FALSE(r->truncated);
+  std::map<std::pair<Hash128, std::string>, ChunkUser> by;
+  for (const auto& u : r->users) {
+    EXPECT_TRUE(by.emplace(std::pair{u.chunk, u.dataset + "@v" + std::to_string(u.version)}, u).second)
+        << "listed twice: " << u.dataset << "@v" << u.version;
+  }
+  ASSERT_EQ(by.size(), 4u);
+  const ChunkUser& s1 = by.at({shared, "imgs@v1"});
+  EXPECT_EQ(s1.paths, (std::vector<std::string>{"a/x"}));
+  EXPECT_EQ(s1.state, VersionState::kCommitted);
+  EXPECT_FALSE(s1.more_paths);
+  EXPECT_EQ(by.at({shared, "imgs@v2"}).paths, (std::vector<std::string>{"a/x", "m"}));
+  const ChunkUser& draft_user = by.at({shared, "other@v1"});
+  EXPECT_EQ(draft_user.state, VersionState::kDraft);
+  EXPECT_EQ(draft_user.paths.size(), 10u);
+  EXPECT_TRUE(draft_user.more_paths);
+  EXPECT_EQ(by.at({only_v2, "imgs@v2"}).paths, (std::vector<std::string>{"m", "z"}));
+
+  // Versions only: no paths, no walk.
+  r = store_->chunkUsers(std::vector<Hash128>{only_v2}, 0);
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->users.size(), 1u);
+  EXPECT_TRUE(r->users[0].paths.empty());
+  // Bad requests name the field.
+  std::vector<Hash128> too_many(1001, shared);
+  EXPECT_EQ(store_->chunkUsers(too_many, 1).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->chunkUsers(ask, 1001).status().code(), StatusCode::kInvalidArgument);
+  // Once its versions are gone, the chunk has no users.
+  ASSERT_TRUE(store_->deleteVersion("imgs", v1, false).isOk());
+  ASSERT_TRUE(store_->deleteVersion("imgs", v2, true).isOk());
+  r = store_->chunkUsers(std::vector<Hash128>{only_v2}, 10);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_TRUE(r->users.empty());
+}
+
 TEST_F(MetaStoreTest, AbortReleasesChunksAndRefusesCommit) {
   createDataset();
   uint32_t v = draft();

@@ -881,6 +881,36 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
   EXPECT_EQ(r->exit_code, 6) << "not 5, a timeout: " << r->err << r->out;
   EXPECT_NE(r->err.find("no good copy left"), std::string::npos) << r->err;
   EXPECT_NE(r->err.find(doomed), std::string::npos) << r->err;
+  // It names what is lost: the new file of v2, the one version using it.
+  EXPECT_NE(r->err.find("sc@v2: g\n"), std::string::npos) << r->err;
+  EXPECT_EQ(r->err.find("sc@v1"), std::string::npos) << r->err;
+  // sluice status flags it too, once the mover has looked (every 5 s).
+  auto statusShows = [&](bool lost) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      auto st = tc.runCli({"status"});
+      auto js = tc.runCli({"--json", "status"});
+      if (!st.isOk() || !js.isOk()) return false;
+      const bool text = st->out.find("LOST    1 chunk(s) in use") != std::string::npos;
+      const bool json = js->out.find("\"lost_chunks\":[\"" + doomed + "\"]") != std::string::npos;
+      if (text == lost && json == lost) return true;
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::printf("%s%s\n", st->out.c_str(), js->out.c_str());
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  };
+  EXPECT_TRUE(statusShows(true)) << "status does not flag the lost chunk";
+  // With v2 deleted no version uses the chunk: nothing is lost any more.
+  r = tc.runCli({"version", "rm", "sc@v2", "--force"});
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  r = tc.runCli({"scrub", "--timeout", "90"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
+  EXPECT_NE(r->out.find("used by no version any more"), std::string::npos) << r->out;
+  EXPECT_TRUE(statusShows(false)) << "status still flags a chunk no version uses";
 }
 
 TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {

@@ -125,6 +125,15 @@ int status(Context& ctx, bool nodes_only) {
     chunks += n->chunk_count;
     up += n->state == meta::NodeState::Up;
   }
+  // Pending repair work, and data the mover found lost (an older meta, or
+  // one that cannot answer, shows neither).
+  meta::ListMovesRequestT mreq;
+  auto moves = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, mreq,
+                                                                                 "ListMoves");
+  std::vector<std::string> lost;
+  if (moves.isOk()) {
+    for (const auto& h : (*moves)->lost_chunks) lost.push_back(Hash128{h.hi(), h.lo()}.toHex());
+  }
   if (ctx.json) {
     Json j;
     j.beginObject()
@@ -136,6 +145,9 @@ int status(Context& ctx, bool nodes_only) {
         .field("capacity_bytes", capacity)
         .field("used_bytes", used)
         .field("chunks", chunks);
+    j.beginArray("lost_chunks");
+    for (const auto& hex : lost) j.value(hex);
+    j.endArray();
     j.beginArray("nodes");
     for (const auto& n : m.nodes) {
       j.beginObject()
@@ -168,9 +180,12 @@ int status(Context& ctx, bool nodes_only) {
                   "(automatic after sluice-meta's repair_grace; now: 'sluice repair')\n",
                   ProgressMeter::formatCount(under).c_str());
     }
-    meta::ListMovesRequestT mreq;
-    auto moves = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(
-        meta::MetaMethod::ListMoves, mreq, "ListMoves");
+    if (!lost.empty()) {
+      std::printf("LOST    %zu chunk(s) in use have no good copy on any up node (found corrupt by scrub): reads of "
+                  "the files with data in them fail. 'sluice scrub' names those files; bring back a node that "
+                  "holds a copy, or upload the files again\n",
+                  lost.size());
+    }
     if (moves.isOk() && (!(*moves)->moves.empty() || (*moves)->cleanups > 0)) {
       std::printf("repair  %zu stripe moves pending (%s to copy), %llu cleanups pending, %s copied since "
                   "sluice-meta started; follow with 'sluice repair --status'\n",
@@ -629,6 +644,33 @@ Result<std::vector<bool>> copiesElsewhere(client::Cluster& c, const std::vector<
   return found;
 }
 
+// What a lost chunk takes with it: per chunk (hex), one line per version
+// that uses it ("sc@v2: a/b, c and more files"), from meta. Chunks no version
+// uses are absent: they were deleted since, and nothing is lost.
+Result<std::map<std::string, std::vector<std::string>>> chunkUsers(client::Cluster& c,
+                                                                   const std::vector<Hash128>& chunks) {
+  constexpr uint32_t kPathsShown = 5;
+  std::map<std::string, std::vector<std::string>> out;
+  for (size_t first = 0; first < chunks.size(); first += 1000) {
+    meta::FindChunkUsersRequestT req;
+    for (size_t i = first; i < chunks.size() && i < first + 1000; ++i) req.chunks.emplace_back(chunks[i].hi, chunks[i].lo);
+    req.max_paths = kPathsShown;
+    SLUICE_ASSIGN_OR_RETURN(auto r, (c.meta<meta::FindChunkUsersRequest, meta::FindChunkUsersResponse>(
+                                        meta::MetaMethod::FindChunkUsers, req, "FindChunkUsers")));
+    for (const auto& u : r->users) {
+      if (!u->chunk) continue;
+      std::string line = (u->dataset.empty() ? "(a deleted dataset)" : u->dataset) + "@v" + std::to_string(u->version);
+      if (u->state == meta::VersionState::Draft) line += " (draft)";
+      std::string paths;
+      for (const auto& p : u->paths) paths += (paths.empty() ? "" : ", ") + p;
+      if (u->more_paths) paths += paths.empty() ? "files" : " and more files";
+      if (!paths.empty()) line += ": " + paths;
+      out[Hash128{u->chunk->hi(), u->chunk->lo()}.toHex()].push_back(std::move(line));
+    }
+  }
+  return out;
+}
+
 // Kicks a scrub pass on the nodes, waits for it, then for sluice-meta to
 // fetch every corrupt chunk found again from a replica.
 int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
@@ -664,7 +706,7 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
   std::map<client::NodeId, std::unique_ptr<storage::NodeStatsResponseT>> stats;
   // Chunks quarantined with no good copy left on any up node: no repair can
   // bring them back, so they are reported instead of waited for.
-  std::set<std::string> lost;
+  std::set<Hash128> lost;
   for (bool pending = true; pending;) {
     pending = false;
     for (auto id : nodes) {
@@ -691,7 +733,7 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
           if ((*elsewhere)[i]) {
             ++missing;  // a replica has it: the node's repair fetches it
           } else {
-            lost.insert(Hash128{gone[i].hi(), gone[i].lo()}.toHex());
+            lost.insert(Hash128{gone[i].hi(), gone[i].lo()});
           }
         }
       }
@@ -705,9 +747,24 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
+  // Which of them a version still uses, and which files: a chunk deleted
+  // since it was quarantined (its versions removed, gc run) is no loss.
+  std::map<std::string, std::vector<std::string>> users;
+  if (!lost.empty()) {
+    auto u = chunkUsers(c, std::vector<Hash128>(lost.begin(), lost.end()));
+    if (!u.isOk()) return reportError(u.status());
+    users = std::move(*u);
+  }
+  const size_t unused = lost.size() - users.size();
   Table t({"NODE", "PASSES", "VERIFIED", "CORRUPT FOUND", "QUARANTINED", "RECENT CORRUPT"}, {true, true, true, true, true, true});
   Json j;
-  j.beginObject().beginArray("nodes");
+  j.beginObject().beginArray("lost_chunks");
+  for (const auto& [hex, lines] : users) {
+    j.beginObject().field("chunk", hex).beginArray("used_by");
+    for (const auto& line : lines) j.value(line);
+    j.endArray().endObject();
+  }
+  j.endArray().beginArray("nodes");
   for (auto id : nodes) {
     const auto& st = *stats[id];
     t.addRow({std::to_string(id), std::to_string(st.scrub_passes), ProgressMeter::formatBytes(st.scrub_bytes),
@@ -720,15 +777,23 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
     std::printf("%s\n", j.str().c_str());
   } else {
     std::fputs(t.render().c_str(), stdout);
-    if (wait && lost.empty()) std::printf("every corrupt chunk found has been fetched again from a good replica\n");
+    if (unused > 0) {
+      std::printf("%zu corrupt chunk(s) with no good copy left are used by no version any more (deleted since): "
+                  "nothing is lost\n",
+                  unused);
+    }
+    if (wait && users.empty()) std::printf("every corrupt chunk still in use has been fetched again from a good replica\n");
   }
-  if (!lost.empty()) {
-    std::string ids;
-    for (const auto& hex : lost) ids += (ids.empty() ? "" : ", ") + hex;
+  if (!users.empty()) {
+    std::string what;
+    for (const auto& [hex, lines] : users) {
+      what += "\n  chunk " + hex;
+      for (const auto& line : lines) what += "\n    " + line;
+    }
     return reportError(Status(StatusCode::kCorruption,
-                              std::to_string(lost.size()) + " corrupt chunk(s) have no good copy left on any up node, so "
-                              "they cannot be repaired: " + ids + ". Reads of the files that use them fail; upload those "
-                              "files again (a new version), or bring back a node that holds a good copy."));
+                              std::to_string(users.size()) + " corrupt chunk(s) in use have no good copy left on any up "
+                              "node, so they cannot be repaired. Reads of these files fail:" + what +
+                              "\nUpload those files again (a new version), or bring back a node that holds a good copy."));
   }
   return kExitOk;
 }
