@@ -1529,17 +1529,26 @@ void FabricCore::failCallsTo(PeerId peer) {
 
 void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t> body,
                            Duration timeout, ReplyCallback done, bool probe) {
+  // A probe that never becomes a pending call must not leave its peer marked
+  // as being probed: it would never be probed, nor forgotten, again.
+  auto refuse = [&](Status s) {
+    if (probe) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (Peer* p = peerLocked(peer)) p->probing = false;
+    }
+    done(std::move(s));
+  };
   if (body.size() > options_.max_body) {
-    done(Status(StatusCode::kTooLarge,
-                "request body of " + std::to_string(body.size()) + " bytes for opcode " +
-                    hexOpcode(opcode) + " exceeds max_body " + std::to_string(options_.max_body)));
+    refuse(Status(StatusCode::kTooLarge,
+                  "request body of " + std::to_string(body.size()) + " bytes for opcode " +
+                      hexOpcode(opcode) + " exceeds max_body " + std::to_string(options_.max_body)));
     return;
   }
   if (body.size() > sendBodyLimit()) {
-    done(Status(StatusCode::kTooLarge,
-                "request body of " + std::to_string(body.size()) + " bytes for opcode " +
-                    hexOpcode(opcode) + " exceeds the " + std::to_string(kShmMaxBody) +
-                    "-byte frame limit of provider shm (move bulk data by RMA)"));
+    refuse(Status(StatusCode::kTooLarge,
+                  "request body of " + std::to_string(body.size()) + " bytes for opcode " +
+                      hexOpcode(opcode) + " exceeds the " + std::to_string(kShmMaxBody) +
+                      "-byte frame limit of provider shm (move bulk data by RMA)"));
     return;
   }
   std::shared_ptr<const Peer> target;  // holds `advertised` until the frame is written
@@ -1549,13 +1558,12 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
   }
   const std::string* advertised = target ? &target->advertised : nullptr;
   if (advertised == nullptr) {
-    done(invalidArgument("call to unknown peer id " + std::to_string(peer) +
-                         " (use connect() first)"));
+    refuse(invalidArgument("call to unknown peer id " + std::to_string(peer) + " (use connect() first)"));
     return;
   }
   auto op_or = makeSendOp(frameSize(advertised->size(), body.size()));
   if (!op_or.isOk()) {
-    done(op_or.status());
+    refuse(op_or.status());
     return;
   }
   std::unique_ptr<SendOp> op = std::move(op_or).value();
@@ -1576,14 +1584,13 @@ void FabricCore::callAsync(PeerId peer, uint16_t opcode, std::span<const uint8_t
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) {
       lock.unlock();
-      done(Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down"));
+      refuse(Status(StatusCode::kShutdown, "endpoint " + address_ + " is shut down"));
       return;
     }
     auto p = peerRefLocked(peer);
     if (p == nullptr) {
       lock.unlock();
-      done(invalidArgument("call to unknown peer id " + std::to_string(peer) +
-                           " (use connect() first)"));
+      refuse(invalidArgument("call to unknown peer id " + std::to_string(peer) + " (use connect() first)"));
       return;
     }
     op->dest = p->fi_addr;
