@@ -2,6 +2,7 @@
 // CLI, read back through the striped reader, and the failure cases issue 5
 // names (corrupt replica, killed upload, bad arguments).
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -493,6 +494,59 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
   auto status = cluster_->runCli({"status"});
   EXPECT_EQ(status->exit_code, 0);
   EXPECT_NE(status->out.find("up"), std::string::npos) << status->out;
+}
+
+// Ctrl-C during a get: exit 130, the files written so far are complete,
+// and no half-written *.sluice-part file is left behind.
+TEST_F(ClientE2E, InterruptedGetLeavesOnlyCompleteFiles) {
+  TempDir src, dest;
+  for (int i = 0; i < 40; ++i) {
+    writeFile(fs::path(src.path()) / ("p" + std::to_string(i)), makeContent(6u << 20, 900 + i));
+  }
+  createDataset("interrupt", 1);
+  upload(src.path(), "interrupt");
+  auto exe = tools::findExecutable("sluice");
+  ASSERT_TRUE(exe.isOk());
+  const fs::path copy = fs::path(dest.path()) / "copy";
+  auto partFiles = [&](size_t* finished = nullptr) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(copy, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->path().extension() == ".sluice-part") {
+        out.push_back(it->path().string());
+      } else if (finished != nullptr) {
+        ++*finished;
+      }
+    }
+    return out;
+  };
+  auto pid = tools::spawnProcess(tools::ProcessSpec{
+      *exe, {"--cluster", cluster_->clientConfigPath(), "-q", "get", "interrupt@v1", copy.string()},
+      cluster_->dir() + "/interrupted-get.log", false, true});
+  ASSERT_TRUE(pid.isOk());
+  bool sent = false;
+  for (int i = 0; i < 20000 && !sent; ++i) {
+    size_t finished = 0;  // interrupted mid-file, with some files done
+    if (!partFiles(&finished).empty() && finished >= 2) {
+      ::kill(*pid, SIGINT);
+      sent = true;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(*pid, &status, 0), *pid);
+  ASSERT_TRUE(sent) << "the get finished before it could be interrupted";
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_EQ(partFiles(), std::vector<std::string>{});
+  size_t complete = 0;
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(copy, ec)) {
+    EXPECT_EQ(readFile(f.path()), readFile(fs::path(src.path()) / f.path().filename())) << f.path();
+    ++complete;
+  }
+  EXPECT_LT(complete, 40u) << "nothing was left to interrupt";
+  std::printf("interrupted with %zu of 40 files written\n", complete);
 }
 
 }  // namespace

@@ -19,18 +19,20 @@
 
 #include "tools/cli/commands.h"
 #include "tools/cli/output.h"
+#include "tools/cli/part_files.h"
 #include "tools/process.h"
 
 namespace {
 
 // Ctrl-C (or SIGTERM) ends the command with 128 + the signal, as a shell
-// expects, and says what an unfinished command leaves. Installed over the
-// handlers libfabric's psm provider (libinfinipath) puts in place when it
-// loads, which ended the command with exit code 1 and no word. Only
-// async-signal-safe calls here.
+// expects, deletes the files a get was writing, and says what an unfinished
+// command leaves. Installed over the handlers libfabric's psm provider
+// (libinfinipath) puts in place when it loads, which ended the command with
+// exit code 1 and no word. Only async-signal-safe calls here.
 void onStopSignal(int sig) {
+  sluice::cli::removePartFiles();
   static const char kMessage[] =
-      "\nsluice: interrupted (an unfinished get leaves *.sluice-part files a re-run replaces; an "
+      "\nsluice: interrupted (an unfinished get keeps the files it finished, complete; an "
       "unfinished put leaves a draft version, see 'sluice versions')\n";
   ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
   (void)ignored;

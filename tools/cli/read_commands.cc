@@ -17,6 +17,7 @@
 #include "common/wire/meta_generated.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/output.h"
+#include "tools/cli/part_files.h"
 
 namespace sluice::cli {
 namespace {
@@ -257,7 +258,8 @@ Status writeLocal(client::DatasetReader& reader, const client::FileInfo& file,
   fs::create_directories(target.parent_path(), ec);
   if (ec) return ioError("creating '" + target.parent_path().string() + "': " + ec.message());
   const std::string tmp = tempPathFor(target).string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  PartFile part(tmp);  // a stop signal's handler deletes it until it is renamed or removed
+  int fd = part.create(O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return errnoStatus(errno, "creating '" + tmp + "'");
   std::vector<uint8_t> buf(std::min<uint64_t>(file.size, 8u << 20));
   Status status;
