@@ -109,6 +109,7 @@ class MetaStore {
   // grace period) and has no pending move: a live node outside the stripe
   // takes its place, else the last live node of the list swaps with it;
   // the chunks come from a live replica. Persists and returns the new moves.
+  // Of `nodes`, only those down or draining when it runs count.
   Result<std::vector<StripeMove>> planRepairs(const std::vector<uint64_t>& nodes);
   Result<std::vector<StripeMove>> listMoves() const;
   // Moves that even out the data slots (the first R of each stripe, R the

@@ -119,7 +119,15 @@ Result<std::vector<StripeMove>> MetaStore::planRepairs(const std::vector<uint64_
   for (uint64_t id : map) {
     if (id != 0) load[id]++;
   }
-  const std::set<uint64_t> leaving(nodes.begin(), nodes.end());
+  // Only nodes still down or draining in this transaction: the caller's list
+  // comes from an older map, and a drain called off (or a node back up)
+  // since must not have moves planned away from it again.
+  std::set<uint64_t> leaving;
+  for (const auto& n : records) {
+    const bool asked = std::find(nodes.begin(), nodes.end(), n.id) != nodes.end();
+    if (asked && (n.state == NodeState::kDown || n.state == NodeState::kDraining)) leaving.insert(n.id);
+  }
+  if (leaving.empty()) return planned;  // the transaction aborts unwritten
   const uint32_t width = params_.max_replicas;
   for (uint32_t s = 0; s < params_.stripe_count; ++s) {
     SLUICE_ASSIGN_OR_RETURN(auto pending, txn.find(Db::kMoves, moveKey(s)));

@@ -379,6 +379,12 @@ TEST_F(MetaStoreTest, DrainIsRefusedWithoutRoomElsewhereAndCanBeCalledOff) {
   auto cleanups = store_->listCleanups();
   ASSERT_TRUE(cleanups.isOk());
   EXPECT_EQ(cleanups->size(), planned->size());
+  // The mover's list of leaving nodes comes from a map read before the
+  // undrain committed: no move away from the node is planned again.
+  planned = store_->planRepairs({b->node_id});
+  ASSERT_TRUE(planned.isOk());
+  EXPECT_TRUE(planned->empty()) << planned->size() << " moves planned away from an up node";
+  EXPECT_TRUE(store_->listMoves()->empty());
 }
 
 TEST_F(MetaStoreTest, DatasetLifecycle) {

@@ -481,7 +481,9 @@ TEST(Repair, AddedNodeIsRebalancedWhileAReaderLoopsAndUploadsGoOn) {
     writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(70000 + static_cast<size_t>(i) * 5003, i + 3));
   }
   writeFile(fs::path(src) / "large.bin", makeContent(size_t{10} << 20, 17));
-  auto r = tc.runCli({"dataset", "create", "rb", "--replication", "2"});
+  // 1 MiB chunks: ~15 of them, so some surely sit in the stripes that move
+  // to the new node (with 4 MiB chunks, none did one run in ~3000).
+  auto r = tc.runCli({"dataset", "create", "rb", "--replication", "2", "--chunk-size", "1M"});
   ASSERT_TRUE(r.isOk() && r->exit_code == 0);
   r = tc.runCli({"put", src, "rb", "-q"});
   ASSERT_TRUE(r.isOk() && r->exit_code == 0);
@@ -663,9 +665,10 @@ TEST(Repair, ANodeBackFromRepairIsRebalancedAndDrainsNeedRoomAndCanBeCalledOff) 
   EXPECT_NE(r->out.find("\"id\":2,"), std::string::npos) << r->out;
   EXPECT_NE(r->out.find("\"stripes\":" + std::to_string(held[2]) + ","), std::string::npos) << r->out;
   // New uploads reach node 2 again. With 64 KiB chunks each 60 KB file of
-  // random bytes is a chunk of its own, so the chance that none of the 40
-  // lands on one of node 2's ~43 data slots of 128 is (85/128)^40, about
-  // 1e-7. With the dataset's 1 MiB chunks (two chunks) it was one run in nine.
+  // random bytes is a chunk of its own; node 2 holds data slots in ~43 of
+  // the 64 stripes, so the chance that none of the 40 lands there is
+  // (21/64)^40, about 4e-20. With the dataset's 1 MiB chunks (two chunks)
+  // it was one run in nine.
   waitForCleanups(c);
   const size_t on_node2 = tc.chunkFiles(2).size();
   std::string src2 = tc.dir() + "/src2";
