@@ -152,7 +152,7 @@ TEST_F(MetaRpcTest, RegisterHeartbeatAndClusterMap) {
 
 TEST_F(MetaRpcTest, HeartbeatTimeoutTurnsNodeDownAndBackUp) {
   daemon_->kill(SIGTERM);
-  start({"--heartbeat_timeout=300ms"});
+  start({"--heartbeat_timeout=1s"});
   flatbuffers::FlatBufferBuilder fbb;
   fbb.Finish(w::CreateRegisterNodeRequestDirect(fbb, nullptr, 0, "127.0.0.1:5002", 1000, 0, 0));
   auto reg = call<w::RegisterNodeResponse>(MetaMethod::RegisterNode, fbb);
@@ -178,7 +178,8 @@ TEST_F(MetaRpcTest, HeartbeatTimeoutTurnsNodeDownAndBackUp) {
   auto hb = call<w::HeartbeatResponse>(MetaMethod::Heartbeat, fbb);
   ASSERT_TRUE(hb.isOk()) << hb.status().toString();
   EXPECT_EQ((*hb)->state(), w::NodeState::Up);
-  // The first heartbeat that arrives brings it back: the node list says so too.
+  // The first heartbeat that arrives brings it back: the node list says so
+  // too (asked within the 1 s timeout, even on a loaded machine).
   EXPECT_EQ(stateOf(), w::NodeState::Up);
 }
 
