@@ -22,8 +22,14 @@ void LastAnswers::keepName(const Node& parent, const std::string& name, const No
 std::optional<Node> LastAnswers::name(const Node& parent, const std::string& name) const {
   std::lock_guard lock(mu_);
   auto it = names_.find({InodeTable::identityOf(parent), name});
-  if (it == names_.end()) return std::nullopt;
-  return it->second;
+  if (it != names_.end()) return it->second;
+  // A name listed but never looked up: `ls` then `cat` across an outage.
+  auto listed = listings_.find(InodeTable::identityOf(parent));
+  if (listed == listings_.end()) return std::nullopt;
+  for (const DirItem& item : listed->second) {
+    if (item.name == name) return item.node;
+  }
+  return std::nullopt;
 }
 
 void LastAnswers::keepListing(const Node& dir, const std::vector<DirItem>& items) {

@@ -40,6 +40,8 @@ class LastAnswers {
  public:
   // Meta answered `answer` for `name` in directory `parent`.
   void keepName(const Node& parent, const std::string& name, const Node& answer);
+  // The last answer for the name, or else the node its parent's last
+  // listing gave it.
   std::optional<Node> name(const Node& parent, const std::string& name) const;
 
   // Meta listed directory `dir` as `items`.

@@ -102,6 +102,10 @@ Result<std::unique_ptr<SluiceFs>> SluiceFs::create(client::Cluster& cluster, FsO
     fs->tiered_ = std::make_unique<client::TieredCache>(fs->memory_cache_, *fs->local_cache_);
     fs->cache_ = fs->tiered_.get();
   }
+  // The root's listing, kept from the start: should meta fail before anyone
+  // lists the mount, `ls` of it and the datasets in it still answer. A
+  // failure here is not the mount's: the first listing asks again.
+  (void)fs->listDir(kRootIno);
   return fs;
 }
 

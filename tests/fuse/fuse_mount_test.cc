@@ -714,6 +714,9 @@ TEST_F(FuseMount, WhatTheMountHasSeenIsServedWhileMetaIsDown) {
   const std::string versions = lsOf(m.path() + "/outage");
   ASSERT_NE(root.find("outage\n"), std::string::npos) << root;
   ASSERT_EQ(versions, "latest\nv1\n");
+  // A second mount nobody has used yet.
+  MountGuard idle(*cluster_, mountpoint("m-outage-idle"), {"--memory-cache", "0"});
+  ASSERT_TRUE(idle.ok()) << idle.error();
 
   MetaRestarter restarter{*cluster_};
   ASSERT_TRUE(cluster_->kill("meta").isOk());
@@ -730,6 +733,14 @@ TEST_F(FuseMount, WhatTheMountHasSeenIsServedWhileMetaIsDown) {
   for (const std::string p : {"", "/outage", "/outage/v1", "/outage/v1/sub", "/outage/v1/sub/b.bin"}) {
     struct stat st {};
     EXPECT_EQ(::stat((m.path() + p).c_str(), &st), 0) << p << ": " << std::strerror(errno);
+  }
+  // The idle mount listed its root when it started: the root and the names
+  // in it answer; a dataset it never listed does not.
+  EXPECT_EQ(lsOf(idle.path()), root) << "listing an unused mount's root with meta down";
+  {
+    struct stat st {};
+    EXPECT_EQ(::stat((idle.path() + "/outage").c_str(), &st), 0) << std::strerror(errno);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
   }
   // A name the mount never saw cannot be answered without meta.
   struct stat st {};
