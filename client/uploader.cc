@@ -122,7 +122,8 @@ class Upload {
       return s.withContext("uploading to " + dataset_ + " draft v" + std::to_string(version_) +
                            " (re-run the same command once the cause is fixed: files the draft "
                            "already holds are not sent again; the unfinished draft stays until "
-                           "'sluice version rm " + draft + "')");
+                           "'sluice version rm " + draft + "', or until sluice-meta aborts it after "
+                           "its draft_expiry, 7 days by default)");
     }
     SLUICE_RETURN_IF_ERROR(commit());
     report_.seconds =

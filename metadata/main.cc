@@ -44,6 +44,7 @@ struct Flags {
   int64_t default_replication = 0;
   std::chrono::microseconds heartbeat_timeout{};
   std::chrono::microseconds draft_grace{};
+  std::chrono::microseconds draft_expiry{};
   std::chrono::microseconds repair_grace{};
   std::chrono::microseconds stray_check{};
   std::chrono::microseconds tombstone_ttl{};
@@ -72,6 +73,9 @@ int run(int argc, char** argv) {
                    "silence after which a node is marked down")
       .addDuration("draft_grace", &f.draft_grace, std::chrono::hours(24),
                    "gc keeps chunks of drafts modified within this period")
+      .addDuration("draft_expiry", &f.draft_expiry, std::chrono::hours(24 * 7),
+                   "a draft nothing was added to for this long (its upload died or was given up) "
+                   "is aborted, and gc frees its chunks (0s: keep drafts until 'sluice version rm')")
       .addDuration("repair_grace", &f.repair_grace, std::chrono::minutes(10),
                    "a node down this long has its stripes copied to other nodes ('sluice repair': at once)")
       .addDuration("stray_check", &f.stray_check, std::chrono::minutes(5),
@@ -191,6 +195,10 @@ int run(int argc, char** argv) {
   const int64_t ttl_ms = std::chrono::duration_cast<std::chrono::milliseconds>(f.tombstone_ttl).count();
   const auto prune_every = std::chrono::milliseconds(std::clamp<int64_t>(ttl_ms / 4, 1000, 3600 * 1000));
   auto next_prune = std::chrono::steady_clock::now() + prune_every;
+  // Idle drafts are looked for every quarter of their expiry (1 s to 1 h).
+  const int64_t expiry_ms = std::chrono::duration_cast<std::chrono::milliseconds>(f.draft_expiry).count();
+  const auto expire_every = std::chrono::milliseconds(std::clamp<int64_t>(expiry_ms / 4, 1000, 3600 * 1000));
+  auto next_expiry = std::chrono::steady_clock::now() + expire_every;
   std::thread sweeper([&] {
     auto period = std::chrono::milliseconds(std::max<int64_t>(o.heartbeat_timeout_ms / 4, 50));
     std::unique_lock<std::mutex> lock(mu);
@@ -222,6 +230,22 @@ int run(int argc, char** argv) {
               "record index entries dropped because their chunk has no users left");
           dropped.inc(*records);
           spdlog::info("gc: dropped {} record index entries whose chunks have no users", *records);
+        }
+      }
+      if (expiry_ms > 0 && now >= next_expiry) {
+        next_expiry = now + expire_every;
+        auto aborted = (*store)->abortIdleDrafts(expiry_ms);
+        if (!aborted.isOk()) {
+          spdlog::error("draft expiry: {}", aborted.status().toString());
+        } else if (!aborted->empty()) {
+          static sluice::Counter& expired = sluice::MetricsRegistry::global().counter(
+              "sluice_meta_drafts_expired_total", "drafts aborted after --draft_expiry without additions");
+          expired.inc(aborted->size());
+          for (const auto& v : *aborted) {
+            spdlog::warn("draft {}@v{} ({} files) had nothing added for {} s (--draft_expiry): aborted; "
+                         "'sluice gc' frees its chunks",
+                         v.dataset, v.version, v.file_count, expiry_ms / 1000);
+          }
         }
       }
       auto down = (*store)->markStaleNodesDown();

@@ -35,6 +35,11 @@
 
 namespace sluice::meta {
 
+namespace internal {
+struct DatasetHandle;
+struct VersionHandle;
+}  // namespace internal
+
 struct MetaStoreOptions {
   LmdbOptions lmdb;
   // Used only when the directory holds no cluster yet; afterwards the stored
@@ -162,6 +167,10 @@ class MetaStore {
                                     std::string_view message, bool keep_latest,
                                     uint64_t dataset_id = 0);
   Status abortVersion(std::string_view dataset, uint32_t version);
+  // Aborts every draft nothing was added to for `idle_ms` (an upload that
+  // died or was given up): its chunks become garbage for gc. Each in its
+  // own write transaction. Returns the drafts aborted.
+  Result<std::vector<VersionInfo>> abortIdleDrafts(int64_t idle_ms);
   Result<Page<VersionInfo>> listVersions(std::string_view dataset, std::string_view cursor,
                                          uint32_t limit) const;
   Result<VersionInfo> getVersion(std::string_view dataset, std::string_view ref) const;
@@ -257,6 +266,8 @@ class MetaStore {
   MetaStore(MetaStoreOptions options, std::unique_ptr<LmdbEnv> env);
   Status initCluster();
   Status replaceMap(Txn& txn, bool node_states_changed);
+  // Releases a draft's data and marks it aborted, in `txn`.
+  Status abortDraft(Txn& txn, const internal::DatasetHandle& ds, internal::VersionHandle& v);
 
   MetaStoreOptions options_;
   std::unique_ptr<LmdbEnv> env_;

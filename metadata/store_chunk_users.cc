@@ -57,17 +57,7 @@ Result<ChunkUsers> MetaStore::chunkUsers(std::span<const Hash128> chunks, uint32
   }
   if (out.users.empty()) return out;
 
-  // Dataset names by id: one pass over the datasets (there are few).
-  std::map<uint64_t, std::string> names;
-  {
-    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kDatasets));
-    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
-    while (ok) {
-      SLUICE_ASSIGN_OR_RETURN(DatasetRecord rec, decodeDataset(c.value()));
-      names[rec.id] = std::string(c.key());
-      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
-    }
-  }
+  SLUICE_ASSIGN_OR_RETURN(auto names, datasetNamesById(txn));
   for (auto& [key, of_chunk] : by_version) {
     const auto [dataset_id, version] = key;
     auto name = names.find(dataset_id);

@@ -48,6 +48,18 @@ Result<DatasetHandle> loadDataset(const Txn& txn, std::string_view name) {
   return DatasetHandle{std::string(name), rec};
 }
 
+Result<std::map<uint64_t, std::string>> datasetNamesById(const Txn& txn) {
+  std::map<uint64_t, std::string> names;
+  SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kDatasets));
+  SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+  while (ok) {
+    SLUICE_ASSIGN_OR_RETURN(DatasetRecord rec, decodeDataset(c.value()));
+    names[rec.id] = std::string(c.key());
+    SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+  }
+  return names;
+}
+
 Result<VersionHandle> loadVersion(const Txn& txn, const DatasetHandle& ds, uint32_t version) {
   if (version == 0) return invalidArgument("version: must be >= 1");
   SLUICE_ASSIGN_OR_RETURN(auto v, txn.find(Db::kVersions, versionKey(ds.rec.id, version)));

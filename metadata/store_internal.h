@@ -1,6 +1,7 @@
 // Helpers shared by the MetaStore translation units. Not part of the API.
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +66,8 @@ struct DatasetHandle {
   DatasetRecord rec;
 };
 Result<DatasetHandle> loadDataset(const Txn& txn, std::string_view name);
+// Every dataset's name by its id (one pass over the datasets: there are few).
+Result<std::map<uint64_t, std::string>> datasetNamesById(const Txn& txn);
 
 struct VersionHandle {
   uint32_t number = 0;

@@ -583,11 +583,50 @@ Status MetaStore::abortVersion(std::string_view dataset, uint32_t version) {
     return failedPrecondition("dataset '" + ds.name + "' v" + std::to_string(version) +
                               " is committed; delete it instead");
   }
-  SLUICE_RETURN_IF_ERROR(releaseVersionData(txn, ds.rec.id, version, nowMs()));
+  SLUICE_RETURN_IF_ERROR(abortDraft(txn, ds, v));
+  return txn.commit();
+}
+
+Status MetaStore::abortDraft(Txn& txn, const internal::DatasetHandle& ds, internal::VersionHandle& v) {
+  SLUICE_RETURN_IF_ERROR(releaseVersionData(txn, ds.rec.id, v.number, nowMs()));
   v.rec.state = VersionState::kAborted;
   v.rec.modified_ms = nowMs();
-  SLUICE_RETURN_IF_ERROR(txn.put(Db::kVersions, versionKey(ds.rec.id, version), encodeVersion(v.rec)));
-  return txn.commit();
+  return txn.put(Db::kVersions, versionKey(ds.rec.id, v.number), encodeVersion(v.rec));
+}
+
+Result<std::vector<VersionInfo>> MetaStore::abortIdleDrafts(int64_t idle_ms) {
+  if (idle_ms <= 0) return invalidArgument("idle_ms: must be positive");
+  const int64_t cutoff = nowMs() - idle_ms;
+  // Candidates from a snapshot; each is checked again in its own write
+  // transaction, since an upload may have added to it meanwhile.
+  std::vector<std::pair<std::string, uint32_t>> idle;
+  {
+    SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginRead(*env_));
+    SLUICE_ASSIGN_OR_RETURN(auto names, datasetNamesById(txn));
+    SLUICE_ASSIGN_OR_RETURN(Cursor c, Cursor::open(txn, Db::kVersions));
+    SLUICE_ASSIGN_OR_RETURN(bool ok, c.first());
+    while (ok) {
+      if (c.key().size() != 12) return corruption("version key: bad size");
+      SLUICE_ASSIGN_OR_RETURN(VersionRecord rec, decodeVersion(c.value()));
+      auto name = names.find(getBe64(c.key().data()));
+      if (rec.state == VersionState::kDraft && rec.modified_ms < cutoff && name != names.end()) {
+        idle.emplace_back(name->second, getBe32(c.key().data() + 8));
+      }
+      SLUICE_ASSIGN_OR_RETURN(ok, c.next());
+    }
+  }
+  std::vector<VersionInfo> aborted;
+  for (const auto& [dataset, number] : idle) {
+    SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+    auto ds = loadDataset(txn, dataset);
+    if (!ds.isOk()) continue;  // deleted meanwhile
+    auto v = loadVersion(txn, *ds, number);
+    if (!v.isOk() || v->rec.state != VersionState::kDraft || v->rec.modified_ms >= cutoff) continue;
+    SLUICE_RETURN_IF_ERROR(abortDraft(txn, *ds, *v));
+    SLUICE_RETURN_IF_ERROR(txn.commit());
+    aborted.push_back(toVersionInfo(*ds, *v));
+  }
+  return aborted;
 }
 
 Result<Page<VersionInfo>> MetaStore::listVersions(std::string_view dataset,

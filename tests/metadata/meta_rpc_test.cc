@@ -183,6 +183,28 @@ TEST_F(MetaRpcTest, HeartbeatTimeoutTurnsNodeDownAndBackUp) {
   EXPECT_EQ(stateOf(), w::NodeState::Up);
 }
 
+// The daemon aborts drafts nothing was added to for --draft_expiry.
+TEST_F(MetaRpcTest, AnAbandonedDraftExpires) {
+  daemon_->kill(SIGTERM);
+  start({"--draft_expiry=2s"});
+  createDataset("abandoned");
+  const uint32_t v = begin("abandoned");
+  ASSERT_TRUE(addFiles("abandoned", v, {testing::makeFile("half", 1)}).isOk());
+  auto stateOf = [&] {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(w::CreateGetVersionRequestDirect(fbb, "abandoned", ("v" + std::to_string(v)).c_str()));
+    auto r = call<w::GetVersionResponse>(MetaMethod::GetVersion, fbb);
+    return r.isOk() && (*r)->version() ? (*r)->version()->state() : w::VersionState::Committed;
+  };
+  EXPECT_EQ(stateOf(), w::VersionState::Draft);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (stateOf() == w::VersionState::Draft && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(stateOf(), w::VersionState::Aborted);
+  EXPECT_FALSE(addFiles("abandoned", v, {testing::makeFile("late", 2)}).isOk());
+}
+
 // Meta tells nodes how often to heartbeat, in both answers: a quarter of its
 // heartbeat timeout, so a node that follows it is never marked down while live.
 TEST_F(MetaRpcTest, RegisterAndHeartbeatAnswersCarryTheInterval) {

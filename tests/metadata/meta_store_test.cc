@@ -832,6 +832,43 @@ TEST_F(MetaStoreTest, ChunkUsersNameTheVersionsAndFilesThatUseAChunk) {
   EXPECT_TRUE(r->users.empty());
 }
 
+// Drafts nothing was added to for the expiry are aborted (their chunks
+// become garbage); a draft still being added to, and committed versions,
+// stay.
+TEST_F(MetaStoreTest, IdleDraftsExpireAndTheirChunksBecomeGarbage) {
+  createDataset();
+  const uint32_t committed = commitOne("imgs", makeFile("kept", 1));
+  const uint32_t dead = draft();
+  add("imgs", dead, {makeFile("half", 2)});
+  const uint32_t live = draft();
+  add("imgs", live, {makeFile("a", 3)});
+  clock_.advance(std::chrono::hours(5));
+  add("imgs", live, {makeFile("b", 4)});  // still being uploaded
+  clock_.advance(std::chrono::hours(2));
+  EXPECT_EQ(store_->abortIdleDrafts(0).status().code(), StatusCode::kInvalidArgument);
+
+  auto aborted = store_->abortIdleDrafts(6 * 3600 * 1000);
+  ASSERT_TRUE(aborted.isOk()) << aborted.status().toString();
+  ASSERT_EQ(aborted->size(), 1u);
+  EXPECT_EQ((*aborted)[0].dataset, "imgs");
+  EXPECT_EQ((*aborted)[0].version, dead);
+  EXPECT_EQ((*aborted)[0].state, VersionState::kAborted);
+  EXPECT_EQ(store_->getVersion("imgs", "v" + std::to_string(dead))->state, VersionState::kAborted);
+  EXPECT_EQ(store_->getVersion("imgs", "v" + std::to_string(live))->state, VersionState::kDraft);
+  EXPECT_EQ(store_->getVersion("imgs", "v" + std::to_string(committed))->state, VersionState::kCommitted);
+  // The aborted draft's chunk is garbage now, for gc to collect (a stale
+  // draft's chunks are not collected while the draft exists); the live
+  // draft's is not.
+  auto g = store_->collectGarbage(100);
+  ASSERT_TRUE(g.isOk());
+  ASSERT_EQ(g->size(), 1u);
+  EXPECT_EQ((*g)[0].chunk, makeFile("half", 2).extents[0].chunk);
+  // The upload that died cannot add to it any more; nothing else expires.
+  EXPECT_EQ(store_->addFiles("imgs", dead, std::vector<FileSpec>{makeFile("late", 5)}).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(store_->abortIdleDrafts(6 * 3600 * 1000)->empty());
+}
+
 TEST_F(MetaStoreTest, AbortReleasesChunksAndRefusesCommit) {
   createDataset();
   uint32_t v = draft();
