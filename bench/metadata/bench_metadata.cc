@@ -5,7 +5,8 @@
 //
 // Workloads (default: all, in this order):
 //   store_add  N files into a draft straight into MetaStore (no RPC): the
-//              LMDB-side ceiling for add; then the version's delete time.
+//              LMDB-side ceiling for add; FindChunkUsers' walk against a
+//              listing of every file; then the version's delete time.
 //   add        N files into a draft over loopback RPC in batches of B, then
 //              commit; reports files/s, commit time, LMDB bytes per 1M files.
 //   ping       empty RPC round trips from 1 and 4 clients: the transport's
@@ -212,6 +213,7 @@ class Bench {
     std::printf("store_add: %u files in %.2f s = %.0f files/s (MetaStore, no RPC); commit %.3f s\n",
                 args_.files, add_s, store_add_rate_, commit_s);
     if (!c.isOk()) return;
+    chunkUsers(v->version);
     // Deleting the version: how long its one write transaction holds off
     // every other writer.
     auto t2 = Clock::now();
@@ -222,6 +224,42 @@ class Bench {
     }
     std::printf("store_delete: %u-file version deleted in %.2f s (one write transaction)\n",
                 args_.files, since(t2));
+  }
+
+  // What scrub pays to name the files of lost chunks: one walk of the
+  // version per call, against listing every file of it (the same walk,
+  // paged, decoding each entry for the caller).
+  void chunkUsers(uint32_t version) {
+    const uint32_t last_chunk = (args_.files - 1) / 36 + 1;
+    const std::vector<Hash128> lost = {Hash128{1, 0x5eed}, Hash128{last_chunk / 2 + 1, 0x5eed},
+                                       Hash128{last_chunk, 0x5eed}};
+    auto t0 = Clock::now();
+    auto users = store_->chunkUsers(lost, 5);
+    const double users_s = since(t0);
+    if (!users.isOk()) {
+      fail("chunk users", users.status());
+      return;
+    }
+    size_t paths = 0;
+    for (const auto& u : users->users) paths += u.paths.size();
+    auto t1 = Clock::now();
+    uint64_t listed = 0;
+    std::string cursor;
+    const std::string ref = "v" + std::to_string(version);
+    do {
+      auto page = store_->listFiles("store-only", ref, cursor, 10000);
+      if (!page.isOk()) {
+        fail("list files", page.status());
+        return;
+      }
+      listed += page->items.size();
+      cursor = page->next_cursor;
+    } while (!cursor.empty());
+    const double list_s = since(t1);
+    std::printf("chunk_users: %zu chunks -> %zu users, %zu paths in %.2f s; listing all %llu files %.2f s "
+                "(%.0f %% of the listing's time)\n",
+                lost.size(), users->users.size(), paths, users_s, static_cast<unsigned long long>(listed), list_s,
+                100.0 * users_s / list_s);
   }
 
   int rpcAdd() {
