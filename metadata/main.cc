@@ -75,7 +75,8 @@ int run(int argc, char** argv) {
                    "gc keeps chunks of drafts modified within this period")
       .addDuration("draft_expiry", &f.draft_expiry, std::chrono::hours(24 * 7),
                    "a draft nothing was added to for this long (its upload died or was given up) "
-                   "is aborted, and gc frees its chunks (0s: keep drafts until 'sluice version rm')")
+                   "is aborted, and gc frees its chunks (0s: keep drafts until 'sluice version rm'; else at "
+                   "least draft_grace)")
       .addDuration("repair_grace", &f.repair_grace, std::chrono::minutes(10),
                    "a node down this long has its stripes copied to other nodes ('sluice repair': at once)")
       .addDuration("stray_check", &f.stray_check, std::chrono::minutes(5),
@@ -92,6 +93,14 @@ int run(int argc, char** argv) {
   sluice::addLogOptions(schema, &f.log);
   if (sluice::Status s = schema.parse(argc, argv); !s.isOk()) {
     std::fprintf(stderr, "sluice-meta: %s\n", s.toString().c_str());
+    return 2;
+  }
+  if (f.draft_expiry.count() > 0 && f.draft_expiry < f.draft_grace) {
+    std::fprintf(stderr,
+                 "sluice-meta: draft_expiry (%lld s) is shorter than draft_grace (%lld s), the time a draft "
+                 "counts as being uploaded: set it to 0s (never) or at least draft_grace\n",
+                 static_cast<long long>(f.draft_expiry.count() / 1000000),
+                 static_cast<long long>(f.draft_grace.count() / 1000000));
     return 2;
   }
   if (sluice::Status s = sluice::checkCopyRate(f.repair_rate, "repair_rate"); !s.isOk()) {
@@ -232,22 +241,6 @@ int run(int argc, char** argv) {
           spdlog::info("gc: dropped {} record index entries whose chunks have no users", *records);
         }
       }
-      if (expiry_ms > 0 && now >= next_expiry) {
-        next_expiry = now + expire_every;
-        auto aborted = (*store)->abortIdleDrafts(expiry_ms);
-        if (!aborted.isOk()) {
-          spdlog::error("draft expiry: {}", aborted.status().toString());
-        } else if (!aborted->empty()) {
-          static sluice::Counter& expired = sluice::MetricsRegistry::global().counter(
-              "sluice_meta_drafts_expired_total", "drafts aborted after --draft_expiry without additions");
-          expired.inc(aborted->size());
-          for (const auto& v : *aborted) {
-            spdlog::warn("draft {}@v{} ({} files) had nothing added for {} s (--draft_expiry): aborted; "
-                         "'sluice gc' frees its chunks",
-                         v.dataset, v.version, v.file_count, expiry_ms / 1000);
-          }
-        }
-      }
       auto down = (*store)->markStaleNodesDown();
       if (!down.isOk()) {
         spdlog::error("liveness sweep: {}", down.status().toString());
@@ -255,6 +248,25 @@ int run(int argc, char** argv) {
         for (uint64_t id : *down) {
           spdlog::warn("node {} missed heartbeats; marked down (last heard {} ms ago, timeout {} ms)",
                        id, (*store)->silentForMs(id).value_or(-1), o.heartbeat_timeout_ms);
+        }
+      }
+      // Draft expiry after the liveness sweep: releasing a large draft
+      // takes a while.
+      if (expiry_ms > 0 && now >= next_expiry) {
+        next_expiry = now + expire_every;
+        auto sweep = (*store)->abortIdleDrafts(expiry_ms);
+        if (!sweep.isOk()) {
+          spdlog::error("draft expiry: {}", sweep.status().toString());
+        } else {
+          static sluice::Counter& expired = sluice::MetricsRegistry::global().counter(
+              "sluice_meta_drafts_expired_total", "drafts aborted after --draft_expiry without additions");
+          expired.inc(sweep->aborted.size());
+          for (const auto& v : sweep->aborted) {
+            spdlog::warn("draft {}@v{} ({} files) had nothing added for {} s (--draft_expiry): aborted; "
+                         "'sluice gc' frees its chunks",
+                         v.dataset, v.version, v.file_count, expiry_ms / 1000);
+          }
+          for (const auto& failure : sweep->failed) spdlog::error("draft expiry: {}", failure.toString());
         }
       }
       lock.lock();

@@ -488,7 +488,8 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
       items.push_back(w::CreateChunkUserInfoDirect(fbb, &chunk, u.dataset.c_str(), u.dataset_id, u.version,
                                                    static_cast<w::VersionState>(u.state), &paths, u.more_paths));
     }
-    fbb.Finish(w::CreateFindChunkUsersResponseDirect(fbb, &items, found.truncated));
+    fbb.Finish(w::CreateFindChunkUsersResponseDirect(fbb, &items, found.truncated,
+                                                     static_cast<uint32_t>(found.answered)));
     return Status::ok();
   });
 
@@ -523,16 +524,15 @@ void MetaService::registerHandlers(net::Endpoint& ep) {
     SLUICE_ASSIGN_OR_RETURN(auto cleanups, st->listCleanups());
     MoverProgress p = mover ? mover->progress() : MoverProgress{};
     std::vector<w::Hash> lost;
-    if (mover) {
-      for (const auto& l : mover->lostChunks()) {
-        if (lost.size() == kMaxChunksPerUsersCall) break;  // each can be asked FindChunkUsers
-        lost.push_back(toWire(l.chunk));
-      }
+    const auto all_lost = mover ? mover->lostChunks() : std::vector<StripeMover::LostChunk>{};
+    for (const auto& l : all_lost) {
+      if (lost.size() == kMaxChunksPerUsersCall) break;  // each can be asked FindChunkUsers
+      lost.push_back(toWire(l.chunk));
     }
     auto moves_offset = moveInfos(fbb, moves);
     fbb.Finish(w::CreateListMovesResponse(fbb, moves_offset, cleanups.size(), p.moves_done, p.chunks_copied,
                                           p.bytes_copied, p.chunks_deleted, p.corrupt_repaired,
-                                          fbb.CreateVectorOfStructs(lost)));
+                                          fbb.CreateVectorOfStructs(lost), all_lost.size()));
     return Status::ok();
   });
 }

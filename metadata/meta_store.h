@@ -169,8 +169,8 @@ class MetaStore {
   Status abortVersion(std::string_view dataset, uint32_t version);
   // Aborts every draft nothing was added to for `idle_ms` (an upload that
   // died or was given up): its chunks become garbage for gc. Each in its
-  // own write transaction. Returns the drafts aborted.
-  Result<std::vector<VersionInfo>> abortIdleDrafts(int64_t idle_ms);
+  // own write transaction; one that fails is reported and the rest go on.
+  Result<IdleDraftSweep> abortIdleDrafts(int64_t idle_ms);
   Result<Page<VersionInfo>> listVersions(std::string_view dataset, std::string_view cursor,
                                          uint32_t limit) const;
   Result<VersionInfo> getVersion(std::string_view dataset, std::string_view ref) const;

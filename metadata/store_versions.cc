@@ -352,10 +352,13 @@ class Adder {
 
 Result<VersionHandle> loadDraft(const Txn& txn, const DatasetHandle& ds, uint32_t version) {
   SLUICE_ASSIGN_OR_RETURN(VersionHandle v, loadVersion(txn, ds, version));
-  if (v.rec.state != VersionState::kDraft) {
-    return failedPrecondition("dataset '" + ds.name + "' v" + std::to_string(version) + " is " +
-                              (v.rec.state == VersionState::kCommitted ? "committed" : "aborted") +
-                              ", not a draft");
+  if (v.rec.state == VersionState::kCommitted) {
+    return failedPrecondition("dataset '" + ds.name + "' v" + std::to_string(version) + " is committed, not a draft");
+  }
+  if (v.rec.state == VersionState::kAborted) {
+    return failedPrecondition("draft v" + std::to_string(version) + " of dataset '" + ds.name +
+                              "' was aborted ('sluice version rm', or sluice-meta's draft_expiry after nothing "
+                              "was added to it for that long): run the upload again");
   }
   return v;
 }
@@ -594,7 +597,7 @@ Status MetaStore::abortDraft(Txn& txn, const internal::DatasetHandle& ds, intern
   return txn.put(Db::kVersions, versionKey(ds.rec.id, v.number), encodeVersion(v.rec));
 }
 
-Result<std::vector<VersionInfo>> MetaStore::abortIdleDrafts(int64_t idle_ms) {
+Result<IdleDraftSweep> MetaStore::abortIdleDrafts(int64_t idle_ms) {
   if (idle_ms <= 0) return invalidArgument("idle_ms: must be positive");
   const int64_t cutoff = nowMs() - idle_ms;
   // Candidates from a snapshot; each is checked again in its own write
@@ -615,18 +618,24 @@ Result<std::vector<VersionInfo>> MetaStore::abortIdleDrafts(int64_t idle_ms) {
       SLUICE_ASSIGN_OR_RETURN(ok, c.next());
     }
   }
-  std::vector<VersionInfo> aborted;
+  // One draft that cannot be aborted (a write failing) does not hold up
+  // the others.
+  IdleDraftSweep sweep;
   for (const auto& [dataset, number] : idle) {
-    SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
-    auto ds = loadDataset(txn, dataset);
-    if (!ds.isOk()) continue;  // deleted meanwhile
-    auto v = loadVersion(txn, *ds, number);
-    if (!v.isOk() || v->rec.state != VersionState::kDraft || v->rec.modified_ms >= cutoff) continue;
-    SLUICE_RETURN_IF_ERROR(abortDraft(txn, *ds, *v));
-    SLUICE_RETURN_IF_ERROR(txn.commit());
-    aborted.push_back(toVersionInfo(*ds, *v));
+    Status s = [&, &dataset = dataset, number = number]() -> Status {
+      SLUICE_ASSIGN_OR_RETURN(Txn txn, Txn::beginWrite(*env_));
+      auto ds = loadDataset(txn, dataset);
+      if (!ds.isOk()) return Status::ok();  // deleted meanwhile
+      auto v = loadVersion(txn, *ds, number);
+      if (!v.isOk() || v->rec.state != VersionState::kDraft || v->rec.modified_ms >= cutoff) return Status::ok();
+      SLUICE_RETURN_IF_ERROR(abortDraft(txn, *ds, *v));
+      SLUICE_RETURN_IF_ERROR(txn.commit());
+      sweep.aborted.push_back(toVersionInfo(*ds, *v));
+      return Status::ok();
+    }();
+    if (!s.isOk()) sweep.failed.push_back(s.withContext(dataset + "@v" + std::to_string(number)));
   }
-  return aborted;
+  return sweep;
 }
 
 Result<Page<VersionInfo>> MetaStore::listVersions(std::string_view dataset,

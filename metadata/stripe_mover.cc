@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
+#include <optional>
 #include <set>
 #include <span>
 
@@ -347,35 +350,75 @@ void StripeMover::repairCorrupt(const ClusterMap& map) {
       "sluice_meta_corrupt_chunks_repaired_total", "quarantined chunks fetched again from a replica");
   static Gauge& lost_gauge = MetricsRegistry::global().gauge(
       "sluice_meta_chunks_lost", "quarantined chunks still in use with no good copy on any up node of their stripe");
-  std::vector<LostChunk> lost;
+  std::map<uint64_t, NodeState> state;
+  for (const auto& n : map.nodes) state[n.id] = n.state;
+  auto isUp = [&](uint64_t id) {
+    auto it = state.find(id);
+    return it != state.end() && (it->second == NodeState::kUp || it->second == NodeState::kDraining);
+  };
+  // Does an up node of the stripe (other than `skip`) hold the chunk? Each
+  // that does is offered to `found` (which returns true to stop asking);
+  // nullopt when one could not be asked, so the answer is not known.
+  auto holders = [&](const storage::Hash& id, uint32_t stripe, uint64_t skip,
+                     const std::function<bool(uint64_t)>& found) -> std::optional<bool> {
+    storage::HasChunksRequestT has;
+    has.ids.push_back(id);
+    bool any = false, unknown = false;
+    const size_t width = map.max_replicas;
+    for (size_t i = 0; i < width; ++i) {
+      const uint64_t other = map.replicas[size_t{stripe} * width + i];
+      if (other == 0 || other == skip || !isUp(other)) continue;
+      auto op = peerOf(other, map);
+      auto there = op.isOk() ? wire::typedCall<storage::HasChunksRequest, storage::HasChunksResponse>(
+                                   endpoint_, *op, storageOp(storage::StorageMethod::HasChunks), has, "HasChunks",
+                                   options_.call_timeout)
+                             : Result<std::unique_ptr<storage::HasChunksResponseT>>(op.status());
+      if (!there.isOk() || there->get()->lengths.size() != 1) {
+        unknown = true;
+        continue;
+      }
+      if (there->get()->lengths[0] == 0) continue;
+      any = true;
+      if (found(other)) break;
+    }
+    if (any) return true;
+    if (unknown) return std::nullopt;
+    return false;
+  };
+  const std::vector<LostChunk> before = lostChunks();
+  std::map<Hash128, LostChunk> lost;
+  std::set<uint64_t> reported;  // nodes whose reports were read this pass
+  auto stillUsed = [&](const Hash128& id) {
+    auto users = store_.chunkUsers(std::span(&id, 1), 0);
+    return !users.isOk() || !users->users.empty();  // unknown counts as used
+  };
+  auto wasLost = [&](const Hash128& id) {
+    return std::any_of(before.begin(), before.end(), [&](const LostChunk& l) { return l.chunk == id; });
+  };
   for (const auto& n : map.nodes) {
     if (stopping()) return;
-    if (n.state != NodeState::kUp && n.state != NodeState::kDraining) continue;
+    if (!isUp(n.id)) continue;
     auto peer = endpoint_.connect(n.address);
     if (!peer.isOk()) continue;
     storage::NodeStatsRequestT req;
     auto st = wire::typedCall<storage::NodeStatsRequest, storage::NodeStatsResponse>(
         endpoint_, *peer, storageOp(storage::StorageMethod::NodeStats), req, "NodeStats", options_.call_timeout);
-    if (!st.isOk() || (*st)->recent_corrupt.empty()) continue;
+    if (!st.isOk()) continue;
+    reported.insert(n.id);
     for (const auto& bad : (*st)->recent_corrupt) {
       if (!bad || !bad->id || bad->stripe >= map.stripe_count) continue;
+      const Hash128 id{bad->id->hi(), bad->id->lo()};
       storage::HasChunksRequestT has;
       has.ids.push_back(*bad->id);
       auto here = wire::typedCall<storage::HasChunksRequest, storage::HasChunksResponse>(
           endpoint_, *peer, storageOp(storage::StorageMethod::HasChunks), has, "HasChunks", options_.call_timeout);
-      if (!here.isOk() || here->get()->lengths.size() != 1 || here->get()->lengths[0] != 0) continue;
-      // Another node of the stripe that still has a good copy.
-      const size_t width = map.max_replicas;
-      bool copy_elsewhere = false;
-      for (size_t i = 0; i < width; ++i) {
-        uint64_t other = map.replicas[size_t{bad->stripe} * width + i];
-        if (other == 0 || other == n.id) continue;
-        auto op = peerOf(other, map);
-        if (!op.isOk()) continue;
-        auto there = wire::typedCall<storage::HasChunksRequest, storage::HasChunksResponse>(
-            endpoint_, *op, storageOp(storage::StorageMethod::HasChunks), has, "HasChunks", options_.call_timeout);
-        if (!there.isOk() || there->get()->lengths.size() != 1 || there->get()->lengths[0] == 0) continue;
-        copy_elsewhere = true;
+      if (!here.isOk() || here->get()->lengths.size() != 1) {
+        if (wasLost(id)) lost[id] = LostChunk{id, bad->stripe, n.id};  // not known: as before
+        continue;
+      }
+      if (here->get()->lengths[0] != 0) continue;  // back already
+      // Fetched again from the first up node of the stripe that has it.
+      auto copy = holders(*bad->id, bad->stripe, n.id, [&](uint64_t other) {
         storage::FetchChunksRequestT fetch;
         fetch.stripe = bad->stripe;
         for (const auto& m : map.nodes) {
@@ -385,33 +428,38 @@ void StripeMover::repairCorrupt(const ClusterMap& map) {
         auto got = wire::typedCall<storage::FetchChunksRequest, storage::FetchChunksResponse>(
             endpoint_, *peer, storageOp(storage::StorageMethod::FetchChunks), fetch, "FetchChunks",
             options_.transfer_timeout);
-        if (got.isOk() && (*got)->result && (*got)->result->copied == 1) {
-          corrupt_repaired_++;
-          repaired.inc();
-          spdlog::warn("mover: node {} chunk {} (stripe {}) was corrupt; fetched again from node {}", n.id,
-                       Hash128{bad->id->hi(), bad->id->lo()}.toHex(), bad->stripe, other);
-          break;
-        }
-      }
-      if (copy_elsewhere) continue;
-      // No up node of the stripe has it. Lost, unless no version uses it any
-      // more (deleted and collected since it was quarantined).
-      const Hash128 id{bad->id->hi(), bad->id->lo()};
-      auto users = store_.chunkUsers(std::span(&id, 1), 0);
-      if (users.isOk() && !users->users.empty()) lost.push_back(LostChunk{id, bad->stripe, n.id});
+        if (!got.isOk() || !(*got)->result || (*got)->result->copied != 1) return false;
+        corrupt_repaired_++;
+        repaired.inc();
+        spdlog::warn("mover: node {} chunk {} (stripe {}) was corrupt; fetched again from node {}", n.id, id.toHex(),
+                     bad->stripe, other);
+        return true;
+      });
+      if (copy == true) continue;
+      // No up node of the stripe has it (or one could not be asked, and it
+      // was lost before). Lost, unless no version uses it any more (deleted
+      // and collected since it was quarantined).
+      if ((copy == false || wasLost(id)) && stillUsed(id)) lost[id] = LostChunk{id, bad->stripe, n.id};
     }
   }
-  std::sort(lost.begin(), lost.end(), [](const LostChunk& a, const LostChunk& b) { return a.chunk < b.chunk; });
-  lost.erase(std::unique(lost.begin(), lost.end(), [](const LostChunk& a, const LostChunk& b) { return a.chunk == b.chunk; }),
-             lost.end());
-  if (lost.size() > lostChunks().size()) {
+  // Losses found by nodes whose reports could not be read this pass (down,
+  // restarting, not answering) stay until a copy shows up or no version
+  // uses the chunk.
+  for (const LostChunk& l : before) {
+    if (reported.count(l.found_on) != 0 || lost.count(l.chunk) != 0) continue;
+    const storage::Hash id(l.chunk.hi, l.chunk.lo);
+    if (holders(id, l.stripe, 0, [](uint64_t) { return true; }) != true && stillUsed(l.chunk)) lost[l.chunk] = l;
+  }
+  std::vector<LostChunk> now;
+  for (const auto& [id, l] : lost) now.push_back(l);
+  if (now.size() > before.size()) {
     spdlog::error("mover: {} chunk(s) in use have no good copy on any up node of their stripe; "
                   "'sluice scrub' names the files that use them",
-                  lost.size());
+                  now.size());
   }
-  lost_gauge.set(static_cast<int64_t>(lost.size()));
+  lost_gauge.set(static_cast<int64_t>(now.size()));
   std::lock_guard lock(lost_mu_);
-  lost_ = std::move(lost);
+  lost_ = std::move(now);
 }
 
 Status StripeMover::cleanup(const StripeCleanup& c, const ClusterMap& map) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/codec/hash128.h"
+#include "common/core/status.h"
 
 namespace sluice::meta {
 
@@ -200,8 +201,8 @@ struct GarbageChunk {
 
 // One version (draft or committed) that uses a chunk, and the paths of its
 // files with records in the chunk (at most the asked number; more_paths
-// when there are others). `dataset` is empty when the dataset was deleted
-// while the version's data was still being released.
+// when others, or possibly others, use it too). `dataset` is empty when the
+// dataset was deleted while the version's data was still being released.
 struct ChunkUser {
   Hash128 chunk;
   std::string dataset;
@@ -213,7 +214,18 @@ struct ChunkUser {
 };
 struct ChunkUsers {
   std::vector<ChunkUser> users;  // by chunk in the asked order, then dataset id and version
-  bool truncated = false;        // the answer budget ran out: users or paths left out
+  // The asked chunks [0, answered) are answered: one of them with no user
+  // here is used by no version. Ask again for the rest.
+  size_t answered = 0;
+  // Something was left out: paths (more_paths says where), or users of the
+  // one chunk whose users alone outgrew the answer (it has some, so it is
+  // in use).
+  bool truncated = false;
+};
+
+struct IdleDraftSweep {
+  std::vector<VersionInfo> aborted;
+  std::vector<Status> failed;  // each names its draft
 };
 
 struct TagInfo {

@@ -9,6 +9,7 @@
 #include "metadata/meta_client.h"
 #include "tests/metadata/meta_daemon.h"
 #include "tests/metadata/test_util.h"
+#include "tools/process.h"
 
 namespace sluice::meta {
 namespace {
@@ -186,7 +187,7 @@ TEST_F(MetaRpcTest, HeartbeatTimeoutTurnsNodeDownAndBackUp) {
 // The daemon aborts drafts nothing was added to for --draft_expiry.
 TEST_F(MetaRpcTest, AnAbandonedDraftExpires) {
   daemon_->kill(SIGTERM);
-  start({"--draft_expiry=2s"});
+  start({"--draft_grace=1s", "--draft_expiry=2s"});
   createDataset("abandoned");
   const uint32_t v = begin("abandoned");
   ASSERT_TRUE(addFiles("abandoned", v, {testing::makeFile("half", 1)}).isOk());
@@ -203,6 +204,12 @@ TEST_F(MetaRpcTest, AnAbandonedDraftExpires) {
   }
   EXPECT_EQ(stateOf(), w::VersionState::Aborted);
   EXPECT_FALSE(addFiles("abandoned", v, {testing::makeFile("late", 2)}).isOk());
+  // An expiry shorter than the grace that counts a draft as being uploaded
+  // would abort live uploads: refused.
+  auto bad = tools::runProcess(MetaDaemon::binary(), {"--data_dir", dir_.path() + "/bad", "--draft_expiry=1m"});
+  ASSERT_TRUE(bad.isOk());
+  EXPECT_EQ(bad->exit_code, 2);
+  EXPECT_NE(bad->err.find("draft_expiry"), std::string::npos) << bad->err;
 }
 
 // Meta tells nodes how often to heartbeat, in both answers: a quarter of its

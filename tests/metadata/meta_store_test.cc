@@ -1,5 +1,6 @@
 // MetaStore against a real LMDB directory: nodes and map, datasets,
 // versions, tags, namespace reads, diff, record index and gc.
+#include "metadata/limits.h"
 #include "metadata/meta_store.h"
 
 #include <gtest/gtest.h>
@@ -832,6 +833,63 @@ TEST_F(MetaStoreTest, ChunkUsersNameTheVersionsAndFilesThatUseAChunk) {
   EXPECT_TRUE(r->users.empty());
 }
 
+// Answers stay within their budget: chunks whose users do not fit are left
+// for the next call (answered says where to go on), and paths past the
+// budget are cut, with more_paths saying so.
+TEST_F(MetaStoreTest, ChunkUsersAnswersInPartsWithinABudget) {
+  createDataset();
+  std::vector<Hash128> chunks;
+  for (uint64_t c = 0; c < 100; ++c) chunks.push_back(Hash128{30, c});
+  // 170 versions of one file with a record in each of the 100 chunks.
+  FileSpec f = makeFile("all", 1, 100);
+  for (size_t i = 0; i < f.extents.size(); ++i) f.extents[i].chunk = chunks[i];
+  for (int v = 0; v < 170; ++v) commitOne("imgs", f);
+  std::map<Hash128, size_t> users_of;
+  size_t calls = 0;
+  for (size_t first = 0; first < chunks.size(); ++calls) {
+    auto r = store_->chunkUsers(std::span(chunks).subspan(first), 5);
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    ASSERT_GT(r->answered, 0u);
+    EXPECT_FALSE(r->truncated);
+    size_t bytes = 0;
+    for (const auto& u : r->users) {
+      users_of[u.chunk]++;
+      EXPECT_EQ(u.paths, std::vector<std::string>{"all"});
+      bytes += 96 + u.dataset.size();
+    }
+    EXPECT_LE(bytes, kChunkUsersAnswerBytes);
+    first += r->answered;
+  }
+  EXPECT_GT(calls, 1u) << "17,000 users fit one answer: the test proves nothing";
+  ASSERT_EQ(users_of.size(), 100u);
+  for (const auto& [chunk, n] : users_of) EXPECT_EQ(n, 170u);
+
+  // 20,000 files with 200-byte names over 20 chunks: ~4 MB of paths.
+  createDataset("long");
+  const uint32_t v = draft("long");
+  std::vector<FileSpec> files;
+  for (int i = 0; i < 20000; ++i) {
+    files.push_back(makeFile("d/" + std::string(200, 'n') + std::to_string(i), 1000 + i, 1, 1000, Hash128{40, uint64_t(i % 20)}));
+  }
+  add("long", v, files);
+  commit("long", v);
+  std::vector<Hash128> twenty;
+  for (uint64_t c = 0; c < 20; ++c) twenty.push_back(Hash128{40, c});
+  auto r = store_->chunkUsers(twenty, 1000);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->answered, 20u);
+  EXPECT_TRUE(r->truncated);
+  size_t bytes = 0, cut = 0;
+  for (const auto& u : r->users) {
+    bytes += 96 + u.dataset.size();
+    for (const auto& p : u.paths) bytes += 16 + p.size();
+    cut += u.more_paths;
+  }
+  EXPECT_LE(bytes, kChunkUsersAnswerBytes);
+  EXPECT_GT(cut, 0u);
+  EXPECT_EQ(r->users.size(), 20u);
+}
+
 // Drafts nothing was added to for the expiry are aborted (their chunks
 // become garbage); a draft still being added to, and committed versions,
 // stay.
@@ -847,12 +905,13 @@ TEST_F(MetaStoreTest, IdleDraftsExpireAndTheirChunksBecomeGarbage) {
   clock_.advance(std::chrono::hours(2));
   EXPECT_EQ(store_->abortIdleDrafts(0).status().code(), StatusCode::kInvalidArgument);
 
-  auto aborted = store_->abortIdleDrafts(6 * 3600 * 1000);
-  ASSERT_TRUE(aborted.isOk()) << aborted.status().toString();
-  ASSERT_EQ(aborted->size(), 1u);
-  EXPECT_EQ((*aborted)[0].dataset, "imgs");
-  EXPECT_EQ((*aborted)[0].version, dead);
-  EXPECT_EQ((*aborted)[0].state, VersionState::kAborted);
+  auto sweep = store_->abortIdleDrafts(6 * 3600 * 1000);
+  ASSERT_TRUE(sweep.isOk()) << sweep.status().toString();
+  EXPECT_TRUE(sweep->failed.empty());
+  ASSERT_EQ(sweep->aborted.size(), 1u);
+  EXPECT_EQ(sweep->aborted[0].dataset, "imgs");
+  EXPECT_EQ(sweep->aborted[0].version, dead);
+  EXPECT_EQ(sweep->aborted[0].state, VersionState::kAborted);
   EXPECT_EQ(store_->getVersion("imgs", "v" + std::to_string(dead))->state, VersionState::kAborted);
   EXPECT_EQ(store_->getVersion("imgs", "v" + std::to_string(live))->state, VersionState::kDraft);
   EXPECT_EQ(store_->getVersion("imgs", "v" + std::to_string(committed))->state, VersionState::kCommitted);
@@ -864,9 +923,10 @@ TEST_F(MetaStoreTest, IdleDraftsExpireAndTheirChunksBecomeGarbage) {
   ASSERT_EQ(g->size(), 1u);
   EXPECT_EQ((*g)[0].chunk, makeFile("half", 2).extents[0].chunk);
   // The upload that died cannot add to it any more; nothing else expires.
-  EXPECT_EQ(store_->addFiles("imgs", dead, std::vector<FileSpec>{makeFile("late", 5)}).status().code(),
-            StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(store_->abortIdleDrafts(6 * 3600 * 1000)->empty());
+  auto late = store_->addFiles("imgs", dead, std::vector<FileSpec>{makeFile("late", 5)});
+  EXPECT_EQ(late.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(late.status().message().find("run the upload again"), std::string::npos) << late.status().toString();
+  EXPECT_TRUE(store_->abortIdleDrafts(6 * 3600 * 1000)->aborted.empty());
 }
 
 TEST_F(MetaStoreTest, AbortReleasesChunksAndRefusesCommit) {

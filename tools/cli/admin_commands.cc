@@ -130,9 +130,11 @@ int status(Context& ctx, bool nodes_only) {
   meta::ListMovesRequestT mreq;
   auto moves = (*cluster)->meta<meta::ListMovesRequest, meta::ListMovesResponse>(meta::MetaMethod::ListMoves, mreq,
                                                                                  "ListMoves");
-  std::vector<std::string> lost;
+  std::vector<std::string> lost;  // the first 1,000
+  uint64_t lost_count = 0;
   if (moves.isOk()) {
     for (const auto& h : (*moves)->lost_chunks) lost.push_back(Hash128{h.hi(), h.lo()}.toHex());
+    lost_count = std::max<uint64_t>((*moves)->lost_chunk_count, lost.size());
   }
   if (ctx.json) {
     Json j;
@@ -145,7 +147,7 @@ int status(Context& ctx, bool nodes_only) {
         .field("capacity_bytes", capacity)
         .field("used_bytes", used)
         .field("chunks", chunks);
-    j.beginArray("lost_chunks");
+    j.field("lost_chunk_count", lost_count).beginArray("lost_chunks");
     for (const auto& hex : lost) j.value(hex);
     j.endArray();
     j.beginArray("nodes");
@@ -180,11 +182,11 @@ int status(Context& ctx, bool nodes_only) {
                   "(automatic after sluice-meta's repair_grace; now: 'sluice repair')\n",
                   ProgressMeter::formatCount(under).c_str());
     }
-    if (!lost.empty()) {
-      std::printf("LOST    %zu chunk(s) in use have no good copy on any up node (found corrupt by scrub): reads of "
+    if (lost_count > 0) {
+      std::printf("LOST    %s chunk(s) in use have no good copy on any up node (found corrupt by scrub): reads of "
                   "the files with data in them fail. 'sluice scrub' names those files; bring back a node that "
                   "holds a copy, or upload the files again\n",
-                  lost.size());
+                  ProgressMeter::formatCount(lost_count).c_str());
     }
     if (moves.isOk() && (!(*moves)->moves.empty() || (*moves)->cleanups > 0)) {
       std::printf("repair  %zu stripe moves pending (%s to copy), %llu cleanups pending, %s copied since "
@@ -650,20 +652,28 @@ Result<std::vector<bool>> copiesElsewhere(client::Cluster& c, const std::vector<
 Result<std::map<std::string, std::vector<std::string>>> chunkUsers(client::Cluster& c,
                                                                    const std::vector<Hash128>& chunks) {
   constexpr uint32_t kPathsShown = 5;
+  constexpr size_t kPerCall = 1000;
   std::map<std::string, std::vector<std::string>> out;
-  for (size_t first = 0; first < chunks.size(); first += 1000) {
+  for (size_t first = 0; first < chunks.size();) {
     meta::FindChunkUsersRequestT req;
-    for (size_t i = first; i < chunks.size() && i < first + 1000; ++i) req.chunks.emplace_back(chunks[i].hi, chunks[i].lo);
+    for (size_t i = first; i < chunks.size() && i < first + kPerCall; ++i) req.chunks.emplace_back(chunks[i].hi, chunks[i].lo);
     req.max_paths = kPathsShown;
     SLUICE_ASSIGN_OR_RETURN(auto r, (c.meta<meta::FindChunkUsersRequest, meta::FindChunkUsersResponse>(
                                         meta::MetaMethod::FindChunkUsers, req, "FindChunkUsers")));
+    // Each answer covers the first `answered` chunks asked; the rest go in
+    // the next call.
+    if (r->answered == 0 || r->answered > req.chunks.size()) {
+      return Status(StatusCode::kProtocolError, "FindChunkUsers answered " + std::to_string(r->answered) + " of " +
+                                                    std::to_string(req.chunks.size()) + " chunks");
+    }
+    first += r->answered;
     for (const auto& u : r->users) {
       if (!u->chunk) continue;
       std::string line = (u->dataset.empty() ? "(a deleted dataset)" : u->dataset) + "@v" + std::to_string(u->version);
       if (u->state == meta::VersionState::Draft) line += " (draft)";
       std::string paths;
       for (const auto& p : u->paths) paths += (paths.empty() ? "" : ", ") + p;
-      if (u->more_paths) paths += paths.empty() ? "files" : " and more files";
+      if (u->more_paths) paths += paths.empty() ? "files" : " and maybe more files";
       if (!paths.empty()) line += ": " + paths;
       out[Hash128{u->chunk->hi(), u->chunk->lo()}.toHex()].push_back(std::move(line));
     }
@@ -750,10 +760,15 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
   // Which of them a version still uses, and which files: a chunk deleted
   // since it was quarantined (its versions removed, gc run) is no loss.
   std::map<std::string, std::vector<std::string>> users;
+  Status named;  // not ok: meta could not say, so every such chunk counts as lost
   if (!lost.empty()) {
     auto u = chunkUsers(c, std::vector<Hash128>(lost.begin(), lost.end()));
-    if (!u.isOk()) return reportError(u.status());
-    users = std::move(*u);
+    if (u.isOk()) {
+      users = std::move(*u);
+    } else {
+      named = u.status();
+      for (const auto& id : lost) users[id.toHex()] = {};
+    }
   }
   const size_t unused = lost.size() - users.size();
   Table t({"NODE", "PASSES", "VERIFIED", "CORRUPT FOUND", "QUARANTINED", "RECENT CORRUPT"}, {true, true, true, true, true, true});
@@ -789,6 +804,13 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
     for (const auto& [hex, lines] : users) {
       what += "\n  chunk " + hex;
       for (const auto& line : lines) what += "\n    " + line;
+    }
+    if (!named.isOk()) {
+      return reportError(Status(StatusCode::kCorruption,
+                                std::to_string(users.size()) + " corrupt chunk(s) have no good copy left on any up node, "
+                                "so they cannot be repaired:" + what + "\nWhich files use them is unknown (" +
+                                named.toString() + "); reads of those files fail. Upload them again (a new "
+                                "version), or bring back a node that holds a good copy."));
     }
     return reportError(Status(StatusCode::kCorruption,
                               std::to_string(users.size()) + " corrupt chunk(s) in use have no good copy left on any up "

@@ -43,9 +43,11 @@ void setPath(Slot& s, const char* path, size_t length) {
 int PartFile::create(int flags, mode_t mode) {
   g_creating.fetch_add(1);
   if (g_stopping.load()) {
+    // The handler is deleting part files and about to end the process:
+    // wait for it, rather than fail and let the command exit first with
+    // another code.
     g_creating.fetch_sub(1);
-    errno = EINTR;
-    return -1;
+    for (;;) ::pause();
   }
   if (slot_ < 0 && path_.size() < PATH_MAX) {
     for (int i = 0; i < kMaxPartFiles; ++i) {

@@ -22,9 +22,10 @@ class PartFile {
   PartFile(const PartFile&) = delete;
   PartFile& operator=(const PartFile&) = delete;
 
-  // open(2) of the path, registered first. -1 with errno EINTR once a stop
-  // signal arrived. Past kMaxPartFiles at once, or with a path too long, the
-  // file is not tracked (an interruption then leaves it; a re-run replaces it).
+  // open(2) of the path, registered first. Once a stop signal arrived it
+  // does not return (the handler ends the process). Past kMaxPartFiles at
+  // once, or with a path too long, the file is not tracked (an interruption
+  // then leaves it; a re-run replaces it).
   int create(int flags, mode_t mode);
 
  private:
