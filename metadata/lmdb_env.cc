@@ -1,6 +1,9 @@
 #include "metadata/lmdb_env.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -48,12 +51,25 @@ static_assert(std::size(kDbNames) == static_cast<size_t>(Db::kCount));
 
 Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const LmdbOptions& options) {
   if (options.dir.empty()) return invalidArgument("metadata directory: empty path");
-  SLUICE_RETURN_IF_ERROR(checkOwnDirectory(options.dir, "sluice-meta", "data.mdb", {"lock.mdb"}));
+  SLUICE_RETURN_IF_ERROR(
+      checkOwnDirectory(options.dir, "sluice-meta", "data.mdb", {"lock.mdb", kOwnerLockFile}));
   if (::mkdir(options.dir.c_str(), 0750) != 0 && errno != EEXIST) {
     return errnoStatus(errno, "creating metadata directory " + options.dir);
   }
   std::unique_ptr<LmdbEnv> env(new LmdbEnv());
   env->dir_ = options.dir;
+  // LMDB lets many processes share an environment; two metadata servers on
+  // one directory would each mark the other's nodes down and plan repairs.
+  // The lock is held for the environment's life (the kernel drops it when
+  // the process dies).
+  const std::string lock_path = options.dir + "/" + kOwnerLockFile;
+  env->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (env->lock_fd_ < 0) return errnoStatus(errno, "opening " + lock_path);
+  if (::flock(env->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return failedPrecondition("metadata directory " + options.dir +
+                              " is in use by another running sluice-meta; stop it, or give this one "
+                              "another --data_dir");
+  }
   int rc = mdb_env_create(&env->env_);
   if (rc != 0) return lmdbStatus(rc, "mdb_env_create");
   rc = mdb_env_set_maxdbs(env->env_, static_cast<MDB_dbi>(Db::kCount) + 2);
@@ -87,6 +103,7 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const LmdbOptions& options) {
 LmdbEnv::~LmdbEnv() {
   for (MDB_txn* txn : read_pool_) mdb_txn_abort(txn);
   if (env_ != nullptr) mdb_env_close(env_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 namespace {

@@ -91,7 +91,9 @@ class LmdbEnv {
 
  private:
   LmdbEnv() = default;
+  static constexpr const char* kOwnerLockFile = "sluice-meta.lock";
   MDB_env* env_ = nullptr;
+  int lock_fd_ = -1;  // flock'ed: one sluice-meta per directory
   MDB_dbi dbis_[static_cast<int>(Db::kCount)] = {};
   std::string dir_;
   mutable std::mutex pool_mu_;

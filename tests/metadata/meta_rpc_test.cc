@@ -184,6 +184,21 @@ TEST_F(MetaRpcTest, HeartbeatTimeoutTurnsNodeDownAndBackUp) {
   EXPECT_EQ(stateOf(), w::NodeState::Up);
 }
 
+// A second sluice-meta on a directory one is serving is refused: LMDB would
+// let it share the environment, and each would mark the other's nodes down.
+TEST_F(MetaRpcTest, ASecondServerOnTheSameDirectoryIsRefused) {
+  auto second = tools::runProcess(MetaDaemon::binary(),
+                                  {"--data_dir", dir_.path() + "/db", "--listen", "127.0.0.1:0", "--log.level", "warn"});
+  ASSERT_TRUE(second.isOk());
+  EXPECT_NE(second->exit_code, 0);
+  EXPECT_NE((second->err + second->out).find("in use by another running sluice-meta"), std::string::npos)
+      << second->err << second->out;
+  // The first one still serves.
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(w::CreateListNodesRequest(fbb));
+  EXPECT_TRUE(call<w::ListNodesResponse>(MetaMethod::ListNodes, fbb).isOk());
+}
+
 // The daemon aborts drafts nothing was added to for --draft_expiry.
 TEST_F(MetaRpcTest, AnAbandonedDraftExpires) {
   daemon_->kill(SIGTERM);
