@@ -2,6 +2,7 @@
 // CLI, read back through the striped reader, and the failure cases issue 5
 // names (corrupt replica, killed upload, bad arguments).
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -480,6 +481,21 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
   get = cluster_->runCli({"-q", "get", "cliget@v1", "top.txt", dest.path() + "/new-dir/"});
   ASSERT_EQ(get->exit_code, 0) << get->err;
   EXPECT_EQ(readFile(fs::path(dest.path()) / "new-dir" / "top.txt"), readFile(fs::path(src.path()) / "top.txt"));
+  // A target that is not a regular file is refused, not replaced.
+  const std::string fifo = dest.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  get = cluster_->runCli({"-q", "get", "cliget@v1", "top.txt", fifo});
+  EXPECT_EQ(get->exit_code, 2) << get->err;
+  EXPECT_NE(get->err.find("is a FIFO"), std::string::npos) << get->err;
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  // cat whose output cannot take the last bytes fails instead of exiting 0.
+  auto exe = tools::findExecutable("sluice");
+  ASSERT_TRUE(exe.isOk());
+  auto full = tools::runProcess("/bin/sh", {"-c", *exe + " --cluster " + cluster_->clientConfigPath() +
+                                                      " cat cliget@v1 top.txt > /dev/full"});
+  ASSERT_TRUE(full.isOk());
+  EXPECT_NE(full->exit_code, 0);
+  EXPECT_NE(full->err.find("No space left"), std::string::npos) << full->err;
   auto cat_link = cluster_->runCli({"cat", "cliget@v1", "link"});
   EXPECT_EQ(cat_link->exit_code, 2);
   EXPECT_NE(cat_link->err.find("symlink"), std::string::npos) << cat_link->err;

@@ -219,11 +219,15 @@ int cat(Context& ctx, const std::string& ref_text, const std::string& path) {
     if (!n.isOk()) return reportError(n.status());
     if (*n == 0) break;
     if (std::fwrite(buf.data(), 1, *n, stdout) != *n) {
-      return reportError(errnoStatus(errno, "writing to stdout"));
+      return reportError(errnoStatus(errno, "writing '" + file->path + "' to standard output"));
     }
     off += *n;
   }
-  std::fflush(stdout);
+  // The last bytes leave the buffer here: a full disk or a closed output
+  // shows only now, and must not end in exit 0 with the file cut short.
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    return reportError(errnoStatus(errno, "writing '" + file->path + "' to standard output"));
+  }
   return kExitOk;
 }
 
@@ -253,7 +257,22 @@ fs::path tempPathFor(const fs::path& target) {
 // Writes one file atomically under dest: temp file, then rename; mode and
 // mtime as uploaded.
 Status writeLocal(client::DatasetReader& reader, const client::FileInfo& file,
-                  const fs::path& target, ProgressMeter* progress) {
+                  const fs::path& target, ProgressMeter* progress, bool replace_symlink) {
+  // The file goes in by rename, which would replace whatever has the name:
+  // a device, a FIFO or a socket (as root, `get ... /dev/null` would have
+  // replaced /dev/null) is refused; so is a symlink named as the target.
+  struct stat existing {};
+  if (::lstat(target.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode) &&
+      !(S_ISLNK(existing.st_mode) && replace_symlink)) {
+    const char* what = S_ISDIR(existing.st_mode)   ? "a directory"
+                       : S_ISLNK(existing.st_mode) ? "a symlink"
+                       : S_ISFIFO(existing.st_mode) ? "a FIFO"
+                       : S_ISSOCK(existing.st_mode) ? "a socket"
+                                                    : "a device";
+    return invalidArgument("'" + target.string() + "' exists and is " + what + ", not a regular file: get " +
+                           "writes a file there by replacing it, so give a new path (or use 'sluice cat' to " +
+                           "write into it)");
+  }
   std::error_code ec;
   fs::create_directories(target.parent_path(), ec);
   if (ec) return ioError("creating '" + target.parent_path().string() + "': " + ec.message());
@@ -324,7 +343,7 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
       // DEST names a directory if it is one, or ends in '/' (made if missing).
       const bool into_dir = fs::is_directory(dest) || (!dest.empty() && dest.back() == '/');
       fs::path target = into_dir ? fs::path(dest) / fs::path(prefix).filename() : fs::path(dest);
-      Status s = writeLocal(**reader, *file, target, nullptr);
+      Status s = writeLocal(**reader, *file, target, nullptr, /*replace_symlink=*/false);
       if (!s.isOk()) return reportError(s);
       if (!ctx.json) std::printf("wrote %s (%s)\n", target.c_str(), ProgressMeter::formatBytes(file->size).c_str());
       return kExitOk;
@@ -389,7 +408,8 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
     status = client::parallelFor(files->size(), kGetThreads, [&](size_t i) {
       const auto& f = (*files)[i];
       std::string rel = prefix.empty() ? f.path : f.path.substr(prefix.size() + 1);
-      return writeLocal(**reader, f, fs::path(dest) / rel, progress ? &*progress : nullptr);
+      // A symlink where the version has a file is replaced, as a mirror does.
+      return writeLocal(**reader, f, fs::path(dest) / rel, progress ? &*progress : nullptr, /*replace_symlink=*/true);
     });
   }
   // Symlinks last, so no file above was written through a link this command
