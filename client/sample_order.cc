@@ -31,12 +31,13 @@ std::vector<uint32_t> epochOrder(uint32_t n, const OrderSpec& spec) {
   std::iota(order.begin(), order.end(), 0u);
   if (!spec.shuffle || n < 2) return order;
   std::mt19937_64 rng(mix(spec.seed ^ mix(spec.epoch + 1)));
-  const uint32_t block = std::max<uint32_t>(spec.shuffle_block, 1);
+  // A block of n or more is one block (and n + block - 1 must not wrap).
+  const uint32_t block = std::clamp<uint32_t>(spec.shuffle_block, 1, n);
   if (block == 1) {
     shuffleWith(order, rng);
     return order;
   }
-  std::vector<uint32_t> blocks((n + block - 1) / block);
+  std::vector<uint32_t> blocks(static_cast<size_t>((uint64_t{n} + block - 1) / block));
   std::iota(blocks.begin(), blocks.end(), 0u);
   shuffleWith(blocks, rng);
   std::vector<uint32_t> out;

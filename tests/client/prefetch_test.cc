@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -77,6 +78,17 @@ TEST(SampleOrder, EpochsAndSeedsGiveDifferentOrdersAndBlocksStayTogether) {
   c.seed = 6;
   auto oa = client::epochOrder(500, a);
   EXPECT_EQ(oa, client::epochOrder(500, a));  // deterministic
+  // A shuffle block past the file count is one block: every file once (a
+  // block near 2^32 wrapped the block count to zero, and the order was empty).
+  for (uint32_t block : {213u, 214u, 4294967295u}) {
+    client::OrderSpec big = a;
+    big.shuffle_block = block;
+    auto order = client::epochOrder(213, big);
+    std::sort(order.begin(), order.end());
+    std::vector<uint32_t> all(213);
+    std::iota(all.begin(), all.end(), 0u);
+    EXPECT_EQ(order, all) << "shuffle_block " << block;
+  }
   EXPECT_NE(oa, client::epochOrder(500, b));
   EXPECT_NE(oa, client::epochOrder(500, c));
   OrderSpec blocks = a;
