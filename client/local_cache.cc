@@ -164,11 +164,28 @@ Result<std::unique_ptr<LocalCache>> LocalCache::open(const std::string& dir, uin
     fs::create_directories(fs::path(dir) / sub, ec);
     if (ec) return ioError("cache directory " + dir + ": cannot create " + sub + ": " + ec.message());
   }
+  // LMDB maps its lock file (the reader table) and writes through the map: on
+  // a full file system the first touch of a page it could not get is a
+  // SIGBUS, not an error. So its pages are allocated here first, where a
+  // full disk is an error to report.
+  constexpr unsigned kMaxReaders = 1024;
+  {
+    const std::string lock = dir + "/index/lock.mdb";
+    int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return errnoStatus(errno, "cache directory " + dir + ": opening " + lock);
+    int err = ::posix_fallocate(fd, 0, off_t{kMaxReaders} * 64 + (64 << 10));
+    ::close(fd);
+    if (err != 0) {
+      return Status(err == ENOSPC ? StatusCode::kNoSpace : StatusCode::kIoError,
+                    "cache directory " + dir + ": cannot set up its index (" + std::strerror(err) +
+                        "): free space there, or give another --cache-dir");
+    }
+  }
   auto impl = std::make_unique<Impl>();
   int rc = mdb_env_create(&impl->env);
   if (rc != 0) return lmdbError(rc, "create");
   mdb_env_set_maxdbs(impl->env, 4);
-  mdb_env_set_maxreaders(impl->env, 1024);
+  mdb_env_set_maxreaders(impl->env, kMaxReaders);
   mdb_env_set_mapsize(impl->env, 4ull << 30);
   // MDB_NOSYNC: the index must survive a process crash (it does: commits are
   // in the page cache), not a power cut; after one the files are verified

@@ -3,6 +3,10 @@
 // resume mid-epoch, a shared node-local cache that serves a second consumer
 // without the cluster and never serves a corrupt entry, and a budget that
 // holds.
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -149,6 +153,36 @@ uint64_t recordBytesOnDisk(const std::string& cache) {
     if (e.is_regular_file()) total += (e.file_size() + 4095) / 4096 * 4096;
   }
   return total;
+}
+
+// A cache directory on a full file system is an error to report, not a
+// SIGBUS inside LMDB's mapped lock file.
+TEST(LocalCacheTest, AFullFileSystemIsAnErrorNotACrash) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+  TempDir dir;
+  const std::string mnt = dir.path() + "/small";
+  fs::create_directories(mnt);
+  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=512k"), 0) << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  fs::create_directories(mnt + "/cache/index");
+  {
+    // Fill it up.
+    std::ofstream fill(mnt + "/fill", std::ios::binary);
+    std::string block(4096, 'x');
+    while (fill.write(block.data(), block.size())) {
+    }
+  }
+  auto cache = client::LocalCache::open(mnt + "/cache", 64u << 20);
+  ASSERT_FALSE(cache.isOk());
+  EXPECT_EQ(cache.status().code(), StatusCode::kNoSpace) << cache.status().toString();
+  EXPECT_NE(cache.status().message().find(mnt + "/cache"), std::string::npos) << cache.status().toString();
+  // With room again it opens.
+  fs::remove(mnt + "/fill");
+  auto again = client::LocalCache::open(mnt + "/cache", 64u << 20);
+  EXPECT_TRUE(again.isOk()) << again.status().toString();
 }
 
 class PrefetchE2E : public ::testing::Test {
