@@ -231,6 +231,28 @@ class PrefetchPython(unittest.TestCase):
         again = sluice.torch.Dataset("imgs@v1", cluster=self.config, seed=3, batch_size=10)
         again.load_state_dict(state)
         self.assertEqual(order(again), full[170:])
+        # The README's loop: load_state_dict, then set_epoch(saved epoch)
+        # keeps the resume point; a checkpoint taken 30 samples into the
+        # resumed iteration is 200 into the epoch.
+        looped = sluice.torch.Dataset("imgs@v1", cluster=self.config, seed=3, batch_size=10)
+        looped.load_state_dict(state)
+        looped.set_epoch(1)
+        self.assertEqual(order(looped), full[170:])
+        later = looped.state_dict(num_samples=30)
+        self.assertEqual(later["position"], 200)
+        third = sluice.torch.Dataset("imgs@v1", cluster=self.config, seed=3, batch_size=10)
+        third.load_state_dict(later)
+        third.set_epoch(1)
+        self.assertEqual(order(third), full[200:])
+        # The next epoch starts from its beginning.
+        third.set_epoch(2)
+        self.assertEqual(len(order(third)), N_SAMPLES)
+        # Another rank's state, or nonsense, is refused.
+        other = dict(state, rank=1)
+        with self.assertRaises(ValueError):
+            again.load_state_dict(other)
+        with self.assertRaises(ValueError):
+            again.state_dict(num_samples=-1)
         # A transform sees the zero-copy view.
         tds = sluice.torch.Dataset("imgs@v1", cluster=self.config, seed=3,
                                    transform=lambda path, data: torch.frombuffer(bytearray(data), dtype=torch.uint8).sum())

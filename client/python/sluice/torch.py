@@ -10,8 +10,9 @@
             ...
             if step % 1000 == 0:
                 save({"data": ds.state_dict(num_samples=(step + 1) * 256), ...})
-    # later: ds.load_state_dict(saved["data"]) and iterate: only the samples
-    # not yet consumed in that epoch come back.
+    # later: ds.load_state_dict(saved["data"]), then the same loop from the
+    # saved epoch: only the samples not yet consumed in it come back, and
+    # state_dict counts on from the resume point.
 
 Work is split across ranks (torch.distributed, else $RANK/$WORLD_SIZE)
 and DataLoader workers (get_worker_info). Every rank gets the same number
@@ -67,23 +68,40 @@ class Dataset(torch.utils.data.IterableDataset):
         self._length = None
 
     def set_epoch(self, epoch):
-        """Starts `epoch` (from its beginning) at the next iteration."""
+        """Starts `epoch` at the next iteration: from its beginning, or, when
+        it is the epoch load_state_dict resumes, from the resume point (so the
+        usual loop, load_state_dict then set_epoch(start_epoch), resumes)."""
+        epoch = int(epoch)
+        if epoch < 0:
+            raise ValueError(f"epoch must not be negative, not {epoch}")
         with self._epoch.get_lock():
-            self._epoch.value = int(epoch)
-            self._start.value = 0
+            if epoch != self._epoch.value:
+                self._start.value = 0
+            self._epoch.value = epoch
 
     def state_dict(self, num_samples):
-        """A resume point: `num_samples` of this rank consumed in the current epoch."""
-        return {"epoch": self._epoch.value, "position": int(num_samples), "seed": self.options["seed"],
-                "world_size": self.world_size, "rank": self.rank}
+        """A resume point: `num_samples` of this rank consumed since this
+        epoch's iteration began (an iteration that resumed counts from its
+        resume point, which is added here)."""
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+            raise ValueError(f"num_samples must be a count of samples (an int >= 0), not {num_samples!r}")
+        return {"epoch": self._epoch.value, "position": self._start.value + num_samples,
+                "seed": self.options["seed"], "world_size": self.world_size, "rank": self.rank}
 
     def load_state_dict(self, state):
+        """Resumes from a state_dict of this rank at the next iteration."""
         if state["seed"] != self.options["seed"] or state["world_size"] != self.world_size:
             raise ValueError(f"state saved with seed {state['seed']} and world_size {state['world_size']}; "
                              f"this dataset has seed {self.options['seed']} and world_size {self.world_size}")
+        if state.get("rank", self.rank) != self.rank:
+            raise ValueError(f"state saved by rank {state['rank']}; this dataset is rank {self.rank}: "
+                             f"each rank loads its own")
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if epoch < 0 or position < 0:
+            raise ValueError(f"state with epoch {epoch} and position {position}: neither may be negative")
         with self._epoch.get_lock():
-            self._epoch.value = int(state["epoch"])
-            self._start.value = int(state["position"])
+            self._epoch.value = epoch
+            self._start.value = position
 
     def _prefetcher(self, worker, num_workers):
         p = Prefetcher(self.dataset, self.version, rank=self.rank, world_size=self.world_size,
