@@ -87,11 +87,11 @@ FileType typeFromWire(meta::EntryType t) {
 
 }  // namespace
 
-DatasetReader::DatasetReader(Cluster& cluster, std::string dataset, uint32_t version,
-                             uint32_t replication, std::unique_ptr<BufferPool> pool,
-                             RecordCache* cache)
+DatasetReader::DatasetReader(Cluster& cluster, std::string dataset, uint64_t dataset_id, uint32_t version,
+                             uint32_t replication, std::unique_ptr<BufferPool> pool, RecordCache* cache)
     : cluster_(cluster),
       dataset_(std::move(dataset)),
+      dataset_id_(dataset_id),
       version_(version),
       replication_(replication),
       pool_(std::move(pool)),
@@ -122,8 +122,8 @@ Result<std::unique_ptr<DatasetReader>> DatasetReader::open(Cluster& cluster,
   SLUICE_ASSIGN_OR_RETURN(auto pool, BufferPool::create(cluster.endpoint(), options.slot_size,
                                                         options.slots, net::Access::kRemoteWrite));
   return std::unique_ptr<DatasetReader>(new DatasetReader(
-      cluster, dataset, resolved->version, info->dataset->replication, std::move(pool),
-      options.cache));
+      cluster, dataset, info->dataset->dataset_id, resolved->version, info->dataset->replication,
+      std::move(pool), options.cache));
 }
 
 Result<FileInfo> DatasetReader::stat(const std::string& path) {
@@ -459,8 +459,29 @@ Status DatasetReader::fetchWithFailover(const FileExtent& extent, std::span<uint
   // The version names this record, so "not found" on every replica left is
   // lost data, not a wrong name: a data error (EIO through the mount, exit
   // code 6), not ENOENT or "not found".
-  if (code == StatusCode::kNotFound) code = StatusCode::kCorruption;
+  if (code == StatusCode::kNotFound) {
+    if (std::string gone = whyVersionIsGone(); !gone.empty()) {
+      return notFound(dataset_ + "@v" + std::to_string(version_) + " " + gone + " while it was being read: " + name +
+                      " is gone from every replica (gc collected it)");
+    }
+    code = StatusCode::kCorruption;
+  }
   return Status(code, name + ": no replica could serve it (" + errors + ")");
+}
+
+std::string DatasetReader::whyVersionIsGone() {
+  meta::GetVersionRequestT req;
+  req.dataset = dataset_;
+  req.version = "v" + std::to_string(version_);
+  auto r = cluster_.meta<meta::GetVersionRequest, meta::GetVersionResponse>(meta::MetaMethod::GetVersion, req,
+                                                                            "GetVersion");
+  if (!r.isOk()) return r.status().code() == StatusCode::kNotFound ? "was deleted" : "";
+  const auto& v = (*r)->version;
+  if (!v) return "";
+  if (dataset_id_ != 0 && v->dataset_id != 0 && v->dataset_id != dataset_id_) {
+    return "was deleted (its dataset was deleted and created again)";
+  }
+  return v->state == meta::VersionState::Committed ? "" : "was deleted";
 }
 
 }  // namespace sluice::client

@@ -68,8 +68,8 @@ class DatasetReader {
   const ReaderStats& stats() const { return stats_; }
 
  private:
-  DatasetReader(Cluster& cluster, std::string dataset, uint32_t version, uint32_t replication,
-                std::unique_ptr<BufferPool> pool, RecordCache* cache);
+  DatasetReader(Cluster& cluster, std::string dataset, uint64_t dataset_id, uint32_t version,
+                uint32_t replication, std::unique_ptr<BufferPool> pool, RecordCache* cache);
   // Decodes `stored` (extent e's bytes) into the part of `out` that the read
   // range [offset, offset + out.size()) shares with the extent, and offers
   // the record to the cache.
@@ -88,9 +88,15 @@ class DatasetReader {
   // error to the training job.
   Status fetchWithFailover(const FileExtent& extent, std::span<uint8_t> out, NodeId failed,
                            Status first_error);
+  // Why this reader's version is gone from meta (deleted, or its dataset
+  // deleted and created again), if it is: then gc may have collected its
+  // chunks, and a record no replica has is that, not lost data. Empty when
+  // the version is still there or meta cannot say.
+  std::string whyVersionIsGone();
 
   Cluster& cluster_;
   const std::string dataset_;
+  const uint64_t dataset_id_;  // 0: an older meta that does not say
   const uint32_t version_;
   const uint32_t replication_;
   std::unique_ptr<BufferPool> pool_;

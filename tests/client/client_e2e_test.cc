@@ -512,6 +512,29 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
   EXPECT_NE(status->out.find("up"), std::string::npos) << status->out;
 }
 
+// A version deleted (and collected by gc) under a reader: its reads say the
+// version was deleted, not that data was lost.
+TEST_F(ClientE2E, ReadingADeletedVersionSaysSoNotCorruption) {
+  TempDir src;
+  writeFile(fs::path(src.path()) / "a.bin", makeContent(300000, 4242));
+  createDataset("gone", 2);
+  upload(src.path(), "gone");
+  auto reader = client::DatasetReader::open(*client_, "gone", "v1");
+  ASSERT_TRUE(reader.isOk()) << reader.status().toString();
+  auto file = (*reader)->stat("a.bin");
+  ASSERT_TRUE(file.isOk()) << file.status().toString();
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"version", "rm", "gone@v1", "--force"},
+                                               std::vector<std::string>{"gc"}}) {
+    auto r = cluster_->runCli(args);
+    ASSERT_TRUE(r.isOk());
+    ASSERT_EQ(r->exit_code, 0) << r->err;
+  }
+  auto data = (*reader)->readAll(*file);
+  ASSERT_FALSE(data.isOk());
+  EXPECT_EQ(data.status().code(), StatusCode::kNotFound) << data.status().toString();
+  EXPECT_NE(data.status().message().find("gone@v1 was deleted"), std::string::npos) << data.status().toString();
+}
+
 // Ctrl-C during a get: exit 130, the files written so far are complete,
 // and no half-written *.sluice-part file is left behind.
 TEST_F(ClientE2E, InterruptedGetLeavesOnlyCompleteFiles) {
