@@ -481,6 +481,15 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
   get = cluster_->runCli({"-q", "get", "cliget@v1", "top.txt", dest.path() + "/new-dir/"});
   ASSERT_EQ(get->exit_code, 0) << get->err;
   EXPECT_EQ(readFile(fs::path(dest.path()) / "new-dir" / "top.txt"), readFile(fs::path(src.path()) / "top.txt"));
+  // Tag and version commands answer --json with JSON.
+  auto tagged = cluster_->runCli({"--json", "tag", "set", "cliget@v1", "extra"});
+  ASSERT_EQ(tagged->exit_code, 0) << tagged->err;
+  EXPECT_EQ(tagged->out, "{\"dataset\":\"cliget\",\"tag\":\"extra\",\"version\":1,\"previous_version\":0}\n");
+  tagged = cluster_->runCli({"tag", "set", "cliget@v1", "extra"});
+  EXPECT_NE(tagged->out.find("already names v1"), std::string::npos) << tagged->out;
+  tagged = cluster_->runCli({"--json", "tag", "rm", "cliget", "extra"});
+  ASSERT_EQ(tagged->exit_code, 0) << tagged->err;
+  EXPECT_EQ(tagged->out, "{\"dataset\":\"cliget\",\"tag\":\"extra\",\"deleted\":true}\n");
   // A target that is not a regular file is refused, not replaced.
   const std::string fifo = dest.path() + "/fifo";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);

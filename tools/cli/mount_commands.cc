@@ -107,7 +107,7 @@ int mount(Context& ctx, const MountArgs& a) {
   return reportError(errnoStatus(errno, "starting " + *fuse));
 }
 
-int umount(const std::string& mountpoint, bool lazy) {
+int umount(Context& ctx, const std::string& mountpoint, bool lazy) {
   if (!tools::isSluiceMount(mountpoint)) {
     return reportError(notFound(mountpoint + " is not a Sluice mount (see /proc/self/mounts)"));
   }
@@ -115,6 +115,12 @@ int umount(const std::string& mountpoint, bool lazy) {
   // mount of the same directory would still be refused.
   Status s = tools::unmountSluice(mountpoint, lazy);
   if (!s.isOk()) return reportError(s);
+  if (ctx.json) {
+    Json j;
+    j.beginObject().field("unmounted", mountpoint).endObject();
+    std::printf("%s\n", j.str().c_str());
+    return kExitOk;
+  }
   std::printf("unmounted %s\n", mountpoint.c_str());
   return kExitOk;
 }
@@ -139,8 +145,8 @@ void addMountCommands(CLI::App& app, Context& ctx, Action& action) {
   auto* umount_cmd = app.add_subcommand("umount", "unmount a Sluice mount (also one whose daemon died)");
   umount_cmd->add_option("mountpoint", umount_args->first, "the mount point")->required();
   umount_cmd->add_flag("-l,--lazy", umount_args->second, "detach now even if files are open; finish when they close");
-  umount_cmd->callback([&action, umount_args] {
-    action = [umount_args] { return umount(umount_args->first, umount_args->second); };
+  umount_cmd->callback([&ctx, &action, umount_args] {
+    action = [&ctx, umount_args] { return umount(ctx, umount_args->first, umount_args->second); };
   });
 }
 

@@ -192,6 +192,13 @@ int versionRm(Context& ctx, const std::string& text, bool force) {
     }
     return reportError(s);
   }
+  if (ctx.json) {
+    Json j;
+    j.beginObject().field("dataset", ref->dataset).field("version", uint64_t{*v}).field("deleted", true)
+        .field("tags_deleted", uint64_t{(*resp)->tags_deleted}).endObject();
+    std::printf("%s\n", j.str().c_str());
+    return kExitOk;
+  }
   std::printf("deleted %s@v%u%s; run 'sluice gc' to free the space only it used\n",
               ref->dataset.c_str(), *v,
               (*resp)->tags_deleted ? (" and " + std::to_string((*resp)->tags_deleted) + " tags").c_str() : "");
@@ -212,9 +219,16 @@ int tagSet(Context& ctx, const std::string& text, const std::string& tag) {
   auto resp = (*cluster)->meta<meta::SetTagRequest, meta::SetTagResponse>(
       meta::MetaMethod::SetTag, req, "SetTag");
   if (!resp.isOk()) return reportError(resp.status());
-  if ((*resp)->previous_version) {
-    std::printf("moved tag %s of %s from v%u to v%u\n", tag.c_str(), ref->dataset.c_str(),
-                (*resp)->previous_version, *v);
+  const uint32_t previous = (*resp)->previous_version;
+  if (ctx.json) {
+    Json j;
+    j.beginObject().field("dataset", ref->dataset).field("tag", tag).field("version", uint64_t{*v})
+        .field("previous_version", uint64_t{previous}).endObject();
+    std::printf("%s\n", j.str().c_str());
+  } else if (previous == *v) {
+    std::printf("tag %s of %s already names v%u\n", tag.c_str(), ref->dataset.c_str(), *v);
+  } else if (previous) {
+    std::printf("moved tag %s of %s from v%u to v%u\n", tag.c_str(), ref->dataset.c_str(), previous, *v);
   } else {
     std::printf("tagged %s@v%u as %s\n", ref->dataset.c_str(), *v, tag.c_str());
   }
@@ -230,6 +244,12 @@ int tagRm(Context& ctx, const std::string& dataset, const std::string& tag) {
   auto resp = (*cluster)->meta<meta::DeleteTagRequest, meta::DeleteTagResponse>(
       meta::MetaMethod::DeleteTag, req, "DeleteTag");
   if (!resp.isOk()) return reportError(resp.status());
+  if (ctx.json) {
+    Json j;
+    j.beginObject().field("dataset", dataset).field("tag", tag).field("deleted", true).endObject();
+    std::printf("%s\n", j.str().c_str());
+    return kExitOk;
+  }
   std::printf("deleted tag %s of %s\n", tag.c_str(), dataset.c_str());
   return kExitOk;
 }
