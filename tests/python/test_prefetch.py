@@ -218,6 +218,31 @@ class PrefetchPython(unittest.TestCase):
                 first = seen
         self.assertNotEqual(seen, first)
 
+    def test_torch_persistent_workers_outlast_a_paused_metadata_server(self):
+        ds = sluice.torch.Dataset("imgs@v1", cluster=self.config, seed=11, batch_size=16)
+        loader = torch.utils.data.DataLoader(ds, batch_size=16, num_workers=2, persistent_workers=True,
+                                             collate_fn=lambda batch: [x["path"] for x in batch])
+        ds.set_epoch(0)
+        first = [p for batch in loader for p in batch]
+        self.assertEqual(sorted(first), sorted(self.expected))
+        meta_pid = None
+        with open(os.path.join(self.cluster_dir, "cluster.state")) as f:
+            for line in f:
+                fields = line.split("\t")
+                if fields[0] == "meta":
+                    meta_pid = int(fields[1])
+        self.assertIsNotNone(meta_pid)
+        os.kill(meta_pid, signal.SIGSTOP)
+        try:
+            # The next epoch needs nothing from meta: the workers keep their
+            # prefetchers and the records come from the nodes.
+            ds.set_epoch(1)
+            second = [p for batch in loader for p in batch]
+        finally:
+            os.kill(meta_pid, signal.SIGCONT)
+        self.assertEqual(sorted(second), sorted(self.expected))
+        self.assertNotEqual(second, first)
+
     def test_torch_resume_from_state_dict(self):
         def order(ds):
             loader = torch.utils.data.DataLoader(ds, batch_size=10, num_workers=2,

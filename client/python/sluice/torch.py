@@ -118,10 +118,32 @@ class Dataset(torch.utils.data.IterableDataset):
             self._length = self._prefetcher(0, 1).rank_length
         return self._length
 
+    def __getstate__(self):
+        # A worker process gets its own prefetcher (one holds threads).
+        state = self.__dict__.copy()
+        state.pop("_kept", None)
+        return state
+
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        p = self._prefetcher(worker, num_workers)
+        # A persistent worker keeps its prefetcher from epoch to epoch and
+        # only moves it to the next epoch (or the resume point): no call to
+        # meta, so training goes on across a metadata server restart. Keyed
+        # by process too: a forked worker must not use its parent's.
+        key = (os.getpid(), worker, num_workers)
+        kept = getattr(self, "_kept", None)
+        if kept is not None and kept[0] == key:
+            p = kept[1]
+            epoch, start = self._epoch.value, self._start.value
+            if start:
+                p.resume({"epoch": epoch, "position": start, "seed": self.options["seed"],
+                          "world_size": self.world_size, "rank": self.rank})
+            else:
+                p.set_epoch(epoch)
+        else:
+            p = self._prefetcher(worker, num_workers)
+            self._kept = (key, p)
         for path, data in p:
             if self.transform is not None:
                 yield self.transform(path, data)
