@@ -1,6 +1,7 @@
 #include "client/uploader.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -84,6 +85,27 @@ Status readPiece(const std::string& root, const SourceEntry& e, Piece& piece) {
                         std::to_string(e.size) + " bytes): re-run the upload once it is stable");
     }
     done += static_cast<uint64_t>(n);
+  }
+  // A file written to while it is read would be stored torn, mixing old
+  // and new bytes (only shrinking shows in the reads). Its size and mtime
+  // must still be what the walk saw, which is also what the version
+  // records; checked after its last piece, so a change at any point before
+  // shows.
+  if (piece.completes_file) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return errnoStatus(err, "reading '" + e.path + "'");
+    }
+    const int64_t mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+    if (static_cast<uint64_t>(st.st_size) != e.size || mtime_ns != e.mtime_ns) {
+      ::close(fd);
+      return Status(StatusCode::kFailedPrecondition,
+                    "'" + e.path + "' changed while it was uploaded (its size or modification time is not "
+                    "what it was when the upload began), so what was read may mix old and new bytes: "
+                    "re-run the upload once it is stable");
+    }
   }
   ::close(fd);
   return Status();

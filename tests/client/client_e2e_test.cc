@@ -1,11 +1,13 @@
 // End to end through real daemons: upload with the client library and the
 // CLI, read back through the striped reader, and the failure cases issue 5
 // names (corrupt replica, killed upload, bad arguments).
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -519,6 +521,39 @@ TEST_F(ClientE2E, CliGetReproducesTheTree) {
   auto status = cluster_->runCli({"status"});
   EXPECT_EQ(status->exit_code, 0);
   EXPECT_NE(status->out.find("up"), std::string::npos) << status->out;
+}
+
+// A file rewritten while it is uploaded is not stored torn: the upload
+// fails, naming it, and nothing is committed.
+TEST_F(ClientE2E, AFileChangingDuringUploadFailsItInsteadOfStoringItTorn) {
+  TempDir src;
+  const std::string big = src.path() + "/changing.bin";
+  writeFile(big, makeContent(24u << 20, 31));
+  createDataset("torn", 1);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    // Rewrites 1 MiB pieces in place, size unchanged, until told to stop.
+    int fd = ::open(big.c_str(), O_WRONLY);
+    std::string piece(1u << 20, 'w');
+    for (uint64_t i = 0; fd >= 0 && !stop; ++i) {
+      piece[0] = static_cast<char>(i);
+      if (::pwrite(fd, piece.data(), piece.size(), static_cast<off_t>((i % 24) << 20)) < 0) break;
+    }
+    if (fd >= 0) ::close(fd);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto put = cluster_->runCli({"-q", "put", src.path(), "torn", "--batch", "1M", "--threads", "1"});
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(put.isOk());
+  EXPECT_NE(put->exit_code, 0) << "a file rewritten during the upload was committed";
+  EXPECT_NE(put->err.find("'changing.bin' changed while it was uploaded"), std::string::npos) << put->err;
+  meta::ListVersionsRequestT req;
+  req.dataset = "torn";
+  auto list = client_->meta<meta::ListVersionsRequest, meta::ListVersionsResponse>(meta::MetaMethod::ListVersions,
+                                                                                  req, "ListVersions");
+  ASSERT_TRUE(list.isOk());
+  for (const auto& v : list->get()->versions) EXPECT_NE(v->state, meta::VersionState::Committed);
 }
 
 // A version deleted (and collected by gc) under a reader: its reads say the
