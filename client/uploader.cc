@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <optional>
 #include <random>
 #include <thread>
@@ -386,11 +387,25 @@ class Upload {
       if (resalt_first || tries > 0) report_.replaced_chunks++;
       return Status();
     }
+    // Each node left out, with why when one of its puts failed (a full
+    // disk says so; "not answering" would send the admin the wrong way).
     std::string names;
-    for (NodeId n : unusable) names += (names.empty() ? "" : ", ") + std::to_string(n);
+    bool full = !unusable.empty();
+    for (NodeId n : unusable) {
+      names += (names.empty() ? "node " : "; node ") + std::to_string(n);
+      auto why = put_failures_.find(n);
+      if (why != put_failures_.end()) names += ": " + why->second.toString();
+      full = full && why != put_failures_.end() && why->second.code() == StatusCode::kNoSpace;
+    }
+    if (full) {
+      return Status(StatusCode::kNoSpace, "no stripe with " + std::to_string(replication_) +
+                                              " replicas with room for a chunk of dataset '" + dataset_ + "' (" +
+                                              names + "); free space on those nodes or add nodes");
+    }
     return unavailable("no stripe with " + std::to_string(replication_) +
-                       " usable replicas for a chunk of dataset '" + dataset_ + "' (down, draining or not answering: node " +
-                       names + "); wait for the nodes to return, or run 'sluice repair' to move their stripes");
+                       " usable replicas for a chunk of dataset '" + dataset_ + "' (down, draining, full or not "
+                       "answering: " + names + "); wait for the nodes to return, or run 'sluice repair' to move "
+                       "their stripes");
   }
 
   void startPuts(PendingChunk& p) {
@@ -416,11 +431,13 @@ class Upload {
         Status s = p.puts[i].get();
         if (s.isOk()) {
           cluster_.markAnswered(p.put_nodes[i]);
+          put_failures_.erase(p.put_nodes[i]);
           continue;
         }
         if (first_failure.isOk()) first_failure = s;
         if (putNodeFailure(s)) {
           cluster_.markSuspect(p.put_nodes[i]);
+          put_failures_.insert_or_assign(p.put_nodes[i], s);
         } else {
           all_node_failures = false;
         }
@@ -664,6 +681,7 @@ class Upload {
   bool compress_ = true;
   uint32_t version_ = 0;
   uint64_t dataset_id_ = 0;  // the draft's dataset, checked by meta on each AddFiles and the commit
+  std::map<NodeId, Status> put_failures_;  // each node's last failed put, while it has not succeeded since
   std::unique_ptr<BufferPool> pool_;
   std::optional<ProgressMeter> progress_;
   UploadReport report_;

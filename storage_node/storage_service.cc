@@ -227,7 +227,8 @@ void StorageService::registerHandlers() {
       errors.inc();
       Status s = r.status();
       if (s.code() == StatusCode::kIoError || s.code() == StatusCode::kCorruption ||
-          s.code() == StatusCode::kInternal || s.code() == StatusCode::kUnavailable) {
+          s.code() == StatusCode::kInternal || s.code() == StatusCode::kUnavailable ||
+          s.code() == StatusCode::kNoSpace) {
         spdlog::warn("{}: {}", name, s.toString());
       } else {
         spdlog::debug("{}: {}", name, s.toString());

@@ -916,6 +916,28 @@ TEST(Repair, ScrubFindsACorruptChunkAndItIsFetchedFromTheReplica) {
   EXPECT_TRUE(statusShows(false)) << "status still flags a chunk no version uses";
 }
 
+// Nodes out of room: the upload says they are full (not "down or not
+// answering", which sent admins to repair), naming each node's answer.
+TEST(Repair, UploadsToFullNodesSayTheyAreFull) {
+  TestCluster::Options o;
+  o.nodes = 2;
+  o.replication = 1;
+  o.extra_node_args = {"--capacity", "3M"};
+  auto cluster = TestCluster::start(o);
+  ASSERT_TRUE(cluster.isOk()) << cluster.status().toString();
+  TestCluster& tc = **cluster;
+  const std::string src = tc.dir() + "/src";
+  for (int i = 0; i < 12; ++i) writeFile(fs::path(src) / ("f" + std::to_string(i)), makeContent(1u << 20, 70 + i));
+  auto r = tc.runCli({"dataset", "create", "full", "--replication", "1", "--chunk-size", "1M"});
+  ASSERT_TRUE(r.isOk() && r->exit_code == 0) << r->err;
+  r = tc.runCli({"put", src, "full", "-q"});
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->exit_code, 0);
+  EXPECT_NE(r->err.find("with room"), std::string::npos) << r->err;
+  EXPECT_NE(r->err.find("capacity"), std::string::npos) << r->err;
+  EXPECT_EQ(r->err.find("not answering"), std::string::npos) << r->err;
+}
+
 TEST(Repair, GcAfterDeletingAVersionFreesExactlyTheChunksOnlyItUsed) {
   TestCluster::Options o;
   o.extra_meta_args = {"--tombstone_ttl", "2s"};  // forgotten within seconds (below)
