@@ -275,7 +275,7 @@ class Upload {
     }
     EncodeOptions enc;
     enc.zstd_level = options_.zstd_level;
-    if (!compress_) enc.min_saving = 0.999;
+    enc.compress = compress_;
     SLUICE_RETURN_IF_ERROR(parallelFor(fresh.size(), threads_, [&](size_t i) {
       UniqueRecord& u = batch.unique[fresh[i]];
       const RecordRef& r = batch.records[u.first_ref];

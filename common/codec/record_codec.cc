@@ -157,7 +157,7 @@ Result<EncodedRecord> encodeRecord(std::span<const uint8_t> raw, const EncodeOpt
   // stop early when it overflows.
   size_t saving =
       static_cast<size_t>(std::ceil(static_cast<double>(raw.size()) * options.min_saving));
-  size_t limit = raw.size() - std::min(saving, raw.size());
+  size_t limit = options.compress ? raw.size() - std::min(saving, raw.size()) : 0;
   if (limit > 0) {
     ZSTD_CCtx* cctx = threadCCtx();
     if (cctx == nullptr) return internalError("cannot allocate a zstd compression context");

@@ -54,6 +54,8 @@ struct EncodeOptions {
   // Keep the record raw unless compression saves at least this fraction of
   // its size, in [0, 1). Raw records cost nothing to decode.
   double min_saving = 0.10;
+  // False: always raw, zstd not run (a dataset created with compression none).
+  bool compress = true;
 };
 
 struct EncodedRecord {

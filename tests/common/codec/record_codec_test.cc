@@ -52,6 +52,18 @@ TEST(RecordCodec, CompressibleRecordIsStoredZstdAndSmaller) {
   EXPECT_EQ(roundTrip(raw, Codec::kZstd), raw);
 }
 
+// A dataset created with compression none stores every record raw, even
+// one zstd would shrink 1000-fold.
+TEST(RecordCodec, CompressionOffKeepsEvenACompressibleRecordRaw) {
+  auto raw = compressibleBytes(kDefaultMaxRecordSize, 1);
+  EncodeOptions off;
+  off.compress = false;
+  auto enc = encodeRecord(raw, off);
+  ASSERT_TRUE(enc.isOk());
+  EXPECT_EQ(enc->codec, Codec::kRaw);
+  EXPECT_EQ(enc->stored, raw);
+}
+
 TEST(RecordCodec, IncompressibleRecordIsKeptRaw) {
   auto raw = randomBytes(kDefaultMaxRecordSize, 2);
   auto enc = encodeRecord(raw);
