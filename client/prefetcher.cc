@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "client/dataset_path.h"
+
 namespace sluice::client {
 namespace {
 
@@ -86,10 +88,12 @@ Result<std::unique_ptr<Prefetcher>> Prefetcher::create(Cluster& cluster, Prefetc
     }
   }
   SLUICE_ASSIGN_OR_RETURN(p->reader_, DatasetReader::open(cluster, o.dataset, o.version, ro));
-  std::vector<std::string> paths = o.files;
+  // "/a", "./a" and "a" name the same file, as in the CLI.
+  std::vector<std::string> paths;
+  for (const auto& f : o.files) paths.push_back(datasetPath(f));
   if (paths.empty()) {
-    SLUICE_ASSIGN_OR_RETURN(paths, listSampleFiles(cluster, o.dataset,
-                                                   "v" + std::to_string(p->reader_->version()), o.prefix));
+    SLUICE_ASSIGN_OR_RETURN(paths, listSampleFiles(cluster, o.dataset, "v" + std::to_string(p->reader_->version()),
+                                                   datasetPath(o.prefix)));
   }
   if (paths.empty()) {
     return notFound(o.dataset + "@v" + std::to_string(p->reader_->version()) + ": no files" +

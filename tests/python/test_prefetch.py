@@ -218,6 +218,14 @@ class PrefetchPython(unittest.TestCase):
                 first = seen
         self.assertNotEqual(seen, first)
 
+    def test_paths_are_taken_as_the_cli_takes_them(self):
+        # "/a", "./a" and "a" name the same files, as in `sluice get`.
+        plain = sorted(p for p, _ in self.prefetcher(prefix="train/shard1", shuffle=False))
+        self.assertTrue(plain)
+        for prefix in ("/train/shard1/", "./train/shard1"):
+            self.assertEqual(sorted(p for p, _ in self.prefetcher(prefix=prefix, shuffle=False)), plain, prefix)
+        self.assertEqual([p for p, _ in self.prefetcher(files=["/" + plain[0]])], [plain[0]])
+
     def test_torch_persistent_workers_outlast_a_paused_metadata_server(self):
         ds = sluice.torch.Dataset("imgs@v1", cluster=self.config, seed=11, batch_size=16)
         loader = torch.utils.data.DataLoader(ds, batch_size=16, num_workers=2, persistent_workers=True,

@@ -11,6 +11,7 @@
 
 #include <xxhash.h>
 
+#include "client/dataset_path.h"
 #include "client/parallel.h"
 #include "client/progress.h"
 #include "client/reader.h"
@@ -47,11 +48,7 @@ Status checkServerPath(const std::string& path) {
 }
 
 // A user's PATH argument inside a version: "" or "/" is the root.
-std::string normalizeArg(std::string p) {
-  while (!p.empty() && p.front() == '/') p.erase(p.begin());
-  while (!p.empty() && p.back() == '/') p.pop_back();
-  return p;
-}
+std::string normalizeArg(std::string p) { return client::datasetPath(std::move(p)); }
 
 std::string typeChar(meta::EntryType t) {
   switch (t) {
