@@ -218,6 +218,12 @@ class PrefetchPython(unittest.TestCase):
                 first = seen
         self.assertNotEqual(seen, first)
 
+    def test_len_fetches_nothing_into_the_cache(self):
+        cache = os.path.join(self.tmp, "len-cache")
+        ds = sluice.torch.Dataset("imgs@v1", cluster=self.config, cache_dir=cache, batch_size=4)
+        self.assertEqual(len(ds), N_SAMPLES)
+        self.assertFalse(os.path.exists(cache), "len() set up the cache and fetched into it")
+
     def test_paths_are_taken_as_the_cli_takes_them(self):
         # "/a", "./a" and "a" name the same files, as in `sluice get`.
         plain = sorted(p for p, _ in self.prefetcher(prefix="train/shard1", shuffle=False))

@@ -103,10 +103,10 @@ class Dataset(torch.utils.data.IterableDataset):
             self._epoch.value = epoch
             self._start.value = position
 
-    def _prefetcher(self, worker, num_workers):
+    def _prefetcher(self, worker, num_workers, **overrides):
         p = Prefetcher(self.dataset, self.version, rank=self.rank, world_size=self.world_size,
                        epoch=self._epoch.value, num_workers=num_workers, worker=worker,
-                       worker_batch=self.batch_size, **self.options)
+                       worker_batch=self.batch_size, **dict(self.options, **overrides))
         if self._start.value:
             p.resume({"epoch": self._epoch.value, "position": self._start.value,
                       "seed": self.options["seed"], "world_size": self.world_size, "rank": self.rank})
@@ -115,7 +115,9 @@ class Dataset(torch.utils.data.IterableDataset):
     def __len__(self):
         """Samples this rank yields per epoch."""
         if self._length is None:
-            self._length = self._prefetcher(0, 1).rank_length
+            # Only the count is wanted: no cache, and as little fetched as the
+            # prefetcher allows (one sample) before it is dropped.
+            self._length = self._prefetcher(0, 1, cache_dir="", lookahead=1, fetch_threads=1).rank_length
         return self._length
 
     def __getstate__(self):
