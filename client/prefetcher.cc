@@ -75,6 +75,13 @@ Result<std::unique_ptr<Prefetcher>> Prefetcher::create(Cluster& cluster, Prefetc
                            " is not below num_workers " + std::to_string(options.order.num_workers));
   }
   if (options.fetch_threads == 0) options.fetch_threads = 1;
+  // Each is a thread of this process: a million of them failed with "Resource
+  // temporarily unavailable", which names nothing.
+  constexpr size_t kMaxFetchThreads = 256;
+  if (options.fetch_threads > kMaxFetchThreads) {
+    return invalidArgument("prefetch: fetch_threads " + std::to_string(options.fetch_threads) + " is more than " +
+                           std::to_string(kMaxFetchThreads) + "; 16 to 64 keep a node's network busy");
+  }
   std::unique_ptr<Prefetcher> p(new Prefetcher(cluster, std::move(options)));
   const auto& o = p->options_;
   ReaderOptions ro;

@@ -29,7 +29,15 @@ T unwrap(Result<T> r) {
 }
 
 uint64_t sizeArg(const py::object& v, const char* name) {
-  if (py::isinstance<py::int_>(v)) return v.cast<uint64_t>();
+  if (py::isinstance<py::int_>(v)) {
+    // A negative int would fail pybind's cast with "Unable to cast Python
+    // instance to C++ type", which names nothing.
+    if (v.cast<py::int_>() < py::int_(0)) {
+      throw py::value_error(std::string(name) + ": a number of bytes must not be negative, not " +
+                            py::str(v).cast<std::string>());
+    }
+    return v.cast<uint64_t>();
+  }
   if (py::isinstance<py::str>(v)) {
     auto r = parseSize(v.cast<std::string>());
     if (!r.isOk()) throw py::value_error(std::string(name) + ": " + r.status().message());

@@ -143,6 +143,16 @@ class PrefetchPython(unittest.TestCase):
         with self.assertRaises(ValueError):
             q.resume(dict(state, seed=99))
 
+    def test_bad_numbers_name_the_argument(self):
+        for kwargs, name in (({"cache_size": -1}, "cache_size"), ({"lookahead": -5}, "lookahead"),
+                             ({"fetch_threads": 10 ** 6}, "fetch_threads"), ({"shuffle_block": 0}, None)):
+            if name is None:
+                self.assertEqual(len(list(self.prefetcher(**kwargs))), N_SAMPLES)  # 0 and 1: no blocks
+                continue
+            with self.assertRaises(ValueError) as ctx:
+                self.prefetcher(**kwargs)
+            self.assertIn(name, str(ctx.exception))
+
     def test_shared_cache_budget_across_processes_and_second_reader_fetches_nothing(self):
         cache = os.path.join(self.tmp, "shared-cache")
         budget = self.total_bytes // 2
