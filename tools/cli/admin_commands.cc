@@ -805,17 +805,15 @@ int scrub(Context& ctx, uint64_t only_node, bool wait, uint64_t timeout_s) {
       what += "\n  chunk " + hex;
       for (const auto& line : lines) what += "\n    " + line;
     }
-    if (!named.isOk()) {
-      return reportError(Status(StatusCode::kCorruption,
-                                std::to_string(users.size()) + " corrupt chunk(s) have no good copy left on any up node, "
-                                "so they cannot be repaired:" + what + "\nWhich files use them is unknown (" +
-                                named.toString() + "); reads of those files fail. Upload them again (a new "
-                                "version), or bring back a node that holds a good copy."));
-    }
+    const std::string files = named.isOk() ? " in use have no good copy left on any up node, so they cannot be "
+                                             "repaired. Reads of these files fail:"
+                                           : " have no good copy left on any up node, so they cannot be repaired. "
+                                             "Which files use them is unknown (" + named.toString() +
+                                                 "); reads of those files fail:";
     return reportError(Status(StatusCode::kCorruption,
-                              std::to_string(users.size()) + " corrupt chunk(s) in use have no good copy left on any up "
-                              "node, so they cannot be repaired. Reads of these files fail:" + what +
-                              "\nUpload those files again (a new version), or bring back a node that holds a good copy."));
+                              std::to_string(users.size()) + " corrupt chunk(s)" + files + what +
+                                  "\nUpload those files again (a new version), or bring back a node that holds a "
+                                  "good copy."));
   }
   return kExitOk;
 }

@@ -47,9 +47,6 @@ Status checkServerPath(const std::string& path) {
   return Status();
 }
 
-// A user's PATH argument inside a version: "" or "/" is the root.
-std::string normalizeArg(std::string p) { return client::datasetPath(std::move(p)); }
-
 std::string typeChar(meta::EntryType t) {
   switch (t) {
     case meta::EntryType::Directory: return "d";
@@ -128,7 +125,7 @@ int ls(Context& ctx, const LsArgs& a) {
                               : Table({"NAME"});
   Json json;
   json.beginArray();
-  const std::string path = normalizeArg(a.path);
+  const std::string path = client::datasetPath(a.path);
   Status s = listDir(**cluster, *ref, path, a, table, json);
   if (s.code() == StatusCode::kFailedPrecondition && !path.empty()) {
     // Not a directory: a file or a symlink is listed as itself, as ls(1)
@@ -164,7 +161,7 @@ int statCmd(Context& ctx, const std::string& ref_text, const std::string& path) 
   meta::StatRequestT req;
   req.dataset = ref->dataset;
   req.version = ref->version;
-  req.path = normalizeArg(path);
+  req.path = client::datasetPath(path);
   auto resp = (*cluster)->meta<meta::StatRequest, meta::StatResponse>(meta::MetaMethod::Stat, req,
                                                                       "Stat");
   if (!resp.isOk()) return reportError(resp.status());
@@ -200,7 +197,7 @@ int cat(Context& ctx, const std::string& ref_text, const std::string& path) {
   if (!cluster.isOk()) return reportError(cluster.status());
   auto reader = client::DatasetReader::open(**cluster, ref->dataset, ref->version);
   if (!reader.isOk()) return reportError(reader.status());
-  auto file = (*reader)->stat(normalizeArg(path));
+  auto file = (*reader)->stat(client::datasetPath(path));
   if (!file.isOk()) return reportError(file.status());
   if (file->type == client::FileType::kSymlink) {
     return reportError(invalidArgument("'" + file->path + "' is a symlink to '" +
@@ -324,7 +321,7 @@ int get(Context& ctx, const std::string& ref_text, const std::string& path_arg,
   if (!cluster.isOk()) return reportError(cluster.status());
   auto reader = client::DatasetReader::open(**cluster, ref->dataset, ref->version);
   if (!reader.isOk()) return reportError(reader.status());
-  std::string prefix = normalizeArg(path_arg);
+  std::string prefix = client::datasetPath(path_arg);
 
   // A single file: DEST is the file, or a directory to put it in.
   if (!prefix.empty()) {
